@@ -1,0 +1,146 @@
+/**
+ * Produces answers: one Dify call per question (two if its first worker died), progress and a
+ * heartbeat in the store while it streams, the result saved before anyone delivers it.
+ */
+import type { Config } from '../config';
+import type { DifyClient } from '../dify/client';
+import type { DifyAnswer } from '../dify/events';
+import { DifyError, errorLogFields } from '../errors';
+import type { Logger } from '../log';
+import type { Failure, MessageRecord, Store } from '../store';
+import { markdownToText } from '../text/markdown';
+import { paginate } from '../text/paging';
+import type { Clock } from './clock';
+
+/** Called with a question the moment its answer is saved (push mode delivers it). */
+export type AnsweredHook = (record: MessageRecord) => Promise<void>;
+
+export interface WorkerDeps {
+  config: Config;
+  store: Store;
+  dify: DifyClient;
+  clock: Clock;
+  logger: Logger;
+  onSettled?: AnsweredHook | undefined;
+}
+
+/** At most this many Dify calls per question: the first, and one after a takeover. */
+const MAX_ATTEMPTS = 2;
+
+function toFailure(err: unknown): Failure {
+  if (err instanceof DifyError) return { kind: err.kind, code: err.code, status: err.status, difyCode: err.difyCode };
+  return { kind: 'failed', code: 'internal', status: 0, difyCode: '' };
+}
+
+export class AnswerWorker {
+  private readonly running = new Set<Promise<void>>();
+
+  constructor(private readonly deps: WorkerDeps) {}
+
+  /** Start producing the answer in the background (the reply does not wait for it). */
+  start(record: MessageRecord): void {
+    const job = this.run(record, record.attempts ?? 1).catch((err) => {
+      this.deps.logger.error('answer worker crashed', { key: record._id, ...errorLogFields(err) });
+    });
+    this.running.add(job);
+    void job.finally(() => this.running.delete(job));
+  }
+
+  /** Resolves when every answer this process is producing has settled (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
+  /**
+   * A pending question whose worker stopped beating (its process died): take it over with an
+   * atomic compare-and-set so only one instance does, and ask Dify again, once.
+   */
+  async takeOver(q: MessageRecord): Promise<boolean> {
+    const { store, clock, config, logger } = this.deps;
+    const now = clock.now();
+    const attempts = q.attempts ?? 1;
+    const stale = { _id: q._id, status: 'pending', attempts, heartbeatAt: { $lt: now - config.delivery.staleAfterMs } } as const;
+    if (attempts >= MAX_ATTEMPTS) {
+      const failed = await store.messages.updateOne(stale, {
+        $set: { status: 'failed', failure: { kind: 'failed', code: 'worker_lost', status: 0, difyCode: '' } },
+      });
+      if (failed) logger.warn('answer abandoned: its worker died twice', { key: q._id });
+      return false;
+    }
+    const taken = await store.messages.updateOne(stale, { $set: { attempts: attempts + 1, heartbeatAt: now, answer: '' } });
+    if (!taken) return false;
+    logger.warn('answer taken over: its worker stopped', { key: q._id, attempt: attempts + 1 });
+    this.start(taken);
+    return true;
+  }
+
+  /** Take over every stale pending question (start-up and periodic recovery). */
+  async sweep(): Promise<number> {
+    const stale = await this.deps.store.stalePending(this.deps.clock.now() - this.deps.config.delivery.staleAfterMs);
+    let n = 0;
+    for (const q of stale) if (await this.takeOver(q)) n++;
+    return n;
+  }
+
+  private async run(q: MessageRecord, attempt: number): Promise<void> {
+    const { store, dify, clock, config, logger } = this.deps;
+    const mine = { _id: q._id, status: 'pending', attempts: attempt } as const;
+    let text = '';
+    let saved = '';
+    const beat = async () => {
+      const patch: Record<string, unknown> = { heartbeatAt: clock.now() };
+      if (text !== saved) patch['answer'] = saved = text;
+      await store.messages.updateOne(mine, { $set: patch }).catch((err) => logger.warn('heartbeat failed', { key: q._id, ...errorLogFields(err) }));
+    };
+    const timer = setInterval(() => void beat(), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
+    const started = clock.now();
+    try {
+      const user = await store.user(q.user);
+      const generation = q.generation ?? 0;
+      const conversationId = user && (user.generation ?? 0) === generation ? user.conversationId : undefined;
+      const ask = (conv: string | undefined): Promise<DifyAnswer> =>
+        dify.chat({ query: q.question ?? '', user: q.user, conversationId: conv }, { onText: (t) => (text = t) });
+      let answer: DifyAnswer;
+      try {
+        answer = await ask(conversationId);
+      } catch (err) {
+        // 404 "Conversation Not Exists." (or a finished conversation) comes before any stream byte,
+        // so asking again without it is safe (dify-api.md §5.3).
+        if (!(err instanceof DifyError && err.conversationGone && conversationId)) throw err;
+        logger.info('conversation gone at Dify; starting a new one', { key: q._id });
+        await store.forgetConversation(q.user, conversationId);
+        answer = await ask(undefined);
+      }
+      const plain = markdownToText(answer.text);
+      const pages = paginate(plain || config.texts.failFailed, config.delivery.pageBytes, config.texts.pageHint);
+      const set: Partial<MessageRecord> = { status: plain ? 'answered' : 'failed', answer: answer.text, answeredAt: clock.now() };
+      if (plain) set.pages = pages;
+      else set.failure = { kind: 'failed', code: 'dify_empty_answer', status: 200, difyCode: '' };
+      if (answer.conversationId) set.conversationId = answer.conversationId;
+      if (answer.messageId) set.messageId = answer.messageId;
+      if (answer.usage) set.usage = answer.usage;
+      const done = await store.messages.updateOne(mine, { $set: set });
+      if (answer.conversationId) await store.setConversation(q.user, generation, answer.conversationId, clock.now());
+      logger.info('answer ready', {
+        key: q._id,
+        attempt,
+        ms: clock.now() - started,
+        pages: pages.length,
+        tokens: answer.usage?.total_tokens,
+        saved: done !== null,
+      });
+      if (done) await this.settled(done);
+    } catch (err) {
+      const failure = toFailure(err);
+      const done = await store.messages.updateOne(mine, { $set: { status: 'failed', failure, answeredAt: clock.now() } });
+      logger.warn('answer failed', { key: q._id, attempt, ms: clock.now() - started, ...errorLogFields(err) });
+      if (done) await this.settled(done);
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  private async settled(record: MessageRecord): Promise<void> {
+    await this.deps.onSettled?.(record).catch((err) => this.deps.logger.warn('after-answer hook failed', { key: record._id, ...errorLogFields(err) }));
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * Configuration: read once from the environment, validated, then injected everywhere.
+ * Every error names the variable to fix. README "Configuration" documents each setting.
+ */
+import { ConfigError } from './errors';
+import type { LogLevel } from './log';
+
+/** All user-facing texts. Defaults are Chinese; override any subset with the JSON in `BOT_TEXTS`. */
+export interface Texts {
+  welcome: string;
+  help: string;
+  /** Last delivery and the answer is not ready. {question} {seconds} */
+  placeholder: string;
+  /** The same, when the answer will be pushed by the customer-service API. {question} {seconds} */
+  placeholderPush: string;
+  /** `1` while the answer is still being generated. {question} {seconds} */
+  stillThinking: string;
+  /** `1` with nothing left to send. */
+  nothingPending: string;
+  /** `1` on a failed answer. {question} {reason} */
+  failedAnswer: string;
+  /** Appended to every page but the last. {page} {total} */
+  pageHint: string;
+  cleared: string;
+  unsupported: string;
+  voiceNoRecognition: string;
+  failQuota: string;
+  failBusy: string;
+  failConfig: string;
+  failDown: string;
+  failFailed: string;
+}
+
+export const DEFAULT_TEXTS: Texts = {
+  welcome: '感谢关注！我是 AI 助手，直接发消息向我提问即可。\n发送 /help 查看用法。',
+  help:
+    '直接发送文字向我提问。\n' +
+    '· 回答较长或还没生成完时，回复 1 获取后续内容\n' +
+    '· 发送 /clear 开始新的对话（忘记之前的上下文）\n' +
+    '· 发送 /help 查看本说明',
+  placeholder: '「{question}」\n正在思考中（已 {seconds} 秒），请稍后回复 1 获取回答。',
+  placeholderPush: '「{question}」\n正在思考中（已 {seconds} 秒），回答生成后会自动发给你。',
+  stillThinking: '「{question}」\n还在思考中（已 {seconds} 秒），请稍后再回复 1。',
+  nothingPending: '没有待发送的内容了，直接发消息即可提问。',
+  failedAnswer: '「{question}」\n{reason}',
+  pageHint: '({page}/{total}) 回复 1 查看后续',
+  cleared: '已清除对话记录，我们重新开始吧。',
+  unsupported: '暂时只支持文字消息哦，请用文字提问。',
+  voiceNoRecognition: '暂时没能识别这条语音，请用文字提问。（管理员可在公众号后台开启「接收语音识别结果」。）',
+  failQuota: '抱歉，AI 服务的额度已用完，请联系公众号管理员。',
+  failBusy: '抱歉，AI 服务正忙，请稍后重新提问。',
+  failConfig: '抱歉，AI 服务配置有误，请联系公众号管理员。',
+  failDown: '抱歉，暂时连不上 AI 服务，请稍后重新提问。',
+  failFailed: '抱歉，这次回答生成失败了，请重新提问。',
+};
+
+/** What a menu CLICK EventKey does: run a command, or ask Dify a fixed question. */
+export type MenuAction = { command: string } | { ask: string };
+
+export interface Config {
+  wechat: {
+    token: string;
+    /** EncodingAESKey (43 chars) for safe/compatible mode; with `appId`. */
+    aesKey: string | undefined;
+    appId: string | undefined;
+    appSecret: string | undefined;
+    /** Push late answers with the customer-service API (needs appId + appSecret). */
+    push: boolean;
+    apiBase: string;
+    /** Signed timestamps further than this from now are rejected; 0 disables the check. */
+    timestampToleranceS: number;
+    /** How long WeChat waits for one delivery before re-delivering. */
+    timeoutMs: number;
+    /** How many deliveries WeChat makes of one message (observed: 3). */
+    deliveries: number;
+  };
+  dify: {
+    apiKey: string;
+    baseUrl: string;
+    /** Abort a Dify call after this long without a single byte (pings count). */
+    idleTimeoutMs: number;
+  };
+  delivery: {
+    /** Each delivery answers by this long after it arrived. */
+    replyDeadlineMs: number;
+    /** `last`: wait through WeChat's retries before the placeholder; `first`: placeholder at once. */
+    placeholderMode: 'last' | 'first';
+    /** UTF-8 bytes per reply page, page hint included (WeChat rejects ~2048). */
+    pageBytes: number;
+    /** A pending answer with no heartbeat for this long is taken over and asked again. */
+    staleAfterMs: number;
+    /** How often a waiting delivery looks at the store. */
+    pollMs: number;
+  };
+  store: { mongoUri: string | undefined; mongoDb: string | undefined; dataDir: string };
+  server: { port: number; host: string; maxBodyBytes: number };
+  texts: Texts;
+  menu: Record<string, MenuAction>;
+  /** Replies to subscribe-with-scene and SCAN events, by scene value; `*` is the default. */
+  scenes: Record<string, string>;
+  logLevel: LogLevel;
+}
+
+type Env = Record<string, string | undefined>;
+
+function str(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
+}
+
+function required(env: Env, name: string, hint: string): string {
+  const v = str(env, name);
+  if (v === undefined) throw new ConfigError(name, `is required (${hint})`);
+  return v;
+}
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const v = str(env, name);
+  if (v === undefined) return def;
+  if (!/^-?\d+$/.test(v)) throw new ConfigError(name, `must be a whole number, got "${v}"`);
+  const n = Number(v);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function bool(env: Env, name: string, def: boolean): boolean {
+  const v = str(env, name)?.toLowerCase();
+  if (v === undefined) return def;
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError(name, `must be true or false, got "${v}"`);
+}
+
+function url(env: Env, name: string, def: string): string {
+  const v = str(env, name) ?? def;
+  let parsed: URL;
+  try {
+    parsed = new URL(v);
+  } catch {
+    throw new ConfigError(name, `must be an http(s) URL, got "${v}"`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new ConfigError(name, `must be an http(s) URL, got "${v}"`);
+  return v.replace(/\/+$/, '');
+}
+
+function json<T>(env: Env, name: string, check: (v: unknown) => T, def: T): T {
+  const v = str(env, name);
+  if (v === undefined) return def;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(v);
+  } catch {
+    throw new ConfigError(name, 'must be valid JSON');
+  }
+  return check(parsed);
+}
+
+function stringRecord(name: string, v: unknown): Record<string, string> {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(name, 'must be a JSON object');
+  for (const [k, val] of Object.entries(v)) {
+    if (typeof val !== 'string') throw new ConfigError(name, `value of "${k}" must be a string`);
+  }
+  return v as Record<string, string>;
+}
+
+function parseTexts(v: unknown): Texts {
+  const rec = stringRecord('BOT_TEXTS', v);
+  for (const k of Object.keys(rec)) {
+    if (!(k in DEFAULT_TEXTS)) {
+      throw new ConfigError('BOT_TEXTS', `unknown text "${k}"; known: ${Object.keys(DEFAULT_TEXTS).join(', ')}`);
+    }
+  }
+  return { ...DEFAULT_TEXTS, ...rec };
+}
+
+/** Menu table: `{"KEY": "/help"}` runs a command, `{"KEY": {"ask": "question"}}` asks Dify. */
+function parseMenu(v: unknown, commands: readonly string[]): Record<string, MenuAction> {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError('MENU_KEYS', 'must be a JSON object');
+  const out: Record<string, MenuAction> = {};
+  for (const [key, val] of Object.entries(v)) {
+    if (typeof val === 'string') {
+      if (!commands.includes(val)) throw new ConfigError('MENU_KEYS', `"${key}" maps to unknown command "${val}"; known: ${commands.join(', ')}`);
+      out[key] = { command: val };
+    } else if (val && typeof val === 'object' && typeof (val as { ask?: unknown }).ask === 'string' && (val as { ask: string }).ask.trim()) {
+      out[key] = { ask: (val as { ask: string }).ask.trim() };
+    } else {
+      throw new ConfigError('MENU_KEYS', `"${key}" must be a command string or {"ask": "question"}`);
+    }
+  }
+  return out;
+}
+
+/** Commands a menu key may name; kept here so config validation needs no import of the bot. */
+export const COMMAND_NAMES = ['1', '/clear', '/help'] as const;
+
+export function loadConfig(env: Env = process.env): Config {
+  const token = required(env, 'WECHAT_TOKEN', 'the Token from the WeChat console, 3-32 letters or digits');
+  if (!/^[A-Za-z0-9]{3,32}$/.test(token)) throw new ConfigError('WECHAT_TOKEN', 'must be 3-32 letters or digits, as the WeChat console requires');
+  const apiKey = required(env, 'DIFY_API_KEY', 'the API key of your Dify app, "app-…"');
+
+  const aesKey = str(env, 'WECHAT_AES_KEY');
+  const appId = str(env, 'WECHAT_APPID');
+  const appSecret = str(env, 'WECHAT_APPSECRET');
+  if (aesKey !== undefined) {
+    if (!/^[A-Za-z0-9]{43}$/.test(aesKey)) throw new ConfigError('WECHAT_AES_KEY', 'must be the 43-character EncodingAESKey (letters and digits)');
+    if (appId === undefined) throw new ConfigError('WECHAT_APPID', 'is required when WECHAT_AES_KEY is set (safe mode checks it)');
+  }
+  const push = bool(env, 'WECHAT_PUSH', false);
+  if (push && (appId === undefined || appSecret === undefined)) {
+    throw new ConfigError(appId === undefined ? 'WECHAT_APPID' : 'WECHAT_APPSECRET', 'is required when WECHAT_PUSH is on');
+  }
+
+  const timeoutMs = int(env, 'WECHAT_TIMEOUT_MS', 5000, 100, 60_000);
+  const replyDeadlineMs = int(env, 'REPLY_DEADLINE_MS', 4500, 50, 60_000);
+  if (replyDeadlineMs >= timeoutMs) {
+    throw new ConfigError('REPLY_DEADLINE_MS', `must be below WECHAT_TIMEOUT_MS (${timeoutMs}), or WeChat gives up first`);
+  }
+  const placeholderMode = str(env, 'PLACEHOLDER_MODE') ?? 'last';
+  if (placeholderMode !== 'last' && placeholderMode !== 'first') throw new ConfigError('PLACEHOLDER_MODE', 'must be "last" or "first"');
+  const logLevel = str(env, 'LOG_LEVEL') ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError('LOG_LEVEL', 'must be debug, info, warn or error');
+
+  return {
+    wechat: {
+      token,
+      aesKey,
+      appId,
+      appSecret,
+      push,
+      apiBase: url(env, 'WECHAT_API_BASE', 'https://api.weixin.qq.com'),
+      timestampToleranceS: int(env, 'SIGNATURE_TOLERANCE_S', 300, 0, 86_400 * 366),
+      timeoutMs,
+      deliveries: int(env, 'WECHAT_DELIVERIES', 3, 1, 10),
+    },
+    dify: {
+      apiKey,
+      baseUrl: url(env, 'DIFY_BASE_URL', 'https://api.dify.ai/v1'),
+      idleTimeoutMs: int(env, 'DIFY_TIMEOUT_MS', 120_000, 100, 3_600_000),
+    },
+    delivery: {
+      replyDeadlineMs,
+      placeholderMode,
+      pageBytes: int(env, 'PAGE_BYTES', 1800, 200, 2048),
+      staleAfterMs: int(env, 'STALE_AFTER_MS', 30_000, 300, 3_600_000),
+      pollMs: int(env, 'POLL_MS', 150, 5, 5000),
+    },
+    store: { mongoUri: str(env, 'MONGODB_URI'), mongoDb: str(env, 'MONGODB_DB'), dataDir: str(env, 'DATA_DIR') ?? './data' },
+    server: {
+      port: int(env, 'PORT', 3000, 0, 65_535),
+      host: str(env, 'HOST') ?? '0.0.0.0',
+      maxBodyBytes: int(env, 'MAX_BODY_BYTES', 256 * 1024, 1024, 16 * 1024 * 1024),
+    },
+    texts: json(env, 'BOT_TEXTS', parseTexts, DEFAULT_TEXTS),
+    menu: json(env, 'MENU_KEYS', (v) => parseMenu(v, COMMAND_NAMES), {}),
+    scenes: json(env, 'SCENE_REPLIES', (v) => stringRecord('SCENE_REPLIES', v), {}),
+    logLevel: logLevel as LogLevel,
+  };
+}
+
+/** The secrets in a config, for log redaction. */
+export function secretsOf(config: Config): string[] {
+  return [config.wechat.token, config.dify.apiKey, config.wechat.aesKey, config.wechat.appSecret].filter(
+    (s): s is string => typeof s === 'string',
+  );
+}
+
+/** Fill `{name}` placeholders. */
+export function fill(template: string, vars: Record<string, string | number>): string {
+  return template.replace(/\{(\w+)\}/g, (m, k: string) => (k in vars ? String(vars[k]) : m));
+}

@@ -1,0 +1,175 @@
+/**
+ * Dify Service API client (dify-api.md §1, §5–§8): streams `chat-messages` with axios and
+ * decodes it with `createDifyDecoder`. The generating POST is never re-sent by this module;
+ * recovery (new conversation on 404) is the caller's decision.
+ */
+import axios from 'axios';
+import type { AxiosInstance } from 'axios';
+import type { Readable } from 'stream';
+import { DifyError, classifyDifyHttp } from '../errors';
+import { AnswerBuilder, createDifyDecoder } from './events';
+import type { DifyAnswer } from './events';
+
+export interface ChatRequest {
+  query: string;
+  /** The sender's OpenID: Dify scopes conversations to it (dify-api.md §5.3). */
+  user: string;
+  conversationId?: string | undefined;
+}
+
+export interface DifyClient {
+  /** Ask and stream; `onText` gets the answer so far (for progress), `onActivity` every chunk. */
+  chat(req: ChatRequest, hooks?: { onText?: (text: string) => void; onActivity?: () => void }): Promise<DifyAnswer>;
+  /** Delete a conversation at Dify; 404 counts as done. */
+  deleteConversation(conversationId: string, user: string): Promise<void>;
+}
+
+export interface DifyClientOptions {
+  baseUrl: string;
+  apiKey: string;
+  /** Fail after this long without a byte from Dify (pings arrive every 10 s). */
+  idleTimeoutMs: number;
+  /** Injected HTTP client; a fresh axios instance by default. */
+  http?: AxiosInstance;
+  /** After `message_end`, keep reading the tail (workflow_finished) at most this long. */
+  drainMs?: number;
+}
+
+const MAX_ERROR_BODY = 64 * 1024;
+
+async function readSmall(stream: Readable): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+    size += b.length;
+    if (size > MAX_ERROR_BODY) break;
+    parts.push(b);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+function httpError(status: number, body: string): DifyError {
+  let code = '';
+  let message = body.slice(0, 200);
+  try {
+    const parsed = JSON.parse(body) as { code?: unknown; message?: unknown };
+    code = typeof parsed.code === 'string' ? parsed.code : '';
+    message = typeof parsed.message === 'string' ? parsed.message : message;
+  } catch {
+    // not JSON (a proxy's error page): keep the text
+  }
+  return new DifyError(classifyDifyHttp(status, code), `dify_http_${status}`, message || `HTTP ${status}`, { status, difyCode: code });
+}
+
+function networkError(err: unknown): DifyError {
+  const e = err as { code?: string; message?: string };
+  const timedOut = e.code === 'ECONNABORTED' || e.code === 'ETIMEDOUT';
+  return new DifyError('down', timedOut ? 'dify_timeout' : 'dify_unreachable', `${e.code ?? 'network error'}: ${e.message ?? ''}`, { cause: err });
+}
+
+export function createDifyClient(opts: DifyClientOptions): DifyClient {
+  const http = opts.http ?? axios.create();
+  const headers = { Authorization: `Bearer ${opts.apiKey}`, 'Content-Type': 'application/json' };
+  const drainMs = opts.drainMs ?? 30_000;
+
+  return {
+    async chat(req, hooks = {}) {
+      let res;
+      try {
+        res = await http.post<Readable>(
+          `${opts.baseUrl}/chat-messages`,
+          {
+            inputs: {},
+            query: req.query,
+            response_mode: 'streaming',
+            user: req.user,
+            conversation_id: req.conversationId ?? '',
+            auto_generate_name: true,
+          },
+          // `timeout` bounds the wait for response headers; the body has its own idle timer below.
+          { headers, responseType: 'stream', validateStatus: () => true, timeout: opts.idleTimeoutMs, maxRedirects: 0 },
+        );
+      } catch (err) {
+        throw networkError(err);
+      }
+      const stream = res.data;
+      if (res.status !== 200) throw httpError(res.status, await readSmall(stream).catch(() => ''));
+
+      return await new Promise<DifyAnswer>((resolve, reject) => {
+        const builder = new AnswerBuilder();
+        let settled = false;
+        let idle: ReturnType<typeof setTimeout> | undefined;
+        const finish = (err: DifyError | undefined) => {
+          if (settled) return;
+          settled = true;
+          if (err) {
+            clearTimeout(idle);
+            stream.destroy();
+            reject(err);
+            return;
+          }
+          // Resolved on message_end; keep reading the tail so a Chatflow run is not cut (dify-api.md §6),
+          // but never wait forever for an EOF that may not come (dify #21568).
+          clearTimeout(idle);
+          const drain = setTimeout(() => stream.destroy(), drainMs);
+          drain.unref?.();
+          stream.once('close', () => clearTimeout(drain));
+          resolve(builder.done as DifyAnswer);
+        };
+        const armIdle = () => {
+          clearTimeout(idle);
+          idle = setTimeout(
+            () => finish(new DifyError('down', 'dify_idle_timeout', `no data from Dify for ${opts.idleTimeoutMs} ms`)),
+            opts.idleTimeoutMs,
+          );
+        };
+        const decoder = createDifyDecoder((e) => {
+          if (settled) return;
+          builder.apply(e);
+          if (e.event !== 'message_end') hooks.onText?.(builder.text);
+        });
+        armIdle();
+        stream.on('data', (chunk: Buffer) => {
+          if (settled) return;
+          armIdle();
+          hooks.onActivity?.();
+          try {
+            decoder.feed(chunk);
+          } catch (err) {
+            finish(err instanceof DifyError ? err : new DifyError('failed', 'dify_bad_stream', String(err), { cause: err }));
+            return;
+          }
+          if (builder.done) finish(undefined);
+        });
+        stream.on('end', () => {
+          if (settled) return;
+          try {
+            decoder.end();
+          } catch (err) {
+            finish(err instanceof DifyError ? err : new DifyError('failed', 'dify_bad_stream', String(err), { cause: err }));
+            return;
+          }
+          finish(builder.done ? undefined : new DifyError('failed', 'dify_stream_incomplete', 'the stream ended without message_end'));
+        });
+        stream.on('error', (err) => finish(new DifyError('failed', 'dify_stream_cut', `the stream broke: ${err.message}`, { cause: err })));
+        stream.on('close', () => finish(builder.done ? undefined : new DifyError('failed', 'dify_stream_cut', 'the stream closed early')));
+      });
+    },
+
+    async deleteConversation(conversationId, user) {
+      let res;
+      try {
+        res = await http.delete(`${opts.baseUrl}/conversations/${encodeURIComponent(conversationId)}`, {
+          headers,
+          data: { user },
+          validateStatus: () => true,
+          timeout: opts.idleTimeoutMs,
+        });
+      } catch (err) {
+        throw networkError(err);
+      }
+      if (res.status >= 300 && res.status !== 404) throw httpError(res.status, typeof res.data === 'string' ? res.data : JSON.stringify(res.data ?? ''));
+    },
+  };
+}

@@ -1,0 +1,328 @@
+/**
+ * A Dify Service API simulator on loopback, faithful to dify-api.md: it checks the request the
+ * way Dify does (key, `inputs`, `user`, UUID conversation ids scoped to their user), streams SSE
+ * in the real serialisations (orjson-compact or the older `json.dumps` with \u escapes), replays
+ * recorded transcripts, splits bytes at awkward offsets (inside UTF-8 characters), and can fail
+ * in every documented way. Used by tests, the demo and the benchmarks; never by the bot itself.
+ */
+import { randomUUID } from 'crypto';
+import { createServer } from 'http';
+import type { IncomingMessage, Server, ServerResponse } from 'http';
+import type { AddressInfo } from 'net';
+
+export interface ChatBody {
+  query?: unknown;
+  inputs?: unknown;
+  user?: unknown;
+  conversation_id?: unknown;
+  response_mode?: unknown;
+}
+
+/** How the simulator answers one chat request. Delays are in ms. */
+export type Script =
+  | {
+      kind: 'answer';
+      text: string;
+      /** App type decides the event sequence (dify-api.md §3). */
+      app?: 'chat' | 'agent-chat' | 'advanced-chat';
+      /** `orjson` (current Dify) or `json.dumps` (older: spaces, \u escapes). */
+      style?: 'orjson' | 'json.dumps';
+      /** Wait before the response headers. */
+      headerDelayMs?: number;
+      /** Total time spread over the answer's chunks. */
+      durationMs?: number;
+      /** Answer text pieces (default: ~12 characters each). */
+      pieceChars?: number;
+      /** Replace the whole answer at the end (output moderation). */
+      replaceWith?: string;
+      /** Send `event: ping` every this many ms while generating. */
+      pingEveryMs?: number;
+    }
+  | { kind: 'transcript'; sse: string; headerDelayMs?: number; durationMs?: number }
+  | { kind: 'http'; status: number; body: string; headerDelayMs?: number }
+  /** Stream part of an answer, then break the connection. */
+  | { kind: 'cut'; text: string; durationMs?: number }
+  /** Stream part of an answer, then an in-stream `error` event. */
+  | { kind: 'stream-error'; text: string; code: string; status: number; message: string }
+  /** Stream an answer and end the stream without `message_end`. */
+  | { kind: 'no-end'; text: string }
+  /** A frame whose data is not JSON. */
+  | { kind: 'bad-json'; text: string }
+  /** Only pings, then end. */
+  | { kind: 'pings'; count: number; everyMs: number }
+  /** Accept and never send a byte. */
+  | { kind: 'hang' };
+
+export interface RecordedCall {
+  body: ChatBody;
+  authorization: string | undefined;
+  at: number;
+}
+
+export interface DifySimOptions {
+  apiKey: string;
+  /** Picks the script for each call; default: a short echo answer. */
+  script?: (body: ChatBody, callIndex: number) => Script;
+  /** Split the response bytes at awkward offsets (default true). */
+  awkwardChunks?: boolean;
+}
+
+export interface DifySim {
+  url: string;
+  server: Server;
+  calls: RecordedCall[];
+  deletes: { conversationId: string; user: string }[];
+  /** conversation id → owning user. */
+  conversations: Map<string, string>;
+  close(): Promise<void>;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Python's json.dumps: ", " and ": " separators, non-ASCII escaped as \uXXXX. */
+export function pyJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') {
+    return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+  }
+  if (Array.isArray(value)) return '[' + value.map(pyJson).join(', ') + ']';
+  return '{' + Object.entries(value as Record<string, unknown>).map(([k, v]) => `${pyJson(k)}: ${pyJson(v)}`).join(', ') + '}';
+}
+
+/**
+ * Cut points that land inside multi-byte UTF-8 characters and inside `data:` lines: every
+ * multi-byte character is split after its first byte, plus a cut every 1–17 bytes otherwise.
+ */
+export function splitAwkward(buf: Buffer, seed = 7): Buffer[] {
+  const out: Buffer[] = [];
+  let start = 0;
+  let step = seed;
+  for (let i = 1; i < buf.length; i++) {
+    const b = buf[i - 1] as number;
+    const leadOfMultibyte = b >= 0xc0;
+    step = (step * 31 + 7) % 17;
+    if (leadOfMultibyte || i - start > step) {
+      out.push(buf.subarray(start, i));
+      start = i;
+    }
+  }
+  out.push(buf.subarray(start));
+  return out.filter((c) => c.length > 0);
+}
+
+function pieces(text: string, size: number): string[] {
+  const chars = [...text];
+  const out: string[] = [];
+  for (let i = 0; i < chars.length; i += size) out.push(chars.slice(i, i + size).join(''));
+  return out.length ? out : [''];
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
+
+function frame(obj: Record<string, unknown>, style: 'orjson' | 'json.dumps'): string {
+  return `data: ${style === 'orjson' ? JSON.stringify(obj) : pyJson(obj)}\n\n`;
+}
+
+const usage = { prompt_tokens: 12, completion_tokens: 34, total_tokens: 46, total_price: '0.0001', currency: 'USD', latency: 1.2 };
+
+/** Frames for an answer, in the event sequence of the app type. */
+export function answerFrames(text: string, ids: { conversation_id: string; message_id: string; task_id: string }, s: Extract<Script, { kind: 'answer' }>): string[] {
+  const style = s.style ?? 'orjson';
+  const base = { conversation_id: ids.conversation_id, message_id: ids.message_id, created_at: 1_705_395_332, task_id: ids.task_id };
+  const out: string[] = [];
+  const app = s.app ?? 'chat';
+  if (app === 'advanced-chat') {
+    out.push('event: ping\n\n');
+    out.push(frame({ event: 'workflow_started', ...base, workflow_run_id: 'wfr', data: { id: 'wfr', workflow_id: 'wf', inputs: {}, created_at: 1 } }, style));
+    out.push(frame({ event: 'node_started', ...base, workflow_run_id: 'wfr', data: { id: 'n1', node_id: 'llm', node_type: 'llm', title: 'LLM', index: 1 } }, style));
+  }
+  if (app === 'agent-chat') {
+    out.push(frame({ event: 'agent_thought', ...base, id: 'th1', position: 1, thought: 'thinking…', tool: '', tool_input: '' }, style));
+  }
+  for (const p of pieces(text, s.pieceChars ?? 12)) {
+    out.push(frame({ event: app === 'agent-chat' ? 'agent_message' : 'message', ...base, id: ids.message_id, answer: p }, style));
+  }
+  if (s.replaceWith !== undefined) out.push(frame({ event: 'message_replace', ...base, answer: s.replaceWith }, style));
+  if (app === 'advanced-chat') {
+    out.push(frame({ event: 'node_finished', ...base, workflow_run_id: 'wfr', data: { id: 'n1', node_id: 'llm', status: 'succeeded' } }, style));
+  }
+  out.push(frame({ event: 'message_end', ...base, id: ids.message_id, metadata: { usage, retriever_resources: [] } }, style));
+  if (app === 'advanced-chat') {
+    out.push(frame({ event: 'workflow_finished', ...base, workflow_run_id: 'wfr', data: { id: 'wfr', status: 'succeeded' } }, style));
+  }
+  return out;
+}
+
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(parts).toString('utf8')));
+      } catch {
+        resolve(undefined);
+      }
+    });
+  });
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
+  const calls: RecordedCall[] = [];
+  const deletes: { conversationId: string; user: string }[] = [];
+  const conversations = new Map<string, string>();
+  const open = new Set<ServerResponse>();
+  const awkward = opts.awkwardChunks ?? true;
+  const script = opts.script ?? ((body: ChatBody) => ({ kind: 'answer', text: `你说的是：${String(body.query)}` }) as Script);
+
+  async function write(res: ServerResponse, chunks: string[], durationMs: number): Promise<boolean> {
+    const bytes = chunks.map((c) => Buffer.from(c, 'utf8'));
+    const pause = bytes.length > 1 ? durationMs / bytes.length : 0;
+    for (const b of bytes) {
+      if (res.destroyed) return false;
+      for (const piece of awkward ? splitAwkward(b) : [b]) res.write(piece);
+      if (pause > 0) await sleep(pause);
+    }
+    return !res.destroyed;
+  }
+
+  async function chat(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const auth = req.headers.authorization;
+    const body = ((await readJson(req)) ?? {}) as ChatBody;
+    calls.push({ body, authorization: auth, at: Date.now() });
+    if (auth !== `Bearer ${opts.apiKey}`) {
+      json(res, 401, { code: 'unauthorized', message: 'Access token is invalid', status: 401 });
+      return;
+    }
+    if (!body.inputs || typeof body.inputs !== 'object') {
+      json(res, 400, { code: 'invalid_param', message: 'inputs is required in input form', status: 400 });
+      return;
+    }
+    if (typeof body.user !== 'string' || body.user === '') {
+      json(res, 400, { code: 'invalid_param', message: 'Arg user must be provided.', status: 400 });
+      return;
+    }
+    const conv = typeof body.conversation_id === 'string' ? body.conversation_id : '';
+    if (conv !== '' && !UUID.test(conv)) {
+      json(res, 400, { code: 'invalid_param', message: 'conversation_id must be a valid UUID', status: 400 });
+      return;
+    }
+    if (conv !== '' && conversations.get(conv) !== body.user) {
+      json(res, 404, { status: 404, code: 'not_found', message: 'Conversation Not Exists.' });
+      return;
+    }
+    const s = script(body, calls.length - 1);
+    if ('headerDelayMs' in s && s.headerDelayMs) await sleep(s.headerDelayMs);
+    if (s.kind === 'http') {
+      res.writeHead(s.status, { 'Content-Type': 'application/json' });
+      res.end(s.body);
+      return;
+    }
+    const ids = { conversation_id: conv || randomUUID(), message_id: randomUUID(), task_id: randomUUID() };
+    conversations.set(ids.conversation_id, body.user);
+    res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache' });
+    res.flushHeaders();
+    const plainAnswer = { kind: 'answer' as const, text: '' };
+    switch (s.kind) {
+      case 'hang':
+        return; // the response stays open until the client gives up or the sim closes
+      case 'answer': {
+        const frames = answerFrames(s.text, ids, s);
+        if (s.pingEveryMs) {
+          // interleave pings so idle time between frames never exceeds the ping interval
+          const withPings: string[] = [];
+          for (const f of frames) withPings.push('event: ping\n\n', f);
+          await write(res, withPings, s.durationMs ?? 0);
+        } else {
+          await write(res, frames, s.durationMs ?? 0);
+        }
+        res.end();
+        return;
+      }
+      case 'transcript': {
+        // Recorded ids are not UUIDs of this sim; rewrite them so follow-up calls stay valid.
+        const recorded = new Set([...s.sse.matchAll(/"conversation_id":\s*"([^"]+)"/g)].map((m) => m[1] as string));
+        let text = s.sse;
+        for (const id of recorded) text = text.split(`"${id}"`).join(`"${ids.conversation_id}"`);
+        const frames = text.split(/(?<=\n\n)/);
+        await write(res, frames, s.durationMs ?? 0);
+        res.end();
+        return;
+      }
+      case 'cut': {
+        const frames = answerFrames(s.text, ids, plainAnswer).slice(0, -1);
+        await write(res, frames, s.durationMs ?? 0);
+        // Half a frame, then the connection breaks.
+        res.write('data: {"event": "message", "answer": "半');
+        res.destroy();
+        return;
+      }
+      case 'stream-error': {
+        const frames = answerFrames(s.text, ids, plainAnswer).slice(0, -1);
+        frames.push(frame({ event: 'error', conversation_id: ids.conversation_id, message_id: ids.message_id, created_at: 1, status: s.status, code: s.code, message: s.message }, 'orjson'));
+        await write(res, frames, 0);
+        res.end();
+        return;
+      }
+      case 'no-end': {
+        await write(res, answerFrames(s.text, ids, plainAnswer).slice(0, -1), 0);
+        res.end();
+        return;
+      }
+      case 'bad-json': {
+        const frames = answerFrames(s.text, ids, plainAnswer);
+        frames.splice(1, 0, 'data: {"event": "message", "answer": oops}\n\n');
+        await write(res, frames, 0);
+        res.end();
+        return;
+      }
+      case 'pings': {
+        for (let i = 0; i < s.count && !res.destroyed; i++) {
+          res.write('event: ping\n\n');
+          await sleep(s.everyMs);
+        }
+        res.end();
+        return;
+      }
+    }
+  }
+
+  const server = createServer((req, res) => {
+    open.add(res);
+    res.on('close', () => open.delete(res));
+    const url = new URL(req.url ?? '/', 'http://sim');
+    void (async () => {
+      if (req.method === 'POST' && url.pathname === '/v1/chat-messages') return chat(req, res);
+      const del = /^\/v1\/conversations\/([^/]+)$/.exec(url.pathname);
+      if (req.method === 'DELETE' && del) {
+        const body = ((await readJson(req)) ?? {}) as { user?: string };
+        const id = decodeURIComponent(del[1] as string);
+        deletes.push({ conversationId: id, user: String(body.user) });
+        if (conversations.get(id) !== body.user) return json(res, 404, { status: 404, code: 'not_found', message: 'Conversation Not Exists.' });
+        conversations.delete(id);
+        res.writeHead(204);
+        res.end();
+        return;
+      }
+      json(res, 404, { status: 404, code: 'not_found', message: 'The requested URL was not found on the server.' });
+    })().catch(() => res.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    server,
+    calls,
+    deletes,
+    conversations,
+    async close() {
+      for (const res of open) res.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,51 @@
+/**
+ * Reply XML builders (wechat-protocol.md §2.4, §5.8). Every value goes through `cdata`, so no
+ * content can break the document: `]]>` is split across sections and characters XML 1.0 forbids
+ * are dropped.
+ */
+
+// Control characters other than tab/newline/CR, lone surrogates and U+FFFE/U+FFFF are not XML 1.0 characters.
+// eslint-disable-next-line no-control-regex
+const INVALID_XML_CHARS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+export function xmlSafe(text: string): string {
+  return text.replace(INVALID_XML_CHARS, '');
+}
+
+export function cdata(text: string): string {
+  return `<![CDATA[${xmlSafe(text).split(']]>').join(']]]]><![CDATA[>')}]]>`;
+}
+
+export interface TextReply {
+  /** The user's OpenID (the inbound FromUserName). */
+  toUser: string;
+  /** The account's original id (the inbound ToUserName). */
+  fromUser: string;
+  /** Unix seconds. */
+  createTime: number;
+  content: string;
+}
+
+export function buildTextReply(r: TextReply): string {
+  return (
+    '<xml>' +
+    `<ToUserName>${cdata(r.toUser)}</ToUserName>` +
+    `<FromUserName>${cdata(r.fromUser)}</FromUserName>` +
+    `<CreateTime>${Math.floor(r.createTime)}</CreateTime>` +
+    `<MsgType>${cdata('text')}</MsgType>` +
+    `<Content>${cdata(r.content)}</Content>` +
+    '</xml>'
+  );
+}
+
+/** The safe-mode reply envelope, elements in the official order. */
+export function buildEncryptedEnvelope(e: { encrypt: string; signature: string; timestamp: string; nonce: string }): string {
+  return (
+    '<xml>' +
+    `<Encrypt>${cdata(e.encrypt)}</Encrypt>` +
+    `<MsgSignature>${cdata(e.signature)}</MsgSignature>` +
+    `<TimeStamp>${e.timestamp.replace(/\D/g, '')}</TimeStamp>` +
+    `<Nonce>${cdata(e.nonce)}</Nonce>` +
+    '</xml>'
+  );
+}

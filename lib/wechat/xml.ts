@@ -1,0 +1,182 @@
+/**
+ * Inbound XML → typed message (wechat-protocol.md §4). A linear pre-scan rejects hostile input
+ * (DOCTYPE/entities, deep nesting, too many elements) before fast-xml-parser sees it; user text
+ * is taken exactly as sent (no trimming or whitespace folding).
+ */
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { RequestError } from '../errors';
+
+const MAX_DEPTH = 8;
+const MAX_ELEMENTS = 256;
+
+interface Common {
+  /** The account's original id (gh_…). */
+  toUser: string;
+  /** The sender's OpenID. */
+  fromUser: string;
+  /** Unix seconds. */
+  createTime: number;
+}
+
+export type InboundMessage = Common &
+  (
+    | { kind: 'text'; msgId: string; content: string }
+    | { kind: 'image'; msgId: string; picUrl: string; mediaId: string }
+    | { kind: 'voice'; msgId: string; mediaId: string; format: string; recognition: string }
+    | { kind: 'video' | 'shortvideo'; msgId: string; mediaId: string; thumbMediaId: string }
+    | { kind: 'location'; msgId: string; latitude: string; longitude: string; scale: string; label: string }
+    | { kind: 'link'; msgId: string; title: string; description: string; url: string }
+    | { kind: 'subscribe'; eventKey: string; ticket: string }
+    | { kind: 'unsubscribe' }
+    | { kind: 'click'; eventKey: string }
+    | { kind: 'view'; eventKey: string }
+    | { kind: 'scan'; eventKey: string; ticket: string }
+    | { kind: 'unknown'; msgType: string; event: string; msgId: string }
+  );
+
+export type MessageKind = InboundMessage['kind'];
+
+/** Messages carry a MsgId; events are keyed by CreateTime (wechat-protocol.md §2.1). */
+export function isEvent(m: InboundMessage): boolean {
+  return m.kind === 'subscribe' || m.kind === 'unsubscribe' || m.kind === 'click' || m.kind === 'view' || m.kind === 'scan' || (m.kind === 'unknown' && m.msgId === '');
+}
+
+/**
+ * Linear scan of the markup: refuses DOCTYPE/ENTITY declarations (entity expansion attacks),
+ * nesting deeper than MAX_DEPTH and more than MAX_ELEMENTS elements. CDATA, comments and
+ * processing instructions are skipped, so user text mentioning "<!DOCTYPE" is fine.
+ */
+function prescan(xml: string): void {
+  let depth = 0;
+  let elements = 0;
+  let i = xml.indexOf('<');
+  while (i !== -1 && i < xml.length) {
+    if (xml.startsWith('<![CDATA[', i)) {
+      const end = xml.indexOf(']]>', i + 9);
+      if (end === -1) throw new RequestError('malformed_xml', 'unterminated CDATA section');
+      i = xml.indexOf('<', end + 3);
+      continue;
+    }
+    if (xml.startsWith('<!--', i)) {
+      const end = xml.indexOf('-->', i + 4);
+      if (end === -1) throw new RequestError('malformed_xml', 'unterminated comment');
+      i = xml.indexOf('<', end + 3);
+      continue;
+    }
+    if (xml.startsWith('<?', i)) {
+      const end = xml.indexOf('?>', i + 2);
+      if (end === -1) throw new RequestError('malformed_xml', 'unterminated processing instruction');
+      i = xml.indexOf('<', end + 2);
+      continue;
+    }
+    if (xml.startsWith('<!', i)) throw new RequestError('hostile_xml', 'DOCTYPE and entity declarations are not accepted');
+    const close = xml.indexOf('>', i + 1);
+    if (close === -1) throw new RequestError('malformed_xml', 'unterminated tag');
+    if (xml[i + 1] === '/') depth--;
+    else if (xml[close - 1] !== '/') {
+      depth++;
+      elements++;
+      if (depth > MAX_DEPTH) throw new RequestError('hostile_xml', `elements nested deeper than ${MAX_DEPTH}`);
+      if (elements > MAX_ELEMENTS) throw new RequestError('hostile_xml', `more than ${MAX_ELEMENTS} elements`);
+    }
+    i = xml.indexOf('<', close + 1);
+  }
+}
+
+const parser = new XMLParser({
+  ignoreAttributes: true,
+  parseTagValue: false, // MsgId is 64-bit: keep every value a string
+  trimValues: false, // user text arrives exactly as typed
+  processEntities: true,
+  htmlEntities: false,
+  ignoreDeclaration: true,
+  ignorePiTags: true,
+});
+
+/**
+ * Parse a WeChat XML document into the flat map of its root's children (`<xml><A>…</A></xml>`).
+ * Throws `RequestError` (400/413) for oversized, malformed or hostile input.
+ */
+export function parseXmlFields(xml: string, maxBytes: number): Record<string, string> {
+  if (Buffer.byteLength(xml, 'utf8') > maxBytes) throw new RequestError('too_large', `body is larger than ${maxBytes} bytes`, 413);
+  prescan(xml);
+  const valid = XMLValidator.validate(xml);
+  if (valid !== true) throw new RequestError('malformed_xml', `malformed XML: ${valid.err.msg} (line ${valid.err.line})`);
+  let doc: unknown;
+  try {
+    doc = parser.parse(xml);
+  } catch (cause) {
+    throw new RequestError('malformed_xml', 'malformed XML', 400, { cause });
+  }
+  const root = (doc as Record<string, unknown>)['xml'];
+  if (!root || typeof root !== 'object') throw new RequestError('not_wechat', 'root element <xml> is missing');
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(root as Record<string, unknown>)) {
+    if (typeof v === 'string') out[k] = v;
+    else if (Array.isArray(v) && typeof v[0] === 'string') out[k] = v[0]; // a repeated element: the first wins
+  }
+  return out;
+}
+
+/** Identifiers and numbers in WeChat XML never carry meaningful surrounding whitespace; text does. */
+const field = (f: Record<string, string>, name: string): string => (f[name] ?? '').trim();
+
+/** Turn the flat fields of a plaintext push into a typed message. */
+export function toMessage(f: Record<string, string>): InboundMessage {
+  const toUser = field(f, 'ToUserName');
+  const fromUser = field(f, 'FromUserName');
+  const msgType = field(f, 'MsgType');
+  const createTimeText = field(f, 'CreateTime');
+  if (!toUser || !fromUser || !msgType) throw new RequestError('not_wechat', 'ToUserName, FromUserName or MsgType is missing');
+  if (!/^\d{1,12}$/.test(createTimeText)) throw new RequestError('not_wechat', 'CreateTime is missing or not a number');
+  const common: Common = { toUser, fromUser, createTime: Number(createTimeText) };
+  const msgId = field(f, 'MsgId') || field(f, 'MsgID');
+  switch (msgType) {
+    case 'text':
+      return { ...common, kind: 'text', msgId, content: f['Content'] ?? '' };
+    case 'image':
+      return { ...common, kind: 'image', msgId, picUrl: field(f, 'PicUrl'), mediaId: field(f, 'MediaId') };
+    case 'voice':
+      return { ...common, kind: 'voice', msgId, mediaId: field(f, 'MediaId'), format: field(f, 'Format'), recognition: field(f, 'Recognition') };
+    case 'video':
+    case 'shortvideo':
+      return { ...common, kind: msgType, msgId, mediaId: field(f, 'MediaId'), thumbMediaId: field(f, 'ThumbMediaId') };
+    case 'location':
+      return {
+        ...common,
+        kind: 'location',
+        msgId,
+        latitude: field(f, 'Location_X'),
+        longitude: field(f, 'Location_Y'),
+        scale: field(f, 'Scale'),
+        label: field(f, 'Label'),
+      };
+    case 'link':
+      return { ...common, kind: 'link', msgId, title: field(f, 'Title'), description: field(f, 'Description'), url: field(f, 'Url') };
+    case 'event': {
+      const event = field(f, 'Event');
+      const eventKey = field(f, 'EventKey');
+      switch (event.toLowerCase()) {
+        case 'subscribe':
+          return { ...common, kind: 'subscribe', eventKey, ticket: field(f, 'Ticket') };
+        case 'unsubscribe':
+          return { ...common, kind: 'unsubscribe' };
+        case 'click':
+          return { ...common, kind: 'click', eventKey };
+        case 'view':
+          return { ...common, kind: 'view', eventKey };
+        case 'scan':
+          return { ...common, kind: 'scan', eventKey, ticket: field(f, 'Ticket') };
+        default:
+          return { ...common, kind: 'unknown', msgType, event, msgId: '' };
+      }
+    }
+    default:
+      return { ...common, kind: 'unknown', msgType, event: '', msgId };
+  }
+}
+
+/** Parse a plaintext push. */
+export function parseInbound(xml: string, maxBytes: number): InboundMessage {
+  return toMessage(parseXmlFields(xml, maxBytes));
+}

@@ -1,0 +1,61 @@
+/**
+ * `npm start`: the self-hosted server. Reads the environment once, opens the store (MongoDB
+ * with MONGODB_URI, else the embedded file store in DATA_DIR), serves /wechat and /healthz.
+ */
+import { createApp } from '../lib/app';
+import { loadConfig } from '../lib/config';
+import { ConfigError } from '../lib/errors';
+import { createHttpServer } from '../lib/server/http';
+import { openStore } from '../lib/store';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`Configuration error: ${err.message}\nSee README.md "Configuration".\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const store = await openStore(config.store);
+  const app = createApp(config, { store });
+  const storeKind = config.store.mongoUri ? 'mongodb' : 'embedded';
+  const server = createHttpServer({
+    handler: app.handler,
+    logger: app.logger,
+    maxBodyBytes: config.server.maxBodyBytes,
+    health: async () => ({ store: storeKind }),
+  });
+  // Answers left pending by a process that died are taken over once they go stale.
+  const sweep = () => void app.worker.sweep().catch((err) => app.logger.warn('recovery sweep failed', { message: String(err) }));
+  const sweeper = setInterval(sweep, config.delivery.staleAfterMs);
+  sweeper.unref();
+  setTimeout(sweep, config.delivery.staleAfterMs + 1000).unref();
+
+  server.listen(config.server.port, config.server.host, () => {
+    const addr = server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
+    app.logger.info('listening', { url: `http://${config.server.host}:${port}/wechat`, store: storeKind, dify: config.dify.baseUrl });
+  });
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    app.logger.info('stopping', { signal });
+    clearInterval(sweeper);
+    server.close();
+    // Answers in flight get a short grace period; whatever is left is recovered after restart.
+    void Promise.race([app.worker.idle(), new Promise((r) => setTimeout(r, 8000))]).then(async () => {
+      await app.store.close().catch(() => undefined);
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('unhandledRejection', (err) => app.logger.error('unhandled rejection', { message: String(err) }));
+}
+
+void main();
