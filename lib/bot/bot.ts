@@ -239,8 +239,10 @@ export class Bot {
       if (now >= deadline) {
         if (last) return { record: q };
         // Let this delivery time out so WeChat delivers again with a fresh window; an answer that
-        // lands meanwhile is served to that next delivery. Hold past WeChat's own timeout.
-        await clock.sleep(arrival + config.wechat.timeoutMs + 1000 - now);
+        // lands meanwhile is served to that next delivery. Hold past WeChat's own timeout, so it
+        // sees exactly the timeout it retries on (a reset might count as an abnormal reply).
+        const grace = Math.min(1000, config.wechat.timeoutMs / 5);
+        await clock.sleep(arrival + config.wechat.timeoutMs + grace - now);
         return 'drop';
       }
       await clock.sleep(Math.min(config.delivery.pollMs, deadline - now));

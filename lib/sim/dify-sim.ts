@@ -182,11 +182,12 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
 
   async function write(res: ServerResponse, chunks: string[], durationMs: number): Promise<boolean> {
     const bytes = chunks.map((c) => Buffer.from(c, 'utf8'));
-    const pause = bytes.length > 1 ? durationMs / bytes.length : 0;
+    // The pause comes before each frame, so the last frame (message_end) lands at `durationMs`.
+    const pause = bytes.length > 0 ? durationMs / bytes.length : 0;
     for (const b of bytes) {
+      if (pause > 0) await sleep(pause);
       if (res.destroyed) return false;
       for (const piece of awkward ? splitAwkward(b) : [b]) res.write(piece);
-      if (pause > 0) await sleep(pause);
     }
     return !res.destroyed;
   }
@@ -259,6 +260,7 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
         await write(res, frames, s.durationMs ?? 0);
         // Half a frame, then the connection breaks.
         res.write('data: {"event": "message", "answer": "半');
+        await sleep(30); // let the bytes reach the client before the connection breaks
         res.destroy();
         return;
       }

@@ -137,7 +137,7 @@ export class Store {
     return (await this.message(key))?.reply ?? reply;
   }
 
-  /** Claim the next undelivered page of an answered question: its index, or -1 when none is left. */
+  /** Advance an answered question's page cursor from `expected` (compare-and-set); false if someone else did. */
   async takePage(key: string, expected: number): Promise<boolean> {
     return (await this.messages.updateOne({ _id: key, status: 'answered', pagesDelivered: expected }, { $set: { pagesDelivered: expected + 1 } })) !== null;
   }

@@ -4,8 +4,14 @@
  * "text (url)" and images their URL. Line-based and pure.
  */
 
-function inline(line: string): string {
-  return (
+const ESCAPABLE = '\\`*_{}[]()#+-.!|>~';
+// Backslash-escaped characters are parked in the Private Use Area while markers are removed.
+const park = (line: string) => line.replace(/\\([\\`*_{}[\]()#+\-.!|>~])/g, (_m, c: string) => String.fromCharCode(0xe000 + ESCAPABLE.indexOf(c)));
+const unpark = (text: string) => text.replace(/[\uE000-\uE01F]/g, (c) => ESCAPABLE[c.charCodeAt(0) - 0xe000] ?? c);
+
+function inline(raw: string): string {
+  const line = park(raw);
+  return unpark(
     line
       // images first: ![alt](url "title") → url
       .replace(/!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g, '$1')
@@ -24,9 +30,7 @@ function inline(line: string): string {
       .replace(/(^|[^\w*])\*(?=\S)([^*]*?\S)\*(?!\w)/g, '$1$2')
       .replace(/(^|[^\w])_(?=\S)([^_]*?\S)_(?!\w)/g, '$1$2')
       // line breaks written as HTML
-      .replace(/<br\s*\/?>/gi, '\n')
-      // backslash escapes
-      .replace(/\\([\\`*_{}[\]()#+\-.!|>~])/g, '$1')
+      .replace(/<br\s*\/?>/gi, '\n'),
   );
 }
 
@@ -50,7 +54,7 @@ export function markdownToText(markdown: string): string {
       out.push(inline(m[1] ?? ''));
     } else if (/^\s{0,3}([-*_])(\s*\1){2,}\s*$/.test(line)) {
       out.push('');
-    } else if (/^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$/.test(line) && line.includes('-') && line.includes('|')) {
+    } else if (/^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/.test(line) && line.includes('-') && line.includes('|')) {
       // table separator row: drop
     } else if ((m = /^(\s*)[-*+]\s+(?:\[([ xX])\]\s+)?(.*)$/.exec(line))) {
       const box = m[2] === undefined ? '• ' : m[2] === ' ' ? '☐ ' : '☑ ';

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_TEXTS, loadConfig, secretsOf } from '../lib/config';
+import { ConfigError } from '../lib/errors';
+
+const base = { WECHAT_TOKEN: 'token123', DIFY_API_KEY: 'app-xyz' };
+const fails = (env: Record<string, string>, variable: string) => {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).variable).toBe(variable);
+    expect((err as Error).message.startsWith(variable)).toBe(true);
+    return;
+  }
+  throw new Error(`expected ${variable} to be rejected`);
+};
+
+describe('loadConfig', () => {
+  it('has documented defaults', () => {
+    const c = loadConfig(base);
+    expect(c.dify.baseUrl).toBe('https://api.dify.ai/v1');
+    expect(c.store).toEqual({ mongoUri: undefined, mongoDb: undefined, dataDir: './data' });
+    expect(c.server).toEqual({ port: 3000, host: '0.0.0.0', maxBodyBytes: 262144 });
+    expect(c.delivery).toMatchObject({ replyDeadlineMs: 4500, placeholderMode: 'last', pageBytes: 1800 });
+    expect(c.wechat).toMatchObject({ deliveries: 3, timeoutMs: 5000, timestampToleranceS: 300, push: false });
+    expect(c.dify.idleTimeoutMs).toBe(120_000);
+    expect(c.texts).toEqual(DEFAULT_TEXTS);
+  });
+
+  it('names the variable in every error', () => {
+    fails({ DIFY_API_KEY: 'k' }, 'WECHAT_TOKEN');
+    fails({ WECHAT_TOKEN: 'token123' }, 'DIFY_API_KEY');
+    fails({ ...base, WECHAT_TOKEN: 'has space' }, 'WECHAT_TOKEN');
+    fails({ ...base, PORT: 'abc' }, 'PORT');
+    fails({ ...base, PORT: '70000' }, 'PORT');
+    fails({ ...base, DIFY_BASE_URL: 'ftp://x' }, 'DIFY_BASE_URL');
+    fails({ ...base, REPLY_DEADLINE_MS: '6000' }, 'REPLY_DEADLINE_MS');
+    fails({ ...base, PLACEHOLDER_MODE: 'never' }, 'PLACEHOLDER_MODE');
+    fails({ ...base, BOT_TEXTS: '{"nope": "x"}' }, 'BOT_TEXTS');
+    fails({ ...base, BOT_TEXTS: 'not json' }, 'BOT_TEXTS');
+    fails({ ...base, MENU_KEYS: '{"K": "/unknown"}' }, 'MENU_KEYS');
+    fails({ ...base, MENU_KEYS: '{"K": {"ask": ""}}' }, 'MENU_KEYS');
+    fails({ ...base, WECHAT_AES_KEY: 'short' }, 'WECHAT_AES_KEY');
+    fails({ ...base, WECHAT_AES_KEY: 'A'.repeat(43) }, 'WECHAT_APPID');
+    fails({ ...base, WECHAT_PUSH: 'true', WECHAT_APPID: 'wx1' }, 'WECHAT_APPSECRET');
+    fails({ ...base, WECHAT_PUSH: 'maybe' }, 'WECHAT_PUSH');
+    fails({ ...base, LOG_LEVEL: 'loud' }, 'LOG_LEVEL');
+  });
+
+  it('never puts a secret value into an error message', () => {
+    try {
+      loadConfig({ ...base, WECHAT_AES_KEY: 'secret-aes-key-value' });
+    } catch (err) {
+      expect((err as Error).message).not.toContain('secret-aes-key-value');
+    }
+  });
+
+  it('merges text overrides and reads menus', () => {
+    const c = loadConfig({ ...base, BOT_TEXTS: '{"help": "H"}', MENU_KEYS: '{"A": "/help", "B": {"ask": " q "}}' });
+    expect(c.texts.help).toBe('H');
+    expect(c.texts.welcome).toBe(DEFAULT_TEXTS.welcome);
+    expect(c.menu).toEqual({ A: { command: '/help' }, B: { ask: 'q' } });
+  });
+
+  it('lists the secrets for log redaction', () => {
+    expect(secretsOf(loadConfig({ ...base, WECHAT_APPID: 'wx1', WECHAT_APPSECRET: 'sec-ret-123', WECHAT_AES_KEY: 'A'.repeat(43) }))).toEqual(['token123', 'app-xyz', 'A'.repeat(43), 'sec-ret-123']);
+  });
+});

@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { markdownToText } from '../../lib/text/markdown';
+
+describe('markdownToText', () => {
+  it.each([
+    ['# 标题\n## Sub *title*', '标题\nSub title'],
+    ['**粗体** and __bold__, *斜体* and _italic_, ~~删除~~', '粗体 and bold, 斜体 and italic, 删除'],
+    ['snake_case_name and 2*3*4 stay', 'snake_case_name and 2*3*4 stay'],
+    ['see [Dify](https://dify.ai) now', 'see Dify (https://dify.ai) now'],
+    ['[https://a.b](https://a.b)', 'https://a.b'],
+    ['![a cat](https://x.y/cat.png "Cat")', 'https://x.y/cat.png'],
+    ['<https://auto.link>', 'https://auto.link'],
+    ['use `npm test` please', 'use npm test please'],
+    ['- one\n* two\n+ three\n  - nested', '• one\n• two\n• three\n  • nested'],
+    ['- [ ] todo\n- [x] done', '☐ todo\n☑ done'],
+    ['1. first\n2. second', '1. first\n2. second'],
+    ['> quoted **text**', 'quoted text'],
+    ['before\n\n---\n\nafter', 'before\n\nafter'],
+    ['| a | b |\n|---|:-:|\n| 1 | 2 |', 'a | b\n1 | 2'],
+    ['line<br>break', 'line\nbreak'],
+    ['\\*not italic\\* \\~ \\>', '*not italic* ~ >'],
+    ['a\n\n\n\n\nb', 'a\n\nb'],
+  ])('%j → %j', (md, text) => {
+    expect(markdownToText(md)).toBe(text);
+  });
+
+  it('keeps code blocks verbatim, without the fences', () => {
+    const md = 'Run:\n```bash\nnpm i **not bold** [x](y)\n  indented\n```\nDone';
+    expect(markdownToText(md)).toBe('Run:\nnpm i **not bold** [x](y)\n  indented\nDone');
+  });
+
+  it('leaves plain text alone', () => {
+    const text = '你好！这是一段普通的文字，没有任何格式。\n第二行。';
+    expect(markdownToText(text)).toBe(text);
+  });
+});
