@@ -65,6 +65,8 @@ export interface DifySimOptions {
   script?: (body: ChatBody, callIndex: number) => Script;
   /** Split the response bytes at awkward offsets (default true). */
   awkwardChunks?: boolean;
+  /** Port on 127.0.0.1 (default: any free port). */
+  port?: number;
 }
 
 export interface DifySim {
@@ -314,7 +316,7 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
       json(res, 404, { status: 404, code: 'not_found', message: 'The requested URL was not found on the server.' });
     })().catch(() => res.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}/v1`,

@@ -35,8 +35,8 @@ export interface SendResult {
 }
 
 export interface WechatSimOptions {
-  /** The webhook URL, e.g. http://127.0.0.1:3000/wechat */
-  url: string;
+  /** The webhook URL, e.g. http://127.0.0.1:3000/wechat; several: deliveries go round-robin (instances behind a balancer). */
+  url: string | string[];
   token: string;
   /** The account's original id. */
   account?: string;
@@ -124,6 +124,11 @@ export class WechatSim {
     this.aesKey = opts.aes ? aesKeyFrom(opts.aes.encodingAesKey) : undefined;
   }
 
+  private urlFor(delivery: number): string {
+    const urls = Array.isArray(this.opts.url) ? this.opts.url : [this.opts.url];
+    return urls[(delivery - 1) % urls.length] as string;
+  }
+
   /** The signed query for a request at `timestamp` (seconds). */
   signedQuery(timestamp: string, nonce: string, encrypt?: string): string {
     const q = new URLSearchParams({ signature: sha1Signature([this.opts.token, timestamp, nonce]), timestamp, nonce });
@@ -139,7 +144,7 @@ export class WechatSim {
     const timestamp = String(Math.floor(Date.now() / 1000));
     const q = this.signedQuery(timestamp, String(Math.floor(Math.random() * 1e9))) + `&echostr=${encodeURIComponent(echostr)}`;
     return new Promise((resolve, reject) => {
-      request(`${this.opts.url}?${q}`, (res) => {
+      request(`${this.urlFor(1)}?${q}`, (res) => {
         const parts: Buffer[] = [];
         res.on('data', (c: Buffer) => parts.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString('utf8') }));
@@ -170,7 +175,7 @@ export class WechatSim {
       } else {
         query = this.signedQuery(timestamp, nonce);
       }
-      const res = await post(`${this.opts.url}?${query}`, body, this.timeoutMs);
+      const res = await post(`${this.urlFor(n)}?${query}`, body, this.timeoutMs);
       const ms = Date.now() - startedAt;
       if (res === 'timeout') {
         results.push({ n, startedAt, ms, outcome: 'timeout' });

@@ -25,7 +25,11 @@ const SENTENCE_END = /[。！？!?；;…](?=[^。！？!?；;…]|$)|\.(?=\s)/g
 
 /** Where to cut `chunk` (a prefix of the rest): the latest good boundary past `minLen`. */
 function cutPoint(chunk: string, minLen: number): number {
-  const para = chunk.lastIndexOf('\n\n');
+  let para = chunk.lastIndexOf('\n\n');
+  // Don't leave a heading (a short single-line paragraph) orphaned at the end of a page.
+  const before = chunk.lastIndexOf('\n\n', para - 1);
+  const tail = chunk.slice(before + 2, para);
+  if (before >= minLen && tail.length <= 40 && !tail.includes('\n') && !/[。！？.!?]$/.test(tail)) para = before;
   if (para >= minLen) return para + 2;
   const line = chunk.lastIndexOf('\n');
   if (line >= minLen) return line + 1;

@@ -30,6 +30,11 @@ describe('paginate', () => {
     for (const p of unhint(pages)) expect(p.replace(/\n\n/g, '').length % 150).toBe(0);
   });
 
+  it('does not leave a heading orphaned at the end of a page', () => {
+    const text = Array.from({ length: 6 }, (_, i) => `第 ${i + 1} 点\n\n${'正文内容。'.repeat(40)}`).join('\n\n');
+    for (const p of unhint(paginate(text, 800, HINT)).slice(0, -1)) expect(p).not.toMatch(/第 \d 点$/);
+  });
+
   it('cuts at a sentence end inside a long paragraph', () => {
     const text = '这是第一句话。'.repeat(200);
     for (const p of unhint(paginate(text, 500, HINT)).slice(0, -1)) expect(p.endsWith('。')).toBe(true);

@@ -1,0 +1,114 @@
+/**
+ * `npm run demo`: the whole bot offline on one machine. Starts the Dify simulator, the real
+ * server on the embedded store, and a WeChat client simulator that signs, waits 5 s and
+ * re-delivers like WeChat, then plays a short conversation.
+ *
+ * DEMO_SCALE=0.2 runs every timing five times faster (WeChat's window and Dify's latency alike).
+ */
+import { mkdtempSync, rmSync } from 'fs';
+import type { AddressInfo } from 'net';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { createApp } from '../lib/app';
+import { loadConfig } from '../lib/config';
+import { createLogger } from '../lib/log';
+import { createHttpServer } from '../lib/server/http';
+import { startDifySim } from '../lib/sim/dify-sim';
+import type { Script } from '../lib/sim/dify-sim';
+import { WechatSim } from '../lib/sim/wechat-sim';
+import type { Push, SendResult } from '../lib/sim/wechat-sim';
+import { openStore } from '../lib/store';
+
+const scale = Number(process.env['DEMO_SCALE'] ?? '1');
+if (!(scale > 0 && scale <= 1)) throw new Error('DEMO_SCALE must be a number in (0, 1]');
+const ms = (realMs: number) => Math.round(realMs * scale);
+
+const LONG_ARTICLE =
+  '# 如何写好一份周报\n\n' +
+  Array.from(
+    { length: 8 },
+    (_, i) =>
+      `## 第 ${i + 1} 点\n\n**要点**：${'把事情讲清楚，先说结论，再说过程，最后说下一步。'.repeat(6)}\n\n` +
+      `- 列出完成的事\n- 列出遇到的问题\n- 参考 [写作指南](https://example.com/guide)`,
+  ).join('\n\n');
+
+const ANSWERS: Record<string, Script> = {
+  你好: { kind: 'answer', text: '你好！我是演示用的 AI 助手，有什么可以帮你？', durationMs: ms(800) },
+  讲讲公众号的5秒限制: {
+    kind: 'answer',
+    text: '微信会等待 **5 秒**。没等到回复就会重发同一条消息，最多三次；我们利用这几次重发，把回答送到你手上。',
+    durationMs: ms(7000),
+  },
+  写一篇关于周报的长文: { kind: 'answer', text: LONG_ARTICLE, durationMs: ms(18_000), pieceChars: 20 },
+};
+
+function show(label: string, r: SendResult, started: number): void {
+  const tries = r.deliveries.map((d) => `${d.outcome}@${((d.startedAt - started) / 1000).toFixed(1)}s`).join(' → ');
+  console.log(`\x1b[2m   deliveries: ${tries}\x1b[0m`);
+  const text = r.text ?? '(nothing shown: the server answered "success")';
+  console.log(`🤖 ${label}\n${text.replace(/^/gm, '   ')}\n`);
+}
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'wechat-dify-demo-'));
+  const dify = await startDifySim({
+    apiKey: 'app-demo-key',
+    script: (body) => ANSWERS[String(body.query)] ?? { kind: 'answer', text: `（演示）你问的是：${String(body.query)}`, durationMs: ms(500) },
+  });
+  const config = loadConfig({
+    WECHAT_TOKEN: 'demotoken',
+    DIFY_API_KEY: 'app-demo-key',
+    DIFY_BASE_URL: dify.url,
+    DATA_DIR: dataDir,
+    WECHAT_TIMEOUT_MS: String(ms(5000)),
+    REPLY_DEADLINE_MS: String(ms(4500)),
+    POLL_MS: String(Math.max(10, ms(150))),
+    STALE_AFTER_MS: String(Math.max(1000, ms(30_000))),
+    LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'warn',
+  });
+  const store = await openStore(config.store);
+  const app = createApp(config, { store, logger: createLogger({ level: config.logLevel }) });
+  const server = createHttpServer({ handler: app.handler, logger: app.logger, maxBodyBytes: config.server.maxBodyBytes });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/wechat`;
+  const wechat = new WechatSim({ url, token: 'demotoken', timeoutMs: config.wechat.timeoutMs });
+
+  console.log(`wechat-dify-bot demo — server ${url}, Dify simulator ${dify.url}, embedded store ${dataDir}`);
+  console.log(`WeChat waits ${config.wechat.timeoutMs / 1000}s per delivery and delivers up to 3 times (DEMO_SCALE=${scale}).\n`);
+
+  const user = 'oDemoUser';
+  const say = async (what: Push | string, label: string, note?: string) => {
+    const shown = typeof what === 'string' ? what : `[${what.type === 'event' ? `${what.event} event` : what.type}]`;
+    console.log(`🧑 ${shown}${note ? `   \x1b[2m(${note})\x1b[0m` : ''}`);
+    const started = Date.now();
+    const r = await wechat.send(user, what);
+    show(label, r, started);
+    return r;
+  };
+
+  const hs = await wechat.handshake('1234567890');
+  console.log(`URL verification (GET): HTTP ${hs.status}, body "${hs.body}"\n`);
+  await say({ type: 'event', event: 'subscribe' }, 'welcome');
+  await say('你好', 'fast answer', 'Dify answers in under a second');
+  await say('讲讲公众号的5秒限制', 'slow answer', 'Dify needs ~7 s: the first delivery times out, the second gets the answer');
+  await say('写一篇关于周报的长文', 'placeholder', 'Dify needs ~18 s: longer than all three deliveries');
+  console.log(`\x1b[2m   …waiting for the answer to finish…\x1b[0m\n`);
+  await new Promise((r) => setTimeout(r, ms(5000)));
+  let r = await say('1', 'page 1', 'fetch the answer');
+  while (r.text && /回复 1 查看后续$/.test(r.text)) r = await say('1', 'next page', 'fetch the next page');
+  await say('1', 'nothing left');
+  await say('/clear', 'cleared', 'forget the conversation');
+  await say('/help', 'help');
+  console.log(`Dify was called ${dify.calls.length} times for ${Object.keys(ANSWERS).length} questions: WeChat's re-deliveries never ask twice.`);
+
+  server.closeAllConnections();
+  server.close();
+  await dify.close();
+  await app.close();
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
