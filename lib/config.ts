@@ -92,7 +92,8 @@ export interface Config {
     /** How often a waiting delivery looks at the store. */
     pollMs: number;
   };
-  store: { mongoUri: string | undefined; mongoDb: string | undefined; dataDir: string };
+  /** `auto`: MongoDB when one is configured (MONGODB_URI, or laf's cloud.mongo.db), else the embedded store. */
+  store: { kind: 'auto' | 'mongodb' | 'embedded'; mongoUri: string | undefined; mongoDb: string | undefined; dataDir: string };
   server: { port: number; host: string; maxBodyBytes: number };
   texts: Texts;
   menu: Record<string, MenuAction>;
@@ -218,6 +219,8 @@ export function loadConfig(env: Env = process.env): Config {
   const placeholderMode = str(env, 'PLACEHOLDER_MODE') ?? 'last';
   if (placeholderMode !== 'last' && placeholderMode !== 'first') throw new ConfigError('PLACEHOLDER_MODE', 'must be "last" or "first"');
   const logLevel = str(env, 'LOG_LEVEL') ?? 'info';
+  const storeKind = str(env, 'STORE') ?? 'auto';
+  if (storeKind !== 'auto' && storeKind !== 'mongodb' && storeKind !== 'embedded') throw new ConfigError('STORE', 'must be auto, mongodb or embedded');
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError('LOG_LEVEL', 'must be debug, info, warn or error');
 
   return {
@@ -244,7 +247,7 @@ export function loadConfig(env: Env = process.env): Config {
       staleAfterMs: int(env, 'STALE_AFTER_MS', 30_000, 300, 3_600_000),
       pollMs: int(env, 'POLL_MS', 150, 5, 5000),
     },
-    store: { mongoUri: str(env, 'MONGODB_URI'), mongoDb: str(env, 'MONGODB_DB'), dataDir: str(env, 'DATA_DIR') ?? './data' },
+    store: { kind: storeKind, mongoUri: str(env, 'MONGODB_URI'), mongoDb: str(env, 'MONGODB_DB'), dataDir: str(env, 'DATA_DIR') ?? './data' },
     server: {
       port: int(env, 'PORT', 3000, 0, 65_535),
       host: str(env, 'HOST') ?? '0.0.0.0',
@@ -256,6 +259,14 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: logLevel as LogLevel,
   };
 }
+
+/** Every variable `loadConfig` reads (laf re-reads the environment when one of them changes). */
+export const CONFIG_VARIABLES = [
+  'WECHAT_TOKEN', 'WECHAT_AES_KEY', 'WECHAT_APPID', 'WECHAT_APPSECRET', 'WECHAT_PUSH', 'WECHAT_API_BASE',
+  'SIGNATURE_TOLERANCE_S', 'WECHAT_TIMEOUT_MS', 'WECHAT_DELIVERIES', 'DIFY_API_KEY', 'DIFY_BASE_URL', 'DIFY_TIMEOUT_MS',
+  'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'PAGE_BYTES', 'STALE_AFTER_MS', 'POLL_MS', 'STORE', 'MONGODB_URI', 'MONGODB_DB',
+  'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'BOT_TEXTS', 'MENU_KEYS', 'SCENE_REPLIES', 'LOG_LEVEL',
+] as const;
 
 /** The secrets in a config, for log redaction. */
 export function secretsOf(config: Config): string[] {

@@ -34,9 +34,8 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   };
   (opts.secrets ?? []).forEach(add);
   const now = opts.now ?? Date.now;
-  const sink =
-    opts.sink ??
-    ((line: string, level: LogLevel) => (level === 'error' || level === 'warn' ? process.stderr : process.stdout).write(line + '\n'));
+  // console, not process.stdout: on laf only console output reaches the function log.
+  const sink = opts.sink ?? ((line: string, level: LogLevel) => (level === 'error' || level === 'warn' ? console.error(line) : console.log(line)));
 
   const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[level] < min) return;

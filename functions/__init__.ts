@@ -1,0 +1,7 @@
+// Runs at every laf instance start: creates indexes and recovers answers a dead instance left pending.
+import cloud from '@lafjs/cloud';
+import { initLaf } from '../lib/laf/entry';
+
+export default async function (_ctx: FunctionContext) {
+  return initLaf(cloud);
+}

@@ -1,0 +1,105 @@
+/**
+ * The laf adapter (laf-platform.md): turns laf's `ctx` into a handler request and the response
+ * back into what laf sends. The raw XML comes from `ctx.request.rawBody`, because laf's XML body
+ * parser lower-cases tags and folds whitespace in user text (§5). The store is `cloud.mongo.db`.
+ */
+import type { Db } from 'mongodb';
+import { createApp } from '../app';
+import type { App } from '../app';
+import { CONFIG_VARIABLES, loadConfig, secretsOf } from '../config';
+import { ConfigError, errorLogFields } from '../errors';
+import { createLogger } from '../log';
+import { Store } from '../store/store';
+import { mongoBackend } from '../store/mongo';
+
+export interface LafCloud {
+  mongo?: { db?: Db };
+}
+
+let cached: { fingerprint: string; app: Promise<App> } | undefined;
+
+/** laf applies environment changes without a restart (§9): rebuild the app when a setting changes. */
+function fingerprint(): string {
+  return JSON.stringify(CONFIG_VARIABLES.map((name) => process.env[name] ?? null));
+}
+
+async function build(cloud: LafCloud): Promise<App> {
+  const config = loadConfig(process.env);
+  const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
+  const db = cloud.mongo?.db;
+  let store: Store;
+  if (config.store.kind !== 'embedded' && db) {
+    store = await Store.open(mongoBackend(db));
+  } else if (config.store.kind === 'mongodb') {
+    throw new ConfigError('STORE', 'is mongodb but laf provided no cloud.mongo.db');
+  } else {
+    // Only loaded when chosen, so a laf app on MongoDB never needs the embedded store's package.
+    const { nedbBackend } = await import('../store/nedb');
+    store = await Store.open(nedbBackend({ dataDir: config.store.dataDir }));
+  }
+  return createApp(config, { store, logger });
+}
+
+/** The app for the current environment, built once per setting change and shared by requests. */
+export function lafApp(cloud: LafCloud): Promise<App> {
+  const fp = fingerprint();
+  if (!cached || cached.fingerprint !== fp) {
+    const app = build(cloud);
+    cached = { fingerprint: fp, app };
+    // A failed build (bad setting) is retried on the next request, not cached forever.
+    app.catch(() => {
+      if (cached?.app === app) cached = undefined;
+    });
+  }
+  return cached.app;
+}
+
+function rawBody(ctx: FunctionContext): string {
+  const raw = ctx.request?.rawBody ?? ctx.body;
+  if (typeof raw === 'string') return raw;
+  if (Buffer.isBuffer(raw)) return raw.toString('utf8');
+  return '';
+}
+
+/** Handle one laf invocation of the `wechat` function. */
+export async function handleLafRequest(ctx: FunctionContext, cloud: LafCloud): Promise<unknown> {
+  let app: App;
+  try {
+    app = await lafApp(cloud);
+  } catch (err) {
+    console.error(JSON.stringify({ level: 'error', msg: 'cannot start: configuration', ...errorLogFields(err) }));
+    ctx.response?.status(500);
+    ctx.response?.setHeader('Content-Type', 'text/plain; charset=utf-8');
+    return err instanceof ConfigError ? `Configuration error: ${err.message}` : 'Internal Server Error';
+  }
+  const query: Record<string, string | string[] | undefined> = {};
+  for (const [k, v] of Object.entries(ctx.query ?? {})) {
+    if (typeof v === 'string') query[k] = v;
+    else if (Array.isArray(v)) query[k] = v.filter((x): x is string => typeof x === 'string');
+  }
+  const out = await app.handler({ method: String(ctx.method ?? 'GET').toUpperCase(), query, body: rawBody(ctx) });
+  if ('drop' in out) {
+    // Let WeChat's delivery time out (it re-delivers); nothing must be sent, not even an empty body.
+    ctx.response?.destroy?.();
+    return undefined;
+  }
+  ctx.response?.status(out.status);
+  ctx.response?.setHeader('Content-Type', out.contentType);
+  return out.body;
+}
+
+/** `__init__`: runs at every instance start. Opens the store (creating indexes) and recovers answers
+ * left pending by a dead instance, now and once they have gone stale. */
+export async function initLaf(cloud: LafCloud): Promise<unknown> {
+  try {
+    const app = await lafApp(cloud);
+    const staleMs = loadConfig(process.env).delivery.staleAfterMs;
+    const recovered = await app.worker.sweep();
+    setTimeout(() => void app.worker.sweep().catch((err) => app.logger.warn('recovery sweep failed', errorLogFields(err))), staleMs + 1000);
+    app.logger.info('laf instance started', { recovered });
+    return { ok: true, recovered };
+  } catch (err) {
+    console.error(JSON.stringify({ level: 'error', msg: 'laf init failed', ...errorLogFields(err) }));
+    return { ok: false };
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * laf compatibility: the sources `npm run build:laf` writes, transpiled by TypeScript 4.9.5 with laf's
+ * options and run in laf's sandbox (test/support/laf-runtime.ts), driven with contexts shaped exactly
+ * like laf's. The store is the embedded one (STORE=embedded): no MongoDB server runs here.
+ */
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { fileURLToPath } from 'url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildLaf } from '../../scripts/build-laf';
+import type { BuiltFunction } from '../../scripts/build-laf';
+import { startDifySim } from '../../lib/sim/dify-sim';
+import type { DifySim } from '../../lib/sim/dify-sim';
+import { sha1Signature } from '../../lib/wechat/signature';
+import { parseXmlFields } from '../../lib/wechat/xml';
+import { DIFY_KEY, TIMINGS, TOKEN, eventually } from '../support/harness';
+import { invokeLaf, lafDependencies, lafTranspile, loadLafFunction, ts49SyntaxErrors, xmlBodyParser } from '../support/laf-runtime';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const cloud = { __esModule: true, default: { mongo: {} } };
+const builtins = { '@lafjs/cloud': cloud };
+
+let out: string;
+let built: BuiltFunction[];
+let dify: DifySim;
+let dataDir: string;
+const savedEnv = { ...process.env };
+
+const LONG = Array.from({ length: 8 }, (_, i) => `第${i + 1}段：` + '这是一段很长的回答。'.repeat(30)).join('\n\n');
+
+beforeAll(async () => {
+  out = mkdtempSync(join(tmpdir(), 'wdb-laf-'));
+  built = await buildLaf(out);
+  dify = await startDifySim({
+    apiKey: DIFY_KEY,
+    script: (b) => {
+      if (b.query === '长') return { kind: 'answer', text: LONG, pieceChars: 100 };
+      if (b.query === '慢') return { kind: 'answer', text: '慢的回答', durationMs: 1500 };
+      return { kind: 'answer', text: `laf:${String(b.query)}` };
+    },
+  });
+  dataDir = mkdtempSync(join(tmpdir(), 'wdb-laf-data-'));
+  Object.assign(process.env, { WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, STORE: 'embedded', DATA_DIR: dataDir, LOG_LEVEL: 'error', ...TIMINGS });
+});
+
+afterAll(async () => {
+  process.env = savedEnv;
+  await dify?.close();
+  rmSync(out, { recursive: true, force: true });
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const source = (name: string) => readFileSync(join(out, 'functions', `${name}.ts`), 'utf8');
+const load = (name: string, required?: Set<string>) => loadLafFunction(source(name), name, { builtins, dependencies: lafDependencies(), ...(required ? { required } : {}) });
+
+function signedQuery(): Record<string, string> {
+  const timestamp = String(Math.floor(Date.now() / 1000));
+  const nonce = String(Math.floor(Math.random() * 1e9));
+  return { signature: sha1Signature([TOKEN, timestamp, nonce]), timestamp, nonce };
+}
+
+let msgId = 9_000_000_000_000_000_000n;
+function textXml(user: string, content: string, id = (msgId++).toString()): string {
+  return `<xml><ToUserName><![CDATA[gh_laf]]></ToUserName>\n<FromUserName><![CDATA[${user}]]></FromUserName>\n<CreateTime>${Math.floor(Date.now() / 1000)}</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[${content}]]></Content>\n<MsgId>${id}</MsgId>\n</xml>`;
+}
+
+describe('the build', () => {
+  it('writes every function with its yaml, and laf.yaml, under laf’s size limit', () => {
+    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'wechat']);
+    expect(readdirSync(join(out, 'functions')).sort()).toEqual(['__init__.ts', '__init__.yaml', 'wechat.ts', 'wechat.yaml']);
+    expect(readFileSync(join(out, 'laf.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'laf.yaml'), 'utf8'));
+    expect(readFileSync(join(out, 'functions', 'wechat.yaml'), 'utf8')).toMatch(/methods:\n\s+- GET\n\s+- POST/);
+    for (const f of built) expect(f.bytes).toBeLessThan(512 * 1024);
+  });
+
+  it('laf.yaml lists exactly the npm packages the deployed code requires, at the installed versions', () => {
+    const deps = lafDependencies();
+    const required = new Set<string>();
+    for (const f of built) for (const m of source(f.name).matchAll(/require\("([^"]+)"\)/g)) required.add(m[1] as string);
+    const npm = [...required].filter((r) => !['@lafjs/cloud', 'crypto', 'fs', 'path', 'string_decoder', 'http', 'os', 'url'].includes(r));
+    expect(npm.sort()).toEqual(Object.keys(deps).sort());
+    for (const [name, version] of Object.entries(deps)) {
+      expect(JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version).toBe(version);
+    }
+  });
+});
+
+describe('the wechat function on laf', () => {
+  let wechat: Record<string, unknown>;
+  const required = new Set<string>();
+  beforeAll(() => {
+    wechat = load('wechat', required);
+  });
+
+  it('answers the echostr handshake as text/plain', async () => {
+    const r = await invokeLaf(wechat, { method: 'GET', query: { ...signedQuery(), echostr: '4375120948345356249' } });
+    expect(r).toMatchObject({ status: 200, body: '4375120948345356249' });
+    expect(r.headers['content-type']).toMatch(/^text\/plain/);
+    const bad = await invokeLaf(wechat, { method: 'GET', query: { signature: 'x', timestamp: '1', nonce: '1', echostr: 'x' } });
+    expect(bad.status).toBe(401);
+  });
+
+  it('answers a text question from Dify, as XML', async () => {
+    const r = await invokeLaf(wechat, { method: 'POST', query: signedQuery(), rawXml: textXml('oLaf1', '你好') });
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toMatch(/^application\/xml/);
+    expect(parseXmlFields(r.body, 1 << 20)).toMatchObject({ ToUserName: 'oLaf1', FromUserName: 'gh_laf', Content: 'laf:你好' });
+  });
+
+  it('sends user text with runs of spaces and newlines to Dify unchanged (laf’s parsed body folds them)', async () => {
+    const text = '第一行  两个空格\n\n\n第四行\t  结尾  ';
+    const xml = textXml('oLafSpace', text);
+    const folded = (await xmlBodyParser(xml)) as { xml: { content: string[] } };
+    expect(folded.xml.content[0]).not.toBe(text); // what laf's body parser would have given us
+    await invokeLaf(wechat, { method: 'POST', query: signedQuery(), rawXml: xml });
+    expect(dify.calls.at(-1)?.body.query).toBe(text);
+  });
+
+  it('pages a long answer and `1` returns the next page', async () => {
+    const first = await invokeLaf(wechat, { method: 'POST', query: signedQuery(), rawXml: textXml('oLafLong', '长') });
+    expect(parseXmlFields(first.body, 1 << 20)['Content']).toMatch(/\(1\/\d\) 回复 1 查看后续$/);
+    const next = await invokeLaf(wechat, { method: 'POST', query: signedQuery(), rawXml: textXml('oLafLong', '1') });
+    expect(parseXmlFields(next.body, 1 << 20)['Content']).toMatch(/\(2\/\d\) 回复 1 查看后续$/);
+  });
+
+  it('/clear forgets the conversation and deletes it at Dify', async () => {
+    await invokeLaf(wechat, { method: 'POST', query: signedQuery(), rawXml: textXml('oLafClr', 'hi') });
+    const r = await invokeLaf(wechat, { method: 'POST', query: signedQuery(), rawXml: textXml('oLafClr', '/clear') });
+    expect(parseXmlFields(r.body, 1 << 20)['Content']).toBe('已清除对话记录，我们重新开始吧。');
+    await eventually(() => dify.deletes.some((d) => d.user === 'oLafClr'));
+  });
+
+  it('lets a delivery time out (no response at all) while the answer is not ready and WeChat will retry', async () => {
+    const xml = textXml('oLafSlow', '慢');
+    const first = await invokeLaf(wechat, { method: 'POST', query: signedQuery(), rawXml: xml });
+    expect(first.destroyed).toBe(true);
+    const second = await invokeLaf(wechat, { method: 'POST', query: signedQuery(), rawXml: xml });
+    expect(parseXmlFields(second.body, 1 << 20)['Content']).toBe('慢的回答');
+  });
+
+  it('answers `success` as text/plain for events with nothing to say', async () => {
+    const xml = `<xml><ToUserName><![CDATA[gh_laf]]></ToUserName><FromUserName><![CDATA[oLafEv]]></FromUserName><CreateTime>${Math.floor(Date.now() / 1000)}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[VIEW]]></Event><EventKey><![CDATA[https://x]]></EventKey></xml>`;
+    const r = await invokeLaf(wechat, { method: 'POST', query: signedQuery(), rawXml: xml });
+    expect(r).toMatchObject({ status: 200, body: 'success' });
+  });
+
+  it('a missing setting is a 500 naming the variable, not a crash', async () => {
+    const token = process.env['WECHAT_TOKEN'];
+    delete process.env['WECHAT_TOKEN'];
+    try {
+      const r = await invokeLaf(load('wechat'), { method: 'GET', query: signedQuery() });
+      expect(r.status).toBe(500);
+      expect(r.body).toMatch(/WECHAT_TOKEN/);
+    } finally {
+      process.env['WECHAT_TOKEN'] = token;
+    }
+  });
+
+  it('required only laf built-ins, Node core modules and laf.yaml packages', () => {
+    expect([...required].filter((r) => !r.startsWith('@lafjs/') && !['crypto', 'fs', 'path', 'string_decoder'].includes(r)).sort()).toEqual(
+      Object.keys(lafDependencies()).sort(),
+    );
+  });
+});
+
+describe('the __init__ function on laf', () => {
+  it('opens the store and runs the recovery sweep', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wdb-laf-init-'));
+    const before = process.env['DATA_DIR'];
+    process.env['DATA_DIR'] = dir;
+    try {
+      const r = await invokeLaf(load('__init__'), { method: 'INIT', query: {} });
+      expect(JSON.parse(r.body)).toEqual({ ok: true, recovered: 0 });
+    } finally {
+      process.env['DATA_DIR'] = before;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the harness catches what breaks on laf', () => {
+  const opts = { builtins, dependencies: { ...lafDependencies(), '@nodable/entities': '3' } };
+
+  const TS5 = {
+    'const type parameters (TS 5.0)': 'export default async function <const T extends readonly string[]>(x: T) { return x; }',
+    '`using` declarations (TS 5.2)': 'export default async function (ctx: any) { using res = { [Symbol.dispose]() {} }; return ctx; }',
+  };
+
+  it('TS-5 const type parameters become a syntax error under laf’s 4.9.5 transpile', () => {
+    expect(() => loadLafFunction(TS5['const type parameters (TS 5.0)'], 'ts5', opts)).toThrow(expect.objectContaining({ name: 'SyntaxError' }));
+  });
+
+  it('TS-5 `using` compiles under 4.9.5 into code that fails when it runs', async () => {
+    const mod = loadLafFunction(TS5['`using` declarations (TS 5.2)'], 'ts5', opts);
+    await expect(invokeLaf(mod, { method: 'GET', query: {} })).rejects.toMatchObject({ name: 'ReferenceError' });
+  });
+
+  it.each(Object.entries(TS5))('the source check flags %s', (_name, code) => {
+    expect(ts49SyntaxErrors(code)).not.toEqual([]);
+  });
+
+  it('an ESM-only dependency cannot be required', () => {
+    // @nodable/entities is ESM-only (a dependency fast-xml-parser bundles into its CJS build)
+    const esm = "import * as entities from '@nodable/entities';\nexport default async function () { return typeof entities; }";
+    expect(() => loadLafFunction(esm, 'esm', opts)).toThrow(/ES Module/);
+  });
+
+  it('a package missing from laf.yaml cannot be required', () => {
+    expect(() => loadLafFunction("import x from 'left-pad-not-listed';\nexport default async () => x;", 'missing', opts)).toThrow(/laf\.yaml/);
+  });
+
+  it.each(['TextDecoder', 'TextEncoder', 'AbortController', 'structuredClone', 'queueMicrotask', 'URLSearchParams', 'performance', 'crypto', 'Headers', 'ReadableStream'])(
+    'the sandbox has no %s',
+    async (global) => {
+      const mod = loadLafFunction(`export default async function () { return typeof ${global} === 'undefined' ? 'missing' : 'present'; }`, 'globals', opts);
+      expect((await invokeLaf(mod, { method: 'GET', query: {} })).body).toBe('missing');
+      const uses = loadLafFunction(`export default async function () { return String(${global}); }`, 'uses', opts);
+      // The error comes from the sandbox's realm, so `instanceof ReferenceError` is false here, as on laf.
+      await expect(invokeLaf(uses, { method: 'GET', query: {} })).rejects.toMatchObject({ name: 'ReferenceError', message: `${global} is not defined` });
+    },
+  );
+
+  it('every source file that goes into the bundle is TypeScript 4.9 syntax', () => {
+    const files = ['functions', 'lib'].flatMap((d) =>
+      readdirSync(join(ROOT, d), { recursive: true, encoding: 'utf8' })
+        .filter((f) => f.endsWith('.ts') && !f.startsWith('sim'))
+        .map((f) => join(ROOT, d, f)),
+    );
+    expect(files.length).toBeGreaterThan(20);
+    for (const file of files) expect({ file, errors: ts49SyntaxErrors(readFileSync(file, 'utf8'), file) }).toEqual({ file, errors: [] });
+  });
+
+  it('the transpile step is laf’s: CommonJS out, bundle left as it is', () => {
+    expect(lafTranspile("import a from 'x';\nexport default a;", 'm')).toMatch(/require\("x"\)/);
+    expect(lafTranspile(source('wechat'), 'wechat')).toContain('handleLafRequest');
+  });
+});
