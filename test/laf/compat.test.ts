@@ -86,6 +86,15 @@ describe('the build', () => {
   });
 });
 
+describe('the README’s laf steps', () => {
+  it('name the same dependencies and function files as the build', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    for (const [name, version] of Object.entries(lafDependencies())) expect(readme).toContain(`\`${name}@${version}\``);
+    for (const f of built) expect(readme).toContain(`dist/laf/functions/${f.name}.ts`);
+    expect(readme).toContain('https://<appid>.laf.run/wechat');
+  });
+});
+
 describe('the wechat function on laf', () => {
   let wechat: Record<string, unknown>;
   const required = new Set<string>();
