@@ -9,12 +9,16 @@ import type { Clock } from './bot/clock';
 import { systemClock } from './bot/clock';
 import { createHandler } from './bot/handler';
 import type { Handler } from './bot/handler';
+import { Pusher } from './bot/push';
 import { AnswerWorker } from './bot/worker';
 import { createDifyClient } from './dify/client';
 import type { DifyClient } from './dify/client';
 import type { Logger } from './log';
 import { createLogger } from './log';
 import type { Store } from './store';
+import { createWechatApi } from './wechat/api';
+import type { WechatApi } from './wechat/api';
+import { TokenCache } from './wechat/token';
 
 export interface App {
   handler: Handler;
@@ -30,6 +34,8 @@ export interface AppDeps {
   dify?: DifyClient;
   clock?: Clock;
   logger?: Logger;
+  /** The WeChat server API (push mode); built from the config when omitted. */
+  wechatApi?: WechatApi;
 }
 
 export function createApp(config: Config, deps: AppDeps): App {
@@ -37,8 +43,16 @@ export function createApp(config: Config, deps: AppDeps): App {
   const logger = deps.logger ?? createLogger({ level: config.logLevel, secrets: secretsOf(config) });
   const dify = deps.dify ?? createDifyClient({ baseUrl: config.dify.baseUrl, apiKey: config.dify.apiKey, idleTimeoutMs: config.dify.idleTimeoutMs });
   const { store } = deps;
-  const worker = new AnswerWorker({ config, store, dify, clock, logger });
-  const bot = new Bot({ config, store, clock, logger, worker, dify });
+  const { appId, appSecret } = config.wechat;
+  let pusher: Pusher | undefined;
+  if (config.wechat.push && appId && appSecret) {
+    const api = deps.wechatApi ?? createWechatApi({ baseUrl: config.wechat.apiBase, appId, appSecret });
+    const tokens = new TokenCache({ store, api, clock, logger, appId });
+    pusher = new Pusher({ config, store, clock, logger, api, tokens });
+  }
+  const onSettled = pusher ? (q: { _id: string }) => (pusher as Pusher).deliver(q._id) : undefined;
+  const worker = new AnswerWorker({ config, store, dify, clock, logger, onSettled });
+  const bot = new Bot({ config, store, clock, logger, worker, dify, push: pusher });
   const handler = createHandler({ config, bot, clock, logger });
   return {
     handler,
@@ -46,6 +60,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     store,
     logger,
     async close() {
+      pusher?.stop();
       await worker.idle();
       await store.close();
     },

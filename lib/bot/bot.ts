@@ -13,6 +13,7 @@ import type { Logger } from '../log';
 import type { MessageRecord, Store } from '../store';
 import type { InboundMessage } from '../wechat/xml';
 import type { Clock } from './clock';
+import type { Pusher } from './push';
 import type { AnswerWorker } from './worker';
 
 /** What to answer one delivery with. */
@@ -31,8 +32,8 @@ export interface BotDeps {
   logger: Logger;
   worker: AnswerWorker;
   dify: DifyClient;
-  /** Push mode is on for this account (placeholder says the answer comes by itself). */
-  pushEnabled?: (user: string) => Promise<boolean>;
+  /** Push mode: late answers are sent by the customer-service API (lib/bot/push.ts). */
+  push?: Pick<Pusher, 'available' | 'afterPlaceholder'> | undefined;
 }
 
 interface Incoming {
@@ -162,8 +163,12 @@ export class Bot {
     }
     if (q.status === 'failed') return { reply: failureText(q.failure?.kind ?? 'failed', this.texts) };
     await store.messages.updateOne({ _id: q._id }, { $set: { placeholderSent: true } });
-    const push = (await this.deps.pushEnabled?.(q.user)) ?? false;
-    return { reply: fill(push ? this.texts.placeholderPush : this.texts.placeholder, this.timing(q)) };
+    const { push, logger } = this.deps;
+    const pushing = push ? await push.available(q.user, q.createdAt) : false;
+    if (push && pushing) {
+      void push.afterPlaceholder(q._id).catch((err) => logger.warn('push failed', { key: q._id, ...errorLogFields(err) }));
+    }
+    return { reply: fill(pushing ? this.texts.placeholderPush : this.texts.placeholder, this.timing(q)) };
   }
 
   /** `1`: the next undelivered page of the user's latest answer, honestly. */

@@ -54,8 +54,6 @@ export interface MessageRecord {
   usage?: Usage;
   failure?: Failure;
   answeredAt?: number;
-  /** Pages the customer-service push has sent (push mode). */
-  pagesPushed?: number;
 }
 
 export interface UserRecord {
@@ -65,7 +63,7 @@ export interface UserRecord {
   generation: number;
   /** Key of the user's latest question. */
   latest?: string;
-  /** Push is not available for this user until then (ms), after 45015/45047. */
+  /** WeChat refused a push to this user then (45015/45047); questions asked up to then use `1`. */
   pushBlockedUntil?: number;
   updatedAt: number;
 }
@@ -138,8 +136,8 @@ export class Store {
   }
 
   /** Advance an answered question's page cursor from `expected` (compare-and-set); false if someone else did. */
-  async takePage(key: string, expected: number): Promise<boolean> {
-    return (await this.messages.updateOne({ _id: key, status: 'answered', pagesDelivered: expected }, { $set: { pagesDelivered: expected + 1 } })) !== null;
+  async takePage(key: string, expected: number, status: QuestionStatus = 'answered'): Promise<boolean> {
+    return (await this.messages.updateOne({ _id: key, status, pagesDelivered: expected }, { $set: { pagesDelivered: expected + 1 } })) !== null;
   }
 
   /** `/clear`: forget the conversation, start a new generation, drop undelivered pages. */

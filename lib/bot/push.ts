@@ -1,0 +1,123 @@
+/**
+ * Push mode (verified service accounts, test accounts): an answer that missed the passive reply
+ * window is sent with the customer-service API as soon as it is ready, page by page, instead of
+ * waiting for `1` (wechat-protocol.md §6). Where WeChat refuses (45015 outside the 48-hour window,
+ * 45047 over quota, 48001 not allowed), the bot falls back to `1` and remembers it for a while.
+ */
+import type { Config } from '../config';
+import { fill } from '../config';
+import { WechatApiError, errorLogFields, failureText } from '../errors';
+import type { Logger } from '../log';
+import type { MessageRecord, Store } from '../store';
+import type { WechatApi } from '../wechat/api';
+import { ACCOUNT_PUSH_UNAVAILABLE, TOKEN_INVALID, USER_PUSH_CLOSED } from '../wechat/api';
+import type { TokenCache } from '../wechat/token';
+import type { Clock } from './clock';
+
+/** How long the account stays on `1` after WeChat said it may not push (48001). */
+const ACCOUNT_BLOCK_MS = 3_600_000;
+const ACCOUNT_BLOCK_KEY = 'push:account-unavailable';
+
+export interface PusherDeps {
+  config: Config;
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  api: WechatApi;
+  tokens: TokenCache;
+  /** Re-send the typing indicator this often while the answer is generated (it lasts about 15 s). */
+  typingEveryMs?: number;
+}
+
+function quote(question: string): string {
+  const chars = [...question.replace(/\s+/g, ' ').trim()];
+  return chars.length > 30 ? chars.slice(0, 30).join('') + '…' : chars.join('');
+}
+
+export class Pusher {
+  private stopped = false;
+
+  constructor(private readonly d: PusherDeps) {}
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Can an answer to a question asked at `askedAt` be pushed to `user`? */
+  async available(user: string, askedAt: number): Promise<boolean> {
+    const { store, clock } = this.d;
+    const account = await store.kv.findOne({ _id: ACCOUNT_BLOCK_KEY });
+    if (account && account.expiresAt > clock.now()) return false;
+    const u = await store.user(user);
+    // A new message from the user opens a new window (5 messages / 48 h), so a block only holds
+    // for questions asked before it.
+    return !(u?.pushBlockedUntil !== undefined && u.pushBlockedUntil >= askedAt);
+  }
+
+  /** The placeholder went out: show "typing" while generating, and push if it is already done. */
+  async afterPlaceholder(key: string): Promise<void> {
+    const every = this.d.typingEveryMs ?? 10_000;
+    const started = this.d.clock.now();
+    for (;;) {
+      const q = await this.d.store.message(key);
+      if (!q || q.status !== 'pending') return this.deliver(key);
+      if (this.stopped || this.d.clock.now() - started > 10 * 60_000) return;
+      await this.withToken((t) => this.d.api.typing(t, q.user)).catch(() => undefined); // cosmetic
+      await this.d.clock.sleep(every);
+    }
+  }
+
+  /** Push what the user has not received of a settled question whose placeholder went out. */
+  async deliver(key: string): Promise<void> {
+    const { store, logger } = this.d;
+    const q = await store.message(key);
+    if (!q || !q.placeholderSent || q.status === 'pending' || !(await this.available(q.user, q.createdAt))) return;
+    try {
+      if (q.status === 'failed') {
+        // The failure notice is one message; the page cursor marks it sent.
+        if (!(await store.takePage(q._id, 0, 'failed'))) return;
+        const reason = failureText(q.failure?.kind ?? 'failed', this.d.config.texts);
+        await this.send(q, fill(this.d.config.texts.failedAnswer, { question: quote(q.question ?? ''), reason }), 0);
+        return;
+      }
+      const pages = q.pages ?? [];
+      for (let k = q.pagesDelivered ?? 0; k < pages.length && !this.stopped; k++) {
+        // Claim the page first, so a concurrent `1` or another instance never sends it too.
+        if (!(await store.takePage(q._id, k))) return;
+        await this.send(q, pages[k] as string, k);
+      }
+    } catch (err) {
+      logger.warn('push stopped; the user can fetch the rest with 1', { key, ...errorLogFields(err) });
+    }
+  }
+
+  /** Send one page; on refusal give the page back and remember why. */
+  private async send(q: MessageRecord, text: string, page: number): Promise<void> {
+    const { store, clock, logger } = this.d;
+    try {
+      await this.withToken((t) => this.d.api.sendText(t, q.user, text));
+      logger.info('answer pushed', { key: q._id, page: page + 1 });
+    } catch (err) {
+      // Not sent: the page goes back to the cursor for `1`.
+      await store.messages.updateOne({ _id: q._id, pagesDelivered: page + 1 }, { $set: { pagesDelivered: page } });
+      if (err instanceof WechatApiError && USER_PUSH_CLOSED.has(err.errcode)) {
+        await store.users.updateOne({ _id: q.user }, { $set: { pushBlockedUntil: clock.now() } });
+      } else if (err instanceof WechatApiError && ACCOUNT_PUSH_UNAVAILABLE.has(err.errcode)) {
+        const until = clock.now() + ACCOUNT_BLOCK_MS;
+        await store.kv.upsert(ACCOUNT_BLOCK_KEY, { $set: { value: String(err.errcode), expiresAt: until, expireAt: new Date(until) } });
+      }
+      throw err;
+    }
+  }
+
+  private async withToken(call: (token: string) => Promise<void>): Promise<void> {
+    const token = await this.d.tokens.get();
+    try {
+      await call(token);
+    } catch (err) {
+      if (!(err instanceof WechatApiError && TOKEN_INVALID.has(err.errcode))) throw err;
+      await this.d.tokens.invalidate(token);
+      await call(await this.d.tokens.get());
+    }
+  }
+}

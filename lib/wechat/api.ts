@@ -1,0 +1,72 @@
+/**
+ * The WeChat server API calls push mode needs (wechat-protocol.md §6–§7): the stable access token,
+ * customer-service text messages and the typing indicator. The base URL is configurable (owners
+ * behind an IP whitelist route through a proxy). No access token or secret ever reaches an error.
+ */
+import axios from 'axios';
+import type { AxiosInstance } from 'axios';
+import { WechatApiError } from '../errors';
+
+export interface WechatApi {
+  /** getStableAccessToken (§7.2): the same token while valid; `expires_in` seconds. */
+  stableToken(): Promise<{ token: string; expiresInS: number }>;
+  /** message/custom/send with a text message (§6.1). */
+  sendText(accessToken: string, openId: string, content: string): Promise<void>;
+  /** message/custom/typing: "Typing" shows the indicator for about 15 s. */
+  typing(accessToken: string, openId: string): Promise<void>;
+}
+
+export interface WechatApiOptions {
+  baseUrl: string;
+  appId: string;
+  appSecret: string;
+  http?: AxiosInstance;
+  timeoutMs?: number;
+}
+
+/** WeChat answers errors as HTTP 200 with `errcode`; network failures get errcode -1 ("system busy"). */
+async function call(http: AxiosInstance, url: string, body: unknown, timeoutMs: number): Promise<Record<string, unknown>> {
+  let data: unknown;
+  try {
+    const res = await http.post(url, body, { timeout: timeoutMs, validateStatus: () => true, headers: { 'Content-Type': 'application/json' } });
+    data = res.data;
+    if (res.status !== 200) throw new WechatApiError(-1, `HTTP ${res.status}`);
+  } catch (err) {
+    if (err instanceof WechatApiError) throw err;
+    // The URL carries the access token: report only the error code, never the request.
+    throw new WechatApiError(-1, `network error ${(err as { code?: string }).code ?? ''}`.trim());
+  }
+  if (!data || typeof data !== 'object') throw new WechatApiError(-1, 'answer is not JSON');
+  const d = data as Record<string, unknown>;
+  const errcode = typeof d['errcode'] === 'number' ? d['errcode'] : 0;
+  if (errcode !== 0) throw new WechatApiError(errcode, String(d['errmsg'] ?? ''));
+  return d;
+}
+
+export function createWechatApi(opts: WechatApiOptions): WechatApi {
+  const http = opts.http ?? axios.create();
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const base = opts.baseUrl;
+  return {
+    async stableToken() {
+      const d = await call(http, `${base}/cgi-bin/stable_token`, { grant_type: 'client_credential', appid: opts.appId, secret: opts.appSecret, force_refresh: false }, timeoutMs);
+      const token = d['access_token'];
+      const expires = d['expires_in'];
+      if (typeof token !== 'string' || !token || typeof expires !== 'number') throw new WechatApiError(-1, 'stable_token answer has no access_token');
+      return { token, expiresInS: expires };
+    },
+    async sendText(accessToken, openId, content) {
+      await call(http, `${base}/cgi-bin/message/custom/send?access_token=${encodeURIComponent(accessToken)}`, { touser: openId, msgtype: 'text', text: { content } }, timeoutMs);
+    },
+    async typing(accessToken, openId) {
+      await call(http, `${base}/cgi-bin/message/custom/typing?access_token=${encodeURIComponent(accessToken)}`, { touser: openId, command: 'Typing' }, timeoutMs);
+    },
+  };
+}
+
+/** Error codes that mean the access token must be fetched again (§7.3). */
+export const TOKEN_INVALID = new Set([40001, 40014, 42001]);
+/** The user is outside the 48-hour window or over the per-message quota (§6.3): use `1` instead. */
+export const USER_PUSH_CLOSED = new Set([45015, 45047]);
+/** The account may not use the customer-service API (§6.4). */
+export const ACCOUNT_PUSH_UNAVAILABLE = new Set([48001]);

@@ -1,0 +1,87 @@
+/**
+ * The access token, shared through the store by every instance (wechat-protocol.md §7): one
+ * refresher at a time (a lock document), refreshed before it expires and when an API call says it
+ * is invalid. Fetched with stable_token, which returns the same token while it is valid, so an
+ * instance that loses the lock race loses nothing. The token is registered with the logger's
+ * redaction as soon as it is seen.
+ */
+import { randomBytes } from 'crypto';
+import type { Clock } from '../bot/clock';
+import { WechatApiError } from '../errors';
+import type { Logger } from '../log';
+import type { Store } from '../store';
+import type { WechatApi } from './api';
+
+export interface TokenCacheOptions {
+  store: Store;
+  api: WechatApi;
+  clock: Clock;
+  logger: Logger;
+  appId: string;
+  /** How long a refresher may hold the lock. */
+  lockMs?: number;
+  /** How long a caller waits for another instance's refresh; longer than the lock, so a dead
+   * refresher's lock is taken over within one call. */
+  waitMs?: number;
+}
+
+export class TokenCache {
+  private readonly key: string;
+  private readonly lockKey: string;
+  private readonly me = randomBytes(8).toString('hex');
+
+  constructor(private readonly o: TokenCacheOptions) {
+    this.key = `access_token:${o.appId}`;
+    this.lockKey = `lock:access_token:${o.appId}`;
+  }
+
+  /** A token that is valid now. Throws `WechatApiError` when none can be had. */
+  async get(): Promise<string> {
+    const { store, clock, logger } = this.o;
+    const until = clock.now() + (this.o.waitMs ?? (this.o.lockMs ?? 10_000) + 2000);
+    for (;;) {
+      const cached = await store.kv.findOne({ _id: this.key });
+      if (cached && cached.expiresAt > clock.now()) {
+        logger.addSecret(cached.value);
+        return cached.value;
+      }
+      if (await this.lock()) {
+        try {
+          return await this.refresh();
+        } finally {
+          await store.kv.deleteMany({ _id: this.lockKey, value: this.me });
+        }
+      }
+      if (clock.now() >= until) throw new WechatApiError(-1, 'timed out waiting for another instance to refresh the access token');
+      await clock.sleep(100);
+    }
+  }
+
+  /** An API call said `token` is invalid or expired: don't hand it out again. */
+  async invalidate(token: string): Promise<void> {
+    await this.o.store.kv.updateOne({ _id: this.key, value: token }, { $set: { expiresAt: 0 } });
+  }
+
+  private async refresh(): Promise<string> {
+    const { store, api, clock, logger } = this.o;
+    const { token, expiresInS } = await api.stableToken();
+    logger.addSecret(token);
+    const now = clock.now();
+    // Refresh ahead of expiry: WeChat renews 5 min early and both tokens work meanwhile (§7.2).
+    const marginMs = Math.min(300_000, (expiresInS * 1000) / 2);
+    await store.kv.upsert(this.key, {
+      $set: { value: token, expiresAt: now + expiresInS * 1000 - marginMs, expireAt: new Date(now + expiresInS * 1000) },
+    });
+    logger.info('access token refreshed', { expiresInS });
+    return token;
+  }
+
+  private async lock(): Promise<boolean> {
+    const { store, clock } = this.o;
+    const now = clock.now();
+    const until = now + (this.o.lockMs ?? 10_000);
+    if (await store.kv.insert({ _id: this.lockKey, value: this.me, expiresAt: until, expireAt: new Date(until + 60_000) })) return true;
+    // A lock left by a refresher that died is taken over once it has expired.
+    return (await store.kv.updateOne({ _id: this.lockKey, expiresAt: { $lt: now } }, { $set: { value: this.me, expiresAt: until } })) !== null;
+  }
+}

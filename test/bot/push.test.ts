@@ -1,0 +1,124 @@
+/** Push mode end to end: the WeChat API simulator, the Dify simulator and the WeChat client simulator. */
+import { afterEach, describe, expect, it } from 'vitest';
+import { startWechatApiSim } from '../../lib/sim/wechat-api-sim';
+import type { WechatApiSim } from '../../lib/sim/wechat-api-sim';
+import { createApp } from '../../lib/app';
+import { createHttpServer } from '../../lib/server/http';
+import { memoryLogger } from '../../lib/log';
+import { WechatSim } from '../../lib/sim/wechat-sim';
+import type { AddressInfo } from 'net';
+import { DIFY_KEY, SCALE, TOKEN, eventually, startHarness } from '../support/harness';
+import type { Harness } from '../support/harness';
+
+const APP_ID = 'wxpush00000000001';
+const APP_SECRET = 'push-app-secret-value-0001';
+let h: Harness;
+let api: WechatApiSim;
+afterEach(async () => {
+  await h?.close();
+  await api?.close();
+});
+
+const LONG = Array.from({ length: 6 }, (_, i) => `第${i + 1}部分。` + '推送的长回答内容。'.repeat(60)).join('\n\n');
+
+async function start(refuse?: (openId: string) => number | undefined, durationS = 20) {
+  api = await startWechatApiSim({ appId: APP_ID, appSecret: APP_SECRET, ...(refuse ? { refuse } : {}) });
+  h = await startHarness({
+    env: { WECHAT_PUSH: 'true', WECHAT_APPID: APP_ID, WECHAT_APPSECRET: APP_SECRET, WECHAT_API_BASE: api.url, LOG_LEVEL: 'debug' },
+    dify: { script: (b) => ({ kind: 'answer', text: b.query === '长' ? LONG : `推送:${String(b.query)}`, durationMs: durationS * 1000 * SCALE, pieceChars: 200 }) },
+  });
+}
+
+describe('push mode', () => {
+  it('says the answer will come by itself, shows typing, and pushes it as soon as it is ready', async () => {
+    await start();
+    const r = await h.wechat.send('oPush', '问题');
+    expect(r.text).toMatch(/^「问题」\n正在思考中（已 \d+ 秒），回答生成后会自动发给你。$/);
+    await eventually(() => api.sent.length === 1);
+    expect(api.sent[0]).toEqual({ touser: 'oPush', content: '推送:问题' });
+    expect(api.typing).toContain('oPush');
+    expect((await h.wechat.send('oPush', '1')).text).toBe(h.config.texts.nothingPending);
+    expect(api.stableTokenCalls).toBe(1);
+  });
+
+  it('pushes a long answer page by page, in order', async () => {
+    await start();
+    await h.wechat.send('oPages', '长');
+    const q = await eventually(async () => {
+      const rec = await h.app.store.message(String((await h.app.store.user('oPages'))?.latest));
+      return rec?.pages && rec.pagesDelivered === rec.pages.length ? rec : undefined;
+    });
+    expect(api.sent.map((s) => s.content)).toEqual(q.pages);
+    expect(q.pages?.length).toBeGreaterThan(2);
+  });
+
+  it('answers ready within the window are replied passively, never pushed', async () => {
+    await start(undefined, 7);
+    expect((await h.wechat.send('oPassive', '快')).text).toBe('推送:快');
+    await h.app.worker.idle();
+    expect(api.sent).toEqual([]);
+  });
+
+  it.each([45015, 45047])('on %i falls back to `1` for that user and remembers it', async (errcode) => {
+    await start((openId) => (openId === 'oClosed' ? errcode : undefined));
+    await h.wechat.send('oClosed', '问题');
+    await eventually(async () => (await h.app.store.user('oClosed'))?.pushBlockedUntil !== undefined);
+    expect(api.sent).toEqual([]);
+    expect((await h.wechat.send('oClosed', '1')).text).toBe('推送:问题'); // the page went back to `1`
+    expect(h.logs.some((l) => l.includes('push stopped') && l.includes(`"errcode":${errcode}`))).toBe(true);
+  });
+
+  it('on 48001 falls back to `1` for the whole account, and later placeholders say to send 1', async () => {
+    await start(() => 48001);
+    await h.wechat.send('oNoPerm', '问题');
+    await eventually(async () => (await h.app.store.kv.findOne({ _id: 'push:account-unavailable' })) !== null);
+    expect((await h.wechat.send('oNoPerm', '1')).text).toBe('推送:问题');
+    const other = await h.wechat.send('oOther', '另一个问题');
+    expect(other.text).toMatch(/请稍后回复 1 获取回答/);
+  });
+
+  it('fetches a new token when WeChat says the cached one expired, and retries the send', async () => {
+    await start();
+    await h.wechat.send('oExp', '第一个');
+    await eventually(() => api.sent.length === 1);
+    api.expireCurrent(); // server-side expiry: the next send gets 42001
+    await h.wechat.send('oExp', '第二个');
+    await eventually(() => api.sent.length === 2);
+    expect(api.stableTokenCalls).toBe(2);
+  });
+
+  it('pushes a failure notice when the answer fails after the placeholder', async () => {
+    api = await startWechatApiSim({ appId: APP_ID, appSecret: APP_SECRET });
+    h = await startHarness({
+      env: { WECHAT_PUSH: 'true', WECHAT_APPID: APP_ID, WECHAT_APPSECRET: APP_SECRET, WECHAT_API_BASE: api.url },
+      dify: { script: () => ({ kind: 'cut', text: '一半', durationMs: 20 * 1000 * SCALE }) },
+    });
+    await h.wechat.send('oPushFail', '会失败');
+    await eventually(() => api.sent.length === 1);
+    expect(api.sent[0]?.content).toBe(`「会失败」\n${h.config.texts.failFailed}`);
+  });
+
+  it('two handlers on one store share one access token', async () => {
+    await start();
+    const logger = memoryLogger({ secrets: [TOKEN, DIFY_KEY, APP_SECRET] });
+    const second = createApp(h.config, { store: h.app.store, logger });
+    const server = createHttpServer({ handler: second.handler, logger, maxBodyBytes: 1 << 18 });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const wechat2 = new WechatSim({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/wechat`, token: TOKEN, timeoutMs: 1000 });
+    await Promise.all([h.wechat.send('oShareA', 'A'), wechat2.send('oShareB', 'B')]);
+    await eventually(() => api.sent.length === 2);
+    expect(api.stableTokenCalls).toBe(1);
+    server.closeAllConnections();
+    server.close();
+    await second.worker.idle();
+  });
+
+  it('never writes a secret or an access token to the log', async () => {
+    await start();
+    await h.wechat.send('oLeak', '问题');
+    await eventually(() => api.sent.length === 1);
+    const log = h.logs.join('\n');
+    expect(log).toContain('answer pushed');
+    for (const secret of [TOKEN, DIFY_KEY, APP_SECRET, ...api.issued]) expect(log).not.toContain(secret);
+  });
+});
