@@ -6,7 +6,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { markdownToText } from '../../lib/text/markdown';
 import type { Script } from '../../lib/sim/dify-sim';
-import { SCALE, eventually, sleep, startHarness } from '../support/harness';
+import { SCALE, TOKEN, eventually, sleep, startHarness } from '../support/harness';
+import { deliver, textXml } from '../support/wire';
 import type { Harness, HarnessOptions } from '../support/harness';
 
 let h: Harness;
@@ -120,22 +121,10 @@ describe('`1` is honest', () => {
     const q = await h.wechat.send('oRetry', '长');
     expect(q.text).toMatch(/\(1\/\d\) 回复 1 查看后续$/);
     // WeChat's own retry of one `1` message: deliver the same MsgId twice by hand.
-    const { request } = await import('http');
-    const { sha1Signature } = await import('../../lib/wechat/signature');
-    const xml = `<xml><ToUserName><![CDATA[${h.wechat.account}]]></ToUserName><FromUserName><![CDATA[oRetry]]></FromUserName><CreateTime>${Math.floor(Date.now() / 1000)}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[1]]></Content><MsgId>77</MsgId></xml>`;
-    const deliver = () =>
-      new Promise<string>((resolve, reject) => {
-        const ts = String(Math.floor(Date.now() / 1000));
-        const req = request(`${h.url}?signature=${sha1Signature(['testtoken123', ts, 'n'])}&timestamp=${ts}&nonce=n`, { method: 'POST' }, (res) => {
-          let b = '';
-          res.on('data', (c) => (b += c));
-          res.on('end', () => resolve(b));
-        });
-        req.on('error', reject);
-        req.end(xml);
-      });
-    const a = await deliver();
-    const b = await deliver();
+    const xml = textXml('oRetry', '1', '77');
+    const deliverOnce = async () => (await deliver(h.url, TOKEN, xml)).body;
+    const a = await deliverOnce();
+    const b = await deliverOnce();
     expect(a).toBe(b);
     expect(a).toContain('(2/');
     expect((await h.wechat.send('oRetry', '1')).text).toContain('(3/');

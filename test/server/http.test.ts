@@ -1,28 +1,14 @@
 /** The HTTP boundary: what a request that did not come from WeChat, or is hostile, gets. */
-import { request } from 'http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sha1Signature } from '../../lib/wechat/signature';
 import { TOKEN, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
+import { call, signed as wireSigned, textXml as wireTextXml } from '../support/wire';
 
 let h: Harness;
 afterEach(async () => h?.close());
 
-function call(url: string, opts: { method?: string; body?: string | Buffer; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string; type: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString('utf8'), type: String(res.headers['content-type']) }));
-    });
-    req.on('error', reject);
-    req.end(opts.body);
-  });
-}
-
-const signed = (ts = String(Math.floor(Date.now() / 1000)), nonce = '42') => `signature=${sha1Signature([TOKEN, ts, nonce])}&timestamp=${ts}&nonce=${nonce}`;
-const textXml = (content: string, msgId = '1') =>
-  `<xml><ToUserName><![CDATA[gh_a]]></ToUserName><FromUserName><![CDATA[oHttp]]></FromUserName><CreateTime>${Math.floor(Date.now() / 1000)}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[${content}]]></Content><MsgId>${msgId}</MsgId></xml>`;
+const signed = (ts?: string) => wireSigned(TOKEN, ts, '42');
+const textXml = (content: string, msgId = '1') => wireTextXml('oHttp', content, msgId, 'gh_a');
 
 async function storeIsEmpty(): Promise<boolean> {
   return (await h.app.store.messages.find({}, 10)).length === 0 && (await h.app.store.users.find({}, 10)).length === 0;

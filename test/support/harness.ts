@@ -75,11 +75,17 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     logs: logger.lines,
     dataDir,
     async close() {
+      // Every test that runs a harness also proves no secret reached a log line (issue: security).
+      const secrets = [TOKEN, DIFY_KEY, config.wechat.token, config.dify.apiKey, config.wechat.aesKey, config.wechat.appSecret].filter(
+        (v): v is string => typeof v === 'string' && v.length >= 6,
+      );
+      const leaked = secrets.filter((secret) => logger.lines.some((line) => line.includes(secret)));
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await dify.close();
       await app.close();
       if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      if (leaked.length > 0) throw new Error(`a secret appeared in the log (${leaked.length} value(s))`);
     },
   };
 }
