@@ -3,6 +3,7 @@
  * check at `/healthz`. Bodies over the limit are refused while they stream in.
  */
 import { createServer } from 'http';
+import { parse as parseQuery } from 'querystring';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
 import type { Handler } from '../bot/handler';
 import type { Logger } from '../log';
@@ -51,14 +52,17 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
 export function createHttpServer(opts: ServerOptions): Server {
   return createServer((req, res) => {
     void (async () => {
-      const url = new URL(req.url ?? '/', 'http://localhost');
+      // Split by hand: `new URL` per request costs more than everything else in the adapter.
+      const raw = req.url ?? '/';
+      const qAt = raw.indexOf('?');
+      const pathname = qAt === -1 ? raw : raw.slice(0, qAt);
       try {
-        if (url.pathname === '/healthz') {
+        if (pathname === '/healthz') {
           const extra = opts.health ? await opts.health() : {};
           send(res, 200, 'application/json', JSON.stringify({ ok: true, ...extra }));
           return;
         }
-        if (url.pathname !== '/wechat' && url.pathname !== '/wechat/') {
+        if (pathname !== '/wechat' && pathname !== '/wechat/') {
           send(res, 404, 'text/plain; charset=utf-8', 'Not Found');
           return;
         }
@@ -75,8 +79,7 @@ export function createHttpServer(opts: ServerOptions): Server {
             throw err;
           }
         }
-        const query: Record<string, string> = {};
-        for (const [k, v] of url.searchParams) if (!(k in query)) query[k] = v;
+        const query = qAt === -1 ? {} : parseQuery(raw.slice(qAt + 1));
         const out = await opts.handler({ method: req.method ?? 'GET', query, body });
         if ('drop' in out) {
           res.destroy();

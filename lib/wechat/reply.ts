@@ -8,8 +8,12 @@
 // eslint-disable-next-line no-control-regex
 const INVALID_XML_CHARS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
+// A cheap test first: almost every text has none of these, and the full pattern (lookbehind) is slow.
+// eslint-disable-next-line no-control-regex
+const MAYBE_INVALID = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uD800-\uDFFF\uFFFE\uFFFF]/;
+
 export function xmlSafe(text: string): string {
-  return text.replace(INVALID_XML_CHARS, '');
+  return MAYBE_INVALID.test(text) ? text.replace(INVALID_XML_CHARS, '') : text;
 }
 
 export function cdata(text: string): string {

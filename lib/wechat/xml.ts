@@ -1,12 +1,14 @@
 /**
- * Inbound XML → typed message (wechat-protocol.md §4). A linear pre-scan rejects hostile input
- * (DOCTYPE/entities, deep nesting, too many elements) before fast-xml-parser sees it; user text
- * is taken exactly as sent (no trimming or whitespace folding).
+ * Inbound XML → typed message (wechat-protocol.md §4). A linear well-formedness check rejects
+ * malformed and hostile input (DOCTYPE/entities, deep nesting, too many elements) before
+ * fast-xml-parser builds the object; user text is taken exactly as sent (no trimming or folding).
  */
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { XMLParser } from 'fast-xml-parser';
 import { RequestError } from '../errors';
 
 const MAX_DEPTH = 8;
+const BLANK = /^\uFEFF?\s*$/;
+const TAG_NAME = /[A-Za-z_][\w.:-]*/y;
 const MAX_ELEMENTS = 256;
 
 interface Common {
@@ -42,45 +44,59 @@ export function isEvent(m: InboundMessage): boolean {
 }
 
 /**
- * Linear scan of the markup: refuses DOCTYPE/ENTITY declarations (entity expansion attacks),
- * nesting deeper than MAX_DEPTH and more than MAX_ELEMENTS elements. CDATA, comments and
- * processing instructions are skipped, so user text mentioning "<!DOCTYPE" is fine.
+ * One linear pass that checks well-formedness for what WeChat sends (elements, text, CDATA,
+ * comments, an XML declaration): tag names match, one root element, nothing but whitespace
+ * outside it. It refuses DOCTYPE/ENTITY declarations (entity expansion, XXE), nesting deeper than
+ * MAX_DEPTH and more than MAX_ELEMENTS elements. CDATA is skipped, so user text that mentions
+ * "<!DOCTYPE" is fine. fast-xml-parser then only has to build the object.
  */
-function prescan(xml: string): void {
-  let depth = 0;
+function checkMarkup(xml: string): void {
+  const open: string[] = [];
   let elements = 0;
-  let i = xml.indexOf('<');
-  while (i !== -1 && i < xml.length) {
-    if (xml.startsWith('<![CDATA[', i)) {
-      const end = xml.indexOf(']]>', i + 9);
-      if (end === -1) throw new RequestError('malformed_xml', 'unterminated CDATA section');
-      i = xml.indexOf('<', end + 3);
-      continue;
+  let roots = 0;
+  let i = 0;
+  const malformed = (why: string) => new RequestError('malformed_xml', `malformed XML: ${why}`);
+  while (i < xml.length) {
+    const lt = xml.indexOf('<', i);
+    if (open.length === 0 && !BLANK.test(xml.slice(i, lt === -1 ? xml.length : lt))) throw malformed('text outside the root element');
+    if (lt === -1) break;
+    if (xml.startsWith('<![CDATA[', lt)) {
+      const end = xml.indexOf(']]>', lt + 9);
+      if (end === -1) throw malformed('unterminated CDATA section');
+      if (open.length === 0) throw malformed('CDATA outside the root element');
+      i = end + 3;
+    } else if (xml.startsWith('<!--', lt)) {
+      const end = xml.indexOf('-->', lt + 4);
+      if (end === -1) throw malformed('unterminated comment');
+      i = end + 3;
+    } else if (xml.startsWith('<?', lt)) {
+      const end = xml.indexOf('?>', lt + 2);
+      if (end === -1) throw malformed('unterminated processing instruction');
+      i = end + 2;
+    } else if (xml.startsWith('<!', lt)) {
+      throw new RequestError('hostile_xml', 'DOCTYPE and entity declarations are not accepted');
+    } else {
+      const gt = xml.indexOf('>', lt + 1);
+      if (gt === -1) throw malformed('unterminated tag');
+      const closing = xml.charCodeAt(lt + 1) === 47; // '/'
+      TAG_NAME.lastIndex = closing ? lt + 2 : lt + 1;
+      const name = TAG_NAME.exec(xml)?.[0];
+      if (!name || TAG_NAME.lastIndex > gt) throw malformed('invalid tag');
+      if (closing) {
+        if (open.pop() !== name) throw malformed(`unexpected </${name}>`);
+      } else {
+        if (open.length === 0 && ++roots > 1) throw malformed('more than one root element');
+        if (++elements > MAX_ELEMENTS) throw new RequestError('hostile_xml', `more than ${MAX_ELEMENTS} elements`);
+        if (xml[gt - 1] !== '/') {
+          open.push(name);
+          if (open.length > MAX_DEPTH) throw new RequestError('hostile_xml', `elements nested deeper than ${MAX_DEPTH}`);
+        }
+      }
+      i = gt + 1;
     }
-    if (xml.startsWith('<!--', i)) {
-      const end = xml.indexOf('-->', i + 4);
-      if (end === -1) throw new RequestError('malformed_xml', 'unterminated comment');
-      i = xml.indexOf('<', end + 3);
-      continue;
-    }
-    if (xml.startsWith('<?', i)) {
-      const end = xml.indexOf('?>', i + 2);
-      if (end === -1) throw new RequestError('malformed_xml', 'unterminated processing instruction');
-      i = xml.indexOf('<', end + 2);
-      continue;
-    }
-    if (xml.startsWith('<!', i)) throw new RequestError('hostile_xml', 'DOCTYPE and entity declarations are not accepted');
-    const close = xml.indexOf('>', i + 1);
-    if (close === -1) throw new RequestError('malformed_xml', 'unterminated tag');
-    if (xml[i + 1] === '/') depth--;
-    else if (xml[close - 1] !== '/') {
-      depth++;
-      elements++;
-      if (depth > MAX_DEPTH) throw new RequestError('hostile_xml', `elements nested deeper than ${MAX_DEPTH}`);
-      if (elements > MAX_ELEMENTS) throw new RequestError('hostile_xml', `more than ${MAX_ELEMENTS} elements`);
-    }
-    i = xml.indexOf('<', close + 1);
   }
+  if (open.length > 0) throw malformed(`<${open[open.length - 1]}> is not closed`);
+  if (roots === 0) throw malformed('no root element');
 }
 
 const parser = new XMLParser({
@@ -99,9 +115,7 @@ const parser = new XMLParser({
  */
 export function parseXmlFields(xml: string, maxBytes: number): Record<string, string> {
   if (Buffer.byteLength(xml, 'utf8') > maxBytes) throw new RequestError('too_large', `body is larger than ${maxBytes} bytes`, 413);
-  prescan(xml);
-  const valid = XMLValidator.validate(xml);
-  if (valid !== true) throw new RequestError('malformed_xml', `malformed XML: ${valid.err.msg} (line ${valid.err.line})`);
+  checkMarkup(xml);
   let doc: unknown;
   try {
     doc = parser.parse(xml);

@@ -3,7 +3,7 @@
  * options and run in laf's sandbox (test/support/laf-runtime.ts), driven with contexts shaped exactly
  * like laf's. The store is the embedded one (STORE=embedded): no MongoDB server runs here.
  */
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { fileURLToPath } from 'url';
@@ -189,7 +189,7 @@ describe('the __init__ function on laf', () => {
 });
 
 describe('the harness catches what breaks on laf', () => {
-  const opts = { builtins, dependencies: { ...lafDependencies(), '@nodable/entities': '3' } };
+  const opts = { builtins, dependencies: lafDependencies() };
 
   const TS5 = {
     'const type parameters (TS 5.0)': 'export default async function <const T extends readonly string[]>(x: T) { return x; }',
@@ -210,9 +210,18 @@ describe('the harness catches what breaks on laf', () => {
   });
 
   it('an ESM-only dependency cannot be required', () => {
-    // @nodable/entities is ESM-only (a dependency fast-xml-parser bundles into its CJS build)
-    const esm = "import * as entities from '@nodable/entities';\nexport default async function () { return typeof entities; }";
-    expect(() => loadLafFunction(esm, 'esm', opts)).toThrow(/ES Module/);
+    // A package like eventsource-parser 4 or dify-client: "type": "module", no CommonJS build.
+    const dir = mkdtempSync(join(tmpdir(), 'wdb-esm-'));
+    try {
+      mkdirSync(join(dir, 'node_modules', 'esm-only-pkg'), { recursive: true });
+      writeFileSync(join(dir, 'package.json'), '{}');
+      writeFileSync(join(dir, 'node_modules', 'esm-only-pkg', 'package.json'), JSON.stringify({ name: 'esm-only-pkg', version: '1.0.0', type: 'module', exports: './index.js' }));
+      writeFileSync(join(dir, 'node_modules', 'esm-only-pkg', 'index.js'), 'export const ok = true;\n');
+      const src = "import { ok } from 'esm-only-pkg';\nexport default async function () { return ok; }";
+      expect(() => loadLafFunction(src, 'esm', { builtins, dependencies: { 'esm-only-pkg': '1.0.0' }, resolveFrom: dir })).toThrow(/ES Module/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a package missing from laf.yaml cannot be required', () => {

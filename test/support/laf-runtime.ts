@@ -84,11 +84,14 @@ export interface LafRuntimeOptions {
   dependencies: Record<string, string>;
   /** Collects every module the function requires. */
   required?: Set<string>;
+  /** Resolve npm packages from this directory's node_modules (default: the repository's). */
+  resolveFrom?: string;
 }
 
 /** Load a function's source as laf does; returns its module exports. */
 export function loadLafFunction(source: string, name: string, opts: LafRuntimeOptions): Record<string, unknown> {
   const code = lafTranspile(source, name);
+  const resolver = opts.resolveFrom ? createRequire(join(opts.resolveFrom, 'package.json')) : rootRequire;
   const lafRequire = (spec: string): unknown => {
     opts.required?.add(spec);
     if (spec in opts.builtins) return opts.builtins[spec];
@@ -97,11 +100,11 @@ export function loadLafFunction(source: string, name: string, opts: LafRuntimeOp
     if (!(pkg in opts.dependencies)) {
       throw Object.assign(new Error(`Cannot find module '${spec}': not in laf.yaml spec.dependencies`), { code: 'MODULE_NOT_FOUND' });
     }
-    const file = rootRequire.resolve(spec);
+    const file = resolver.resolve(spec);
     if (isEsm(file)) {
       throw Object.assign(new Error(`require() of ES Module ${spec} is not supported on laf (Node 20.10)`), { code: 'ERR_REQUIRE_ESM' });
     }
-    return rootRequire(file);
+    return resolver(file);
   };
   // laf's FunctionModule.wrap and buildSandbox (runtimes/nodejs/src/support/engine/module.ts)
   const wrapped = [

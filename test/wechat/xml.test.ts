@@ -82,12 +82,16 @@ describe('parseXmlFields on hostile input', () => {
     expect(code('<xml>' + '<a>1</a>'.repeat(1000) + '</xml>')).toBe('400:hostile_xml');
   });
 
+  it('accepts what WeChat sends around the root: a BOM, a declaration, whitespace, comments, self-closing tags', () => {
+    expect(code('\uFEFF<?xml version="1.0" encoding="utf-8"?>\n<!-- c -->\n<xml><A/><B>1</B></xml>\n')).toBe('accepted');
+  });
+
   it('answers oversized bodies with 413', () => {
     expect(code('<xml><Content>' + 'x'.repeat(2000) + '</Content></xml>', 1024)).toBe('413:too_large');
   });
 
   it('reports malformed XML as 400', () => {
-    for (const bad of ['<xml><a></xml>', '<xml><![CDATA[x</xml>', '<xml', 'not xml at all', '<xml><a>1</b></xml>', '']) {
+    for (const bad of ['<xml><a></xml>', '<xml><![CDATA[x</xml>', '<xml', 'not xml at all', '<xml><a>1</b></xml>', '', '<xml></xml><xml></xml>', 'junk<xml></xml>', '<xml></xml>junk', '<xml><a>', '<xml><1a>x</1a></xml>', '<![CDATA[x]]><xml></xml>']) {
       expect(code(bad)).toMatch(/^400:/);
     }
   });
