@@ -24,7 +24,7 @@ const libFiles = () =>
 function unsafeComparisons(src: string): string[] {
   return src
     .split('\n')
-    .filter((line) => /(signature|Signature|expected|digest)\b/.test(line) && /===|!==|\.startsWith\(|\.includes\(/.test(line))
+    .filter((line) => /signature|Signature|(?<![A-Za-z])(expected|digest)\b/.test(line) && /===|!==|\.startsWith\(|\.includes\(/.test(line))
     .filter((line) => !/[!=]==\s*(undefined|null)\b|typeof|\.length/.test(line))
     .map((line) => line.trim());
 }
@@ -33,7 +33,9 @@ describe('signature comparison', () => {
   it('the structural check catches a plain comparison', () => {
     expect(unsafeComparisons("if (expected === q['signature']) return;")).toHaveLength(1);
     expect(unsafeComparisons('return sig.startsWith(expected);')).toHaveLength(1);
+    expect(unsafeComparisons("if (fields['MsgSignature'] !== sig) fail();")).toHaveLength(1);
     expect(unsafeComparisons("if (q['msg_signature'] !== undefined) x();")).toHaveLength(0);
+    expect(unsafeComparisons('if (open.pop() !== name) throw malformed(`unexpected </${name}>`);')).toHaveLength(0);
   });
 
   it('compares digests only with crypto.timingSafeEqual, never with ===, startsWith or includes', () => {
