@@ -14,6 +14,7 @@ import type { MessageRecord, Store } from '../store';
 import type { InboundMessage } from '../wechat/xml';
 import type { Clock } from './clock';
 import type { Pusher } from './push';
+import { failedAnswerText, quote } from './replies';
 import type { AnswerWorker } from './worker';
 
 /** What to answer one delivery with. */
@@ -69,12 +70,6 @@ export function dedupeKey(msg: InboundMessage): string {
   return `${msg.fromUser}:e${msg.createTime}:${event}:${eventKey}`;
 }
 
-/** Shorten the question for quoting in a placeholder. */
-function quote(question: string): string {
-  const flat = question.replace(/\s+/g, ' ').trim();
-  const chars = [...flat];
-  return chars.length > 30 ? chars.slice(0, 30).join('') + '…' : flat;
-}
 
 export class Bot {
   constructor(private readonly deps: BotDeps) {}
@@ -186,10 +181,7 @@ export class Bot {
     if (outcome === 'drop') return DROP;
     if (outcome === 'gone') return { reply: await this.fixReply(m.key, this.texts.nothingPending) };
     const q = outcome.record;
-    if (q.status === 'failed') {
-      const reason = failureText(q.failure?.kind ?? 'failed', this.texts);
-      return { reply: await this.fixReply(m.key, fill(this.texts.failedAnswer, { question: quote(q.question ?? ''), reason })) };
-    }
+    if (q.status === 'failed') return { reply: await this.fixReply(m.key, failedAnswerText(q, this.texts)) };
     if (q.status === 'answered') {
       const pages = q.pages ?? [];
       const next = q.pagesDelivered ?? 0;

@@ -5,14 +5,14 @@
  * 45047 over quota, 48001 not allowed), the bot falls back to `1` and remembers it for a while.
  */
 import type { Config } from '../config';
-import { fill } from '../config';
-import { WechatApiError, errorLogFields, failureText } from '../errors';
+import { WechatApiError, errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import type { MessageRecord, Store } from '../store';
 import type { WechatApi } from '../wechat/api';
 import { ACCOUNT_PUSH_UNAVAILABLE, TOKEN_INVALID, USER_PUSH_CLOSED } from '../wechat/api';
 import type { TokenCache } from '../wechat/token';
 import type { Clock } from './clock';
+import { failedAnswerText } from './replies';
 
 /** How long the account stays on `1` after WeChat said it may not push (48001). */
 const ACCOUNT_BLOCK_MS = 3_600_000;
@@ -27,11 +27,6 @@ export interface PusherDeps {
   tokens: TokenCache;
   /** Re-send the typing indicator this often while the answer is generated (it lasts about 15 s). */
   typingEveryMs?: number;
-}
-
-function quote(question: string): string {
-  const chars = [...question.replace(/\s+/g, ' ').trim()];
-  return chars.length > 30 ? chars.slice(0, 30).join('') + '…' : chars.join('');
 }
 
 export class Pusher {
@@ -76,8 +71,7 @@ export class Pusher {
       if (q.status === 'failed') {
         // The failure notice is one message; the page cursor marks it sent.
         if (!(await store.takePage(q._id, 0, 'failed'))) return;
-        const reason = failureText(q.failure?.kind ?? 'failed', this.d.config.texts);
-        await this.send(q, fill(this.d.config.texts.failedAnswer, { question: quote(q.question ?? ''), reason }), 0);
+        await this.send(q, failedAnswerText(q, this.d.config.texts), 0);
         return;
       }
       const pages = q.pages ?? [];

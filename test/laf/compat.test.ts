@@ -52,7 +52,11 @@ afterAll(async () => {
 });
 
 const source = (name: string) => readFileSync(join(out, 'functions', `${name}.ts`), 'utf8');
-const load = (name: string, required?: Set<string>) => loadLafFunction(source(name), name, { builtins, dependencies: lafDependencies(), ...(required ? { required } : {}) });
+/** What the functions wrote to laf's function log. */
+const lafLog: string[] = [];
+const lafConsole = { log: (...a: unknown[]) => lafLog.push(a.join(' ')), info: (...a: unknown[]) => lafLog.push(a.join(' ')), warn: (...a: unknown[]) => lafLog.push(a.join(' ')), error: (...a: unknown[]) => lafLog.push(a.join(' ')), debug: () => undefined };
+const load = (name: string, required?: Set<string>) =>
+  loadLafFunction(source(name), name, { builtins, dependencies: lafDependencies(), console: lafConsole, ...(required ? { required } : {}) });
 
 function signedQuery(): Record<string, string> {
   const timestamp = String(Math.floor(Date.now() / 1000));
@@ -161,6 +165,7 @@ describe('the wechat function on laf', () => {
       const r = await invokeLaf(load('wechat'), { method: 'GET', query: signedQuery() });
       expect(r.status).toBe(500);
       expect(r.body).toMatch(/WECHAT_TOKEN/);
+      expect(lafLog.some((l) => l.includes('cannot start: configuration') && l.includes('WECHAT_TOKEN'))).toBe(true);
     } finally {
       process.env['WECHAT_TOKEN'] = token;
     }

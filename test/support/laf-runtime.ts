@@ -86,6 +86,8 @@ export interface LafRuntimeOptions {
   required?: Set<string>;
   /** Resolve npm packages from this directory's node_modules (default: the repository's). */
   resolveFrom?: string;
+  /** The sandbox's console (laf gives each function its own logger). */
+  console?: Pick<Console, 'log' | 'info' | 'warn' | 'error' | 'debug'>;
 }
 
 /** Load a function's source as laf does; returns its module exports. */
@@ -117,7 +119,7 @@ export function loadLafFunction(source: string, name: string, opts: LafRuntimeOp
     __filename: name,
     module: _module,
     exports: _module.exports,
-    console,
+    console: opts.console ?? console,
     __require: lafRequire,
     RegExp,
     Buffer,
