@@ -7,6 +7,7 @@ import type { Db } from 'mongodb';
 import { createApp } from '../app';
 import type { App } from '../app';
 import { CONFIG_VARIABLES, loadConfig, secretsOf } from '../config';
+import type { Config } from '../config';
 import { ConfigError, errorLogFields } from '../errors';
 import { createLogger } from '../log';
 import { Store } from '../store/store';
@@ -16,42 +17,51 @@ export interface LafCloud {
   mongo?: { db?: Db };
 }
 
-let cached: { fingerprint: string; app: Promise<App> } | undefined;
+let cachedApp: { fingerprint: string; app: Promise<App> } | undefined;
+let cachedStore: { fingerprint: string; store: Promise<Store> } | undefined;
 
 /** laf applies environment changes without a restart (§9): rebuild the app when a setting changes. */
 function fingerprint(): string {
   return JSON.stringify(CONFIG_VARIABLES.map((name) => process.env[name] ?? null));
 }
 
+/** The store outlives app rebuilds: the embedded store's files must be opened once per process. */
+function openStore(config: Config, cloud: LafCloud): Promise<Store> {
+  const db = cloud.mongo?.db;
+  const fp = JSON.stringify([config.store.kind, config.store.dataDir, Boolean(db)]);
+  if (cachedStore?.fingerprint === fp) return cachedStore.store;
+  const store = (async () => {
+    if (config.store.kind !== 'embedded' && db) return Store.open(mongoBackend(db));
+    if (config.store.kind === 'mongodb') throw new ConfigError('STORE', 'is mongodb but laf provided no cloud.mongo.db');
+    // Only loaded when chosen, so a laf app on MongoDB never needs the embedded store's package.
+    const { nedbBackend } = await import('../store/nedb');
+    return Store.open(nedbBackend({ dataDir: config.store.dataDir }));
+  })();
+  cachedStore = { fingerprint: fp, store };
+  store.catch(() => {
+    if (cachedStore?.store === store) cachedStore = undefined;
+  });
+  return store;
+}
+
 async function build(cloud: LafCloud): Promise<App> {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
-  const db = cloud.mongo?.db;
-  let store: Store;
-  if (config.store.kind !== 'embedded' && db) {
-    store = await Store.open(mongoBackend(db));
-  } else if (config.store.kind === 'mongodb') {
-    throw new ConfigError('STORE', 'is mongodb but laf provided no cloud.mongo.db');
-  } else {
-    // Only loaded when chosen, so a laf app on MongoDB never needs the embedded store's package.
-    const { nedbBackend } = await import('../store/nedb');
-    store = await Store.open(nedbBackend({ dataDir: config.store.dataDir }));
-  }
-  return createApp(config, { store, logger });
+  return createApp(config, { store: await openStore(config, cloud), logger });
 }
 
 /** The app for the current environment, built once per setting change and shared by requests. */
 export function lafApp(cloud: LafCloud): Promise<App> {
   const fp = fingerprint();
-  if (!cached || cached.fingerprint !== fp) {
+  if (!cachedApp || cachedApp.fingerprint !== fp) {
     const app = build(cloud);
-    cached = { fingerprint: fp, app };
+    cachedApp = { fingerprint: fp, app };
     // A failed build (bad setting) is retried on the next request, not cached forever.
     app.catch(() => {
-      if (cached?.app === app) cached = undefined;
+      if (cachedApp?.app === app) cachedApp = undefined;
     });
   }
-  return cached.app;
+  return cachedApp.app;
 }
 
 function rawBody(ctx: FunctionContext): string {

@@ -29,8 +29,6 @@ export interface Collection<T extends { _id: string }> {
 export interface Backend {
   collection<T extends { _id: string }>(name: string, indexes: readonly IndexSpec[]): Promise<Collection<T>>;
   close(): Promise<void>;
-  /** Several processes may share this backend (MongoDB yes; the embedded file store no). */
-  readonly shared: boolean;
 }
 
 export interface IndexSpec {

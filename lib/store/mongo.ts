@@ -10,7 +10,6 @@ const DUPLICATE_KEY = 11000;
 
 export function mongoBackend(db: Db, client?: MongoClient): Backend {
   return {
-    shared: true,
     async collection<T extends { _id: string }>(name: string, indexes: readonly IndexSpec[]): Promise<Collection<T>> {
       const c = db.collection(name);
       for (const ix of indexes) {

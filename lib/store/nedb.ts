@@ -42,7 +42,6 @@ export function nedbBackend(opts: { dataDir: string } | { inMemory: true }): Bac
   const open: Datastore<{ _id: string }>[] = [];
   if ('dataDir' in opts) mkdirSync(opts.dataDir, { recursive: true });
   return {
-    shared: false,
     async collection<T extends { _id: string }>(name: string, indexes: readonly IndexSpec[]) {
       const db =
         'dataDir' in opts

@@ -95,10 +95,6 @@ export class Store {
     return new Store(messages, users, kv, backend);
   }
 
-  get shared(): boolean {
-    return this.backend.shared;
-  }
-
   async close(): Promise<void> {
     await this.backend.close();
   }

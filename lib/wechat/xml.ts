@@ -36,13 +36,6 @@ export type InboundMessage = Common &
     | { kind: 'unknown'; msgType: string; event: string; msgId: string }
   );
 
-export type MessageKind = InboundMessage['kind'];
-
-/** Messages carry a MsgId; events are keyed by CreateTime (wechat-protocol.md §2.1). */
-export function isEvent(m: InboundMessage): boolean {
-  return m.kind === 'subscribe' || m.kind === 'unsubscribe' || m.kind === 'click' || m.kind === 'view' || m.kind === 'scan' || (m.kind === 'unknown' && m.msgId === '');
-}
-
 /**
  * One linear pass that checks well-formedness for what WeChat sends (elements, text, CDATA,
  * comments, an XML declaration): tag names match, one root element, nothing but whitespace

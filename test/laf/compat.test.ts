@@ -158,6 +158,17 @@ describe('the wechat function on laf', () => {
     expect(r).toMatchObject({ status: 200, body: 'success' });
   });
 
+  it('applies a changed setting without a restart (laf updates process.env in place)', async () => {
+    const ask = async () => parseXmlFields((await invokeLaf(wechat, { method: 'POST', query: signedQuery(), rawXml: textXml('oLafEnv', '/help') })).body, 1 << 20)['Content'];
+    expect(await ask()).toMatch(/^直接发送文字向我提问/);
+    process.env['BOT_TEXTS'] = JSON.stringify({ help: 'new help text' });
+    try {
+      expect(await ask()).toBe('new help text');
+    } finally {
+      delete process.env['BOT_TEXTS'];
+    }
+  });
+
   it('a missing setting is a 500 naming the variable, not a crash', async () => {
     const token = process.env['WECHAT_TOKEN'];
     delete process.env['WECHAT_TOKEN'];
