@@ -134,6 +134,7 @@ export class Bot {
     const { record, first } = await store.claim({
       _id: m.key,
       user: m.msg.fromUser,
+      msgId: 'msgId' in m.msg ? m.msg.msgId : '',
       kind: 'question',
       createdAt: now,
       question,

@@ -23,6 +23,8 @@ export interface Failure {
 export interface MessageRecord {
   _id: string;
   user: string;
+  /** WeChat's MsgId (a 64-bit integer kept as text); '' for events, which are keyed by CreateTime. */
+  msgId?: string;
   /** `question` asks Dify; `fetch` is a `1`; `command` any other stateful command. */
   kind: 'question' | 'fetch' | 'command';
   createdAt: number;

@@ -204,7 +204,7 @@ describe('the answer is saved before it is delivered', () => {
     h = await scripted({});
     const r = await h.wechat.send('oSaved', '存一下');
     const q = await h.app.store.message(`oSaved:${r.msgId}`);
-    expect(q).toMatchObject({ user: 'oSaved', question: '存一下', status: 'answered', answer: 'echo:存一下', pagesDelivered: 1, deliveries: 1, attempts: 1 });
+    expect(q).toMatchObject({ user: 'oSaved', msgId: r.msgId, question: '存一下', status: 'answered', answer: 'echo:存一下', pagesDelivered: 1, deliveries: 1, attempts: 1 });
     expect(q?.conversationId).toMatch(/^[0-9a-f-]{36}$/);
     expect(q?.messageId).toMatch(/^[0-9a-f-]{36}$/);
     expect(q?.usage?.total_tokens).toBe(46);
