@@ -270,7 +270,7 @@ export const CONFIG_VARIABLES = [
 
 /** The secrets in a config, for log redaction. */
 export function secretsOf(config: Config): string[] {
-  return [config.wechat.token, config.dify.apiKey, config.wechat.aesKey, config.wechat.appSecret].filter(
+  return [config.wechat.token, config.dify.apiKey, config.wechat.aesKey, config.wechat.appSecret, config.store.mongoUri].filter(
     (s): s is string => typeof s === 'string',
   );
 }

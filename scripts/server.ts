@@ -3,8 +3,9 @@
  * with MONGODB_URI, else the embedded file store in DATA_DIR), serves /wechat and /healthz.
  */
 import { createApp } from '../lib/app';
-import { loadConfig } from '../lib/config';
-import { ConfigError } from '../lib/errors';
+import { loadConfig, secretsOf } from '../lib/config';
+import { ConfigError, errorLogFields } from '../lib/errors';
+import { createLogger } from '../lib/log';
 import { createHttpServer } from '../lib/server/http';
 import { openStore } from '../lib/store';
 
@@ -19,7 +20,14 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const store = await openStore(config.store);
+  let store;
+  try {
+    store = await openStore(config.store);
+  } catch (err) {
+    // A MongoDB URI may carry a password: the message goes through the redacting logger.
+    createLogger({ secrets: secretsOf(config) }).error('cannot open the store', errorLogFields(err));
+    process.exit(err instanceof ConfigError ? 2 : 1);
+  }
   const app = createApp(config, { store });
   const storeKind = config.store.mongoUri ? 'mongodb' : 'embedded';
   const server = createHttpServer({

@@ -64,6 +64,13 @@ describe('loadConfig', () => {
   });
 
   it('lists the secrets for log redaction', () => {
-    expect(secretsOf(loadConfig({ ...base, WECHAT_APPID: 'wx1', WECHAT_APPSECRET: 'sec-ret-123', WECHAT_AES_KEY: 'A'.repeat(43) }))).toEqual(['token123', 'app-xyz', 'A'.repeat(43), 'sec-ret-123']);
+    const uri = 'mongodb://user:pa55word@db.example:27017/bot';
+    expect(secretsOf(loadConfig({ ...base, WECHAT_APPID: 'wx1', WECHAT_APPSECRET: 'sec-ret-123', WECHAT_AES_KEY: 'A'.repeat(43), MONGODB_URI: uri }))).toEqual([
+      'token123',
+      'app-xyz',
+      'A'.repeat(43),
+      'sec-ret-123',
+      uri,
+    ]);
   });
 });
