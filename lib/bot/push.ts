@@ -67,6 +67,8 @@ export class Pusher {
     const { store, logger } = this.d;
     const q = await store.message(key);
     if (!q || !q.placeholderSent || q.status === 'pending' || !(await this.available(q.user, q.createdAt))) return;
+    // `/clear` since the question was asked drops its undelivered pages, pushed ones too.
+    if (((await store.user(q.user))?.generation ?? 0) !== (q.generation ?? 0)) return;
     try {
       if (q.status === 'failed') {
         // The failure notice is one message; the page cursor marks it sent.

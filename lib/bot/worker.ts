@@ -120,7 +120,8 @@ export class AnswerWorker {
       if (answer.messageId) set.messageId = answer.messageId;
       if (answer.usage) set.usage = answer.usage;
       const done = await store.messages.updateOne(mine, { $set: set });
-      if (answer.conversationId) await store.setConversation(q.user, generation, answer.conversationId, clock.now());
+      // Not saved means the question is gone (the user unsubscribed) or another worker owns it now.
+      if (done && answer.conversationId) await store.setConversation(q.user, generation, answer.conversationId, clock.now());
       logger.info('answer ready', {
         key: q._id,
         attempt,

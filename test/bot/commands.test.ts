@@ -83,6 +83,17 @@ describe('events and other message types', () => {
     expect(await h.app.store.user('oBye')).toBeNull();
   });
 
+  it('a user who unsubscribes while an answer is generated leaves nothing behind when it finishes', async () => {
+    h = await startHarness({ dify: { script: () => ({ kind: 'answer', text: 'late', durationMs: 1500 }) } });
+    const asked = h.wechat.send('oLeave', 'question');
+    await eventually(() => h.dify.calls.length === 1);
+    await h.wechat.send('oLeave', { type: 'event', event: 'unsubscribe' });
+    await asked;
+    await h.app.worker.idle();
+    expect(await h.app.store.user('oLeave')).toBeNull();
+    expect(await h.app.store.messages.find({ user: 'oLeave' }, 10)).toEqual([]);
+  });
+
   it('menu CLICK keys map to commands and to fixed questions; unknown keys get success', async () => {
     h = await startHarness({ env: { MENU_KEYS: menu } });
     expect((await h.wechat.send('oMenu', { type: 'event', event: 'CLICK', eventKey: 'HELP' })).text).toBe(h.config.texts.help);

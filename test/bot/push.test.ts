@@ -7,7 +7,7 @@ import { createHttpServer } from '../../lib/server/http';
 import { memoryLogger } from '../../lib/log';
 import { WechatSim } from '../../lib/sim/wechat-sim';
 import type { AddressInfo } from 'net';
-import { DIFY_KEY, SCALE, TOKEN, eventually, startHarness } from '../support/harness';
+import { DIFY_KEY, SCALE, TOKEN, eventually, sleep, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
 
 const APP_ID = 'wxpush00000000001';
@@ -85,6 +85,15 @@ describe('push mode', () => {
     await h.wechat.send('oExp', '第二个');
     await eventually(() => api.sent.length === 2);
     expect(api.stableTokenCalls).toBe(2);
+  });
+
+  it('pushes nothing of an answer the user cleared with /clear before it was ready', async () => {
+    await start();
+    await h.wechat.send('oPushClr', '问题'); // placeholder
+    await h.wechat.send('oPushClr', '/clear');
+    await h.app.worker.idle();
+    await sleep(300);
+    expect(api.sent).toEqual([]);
   });
 
   it('pushes a failure notice when the answer fails after the placeholder', async () => {
