@@ -1,5 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildTextReply, cdata } from '../../lib/wechat/reply';
+import { buildTextReply, cdata, xmlSafe } from '../../lib/wechat/reply';
 import { parseXmlFields } from '../../lib/wechat/xml';
 
 describe('buildTextReply', () => {
@@ -24,6 +25,18 @@ describe('buildTextReply', () => {
   it('drops characters XML cannot carry instead of producing an invalid document', () => {
     const xml = buildTextReply({ toUser: 'u', fromUser: 'g', createTime: 1, content: 'a\u0000b\u0007c\uD800d😀' });
     expect(parseXmlFields(xml, 1 << 20)['Content']).toBe('abcd😀');
+  });
+
+  it('produces well-formed XML that round-trips for any content (property)', () => {
+    const content = fc.oneof(fc.string({ unit: 'binary', maxLength: 200 }), fc.array(fc.constantFrom(']]>', ']', '>', '<![CDATA[', '&', '\u0000', '\uD800', '😀', '\r\n'), { maxLength: 20 }).map((a) => a.join('')));
+    fc.assert(
+      fc.property(content, fc.string({ maxLength: 30 }), (text, user) => {
+        const f = parseXmlFields(buildTextReply({ toUser: user || 'u', fromUser: 'g', createTime: 1, content: text }), 1 << 20);
+        const expected = xmlSafe(text).replace(/\r\n?/g, '\n');
+        expect(f['Content']).toBe(expected);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('cdata splits every ]]> across sections', () => {
