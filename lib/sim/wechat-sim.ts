@@ -189,7 +189,7 @@ export class WechatSim {
         results.push({ n, startedAt, ms, outcome: 'success', status: 200 });
         return { text: null, notice: false, deliveries: results, msgId };
       }
-      const checked = this.readReply(res.body, user, timestamp === '' ? '' : nonce);
+      const checked = this.readReply(res.body, user, nonce);
       if (typeof checked !== 'string') {
         results.push({ n, startedAt, ms, outcome: 'bad-reply', status: 200, detail: checked.problem });
         return { text: ERROR_NOTICE, notice: true, deliveries: results, msgId };
