@@ -7,7 +7,7 @@
 import type { Config } from '../config';
 import { WechatApiError, errorLogFields } from '../errors';
 import type { Logger } from '../log';
-import type { MessageRecord, Store } from '../store';
+import type { MessageRecord, Store, UserRecord } from '../store';
 import type { WechatApi } from '../wechat/api';
 import { ACCOUNT_PUSH_UNAVAILABLE, TOKEN_INVALID, USER_PUSH_CLOSED } from '../wechat/api';
 import type { TokenCache } from '../wechat/token';
@@ -40,10 +40,12 @@ export class Pusher {
 
   /** Can an answer to a question asked at `askedAt` be pushed to `user`? */
   async available(user: string, askedAt: number): Promise<boolean> {
-    const { store, clock } = this.d;
-    const account = await store.kv.findOne({ _id: ACCOUNT_BLOCK_KEY });
-    if (account && account.expiresAt > clock.now()) return false;
-    const u = await store.user(user);
+    return this.allows(await this.d.store.user(user), askedAt);
+  }
+
+  private async allows(u: UserRecord | null, askedAt: number): Promise<boolean> {
+    const account = await this.d.store.kv.findOne({ _id: ACCOUNT_BLOCK_KEY });
+    if (account && account.expiresAt > this.d.clock.now()) return false;
     // A new message from the user opens a new window (5 messages / 48 h), so a block only holds
     // for questions asked before it.
     return !(u?.pushBlockedUntil !== undefined && u.pushBlockedUntil >= askedAt);
@@ -66,9 +68,10 @@ export class Pusher {
   async deliver(key: string): Promise<void> {
     const { store, logger } = this.d;
     const q = await store.message(key);
-    if (!q || !q.placeholderSent || q.status === 'pending' || !(await this.available(q.user, q.createdAt))) return;
+    if (!q || !q.placeholderSent || q.status === 'pending') return;
+    const u = await store.user(q.user);
     // `/clear` since the question was asked drops its undelivered pages, pushed ones too.
-    if (((await store.user(q.user))?.generation ?? 0) !== (q.generation ?? 0)) return;
+    if ((u?.generation ?? 0) !== (q.generation ?? 0) || !(await this.allows(u, q.createdAt))) return;
     try {
       if (q.status === 'failed') {
         // The failure notice is one message; the page cursor marks it sent.
