@@ -1,70 +1,198 @@
 /**
- * Markdown → readable plain text for WeChat, which shows text verbatim (pitfalls.md #9):
- * headings, emphasis and code fences lose their markers, lists get bullets, links become
- * "text (url)" and images their URL. Line-based and pure.
+ * Markdown → readable plain text for WeChat, which shows text verbatim (docs/wechat.md): headings
+ * and emphasis lose their markers, lists get bullets or numbers, task lists boxes, links become
+ * "text (url)", images their URL, tables one "a | b" line per row, and code stays verbatim.
+ *
+ * Parsing is markdown-it's (CommonJS, loads on laf; its parser is linear on hostile input where
+ * hand-written regexes were not: bench/markdown.ts). Raw HTML is not interpreted, only `<br>`
+ * becomes a line break; entities are left as written, since the text is not HTML.
  */
+import MarkdownIt from 'markdown-it';
+import type { Options as MarkdownItOptions } from 'markdown-it';
 
-const ESCAPABLE = '\\`*_{}[]()#+-.!|>~';
-// Backslash-escaped characters are parked in the Private Use Area while markers are removed.
-const park = (line: string) => line.replace(/\\([\\`*_{}[\]()#+\-.!|>~])/g, (_m, c: string) => String.fromCharCode(0xe000 + ESCAPABLE.indexOf(c)));
-const unpark = (text: string) => text.replace(/[\uE000-\uE01F]/g, (c) => ESCAPABLE[c.charCodeAt(0) - 0xe000] ?? c);
+type Token = ReturnType<MarkdownIt['parse']>[number];
 
-function inline(raw: string): string {
-  const line = park(raw);
-  return unpark(
-    line
-      // images first: ![alt](url "title") → url
-      .replace(/!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g, '$1')
-      // links: [text](url "title") → text (url); a bare URL as its own text stays single
-      .replace(/\[([^\]]+)\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g, (_m, text: string, url: string) =>
-        text.trim() === url ? url : `${text} (${url})`,
-      )
-      // autolinks <https://…>
-      .replace(/<((?:https?|mailto):[^>\s]+)>/g, '$1')
-      // inline code `x` (also ``x``)
-      .replace(/(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)/g, (_m, _ticks: string, code: string) => code.trim())
-      // bold / strikethrough / italic markers
-      .replace(/\*\*(?=\S)([\s\S]*?\S)\*\*/g, '$1')
-      .replace(/__(?=\S)([\s\S]*?\S)__/g, '$1')
-      .replace(/~~(?=\S)([\s\S]*?\S)~~/g, '$1')
-      .replace(/(^|[^\w*])\*(?=\S)([^*]*?\S)\*(?!\w)/g, '$1$2')
-      .replace(/(^|[^\w])_(?=\S)([^_]*?\S)_(?!\w)/g, '$1$2')
-      // line breaks written as HTML
-      .replace(/<br\s*\/?>/gi, '\n'),
-  );
+/**
+ * How deep markdown-it follows nesting. Inline, its worst-case cost grows with the limit (every `[`
+ * or `![` may scan that deep), and deeper inline markup just stays literal text. In blocks, markdown-it
+ * skips the rest of the document past the limit, so it is generous there, and input that reaches it
+ * is returned as written (nothing lost).
+ */
+const BLOCK_NESTING = 20;
+const INLINE_NESTING = 8;
+
+// `maxNesting` is a real option that @types/markdown-it leaves out.
+type Options = MarkdownItOptions & { maxNesting: number };
+const options: Options = { html: false, linkify: false, typographer: false, maxNesting: BLOCK_NESTING };
+const md = new MarkdownIt('default', options);
+// Rules the plain-text output has no use for cost time on hostile input.
+md.disable(['entity', 'html_inline', 'html_block']);
+// markdown-it reads maxNesting as it runs: one limit for the block pass, another for the inline pass.
+md.core.ruler.before('block', 'block_nesting', (state) => {
+  (state.md.options as Options).maxNesting = BLOCK_NESTING;
+});
+md.core.ruler.before('inline', 'inline_nesting', (state) => {
+  (state.md.options as Options).maxNesting = INLINE_NESTING;
+});
+
+const BR = /<br\s*\/?>/gi;
+
+/** `2*3*4`, `a*b*c`: single stars between ASCII letters or digits are arithmetic, not emphasis.
+ * (Between CJK characters, `这是**重点**内容`, emphasis is what the writer meant.) */
+const ARITHMETIC = /[A-Za-z0-9]/;
+
+function inline(children: readonly Token[] | null): string {
+  // Parts, so that filling a slot opened earlier costs nothing (the text may be long).
+  const parts: string[] = [];
+  // Open links: the part their text starts at, and their target.
+  const links: { at: number; href: string }[] = [];
+  // Open emphasis: a slot for its marker, filled back in for arithmetic (see ARITHMETIC).
+  const marks: { slot: number; before: string }[] = [];
+  const list = children ?? [];
+  let last = ''; // the last character written so far
+  const push = (text: string) => {
+    if (!text) return;
+    parts.push(text);
+    last = text[text.length - 1] as string;
+  };
+  for (let i = 0; i < list.length; i++) {
+    const t = list[i] as Token;
+    switch (t.type) {
+      case 'em_open':
+      case 'strong_open':
+        marks.push({ slot: parts.length, before: last });
+        parts.push('');
+        break;
+      case 'em_close':
+      case 'strong_close': {
+        const mark = marks.pop();
+        if (mark === undefined) break;
+        const next = list[i + 1];
+        const after = next?.type === 'text' ? (next.content[0] ?? '') : '';
+        if (t.markup === '*' && ARITHMETIC.test(mark.before) && ARITHMETIC.test(after)) {
+          parts[mark.slot] = t.markup;
+          push(t.markup);
+        }
+        break;
+      }
+      case 'text':
+        push(t.content.replace(BR, '\n'));
+        break;
+      case 'code_inline':
+        push(t.content);
+        break;
+      case 'softbreak':
+      case 'hardbreak':
+        push('\n');
+        break;
+      case 'image':
+        push(t.attrGet('src') ?? '');
+        break;
+      case 'link_open':
+        links.push({ at: parts.length, href: t.attrGet('href') ?? '' });
+        break;
+      case 'link_close': {
+        const link = links.pop();
+        if (!link) break;
+        const text = parts.slice(link.at).join('').trim();
+        if (link.href && text !== link.href && link.href !== `mailto:${text}`) push(text ? ` (${link.href})` : link.href);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return parts.join('');
 }
 
+const TASK = /^\[([ xX])\]\s+/;
+
 export function markdownToText(markdown: string): string {
-  const lines = markdown.replace(/\r\n?/g, '\n').split('\n');
+  const tokens = md.parse(markdown, {});
+  // A block at the nesting limit means markdown-it dropped what lay below it: lose nothing.
+  if (tokens.some((t) => t.block && t.level >= BLOCK_NESTING - 1)) return markdown.replace(/\r\n?/g, '\n').trim();
   const out: string[] = [];
-  let fence: string | undefined;
-  for (const line of lines) {
-    const fenceMatch = /^\s{0,3}(`{3,}|~{3,})/.exec(line);
-    if (fence !== undefined) {
-      if (fenceMatch && fenceMatch[1]?.[0] === fence[0] && (fenceMatch[1]?.length ?? 0) >= fence.length) fence = undefined;
-      else out.push(line);
-      continue;
+  const lists: { ordered: boolean; next: number }[] = [];
+  // Inside a list item: the prefix of its first line, consumed once, then its continuation indent.
+  let item: { first: string | undefined; indent: string } | undefined;
+  const items: (typeof item)[] = [];
+  let row: string[] | undefined;
+  let table: Token | undefined;
+  // Blank lines follow the source: a block that started after a gap gets one blank line before it.
+  let lastLine = 0;
+  const startBlock = (t: Token) => {
+    if (!t.map) return;
+    if (t.map[0] > lastLine && out.length > 0 && out[out.length - 1] !== '') out.push('');
+    lastLine = t.map[1];
+  };
+  const line = (text: string) => {
+    if (!item) {
+      out.push(text);
+      return;
     }
-    if (fenceMatch) {
-      fence = fenceMatch[1];
-      continue;
-    }
-    let m: RegExpExecArray | null;
-    if ((m = /^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$/.exec(line))) {
-      out.push(inline(m[1] ?? ''));
-    } else if (/^\s{0,3}([-*_])(\s*\1){2,}\s*$/.test(line)) {
-      out.push('');
-    } else if (/^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/.test(line) && line.includes('-') && line.includes('|')) {
-      // table separator row: drop
-    } else if ((m = /^(\s*)[-*+]\s+(?:\[([ xX])\]\s+)?(.*)$/.exec(line))) {
-      const box = m[2] === undefined ? '• ' : m[2] === ' ' ? '☐ ' : '☑ ';
-      out.push(`${m[1] ?? ''}${box}${inline(m[3] ?? '')}`);
-    } else if ((m = /^\s{0,3}>\s?(.*)$/.exec(line))) {
-      out.push(inline(m[1] ?? ''));
-    } else if (/^\s*\|.*\|\s*$/.test(line)) {
-      out.push(inline(line.trim().replace(/^\|\s*|\s*\|$/g, '').replace(/\s*\|\s*/g, ' | ')));
-    } else {
-      out.push(inline(line));
+    const prefix = item.first ?? item.indent;
+    item.first = undefined;
+    const m = prefix.endsWith('• ') ? TASK.exec(text) : null;
+    const lead = m ? prefix.slice(0, -2) + (m[1] === ' ' ? '☐ ' : '☑ ') : prefix;
+    out.push(lead + (m ? text.slice(m[0].length) : text).split('\n').join('\n' + item.indent));
+  };
+  for (const t of tokens) {
+    switch (t.type) {
+      case 'inline':
+        if (row) {
+          row.push(inline(t.children).replace(/\n/g, ' ').trim());
+        } else {
+          startBlock(t);
+          line(inline(t.children));
+        }
+        break;
+      case 'fence':
+      case 'code_block':
+        startBlock(t);
+        line(t.content.replace(/\n$/, ''));
+        break;
+      case 'hr':
+        startBlock(t);
+        if (out.length > 0 && out[out.length - 1] !== '') out.push('');
+        break;
+      case 'bullet_list_open':
+      case 'ordered_list_open':
+        lists.push({ ordered: t.type === 'ordered_list_open', next: Number(t.attrGet('start') ?? 1) });
+        break;
+      case 'bullet_list_close':
+      case 'ordered_list_close':
+        lists.pop();
+        break;
+      case 'list_item_open': {
+        const list = lists[lists.length - 1];
+        const depth = '  '.repeat(Math.max(0, lists.length - 1));
+        const marker = list?.ordered ? `${list.next++}. ` : '• ';
+        items.push(item);
+        item = { first: depth + marker, indent: depth + ' '.repeat(marker.length) };
+        break;
+      }
+      case 'list_item_close':
+        // An empty item still shows its bullet.
+        if (item?.first !== undefined) out.push(item.first.trimEnd());
+        item = items.pop();
+        break;
+      case 'table_open':
+        startBlock(t);
+        table = t;
+        break;
+      case 'table_close':
+        if (table?.map) lastLine = table.map[1];
+        table = undefined;
+        break;
+      case 'tr_open':
+        row = [];
+        break;
+      case 'tr_close':
+        if (row) line(row.join(' | '));
+        row = undefined;
+        break;
+      default:
+        break;
     }
   }
   return out

@@ -1,14 +1,22 @@
 /**
  * Split an answer into reply pages of at most `maxBytes` UTF-8 bytes each, hint included
- * (wechat-protocol.md §3: WeChat drops text replies over about 2048 bytes). Cuts prefer a
- * paragraph, then a line, then a sentence end, then a space, and never split a character.
+ * (docs/wechat.md: WeChat drops text replies over about 2048 bytes). Cuts prefer a paragraph,
+ * then a line, then a sentence end, then a space, and fall on grapheme-cluster boundaries, so a
+ * flag 🇨🇳 or a family 👨‍👩‍👧‍👦 is never cut in half. Work is linear in the text: each page looks
+ * only at its own window.
  */
 import { fill } from '../config';
 
 const utf8Len = (cp: number): number => (cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4);
 
-/** The largest index `end` such that text.slice(start, end) fits in `budget` bytes (code-point aligned). */
-function fitEnd(text: string, start: number, budget: number): number {
+export function byteLength(text: string): number {
+  return Buffer.byteLength(text, 'utf8');
+}
+
+const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+
+/** The largest code-point-aligned end such that text.slice(start, end) fits in `budget` bytes. */
+function fitCodePoints(text: string, start: number, budget: number): number {
   let bytes = 0;
   let i = start;
   while (i < text.length) {
@@ -21,9 +29,29 @@ function fitEnd(text: string, start: number, budget: number): number {
   return i;
 }
 
+/**
+ * The grapheme boundaries after `start` up to where `budget` bytes run out (ascending; the last is
+ * the largest end that fits). Empty when the first cluster alone is over the budget.
+ */
+function fitGraphemes(text: string, start: number, budget: number): number[] {
+  // Every UTF-16 unit is at least one byte, so `budget` units cover the budget; one more unit
+  // shows whether the cluster at the window's edge goes on past it.
+  const windowEnd = Math.min(text.length, start + budget + 1);
+  const bounds: number[] = [];
+  let bytes = 0;
+  for (const { segment, index } of graphemes.segment(text.slice(start, windowEnd))) {
+    const end = start + index + segment.length;
+    if (end === windowEnd && windowEnd < text.length) break; // may continue past the window
+    bytes += byteLength(segment);
+    if (bytes > budget) break;
+    bounds.push(end);
+  }
+  return bounds;
+}
+
 const SENTENCE_END = /[。！？!?；;…](?=[^。！？!?；;…]|$)|\.(?=\s)/g;
 
-/** Where to cut `chunk` (a prefix of the rest): the latest good boundary past `minLen`. */
+/** Where to cut `chunk` (a prefix of the rest): the latest good boundary past `minLen`, or -1. */
 function cutPoint(chunk: string, minLen: number): number {
   let para = chunk.lastIndexOf('\n\n');
   // Don't leave a heading (a short single-line paragraph) orphaned at the end of a page.
@@ -38,37 +66,56 @@ function cutPoint(chunk: string, minLen: number): number {
   if (sentence >= minLen) return sentence;
   const space = Math.max(chunk.lastIndexOf(' '), chunk.lastIndexOf('\t'));
   if (space >= minLen) return space + 1;
-  // Hard cut: don't leave a high surrogate at the end.
-  return chunk.length;
+  return -1;
 }
 
-export function byteLength(text: string): number {
-  return Buffer.byteLength(text, 'utf8');
+/** The largest value in ascending `sorted` that is ≤ `x`, or undefined. */
+function floorOf(sorted: readonly number[], x: number): number | undefined {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  let found: number | undefined;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const v = sorted[mid] as number;
+    if (v <= x) {
+      found = v;
+      lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return found;
 }
 
 /**
  * Pages for `text`. Every page but the last ends with "\n\n" + the filled `hintTemplate`
- * ({page}, {total}); every page, hint included, is at most `maxBytes` bytes.
+ * ({page}, {total}); every page, hint included, is at most `maxBytes - reserveBytes` bytes, so a
+ * caller may add up to `reserveBytes` around a page (a quote line, a "more waiting" footer).
  */
-export function paginate(text: string, maxBytes: number, hintTemplate: string): string[] {
+export function paginate(text: string, maxBytes: number, hintTemplate: string, reserveBytes = 0): string[] {
   const body = text.trim();
-  if (byteLength(body) <= maxBytes) return [body];
-  const reserve = byteLength('\n\n' + fill(hintTemplate, { page: 9999, total: 9999 }));
-  const budget = maxBytes - reserve;
-  if (budget < 16) throw new RangeError(`page size ${maxBytes} leaves no room beside the hint`);
+  const limit = maxBytes - reserveBytes;
+  if (byteLength(body) <= limit) return [body];
+  const budget = limit - byteLength('\n\n' + fill(hintTemplate, { page: 9999, total: 9999 }));
+  if (budget < 16) throw new RangeError(`page size ${maxBytes} leaves no room beside the hint and the reserve`);
   const chunks: string[] = [];
   let start = 0;
   while (start < body.length) {
-    const end = fitEnd(body, start, budget);
+    const bounds = fitGraphemes(body, start, budget);
+    // A single cluster over the budget (hostile input) is cut between its code points.
+    const end = bounds.length > 0 ? (bounds[bounds.length - 1] as number) : fitCodePoints(body, start, budget);
     if (end >= body.length) {
       chunks.push(body.slice(start));
       break;
     }
     const chunk = body.slice(start, end);
-    const cut = cutPoint(chunk, Math.floor(chunk.length * 0.4));
-    const piece = body.slice(start, start + cut).trimEnd();
+    const preferred = cutPoint(chunk, Math.floor(chunk.length * 0.4));
+    // A preferred cut is snapped down to a cluster boundary (a space may carry combining marks).
+    const snapped = preferred > 0 ? floorOf(bounds, start + preferred) : undefined;
+    const cut = snapped !== undefined && snapped > start ? snapped : end;
+    const piece = body.slice(start, cut).trimEnd();
     if (piece) chunks.push(piece);
-    start += cut;
+    start = cut;
     while (start < body.length && /\s/.test(body[start] as string)) start++;
   }
   const total = chunks.length;

@@ -6,6 +6,7 @@ describe('markdownToText', () => {
     ['# 标题\n## Sub *title*', '标题\nSub title'],
     ['**粗体** and __bold__, *斜体* and _italic_, ~~删除~~', '粗体 and bold, 斜体 and italic, 删除'],
     ['snake_case_name and 2*3*4 stay', 'snake_case_name and 2*3*4 stay'],
+    ['这是**重点**内容，a*b*c 与 x * y', '这是重点内容，a*b*c 与 x * y'],
     ['see [Dify](https://dify.ai) now', 'see Dify (https://dify.ai) now'],
     ['[https://a.b](https://a.b)', 'https://a.b'],
     ['![a cat](https://x.y/cat.png "Cat")', 'https://x.y/cat.png'],

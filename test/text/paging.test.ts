@@ -60,4 +60,57 @@ describe('paginate', () => {
       { numRuns: 200 },
     );
   });
+
+  const clusters = (s: string) => [...new Intl.Segmenter(undefined, { granularity: 'grapheme' }).segment(s)].map((x) => x.segment);
+
+  it.each([
+    ['flags', '🇨🇳'],
+    ['ZWJ families', '👨‍👩‍👧‍👦'],
+    ['skin-tone emoji', '👋🏽'],
+    ['combining marks', 'e\u0301'],
+    ['keycaps', '1\uFE0F\u20E3'],
+  ])('never cuts %s in half, with or without spaces between them', (_name, g) => {
+    for (const text of [g.repeat(400), `${g} `.repeat(300), `句子。${g}`.repeat(150)]) {
+      const whole = new Set(clusters(text));
+      for (const max of [200, 301, 777]) {
+        const pages = paginate(text, max, HINT);
+        for (const p of pages) {
+          expect(byteLength(p)).toBeLessThanOrEqual(max);
+          for (const c of clusters(unhint([p, ''])[0] as string)) if (!/^\s+$/.test(c)) expect(whole.has(c)).toBe(true);
+        }
+        expect(squash(unhint(pages).join(''))).toBe(squash(text));
+      }
+    }
+  });
+
+  it('cuts a single cluster bigger than a page between its code points, never over the limit', () => {
+    const monster = 'a' + '\u0301'.repeat(3000);
+    const pages = paginate(monster, 300, HINT);
+    for (const p of pages) expect(byteLength(p)).toBeLessThanOrEqual(300);
+    expect(unhint(pages).join('')).toBe(monster);
+  });
+
+  it('leaves the reserve free on every page', () => {
+    const text = '这是一段测试。'.repeat(500);
+    const pages = paginate(text, 1800, HINT, 300);
+    expect(pages.length).toBeGreaterThan(1);
+    for (const p of pages) expect(byteLength(p)).toBeLessThanOrEqual(1500);
+    expect(paginate('短', 1800, HINT, 300)).toEqual(['短']);
+  });
+
+  it('keeps clusters whole for any text with emoji sequences (property)', () => {
+    const cluster = fc.constantFrom('🇨🇳', '🇯🇵', '👨‍👩‍👧‍👦', '👩🏽‍💻', 'é', '汉', 'a', ' ', '\n', '。');
+    fc.assert(
+      fc.property(fc.array(cluster, { maxLength: 800 }), fc.integer({ min: 120, max: 2048 }), (parts, max) => {
+        const text = parts.join('');
+        const pages = paginate(text, max, HINT);
+        const whole = new Set(clusters(text));
+        for (const p of pages) {
+          expect(byteLength(p)).toBeLessThanOrEqual(max);
+          for (const c of clusters(unhint([p, ''])[0] as string)) if (!/^\s+$/.test(c)) expect(whole.has(c)).toBe(true);
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
 });
