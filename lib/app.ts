@@ -5,11 +5,12 @@
 import type { Config } from './config';
 import { secretsOf } from './config';
 import { Bot } from './bot/bot';
-import type { Clock } from './bot/clock';
-import { systemClock } from './bot/clock';
+import type { Clock } from './clock';
+import { systemClock } from './clock';
 import { createHandler } from './bot/handler';
 import type { Handler } from './bot/handler';
 import { Pusher } from './bot/push';
+import { Wakeups } from './bot/wakeups';
 import { AnswerWorker } from './bot/worker';
 import { createDifyClient } from './dify/client';
 import type { DifyClient } from './dify/client';
@@ -41,7 +42,9 @@ export interface AppDeps {
 export function createApp(config: Config, deps: AppDeps): App {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger({ level: config.logLevel, secrets: secretsOf(config) });
-  const dify = deps.dify ?? createDifyClient({ baseUrl: config.dify.baseUrl, apiKey: config.dify.apiKey, idleTimeoutMs: config.dify.idleTimeoutMs });
+  const dify =
+    deps.dify ??
+    createDifyClient({ baseUrl: config.dify.baseUrl, apiKey: config.dify.apiKey, idleTimeoutMs: config.dify.idleTimeoutMs, answerTimeoutMs: config.dify.answerTimeoutMs });
   const { store } = deps;
   const { appId, appSecret } = config.wechat;
   let pusher: Pusher | undefined;
@@ -51,8 +54,9 @@ export function createApp(config: Config, deps: AppDeps): App {
     pusher = new Pusher({ config, store, clock, logger, api, tokens });
   }
   const onSettled = pusher ? (q: { _id: string }) => (pusher as Pusher).deliver(q._id) : undefined;
-  const worker = new AnswerWorker({ config, store, dify, clock, logger, onSettled });
-  const bot = new Bot({ config, store, clock, logger, worker, dify, push: pusher });
+  const wakeups = new Wakeups(clock);
+  const worker = new AnswerWorker({ config, store, dify, clock, logger, wakeups, onSettled });
+  const bot = new Bot({ config, store, clock, logger, worker, dify, wakeups, push: pusher });
   const handler = createHandler({ config, bot, clock, logger });
   return {
     handler,

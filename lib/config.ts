@@ -21,7 +21,13 @@ export interface Texts {
   failedAnswer: string;
   /** Appended to every page but the last. {page} {total} */
   pageHint: string;
+  /** The line above a reply from `1` when several answers are waiting. {question} */
+  answerQuote: string;
+  /** After the last page of an answer, when more answers are waiting. {count} */
+  moreWaiting: string;
   cleared: string;
+  /** A later delivery of a question that `/clear` cancelled while it was being answered. {question} */
+  questionCleared: string;
   unsupported: string;
   voiceNoRecognition: string;
   failQuota: string;
@@ -44,7 +50,10 @@ export const DEFAULT_TEXTS: Texts = {
   nothingPending: '没有待发送的内容了，直接发消息即可提问。',
   failedAnswer: '「{question}」\n{reason}',
   pageHint: '({page}/{total}) 回复 1 查看后续',
+  answerQuote: '「{question}」',
+  moreWaiting: '还有 {count} 条回答，回复 1 继续',
   cleared: '已清除对话记录，我们重新开始吧。',
+  questionCleared: '「{question}」\n这个问题已随 /clear 清除，不再回答。需要的话请重新提问。',
   unsupported: '暂时只支持文字消息哦，请用文字提问。',
   voiceNoRecognition: '暂时没能识别这条语音，请用文字提问。（管理员可在公众号后台开启「接收语音识别结果」。）',
   failQuota: '抱歉，AI 服务的额度已用完，请联系公众号管理员。',
@@ -79,6 +88,8 @@ export interface Config {
     baseUrl: string;
     /** Abort a Dify call after this long without a single byte (pings count). */
     idleTimeoutMs: number;
+    /** Abort a Dify call after this long in all, however lively the stream. */
+    answerTimeoutMs: number;
   };
   delivery: {
     /** Each delivery answers by this long after it arrived. */
@@ -193,6 +204,7 @@ function parseMenu(v: unknown, commands: readonly string[]): Record<string, Menu
 
 /** Commands a menu key may name; kept here so config validation needs no import of the bot. */
 export const COMMAND_NAMES = ['1', '/clear', '/help'] as const;
+export type CommandName = (typeof COMMAND_NAMES)[number];
 
 export function loadConfig(env: Env = process.env): Config {
   const token = required(env, 'WECHAT_TOKEN', 'the Token from the WeChat console, 3-32 letters or digits');
@@ -223,6 +235,13 @@ export function loadConfig(env: Env = process.env): Config {
   if (storeKind !== 'auto' && storeKind !== 'mongodb' && storeKind !== 'embedded') throw new ConfigError('STORE', 'must be auto, mongodb or embedded');
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError('LOG_LEVEL', 'must be debug, info, warn or error');
 
+  const texts = json(env, 'BOT_TEXTS', parseTexts, DEFAULT_TEXTS);
+  const pageBytes = int(env, 'PAGE_BYTES', 1800, 200, 2048);
+  const room = pageBytes - replyReserveBytes(texts) - Buffer.byteLength('\n\n' + fill(texts.pageHint, { page: 9999, total: 9999 }));
+  if (room < 100) {
+    throw new ConfigError('PAGE_BYTES', `${pageBytes} leaves only ${room} bytes of answer per page beside the pageHint, answerQuote and moreWaiting texts; raise it or shorten those texts`);
+  }
+
   return {
     wechat: {
       token,
@@ -239,11 +258,12 @@ export function loadConfig(env: Env = process.env): Config {
       apiKey,
       baseUrl: url(env, 'DIFY_BASE_URL', 'https://api.dify.ai/v1'),
       idleTimeoutMs: int(env, 'DIFY_TIMEOUT_MS', 120_000, 100, 3_600_000),
+      answerTimeoutMs: int(env, 'DIFY_ANSWER_TIMEOUT_MS', 300_000, 100, 3_600_000),
     },
     delivery: {
       replyDeadlineMs,
       placeholderMode,
-      pageBytes: int(env, 'PAGE_BYTES', 1800, 200, 2048),
+      pageBytes,
       staleAfterMs: int(env, 'STALE_AFTER_MS', 30_000, 300, 3_600_000),
       pollMs: int(env, 'POLL_MS', 150, 5, 5000),
     },
@@ -253,7 +273,7 @@ export function loadConfig(env: Env = process.env): Config {
       host: str(env, 'HOST') ?? '0.0.0.0',
       maxBodyBytes: int(env, 'MAX_BODY_BYTES', 256 * 1024, 1024, 16 * 1024 * 1024),
     },
-    texts: json(env, 'BOT_TEXTS', parseTexts, DEFAULT_TEXTS),
+    texts,
     menu: json(env, 'MENU_KEYS', (v) => parseMenu(v, COMMAND_NAMES), {}),
     scenes: json(env, 'SCENE_REPLIES', (v) => stringRecord('SCENE_REPLIES', v), {}),
     logLevel: logLevel as LogLevel,
@@ -263,7 +283,7 @@ export function loadConfig(env: Env = process.env): Config {
 /** Every variable `loadConfig` reads (laf re-reads the environment when one of them changes). */
 export const CONFIG_VARIABLES = [
   'WECHAT_TOKEN', 'WECHAT_AES_KEY', 'WECHAT_APPID', 'WECHAT_APPSECRET', 'WECHAT_PUSH', 'WECHAT_API_BASE',
-  'SIGNATURE_TOLERANCE_S', 'WECHAT_TIMEOUT_MS', 'WECHAT_DELIVERIES', 'DIFY_API_KEY', 'DIFY_BASE_URL', 'DIFY_TIMEOUT_MS',
+  'SIGNATURE_TOLERANCE_S', 'WECHAT_TIMEOUT_MS', 'WECHAT_DELIVERIES', 'DIFY_API_KEY', 'DIFY_BASE_URL', 'DIFY_TIMEOUT_MS', 'DIFY_ANSWER_TIMEOUT_MS',
   'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'PAGE_BYTES', 'STALE_AFTER_MS', 'POLL_MS', 'STORE', 'MONGODB_URI', 'MONGODB_DB',
   'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'BOT_TEXTS', 'MENU_KEYS', 'SCENE_REPLIES', 'LOG_LEVEL',
 ] as const;
@@ -273,6 +293,19 @@ export function secretsOf(config: Config): string[] {
   return [config.wechat.token, config.dify.apiKey, config.wechat.aesKey, config.wechat.appSecret, config.store.mongoUri].filter(
     (s): s is string => typeof s === 'string',
   );
+}
+
+/** The longest question quote (lib/bot/replies.ts `quote`): 30 code points of up to 4 bytes, and "…". */
+const WORST_QUOTE = '\u{20000}'.repeat(30) + '…';
+
+/**
+ * Bytes a reply may add around a page: the quote line above it when several answers are waiting,
+ * and the "more waiting" footer after the last page. Pages are cut this much smaller.
+ */
+export function replyReserveBytes(texts: Texts): number {
+  const head = Buffer.byteLength(fill(texts.answerQuote, { question: WORST_QUOTE }) + '\n');
+  const tail = Buffer.byteLength('\n\n' + fill(texts.moreWaiting, { count: 99 }));
+  return head + tail;
 }
 
 /** Fill `{name}` placeholders. */

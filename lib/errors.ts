@@ -34,6 +34,9 @@ export class RequestError extends BotError {
   }
 }
 
+/** The store can't do what was asked: locked by another process, corrupt, or inconsistent. */
+export class StoreError extends BotError {}
+
 /** What kind of Dify failure this is decides the user's text (see `failureText`). */
 export type DifyFailureKind =
   | 'quota' // the plan or model provider quota is used up

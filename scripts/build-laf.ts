@@ -3,8 +3,8 @@
  *
  * Each function in functions/ is bundled with our own code from lib/ (laf deploys only functions/),
  * npm packages left as `require` calls that laf resolves from the app's dependencies. The output is
- * CommonJS JavaScript in a `.ts` file: laf's TypeScript 4.9.5 transpile leaves it as it is, and
- * packages needed only on some paths (the embedded store) load only when used.
+ * CommonJS JavaScript in a `.ts` file: laf's TypeScript 4.9.5 transpile leaves it as it is. The
+ * embedded store is not part of it (laf's store is its MongoDB; lib/laf/entry.ts).
  * laf.yaml and each function's .yaml are copied beside them, so `laf func push` works from DIR.
  */
 import { build } from 'esbuild';
@@ -12,7 +12,7 @@ import { copyFileSync, mkdirSync, readdirSync, statSync } from 'fs';
 import { join, resolve } from 'path';
 
 const ROOT = resolve(__dirname, '..');
-/** laf refuses function code over 512 KB (laf-platform.md §3). */
+/** laf refuses function code over 512 KB (docs/laf.md). */
 export const LAF_MAX_FUNCTION_BYTES = 512 * 1024;
 
 export interface BuiltFunction {

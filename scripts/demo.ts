@@ -18,6 +18,7 @@ import type { Script } from '../lib/sim/dify-sim';
 import { WechatSim } from '../lib/sim/wechat-sim';
 import type { Push, SendResult } from '../lib/sim/wechat-sim';
 import { openStore } from '../lib/store';
+import { nedbBackend } from '../lib/store/nedb';
 
 const scale = Number(process.env['DEMO_SCALE'] ?? '1');
 if (!(scale > 0 && scale <= 1)) throw new Error('DEMO_SCALE must be a number in (0, 1]');
@@ -66,7 +67,7 @@ async function main(): Promise<void> {
     STALE_AFTER_MS: String(Math.max(1000, ms(30_000))),
     LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'warn',
   });
-  const store = await openStore(config.store);
+  const store = await openStore(config.store, { embedded: nedbBackend });
   const app = createApp(config, { store, logger: createLogger({ level: config.logLevel }) });
   const server = createHttpServer({ handler: app.handler, logger: app.logger, maxBodyBytes: config.server.maxBodyBytes });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

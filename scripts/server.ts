@@ -8,6 +8,7 @@ import { ConfigError, errorLogFields } from '../lib/errors';
 import { createLogger } from '../lib/log';
 import { createHttpServer } from '../lib/server/http';
 import { openStore } from '../lib/store';
+import { nedbBackend } from '../lib/store/nedb';
 
 async function main(): Promise<void> {
   let config;
@@ -20,16 +21,17 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
   let store;
   try {
-    store = await openStore(config.store);
+    store = await openStore(config.store, { embedded: nedbBackend, warn: (msg, fields) => logger.warn(msg, fields) });
   } catch (err) {
     // A MongoDB URI may carry a password: the message goes through the redacting logger.
-    createLogger({ secrets: secretsOf(config) }).error('cannot open the store', errorLogFields(err));
+    logger.error('cannot open the store', errorLogFields(err));
     process.exit(err instanceof ConfigError ? 2 : 1);
   }
-  const app = createApp(config, { store });
-  const storeKind = config.store.mongoUri ? 'mongodb' : 'embedded';
+  const app = createApp(config, { store, logger });
+  const storeKind = store.kind;
   const server = createHttpServer({
     handler: app.handler,
     logger: app.logger,

@@ -1,20 +1,25 @@
 /**
- * What the bot says to one inbound message, within WeChat's reply window (wechat-protocol.md §2.1).
+ * What the bot says to one inbound message, within WeChat's reply window (docs/architecture.md).
  *
- * Every delivery of a message waits for its answer until its reply deadline. Ready: the answer.
+ * Every delivery of a question waits for its answer until its reply deadline. Ready: the answer.
  * Not ready and WeChat will deliver again: no reply in time (`drop`), so the next delivery gets a
- * fresh window. Last delivery: a placeholder, and the answer waits in the store for `1`.
+ * fresh window. Last delivery: a placeholder, and the answer waits in the user's inbox for `1`.
+ * Each page is handed out once, by a compare-and-set in the store, whoever asks for it; only a
+ * re-delivery of the same message gets the same page again.
  */
+import type { Clock } from '../clock';
 import type { Config } from '../config';
 import { fill } from '../config';
+import type { CommandName } from '../config';
 import type { DifyClient } from '../dify/client';
-import { errorLogFields, failureText } from '../errors';
+import { errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import type { MessageRecord, Store } from '../store';
+import { pageCount } from '../store';
 import type { InboundMessage } from '../wechat/xml';
-import type { Clock } from './clock';
 import type { Pusher } from './push';
-import { failedAnswerText, quote } from './replies';
+import { pageReply, quote } from './replies';
+import type { Wakeups } from './wakeups';
 import type { AnswerWorker } from './worker';
 
 /** What to answer one delivery with. */
@@ -23,7 +28,7 @@ export type Decision = { reply: string } | { success: true } | { drop: true };
 const SUCCESS: Decision = { success: true };
 const DROP: Decision = { drop: true };
 
-/** What WeChat turns stickers and other unsupported input into (pitfalls.md #27): never send it to Dify. */
+/** What WeChat turns stickers and other unsupported input into (docs/wechat.md): never send it to Dify. */
 const UNSUPPORTED_PLACEHOLDER = '【收到不支持的消息类型，暂无法显示】';
 
 export interface BotDeps {
@@ -33,6 +38,7 @@ export interface BotDeps {
   logger: Logger;
   worker: AnswerWorker;
   dify: DifyClient;
+  wakeups: Wakeups;
   /** Push mode: late answers are sent by the customer-service API (lib/bot/push.ts). */
   push?: Pick<Pusher, 'available' | 'afterPlaceholder'> | undefined;
 }
@@ -47,8 +53,9 @@ interface Incoming {
 
 type Command = (bot: Bot, m: Incoming) => Promise<Decision>;
 
-/** Commands are a table (DEVELOPERS.md): typed text and menu keys both land here. */
-export const COMMANDS: Readonly<Record<string, Command>> = {
+/** Commands are a table: typed text and menu keys both land here. Its keys are exactly the
+ * names config validation accepts (COMMAND_NAMES), which the type checker enforces. */
+export const COMMANDS: Readonly<Record<CommandName, Command>> = {
   '1': (bot, m) => bot.fetch(m),
   '/clear': (bot, m) => bot.clear(m),
   '/help': (bot) => Promise.resolve({ reply: bot.texts.help }),
@@ -71,6 +78,18 @@ export function dedupeKey(msg: InboundMessage): string {
 }
 
 
+/** Is `name` a command? (Typed text is checked against the table, not trusted.) */
+function commandFor(name: string): Command | undefined {
+  return Object.prototype.hasOwnProperty.call(COMMANDS, name) ? COMMANDS[name as CommandName] : undefined;
+}
+
+/** Something for `1` to hand out now: an answer with pages left, or an unsent failure notice. */
+const deliverable = (q: MessageRecord) => (q.status === 'answered' || q.status === 'failed') && (q.pagesDelivered ?? 0) < pageCount(q);
+
+/** An inbox item the user is waiting for: promised by a placeholder, or already partly read. Not
+ * yet: a question inside its own reply window, which will most likely be answered there. */
+const waitedFor = (q: MessageRecord) => q.placeholderSent === true || (q.pagesDelivered ?? 0) > 0;
+
 export class Bot {
   constructor(private readonly deps: BotDeps) {}
 
@@ -84,14 +103,14 @@ export class Bot {
     const { texts, menu, scenes } = this.deps.config;
     switch (msg.kind) {
       case 'text': {
-        const command = COMMANDS[normalizeCommand(msg.content)];
+        const command = commandFor(normalizeCommand(msg.content));
         if (command) return command(this, m);
         if (msg.content.trim() === '') return { reply: texts.help };
         if (msg.content.trim() === UNSUPPORTED_PLACEHOLDER) return { reply: texts.unsupported };
         return this.ask(m, msg.content);
       }
       case 'voice':
-        // Recognition is optional and reported empty in production (wechat-protocol.md §4.1).
+        // Recognition is optional and reported empty in production (docs/wechat.md).
         return msg.recognition ? this.ask(m, msg.recognition) : { reply: texts.voiceNoRecognition };
       case 'image':
       case 'video':
@@ -109,13 +128,14 @@ export class Bot {
         return text ? { reply: text } : SUCCESS;
       }
       case 'unsubscribe':
-        await this.deps.store.deleteUser(msg.fromUser);
+        await this.deps.store.forgetUser(msg.fromUser, msg.createTime, this.deps.clock.now());
+        this.deps.wakeups.notify(msg.fromUser);
         return SUCCESS;
       case 'click': {
         const action = menu[msg.eventKey];
         if (!action) return SUCCESS;
         if ('ask' in action) return this.ask(m, action.ask);
-        const command = COMMANDS[action.command];
+        const command = commandFor(action.command);
         return command ? command(this, m) : SUCCESS;
       }
       case 'view':
@@ -128,38 +148,70 @@ export class Bot {
 
   /** A question for Dify: claim it (one Dify call however many deliveries), then wait for it. */
   async ask(m: Incoming, question: string): Promise<Decision> {
-    const { store, clock, worker } = this.deps;
+    const { store, clock, worker, logger } = this.deps;
     const now = clock.now();
-    const user = await store.user(m.msg.fromUser);
-    const { record, first } = await store.claim({
+    const user = m.msg.fromUser;
+    const existing = await store.user(user);
+    const claim = await store.claim({
       _id: m.key,
-      user: m.msg.fromUser,
+      user,
       msgId: 'msgId' in m.msg ? m.msg.msgId : '',
       kind: 'question',
       createdAt: now,
+      sentAt: m.msg.createTime,
       question,
       status: 'pending',
-      generation: user?.generation ?? 0,
+      generation: existing?.generation ?? 0,
       answer: '',
       pagesDelivered: 0,
+      takers: [],
       attempts: 1,
       heartbeatAt: now,
     });
-    if (first) {
-      await store.setLatest(m.msg.fromUser, m.key, now);
-      worker.start(record);
+    // Sent before the user unsubscribed: WeChat is re-delivering it to an account they left.
+    if (claim.gone) return SUCCESS;
+    if (claim.first) {
+      worker.start(claim.record);
+      for (const key of await store.trimInbox(user)) logger.warn('inbox full: dropped the oldest undelivered answer', { key });
     }
-    const outcome = await this.waitFor(m.key, m.arrival, record.deliveries);
+    let latest: MessageRecord | undefined;
+    const outcome = await this.until(user, m.arrival, claim.record.deliveries, async () => {
+      const q = await store.message(m.key);
+      if (!q) return 'gone' as const;
+      if (q.status !== 'pending') return q;
+      latest = q;
+      await this.recover(q);
+      return undefined;
+    });
     if (outcome === 'drop') return DROP;
+    if (outcome === 'deadline') return this.placeholder(latest as MessageRecord);
     if (outcome === 'gone') return SUCCESS;
-    const q = outcome.record;
-    if (q.status === 'answered' && q.pages?.length) {
-      await store.messages.updateOne({ _id: q._id }, { $max: { pagesDelivered: 1 } });
-      return { reply: q.pages[0] as string };
+    return this.answerOwn(m.key, outcome);
+  }
+
+  /** A settled question, in its own delivery: its first page, once. */
+  private async answerOwn(key: string, q: MessageRecord): Promise<Decision> {
+    const { store, config } = this.deps;
+    if (q.status === 'cleared') return { reply: fill(this.texts.questionCleared, { question: quote(q.question ?? '') }) };
+    // A re-delivery of a question whose first page this message already carried: the same reply.
+    let took: MessageRecord | null = q.takers?.[0] === key ? q : null;
+    if (!took && (q.pagesDelivered ?? 0) === 0) took = await store.takePage(q, 0, key);
+    if (!took) {
+      const again = await store.message(key);
+      if (again?.takers?.[0] === key) took = again;
+      else if (again?.status === 'cleared') return { reply: fill(this.texts.questionCleared, { question: quote(again.question ?? '') }) };
     }
-    if (q.status === 'failed') return { reply: failureText(q.failure?.kind ?? 'failed', this.texts) };
-    await store.messages.updateOne({ _id: q._id }, { $set: { placeholderSent: true } });
-    const { push, logger } = this.deps;
+    // Someone else (a `1`, push) already gave the user this page: nothing to add.
+    if (!took) return SUCCESS;
+    const single = pageCount(took) === 1;
+    const more = single ? (await store.inbox(took.user)).filter((i) => i._id !== key && waitedFor(i)).length : 0;
+    return { reply: pageReply(took, 0, config.texts, { quoteQuestion: false, moreWaiting: more, passive: true }) };
+  }
+
+  /** The last delivery and no answer yet: say so, and promise `1` (or push). */
+  private async placeholder(q: MessageRecord): Promise<Decision> {
+    const { store, push, logger } = this.deps;
+    await store.markPlaceholderSent(q._id);
     const pushing = push ? await push.available(q.user, q.createdAt) : false;
     if (push && pushing) {
       void push.afterPlaceholder(q._id).catch((err) => logger.warn('push failed', { key: q._id, ...errorLogFields(err) }));
@@ -167,83 +219,106 @@ export class Bot {
     return { reply: fill(pushing ? this.texts.placeholderPush : this.texts.placeholder, this.timing(q)) };
   }
 
-  /** `1`: the next undelivered page of the user's latest answer, honestly. */
+  /**
+   * `1`: the next page from the user's inbox: the oldest question's answer that is ready, each
+   * page once. While nothing is ready, it waits like a question does, then says what is still
+   * being written.
+   */
   async fetch(m: Incoming): Promise<Decision> {
-    const { store, clock } = this.deps;
-    const user = await store.user(m.msg.fromUser);
-    const claim: Omit<MessageRecord, 'deliveries' | 'expireAt'> = { _id: m.key, user: m.msg.fromUser, kind: 'fetch', createdAt: clock.now() };
-    if (user?.latest) claim.target = user.latest;
-    const { record } = await store.claim(claim);
-    // A retry of this very `1` repeats what the first delivery chose, so no page is skipped.
-    if (record.reply !== undefined) return { reply: record.reply };
-    if (!record.target) return { reply: await this.fixReply(m.key, this.texts.nothingPending) };
-
-    const outcome = await this.waitFor(record.target, m.arrival, record.deliveries);
-    if (outcome === 'drop') return DROP;
-    if (outcome === 'gone') return { reply: await this.fixReply(m.key, this.texts.nothingPending) };
-    const q = outcome.record;
-    if (q.status === 'failed') return { reply: await this.fixReply(m.key, failedAnswerText(q, this.texts)) };
-    if (q.status === 'answered') {
-      const pages = q.pages ?? [];
-      const next = q.pagesDelivered ?? 0;
-      if (next >= pages.length) return { reply: await this.fixReply(m.key, this.texts.nothingPending) };
-      const page = pages[next] as string;
-      const reply = await this.fixReply(m.key, page);
-      // Only the delivery that fixed this reply advances the page; a concurrent `1` may repeat a page, never skip one.
-      if (reply === page) await store.takePage(q._id, next);
-      return { reply };
+    const { store, clock, config } = this.deps;
+    const user = m.msg.fromUser;
+    const claim = await store.claim({ _id: m.key, user, kind: 'fetch', createdAt: clock.now(), sentAt: m.msg.createTime });
+    if (claim.gone) return SUCCESS;
+    if (!claim.first) {
+      // A retry of this very `1` repeats the page the first delivery took, so none is skipped.
+      const prior = await store.takenBy(user, m.key);
+      if (prior) {
+        const others = (await store.inbox(user)).filter((i) => i._id !== prior.record._id && waitedFor(i));
+        return { reply: pageReply(prior.record, prior.page, config.texts, { quoteQuestion: others.length > 0, moreWaiting: others.length }) };
+      }
     }
-    return { reply: fill(this.texts.stillThinking, this.timing(q)) };
+    let oldestPending: MessageRecord | undefined;
+    const outcome = await this.until(user, m.arrival, claim.record.deliveries, async () => {
+      // A page lost to a concurrent taker means the inbox changed: look again, a bounded number of times.
+      for (let round = 0; round < 5; round++) {
+        const items = await store.inbox(user);
+        if (items.length === 0) return { reply: this.texts.nothingPending };
+        const q = items.find(deliverable);
+        if (!q) {
+          oldestPending = items.find(waitedFor) ?? items[0];
+          for (const item of items) await this.recover(item);
+          return undefined;
+        }
+        const page = q.pagesDelivered ?? 0;
+        const took = await store.takePage(q, page, m.key);
+        if (!took) continue;
+        const others = items.filter((i) => i._id !== q._id && (waitedFor(i) || deliverable(i)));
+        const last = page + 1 >= pageCount(took);
+        return { reply: pageReply(took, page, config.texts, { quoteQuestion: others.length > 0, moreWaiting: last ? others.length : 0 }) };
+      }
+      return undefined;
+    });
+    if (outcome === 'drop') return DROP;
+    if (outcome === 'deadline') {
+      return oldestPending ? { reply: fill(this.texts.stillThinking, this.timing(oldestPending)) } : { reply: this.texts.nothingPending };
+    }
+    return outcome;
   }
 
-  /** `/clear`: forget the conversation here and (best effort) at Dify; drop undelivered pages. */
+  /** `/clear`: forget the conversation here and (best effort) at Dify; cancel undelivered answers. */
   async clear(m: Incoming): Promise<Decision> {
-    const { store, clock } = this.deps;
-    const { record, first } = await store.claim({ _id: m.key, user: m.msg.fromUser, kind: 'command', createdAt: clock.now() });
-    if (!first) return { reply: record.reply ?? this.texts.cleared };
-    const { conversationId } = await store.clearUser(m.msg.fromUser, clock.now());
+    const { store, clock, wakeups } = this.deps;
+    const user = m.msg.fromUser;
+    const claim = await store.claim({ _id: m.key, user, kind: 'command', createdAt: clock.now(), sentAt: m.msg.createTime });
+    if (claim.gone) return SUCCESS;
+    if (!claim.first) return { reply: this.texts.cleared };
+    const { conversationId } = await store.clearUser(user, clock.now());
+    // Deliveries waiting for a cancelled answer answer now, truthfully.
+    wakeups.notify(user);
     if (conversationId) {
       // Best effort: the conversation is already forgotten here, whatever Dify answers.
       this.deps.dify
-        .deleteConversation(conversationId, m.msg.fromUser)
-        .catch((err) => this.deps.logger.warn('could not delete the conversation at Dify', { user: m.msg.fromUser, ...errorLogFields(err) }));
+        .deleteConversation(conversationId, user)
+        .catch((err) => this.deps.logger.warn('could not delete the conversation at Dify', { user, ...errorLogFields(err) }));
     }
-    return { reply: await this.fixReply(m.key, this.texts.cleared) };
-  }
-
-  private async fixReply(key: string, reply: string): Promise<string> {
-    return this.deps.store.fixReply(key, reply);
+    return { reply: this.texts.cleared };
   }
 
   private timing(q: MessageRecord): { question: string; seconds: number } {
     return { question: quote(q.question ?? ''), seconds: Math.max(1, Math.round((this.deps.clock.now() - q.createdAt) / 1000)) };
   }
 
+  /** A pending question whose worker went silent (its process died) is taken over. */
+  private async recover(q: MessageRecord): Promise<void> {
+    const { clock, config, worker } = this.deps;
+    if (q.status === 'pending' && (q.heartbeatAt ?? 0) < clock.now() - config.delivery.staleAfterMs) await worker.takeOver(q);
+  }
+
   /**
-   * Wait for question `key` to settle until this delivery's reply deadline. Returns the record
-   * (settled, or still pending on the last delivery), `drop` when WeChat will deliver again, or
-   * `gone` when the question no longer exists. A stale worker is taken over on the way.
+   * Run `probe` until it has a result or this delivery's reply deadline passes. Between probes it
+   * sleeps until this process settles one of the user's answers, or a poll interval (growing, for
+   * answers settled by another instance) passes. At the deadline: `deadline` on the last delivery,
+   * else `drop`, held until WeChat's own timeout so WeChat delivers again with a fresh window.
    */
-  private async waitFor(key: string, arrival: number, deliveryNo: number): Promise<{ record: MessageRecord } | 'drop' | 'gone'> {
-    const { store, clock, config, worker } = this.deps;
+  private async until<T>(user: string, arrival: number, deliveryNo: number, probe: () => Promise<T | undefined>): Promise<T | 'deadline' | 'drop'> {
+    const { clock, config, wakeups } = this.deps;
     const deadline = arrival + config.delivery.replyDeadlineMs;
     const last = config.delivery.placeholderMode === 'first' || deliveryNo >= config.wechat.deliveries;
+    let pause = config.delivery.pollMs;
     for (;;) {
-      const q = await store.message(key);
-      if (!q) return 'gone';
-      if (q.status !== 'pending') return { record: q };
+      const result = await probe();
+      if (result !== undefined) return result;
       const now = clock.now();
-      if ((q.heartbeatAt ?? 0) < now - config.delivery.staleAfterMs) await worker.takeOver(q);
       if (now >= deadline) {
-        if (last) return { record: q };
-        // Let this delivery time out so WeChat delivers again with a fresh window; an answer that
-        // lands meanwhile is served to that next delivery. Hold past WeChat's own timeout, so it
-        // sees exactly the timeout it retries on (a reset might count as an abnormal reply).
+        if (last) return 'deadline';
+        // Hold past WeChat's own timeout, so it sees exactly the timeout it retries on (a reset
+        // might count as an abnormal reply); an answer that lands meanwhile goes to the next delivery.
         const grace = Math.min(1000, config.wechat.timeoutMs / 5);
         await clock.sleep(arrival + config.wechat.timeoutMs + grace - now);
         return 'drop';
       }
-      await clock.sleep(Math.min(config.delivery.pollMs, deadline - now));
+      await wakeups.wait(user, Math.min(pause, deadline - now));
+      pause = Math.min(pause * 2, config.delivery.pollMs * 4);
     }
   }
 }

@@ -10,7 +10,7 @@ import { buildEncryptedEnvelope, buildTextReply } from '../wechat/reply';
 import { safeEqualHex, sha1Signature, verifySignature, checkTimestamp } from '../wechat/signature';
 import { parseXmlFields, toMessage } from '../wechat/xml';
 import type { Bot, Decision } from './bot';
-import type { Clock } from './clock';
+import type { Clock } from '../clock';
 
 export interface HandlerRequest {
   method: string;

@@ -1,17 +1,18 @@
 /**
  * Push mode (verified service accounts, test accounts): an answer that missed the passive reply
  * window is sent with the customer-service API as soon as it is ready, page by page, instead of
- * waiting for `1` (wechat-protocol.md §6). Where WeChat refuses (45015 outside the 48-hour window,
+ * waiting for `1` (docs/wechat.md). Where WeChat refuses (45015 outside the 48-hour window,
  * 45047 over quota, 48001 not allowed), the bot falls back to `1` and remembers it for a while.
  */
 import type { Config } from '../config';
 import { WechatApiError, errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import type { MessageRecord, Store, UserRecord } from '../store';
+import { pageCount } from '../store';
 import type { WechatApi } from '../wechat/api';
 import { ACCOUNT_PUSH_UNAVAILABLE, TOKEN_INVALID, USER_PUSH_CLOSED } from '../wechat/api';
 import type { TokenCache } from '../wechat/token';
-import type { Clock } from './clock';
+import type { Clock } from '../clock';
 import { failedAnswerText } from './replies';
 
 /** How long the account stays on `1` after WeChat said it may not push (48001). */
@@ -44,8 +45,7 @@ export class Pusher {
   }
 
   private async allows(u: UserRecord | null, askedAt: number): Promise<boolean> {
-    const account = await this.d.store.kv.findOne({ _id: ACCOUNT_BLOCK_KEY });
-    if (account && account.expiresAt > this.d.clock.now()) return false;
+    if ((await this.d.store.kvGet(ACCOUNT_BLOCK_KEY, this.d.clock.now())) !== undefined) return false;
     // A new message from the user opens a new window (5 messages / 48 h), so a block only holds
     // for questions asked before it.
     return !(u?.pushBlockedUntil !== undefined && u.pushBlockedUntil >= askedAt);
@@ -67,23 +67,18 @@ export class Pusher {
   /** Push what the user has not received of a settled question whose placeholder went out. */
   async deliver(key: string): Promise<void> {
     const { store, logger } = this.d;
-    const q = await store.message(key);
-    if (!q || !q.placeholderSent || q.status === 'pending') return;
-    const u = await store.user(q.user);
-    // `/clear` since the question was asked drops its undelivered pages, pushed ones too.
-    if ((u?.generation ?? 0) !== (q.generation ?? 0) || !(await this.allows(u, q.createdAt))) return;
+    let q = await store.message(key);
+    // Not in the inbox: fully delivered already, or cancelled by `/clear`.
+    if (!q || !q.placeholderSent || q.inbox === undefined || (q.status !== 'answered' && q.status !== 'failed')) return;
+    if (!(await this.allows(await store.user(q.user), q.createdAt))) return;
     try {
-      if (q.status === 'failed') {
-        // The failure notice is one message; the page cursor marks it sent.
-        if (!(await store.takePage(q._id, 0, 'failed'))) return;
-        await this.send(q, failedAnswerText(q, this.d.config.texts), 0);
-        return;
-      }
-      const pages = q.pages ?? [];
-      for (let k = q.pagesDelivered ?? 0; k < pages.length && !this.stopped; k++) {
-        // Claim the page first, so a concurrent `1` or another instance never sends it too.
-        if (!(await store.takePage(q._id, k))) return;
-        await this.send(q, pages[k] as string, k);
+      for (let k = q.pagesDelivered ?? 0; k < pageCount(q) && !this.stopped; k++) {
+        // Take the page first, so a concurrent `1` or another instance never sends it too.
+        const took: MessageRecord | null = await store.takePage(q, k, 'push');
+        if (!took) return;
+        q = took;
+        // The failure notice is one message, counted as the one page.
+        await this.send(q, q.status === 'failed' ? failedAnswerText(q, this.d.config.texts) : (q.pages?.[k] as string), k);
       }
     } catch (err) {
       logger.warn('push stopped; the user can fetch the rest with 1', { key, ...errorLogFields(err) });
@@ -97,13 +92,12 @@ export class Pusher {
       await this.withToken((t) => this.d.api.sendText(t, q.user, text));
       logger.info('answer pushed', { key: q._id, page: page + 1 });
     } catch (err) {
-      // Not sent: the page goes back to the cursor for `1`.
-      await store.messages.updateOne({ _id: q._id, pagesDelivered: page + 1 }, { $set: { pagesDelivered: page } });
+      // Not sent: the page goes back to the inbox for `1`.
+      await store.returnPage(q, page);
       if (err instanceof WechatApiError && USER_PUSH_CLOSED.has(err.errcode)) {
-        await store.users.updateOne({ _id: q.user }, { $set: { pushBlockedUntil: clock.now() } });
+        await store.blockUserPush(q.user, clock.now());
       } else if (err instanceof WechatApiError && ACCOUNT_PUSH_UNAVAILABLE.has(err.errcode)) {
-        const until = clock.now() + ACCOUNT_BLOCK_MS;
-        await store.kv.upsert(ACCOUNT_BLOCK_KEY, { $set: { value: String(err.errcode), expiresAt: until, expireAt: new Date(until) } });
+        await store.kvPut(ACCOUNT_BLOCK_KEY, String(err.errcode), clock.now() + ACCOUNT_BLOCK_MS);
       }
       throw err;
     }

@@ -1,16 +1,20 @@
 /**
  * Produces answers: one Dify call per question (two if its first worker died), progress and a
- * heartbeat in the store while it streams, the result saved before anyone delivers it.
+ * heartbeat in the store while it streams, the result saved before anyone delivers it. A question
+ * cleared by `/clear` or deleted by an unsubscribe stops its Dify call at the next heartbeat.
  */
+import type { Clock } from '../clock';
 import type { Config } from '../config';
+import { replyReserveBytes } from '../config';
 import type { DifyClient } from '../dify/client';
 import type { DifyAnswer } from '../dify/events';
 import { DifyError, errorLogFields } from '../errors';
 import type { Logger } from '../log';
-import type { Failure, MessageRecord, Store } from '../store';
+import { Stop } from '../stop';
+import type { Failure, MessageRecord, Settlement, Store } from '../store';
 import { markdownToText } from '../text/markdown';
 import { paginate } from '../text/paging';
-import type { Clock } from './clock';
+import type { Wakeups } from './wakeups';
 
 /** Called with a question the moment its answer is saved (push mode delivers it). */
 export type AnsweredHook = (record: MessageRecord) => Promise<void>;
@@ -21,6 +25,7 @@ export interface WorkerDeps {
   dify: DifyClient;
   clock: Clock;
   logger: Logger;
+  wakeups: Wakeups;
   onSettled?: AnsweredHook | undefined;
 }
 
@@ -56,20 +61,20 @@ export class AnswerWorker {
    * atomic compare-and-set so only one instance does, and ask Dify again, once.
    */
   async takeOver(q: MessageRecord): Promise<boolean> {
-    const { store, clock, config, logger } = this.deps;
+    const { store, clock, config, logger, wakeups } = this.deps;
     const now = clock.now();
-    const attempts = q.attempts ?? 1;
-    const stale = { _id: q._id, status: 'pending', attempts, heartbeatAt: { $lt: now - config.delivery.staleAfterMs } } as const;
-    if (attempts >= MAX_ATTEMPTS) {
-      const failed = await store.messages.updateOne(stale, {
-        $set: { status: 'failed', failure: { kind: 'failed', code: 'worker_lost', status: 0, difyCode: '' } },
-      });
-      if (failed) logger.warn('answer abandoned: its worker died twice', { key: q._id });
+    const staleBefore = now - config.delivery.staleAfterMs;
+    if ((q.attempts ?? 1) >= MAX_ATTEMPTS) {
+      const failed = await store.abandon(q, staleBefore, { kind: 'failed', code: 'worker_lost', status: 0, difyCode: '' }, now);
+      if (failed) {
+        logger.warn('answer abandoned: its worker died twice', { key: q._id });
+        wakeups.notify(q.user);
+      }
       return false;
     }
-    const taken = await store.messages.updateOne(stale, { $set: { attempts: attempts + 1, heartbeatAt: now, answer: '' } });
+    const taken = await store.takeOver(q, staleBefore, now);
     if (!taken) return false;
-    logger.warn('answer taken over: its worker stopped', { key: q._id, attempt: attempts + 1 });
+    logger.warn('answer taken over: its worker stopped', { key: q._id, attempt: taken.attempts });
     this.start(taken);
     return true;
   }
@@ -84,13 +89,17 @@ export class AnswerWorker {
 
   private async run(q: MessageRecord, attempt: number): Promise<void> {
     const { store, dify, clock, config, logger } = this.deps;
-    const mine = { _id: q._id, status: 'pending', attempts: attempt } as const;
+    const stop = new Stop();
     let text = '';
     let saved = '';
     const beat = async () => {
-      const patch: Record<string, unknown> = { heartbeatAt: clock.now() };
-      if (text !== saved) patch['answer'] = saved = text;
-      await store.messages.updateOne(mine, { $set: patch }).catch((err) => logger.warn('heartbeat failed', { key: q._id, ...errorLogFields(err) }));
+      const progress = text !== saved ? (saved = text) : undefined;
+      const mine = await store.heartbeat(q._id, attempt, clock.now(), progress).catch((err) => {
+        logger.warn('heartbeat failed', { key: q._id, ...errorLogFields(err) });
+        return true; // the store is unreachable: keep going, the answer may still be saved
+      });
+      // Cleared, deleted (unsubscribe) or taken over: nobody will read this answer.
+      if (!mine) stop.stop();
     };
     const timer = setInterval(() => void beat(), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
     const started = clock.now();
@@ -99,41 +108,47 @@ export class AnswerWorker {
       const generation = q.generation ?? 0;
       const conversationId = user && (user.generation ?? 0) === generation ? user.conversationId : undefined;
       const ask = (conv: string | undefined): Promise<DifyAnswer> =>
-        dify.chat({ query: q.question ?? '', user: q.user, conversationId: conv }, { onText: (t) => (text = t) });
+        dify.chat({ query: q.question ?? '', user: q.user, conversationId: conv }, { onText: (t) => (text = t), stop });
       let answer: DifyAnswer;
       try {
         answer = await ask(conversationId);
       } catch (err) {
         // 404 "Conversation Not Exists." (or a finished conversation) comes before any stream byte,
-        // so asking again without it is safe (dify-api.md §5.3).
+        // so asking again without it is safe (docs/dify.md).
         if (!(err instanceof DifyError && err.conversationGone && conversationId)) throw err;
         logger.info('conversation gone at Dify; starting a new one', { key: q._id });
         await store.forgetConversation(q.user, conversationId);
         answer = await ask(undefined);
       }
       const plain = markdownToText(answer.text);
-      const pages = paginate(plain || config.texts.failFailed, config.delivery.pageBytes, config.texts.pageHint);
-      const set: Partial<MessageRecord> = { status: plain ? 'answered' : 'failed', answer: answer.text, answeredAt: clock.now() };
-      if (plain) set.pages = pages;
-      else set.failure = { kind: 'failed', code: 'dify_empty_answer', status: 200, difyCode: '' };
-      if (answer.conversationId) set.conversationId = answer.conversationId;
-      if (answer.messageId) set.messageId = answer.messageId;
-      if (answer.usage) set.usage = answer.usage;
-      const done = await store.messages.updateOne(mine, { $set: set });
-      // Not saved means the question is gone (the user unsubscribed) or another worker owns it now.
+      let result: Settlement;
+      if (plain) {
+        const pages = paginate(plain, config.delivery.pageBytes, config.texts.pageHint, replyReserveBytes(config.texts));
+        result = { status: 'answered', answer: answer.text, pages };
+        if (answer.conversationId) result.conversationId = answer.conversationId;
+        if (answer.messageId) result.messageId = answer.messageId;
+        if (answer.usage) result.usage = answer.usage;
+      } else {
+        result = { status: 'failed', answer: answer.text, failure: { kind: 'failed', code: 'dify_empty_answer', status: 200, difyCode: '' } };
+      }
+      const done = await store.settle(q._id, attempt, result, clock.now());
+      // Not saved means the question is gone (cleared, unsubscribed) or another worker owns it now.
       if (done && answer.conversationId) await store.setConversation(q.user, generation, answer.conversationId, clock.now());
       logger.info('answer ready', {
         key: q._id,
         attempt,
         ms: clock.now() - started,
-        pages: pages.length,
+        pages: result.status === 'answered' ? result.pages.length : 0,
         tokens: answer.usage?.total_tokens,
         saved: done !== null,
       });
       if (done) await this.settled(done);
     } catch (err) {
-      const failure = toFailure(err);
-      const done = await store.messages.updateOne(mine, { $set: { status: 'failed', failure, answeredAt: clock.now() } });
+      if (stop.stopped) {
+        logger.info('answer stopped: the question was cleared or its user left', { key: q._id, attempt, ms: clock.now() - started });
+        return;
+      }
+      const done = await store.settle(q._id, attempt, { status: 'failed', failure: toFailure(err) }, clock.now());
       logger.warn('answer failed', { key: q._id, attempt, ms: clock.now() - started, ...errorLogFields(err) });
       if (done) await this.settled(done);
     } finally {
@@ -142,6 +157,7 @@ export class AnswerWorker {
   }
 
   private async settled(record: MessageRecord): Promise<void> {
+    this.deps.wakeups.notify(record.user);
     await this.deps.onSettled?.(record).catch((err) => this.deps.logger.warn('after-answer hook failed', { key: record._id, ...errorLogFields(err) }));
   }
 }

@@ -1,10 +1,10 @@
 /**
- * Dify Service API client (dify-api.md §1, §5–§8): streams `chat-messages` with axios and
+ * Dify Service API client (docs/dify.md): streams `chat-messages` with axios and
  * decodes it with `createDifyDecoder`. The generating POST is never re-sent by this module;
  * recovery (new conversation on 404) is the caller's decision.
  */
 import axios from 'axios';
-import type { AxiosInstance } from 'axios';
+import type { AxiosInstance, CancelTokenSource } from 'axios';
 import type { Readable } from 'stream';
 import { DifyError, classifyDifyHttp } from '../errors';
 import { AnswerBuilder, createDifyDecoder } from './events';
@@ -17,9 +17,24 @@ export interface ChatRequest {
   conversationId?: string | undefined;
 }
 
+/** Tells a running call to stop (the question was cleared or its user left); see lib/stop.ts. */
+export interface StopSignal {
+  readonly stopped: boolean;
+  onStop(listener: () => void): void;
+}
+
+export interface ChatHooks {
+  /** The answer so far, after each text event (progress). */
+  onText?: (text: string) => void;
+  /** Every chunk, pings included. */
+  onActivity?: () => void;
+  /** Abort the call: the promise rejects with `dify_stopped`. */
+  stop?: StopSignal;
+}
+
 export interface DifyClient {
-  /** Ask and stream; `onText` gets the answer so far (for progress), `onActivity` every chunk. */
-  chat(req: ChatRequest, hooks?: { onText?: (text: string) => void; onActivity?: () => void }): Promise<DifyAnswer>;
+  /** Ask and stream the answer. */
+  chat(req: ChatRequest, hooks?: ChatHooks): Promise<DifyAnswer>;
   /** Delete a conversation at Dify; 404 counts as done. */
   deleteConversation(conversationId: string, user: string): Promise<void>;
 }
@@ -29,6 +44,8 @@ export interface DifyClientOptions {
   apiKey: string;
   /** Fail after this long without a byte from Dify (pings arrive every 10 s). */
   idleTimeoutMs: number;
+  /** Fail after this long in all, however lively the stream (a stream of pings only never ends). */
+  answerTimeoutMs?: number;
   /** Injected HTTP client; a fresh axios instance by default. */
   http?: AxiosInstance;
   /** After `message_end`, keep reading the tail (workflow_finished) at most this long. */
@@ -68,93 +85,138 @@ function networkError(err: unknown): DifyError {
   return new DifyError('down', timedOut ? 'dify_timeout' : 'dify_unreachable', `${e.code ?? 'network error'}: ${e.message ?? ''}`, { cause: err });
 }
 
+const badStream = (err: unknown) => (err instanceof DifyError ? err : new DifyError('failed', 'dify_bad_stream', String(err), { cause: err }));
+
+/**
+ * Read one `chat-messages` SSE body to its `message_end`. Resolves with the answer, or rejects
+ * with a `DifyError` on an error event, a cut or incomplete stream, silence longer than
+ * `idleTimeoutMs`, or `abort(err)` (the caller's overall timeout or stop).
+ */
+export function readAnswerStream(
+  stream: Readable,
+  opts: { idleTimeoutMs: number; drainMs: number; hooks: ChatHooks },
+): { answer: Promise<DifyAnswer>; abort(err: DifyError): void } {
+  const { hooks } = opts;
+  let abort: (err: DifyError) => void = () => undefined;
+  const answer = new Promise<DifyAnswer>((resolve, reject) => {
+    const builder = new AnswerBuilder();
+    let settled = false;
+    let idle: ReturnType<typeof setTimeout> | undefined;
+    const finish = (err: DifyError | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(idle);
+      if (err) {
+        stream.destroy();
+        reject(err);
+        return;
+      }
+      // Resolved on message_end; keep reading the tail so a Chatflow run is not cut (docs/dify.md),
+      // but never wait forever for an EOF that may not come.
+      const drain = setTimeout(() => stream.destroy(), opts.drainMs);
+      drain.unref?.();
+      stream.once('close', () => clearTimeout(drain));
+      resolve(builder.done as DifyAnswer);
+    };
+    abort = finish;
+    const armIdle = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => finish(new DifyError('down', 'dify_idle_timeout', `no data from Dify for ${opts.idleTimeoutMs} ms`)), opts.idleTimeoutMs);
+    };
+    const decoder = createDifyDecoder((e) => {
+      if (settled) return;
+      builder.apply(e);
+      if (e.event !== 'message_end') hooks.onText?.(builder.text);
+    });
+    armIdle();
+    stream.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      armIdle();
+      hooks.onActivity?.();
+      try {
+        decoder.feed(chunk);
+      } catch (err) {
+        finish(badStream(err));
+        return;
+      }
+      if (builder.done) finish(undefined);
+    });
+    stream.on('end', () => {
+      if (settled) return;
+      try {
+        decoder.end();
+      } catch (err) {
+        finish(badStream(err));
+        return;
+      }
+      finish(builder.done ? undefined : new DifyError('failed', 'dify_stream_incomplete', 'the stream ended without message_end'));
+    });
+    stream.on('error', (err) => finish(new DifyError('failed', 'dify_stream_cut', `the stream broke: ${err.message}`, { cause: err })));
+    stream.on('close', () => finish(builder.done ? undefined : new DifyError('failed', 'dify_stream_cut', 'the stream closed early')));
+  });
+  return { answer, abort: (err) => abort(err) };
+}
+
 export function createDifyClient(opts: DifyClientOptions): DifyClient {
   const http = opts.http ?? axios.create();
   const headers = { Authorization: `Bearer ${opts.apiKey}`, 'Content-Type': 'application/json' };
   const drainMs = opts.drainMs ?? 30_000;
+  const answerTimeoutMs = opts.answerTimeoutMs ?? 300_000;
+
+  async function request(req: ChatRequest, cancel: CancelTokenSource, why: () => DifyError | undefined): Promise<Readable> {
+    let res;
+    try {
+      res = await http.post<Readable>(
+        `${opts.baseUrl}/chat-messages`,
+        {
+          inputs: {},
+          query: req.query,
+          response_mode: 'streaming',
+          user: req.user,
+          conversation_id: req.conversationId ?? '',
+          auto_generate_name: true,
+        },
+        // `timeout` bounds the wait for response headers; the body has its own idle timer.
+        { headers, responseType: 'stream', validateStatus: () => true, timeout: opts.idleTimeoutMs, maxRedirects: 0, cancelToken: cancel.token },
+      );
+    } catch (err) {
+      throw (axios.isCancel(err) && why()) || networkError(err);
+    }
+    const stream = res.data;
+    if (res.status !== 200) throw httpError(res.status, await readSmall(stream).catch(() => ''));
+    return stream;
+  }
 
   return {
     async chat(req, hooks = {}) {
-      let res;
+      // One deadline and one stop for the whole call: headers and body alike. axios's CancelToken
+      // rather than AbortController, which laf's function sandbox does not provide (docs/laf.md).
+      const cancel = axios.CancelToken.source();
+      let reader: ReturnType<typeof readAnswerStream> | undefined;
+      let ended: DifyError | undefined;
+      const end = (err: DifyError) => {
+        if (ended) return;
+        ended = err;
+        if (reader) reader.abort(err);
+        else cancel.cancel(err.code);
+      };
+      const overall = setTimeout(
+        () => end(new DifyError('failed', 'dify_answer_timeout', `no complete answer from Dify within ${answerTimeoutMs} ms`)),
+        answerTimeoutMs,
+      );
+      hooks.stop?.onStop(() => end(new DifyError('failed', 'dify_stopped', 'the question no longer needs an answer')));
+      if (hooks.stop?.stopped) end(new DifyError('failed', 'dify_stopped', 'the question no longer needs an answer'));
       try {
-        res = await http.post<Readable>(
-          `${opts.baseUrl}/chat-messages`,
-          {
-            inputs: {},
-            query: req.query,
-            response_mode: 'streaming',
-            user: req.user,
-            conversation_id: req.conversationId ?? '',
-            auto_generate_name: true,
-          },
-          // `timeout` bounds the wait for response headers; the body has its own idle timer below.
-          { headers, responseType: 'stream', validateStatus: () => true, timeout: opts.idleTimeoutMs, maxRedirects: 0 },
-        );
-      } catch (err) {
-        throw networkError(err);
+        const stream = await request(req, cancel, () => ended);
+        if (ended) {
+          stream.destroy();
+          throw ended;
+        }
+        reader = readAnswerStream(stream, { idleTimeoutMs: opts.idleTimeoutMs, drainMs, hooks });
+        return await reader.answer;
+      } finally {
+        clearTimeout(overall);
       }
-      const stream = res.data;
-      if (res.status !== 200) throw httpError(res.status, await readSmall(stream).catch(() => ''));
-
-      return await new Promise<DifyAnswer>((resolve, reject) => {
-        const builder = new AnswerBuilder();
-        let settled = false;
-        let idle: ReturnType<typeof setTimeout> | undefined;
-        const finish = (err: DifyError | undefined) => {
-          if (settled) return;
-          settled = true;
-          if (err) {
-            clearTimeout(idle);
-            stream.destroy();
-            reject(err);
-            return;
-          }
-          // Resolved on message_end; keep reading the tail so a Chatflow run is not cut (dify-api.md §6),
-          // but never wait forever for an EOF that may not come (dify #21568).
-          clearTimeout(idle);
-          const drain = setTimeout(() => stream.destroy(), drainMs);
-          drain.unref?.();
-          stream.once('close', () => clearTimeout(drain));
-          resolve(builder.done as DifyAnswer);
-        };
-        const armIdle = () => {
-          clearTimeout(idle);
-          idle = setTimeout(
-            () => finish(new DifyError('down', 'dify_idle_timeout', `no data from Dify for ${opts.idleTimeoutMs} ms`)),
-            opts.idleTimeoutMs,
-          );
-        };
-        const decoder = createDifyDecoder((e) => {
-          if (settled) return;
-          builder.apply(e);
-          if (e.event !== 'message_end') hooks.onText?.(builder.text);
-        });
-        armIdle();
-        stream.on('data', (chunk: Buffer) => {
-          if (settled) return;
-          armIdle();
-          hooks.onActivity?.();
-          try {
-            decoder.feed(chunk);
-          } catch (err) {
-            finish(err instanceof DifyError ? err : new DifyError('failed', 'dify_bad_stream', String(err), { cause: err }));
-            return;
-          }
-          if (builder.done) finish(undefined);
-        });
-        stream.on('end', () => {
-          if (settled) return;
-          try {
-            decoder.end();
-          } catch (err) {
-            finish(err instanceof DifyError ? err : new DifyError('failed', 'dify_bad_stream', String(err), { cause: err }));
-            return;
-          }
-          finish(builder.done ? undefined : new DifyError('failed', 'dify_stream_incomplete', 'the stream ended without message_end'));
-        });
-        stream.on('error', (err) => finish(new DifyError('failed', 'dify_stream_cut', `the stream broke: ${err.message}`, { cause: err })));
-        stream.on('close', () => finish(builder.done ? undefined : new DifyError('failed', 'dify_stream_cut', 'the stream closed early')));
-      });
     },
 
     async deleteConversation(conversationId, user) {

@@ -1,7 +1,9 @@
 /**
- * The laf adapter (laf-platform.md): turns laf's `ctx` into a handler request and the response
- * back into what laf sends. The raw XML comes from `ctx.request.rawBody`, because laf's XML body
- * parser lower-cases tags and folds whitespace in user text (§5). The store is `cloud.mongo.db`.
+ * The laf adapter (docs/laf.md): turns laf's `ctx` into a handler request and the response back
+ * into what laf sends. The raw XML comes from `ctx.request.rawBody`, because laf's XML body parser
+ * lower-cases tags and folds whitespace in user text. The store is the app's MongoDB,
+ * `cloud.mongo.db`: laf gives each function its own module state (and a publish a fresh one), and
+ * a pod's files are lost at restart and not shared by instances, so the embedded store is refused.
  */
 import type { Db } from 'mongodb';
 import { createApp } from '../app';
@@ -10,8 +12,8 @@ import { CONFIG_VARIABLES, loadConfig, secretsOf } from '../config';
 import type { Config } from '../config';
 import { ConfigError, errorLogFields } from '../errors';
 import { createLogger } from '../log';
-import { Store } from '../store/store';
-import { mongoBackend } from '../store/mongo';
+import { openStore } from '../store';
+import type { Store } from '../store';
 
 export interface LafCloud {
   mongo?: { db?: Db };
@@ -20,22 +22,22 @@ export interface LafCloud {
 let cachedApp: { fingerprint: string; app: Promise<App> } | undefined;
 let cachedStore: { fingerprint: string; store: Promise<Store> } | undefined;
 
-/** laf applies environment changes without a restart (§9): rebuild the app when a setting changes. */
+/** laf applies environment changes without a restart: rebuild the app when a setting changes. */
 function fingerprint(): string {
   return JSON.stringify(CONFIG_VARIABLES.map((name) => process.env[name] ?? null));
 }
 
-/** The store outlives app rebuilds: the embedded store's files must be opened once per process. */
-function openStore(config: Config, cloud: LafCloud): Promise<Store> {
+/** The store outlives app rebuilds: one connection per function, whatever settings change. */
+function lafStore(config: Config, cloud: LafCloud): Promise<Store> {
   const db = cloud.mongo?.db;
-  const fp = JSON.stringify([config.store.kind, config.store.dataDir, Boolean(db)]);
+  const fp = JSON.stringify([config.store.kind, Boolean(db)]);
   if (cachedStore?.fingerprint === fp) return cachedStore.store;
   const store = (async () => {
-    if (config.store.kind !== 'embedded' && db) return Store.open(mongoBackend(db));
-    if (config.store.kind === 'mongodb') throw new ConfigError('STORE', 'is mongodb but laf provided no cloud.mongo.db');
-    // Only loaded when chosen, so a laf app on MongoDB never needs the embedded store's package.
-    const { nedbBackend } = await import('../store/nedb');
-    return Store.open(nedbBackend({ dataDir: config.store.dataDir }));
+    if (config.store.kind === 'embedded') {
+      throw new ConfigError('STORE', 'embedded is not available on laf (each function and publish would open its own copy, and a pod loses its files at restart); leave STORE unset to use the app\'s MongoDB');
+    }
+    if (!db) throw new ConfigError('STORE', 'laf provided no cloud.mongo.db; this app needs laf\'s MongoDB');
+    return openStore(config.store, { db });
   })();
   cachedStore = { fingerprint: fp, store };
   store.catch(() => {
@@ -47,7 +49,7 @@ function openStore(config: Config, cloud: LafCloud): Promise<Store> {
 async function build(cloud: LafCloud): Promise<App> {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
-  return createApp(config, { store: await openStore(config, cloud), logger });
+  return createApp(config, { store: await lafStore(config, cloud), logger });
 }
 
 /** The app for the current environment, built once per setting change and shared by requests. */

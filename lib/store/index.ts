@@ -1,16 +1,43 @@
-/** Open the configured store: MongoDB when `MONGODB_URI` is set, else the embedded file store. */
+/**
+ * Open the configured store, the one way every entry (the Node server, laf, tests' harness) does:
+ * `auto` is MongoDB when one is configured (MONGODB_URI, or laf's `cloud.mongo.db`), else the
+ * embedded file store in DATA_DIR.
+ */
+import type { Db } from 'mongodb';
 import type { Config } from '../config';
 import { ConfigError } from '../errors';
-import { connectMongo } from './mongo';
-import { nedbBackend } from './nedb';
+import type { Backend } from './collection';
+import { connectMongo, mongoBackend } from './mongo';
 import { Store } from './store';
 
-export { Store } from './store';
-export type { MessageRecord, UserRecord, KvRecord, QuestionStatus, Failure } from './store';
+export { Store, INBOX_MAX, RETENTION_DAYS, pageCount } from './store';
+export type { MessageRecord, UserRecord, KvRecord, QuestionStatus, Failure, Settlement, ClaimResult } from './store';
 
-export async function openStore(config: Config['store']): Promise<Store> {
-  if (config.kind === 'mongodb' && !config.mongoUri) throw new ConfigError('MONGODB_URI', 'is required when STORE=mongodb');
-  const useMongo = config.kind !== 'embedded' && config.mongoUri !== undefined;
-  const backend = useMongo ? await connectMongo(config.mongoUri as string, config.mongoDb) : nedbBackend({ dataDir: config.dataDir });
+export interface OpenStoreOptions {
+  /** A driver `Db` the platform provides (laf's `cloud.mongo.db`), used instead of MONGODB_URI. */
+  db?: Db | undefined;
+  /** The embedded store (lib/store/nedb.ts `nedbBackend`), injected so an entry that never uses it
+   * (laf) does not bundle it; without it `embedded` is refused. */
+  embedded?: (opts: { dataDir: string; warn?: (msg: string, fields: Record<string, unknown>) => void }) => Backend;
+  /** Told about repairs the embedded store made while opening. */
+  warn?: (msg: string, fields: Record<string, unknown>) => void;
+}
+
+/** Which backend `openStore` picks for this configuration. */
+export function storeKind(config: Config['store'], opts: OpenStoreOptions = {}): 'mongodb' | 'embedded' {
+  if (config.kind === 'embedded') return 'embedded';
+  const mongo = opts.db !== undefined || config.mongoUri !== undefined;
+  if (config.kind === 'mongodb' && !mongo) throw new ConfigError('MONGODB_URI', 'is required when STORE=mongodb');
+  return mongo ? 'mongodb' : 'embedded';
+}
+
+export async function openStore(config: Config['store'], opts: OpenStoreOptions = {}): Promise<Store> {
+  let backend: Backend;
+  if (storeKind(config, opts) === 'mongodb') {
+    backend = opts.db ? mongoBackend(opts.db) : await connectMongo(config.mongoUri as string, config.mongoDb);
+  } else {
+    if (!opts.embedded) throw new ConfigError('STORE', 'the embedded store is not available here; configure MongoDB');
+    backend = opts.embedded({ dataDir: config.dataDir, ...(opts.warn ? { warn: opts.warn } : {}) });
+  }
   return Store.open(backend);
 }

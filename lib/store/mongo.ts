@@ -10,13 +10,18 @@ const DUPLICATE_KEY = 11000;
 
 export function mongoBackend(db: Db, client?: MongoClient): Backend {
   return {
+    kind: 'mongodb',
     async collection<T extends { _id: string }>(name: string, indexes: readonly IndexSpec[]): Promise<Collection<T>> {
       const c = db.collection(name);
       for (const ix of indexes) {
         // createIndex is idempotent for an identical spec, so every start may call it.
         await c.createIndex(
           { [ix.field]: 1 },
-          ix.expireAfterSeconds === undefined ? { name: `${ix.field}_1` } : { name: `${ix.field}_ttl`, expireAfterSeconds: ix.expireAfterSeconds },
+          ix.expireAfterSeconds !== undefined
+            ? { name: `${ix.field}_ttl`, expireAfterSeconds: ix.expireAfterSeconds }
+            : ix.sparse
+              ? { name: `${ix.field}_sparse`, sparse: true }
+              : { name: `${ix.field}_1` },
         );
       }
       return {
@@ -40,6 +45,9 @@ export function mongoBackend(db: Db, client?: MongoClient): Backend {
           // Driver 5 (laf) wraps the document in a ModifyResult; driver 6 returns it directly.
           if (res && typeof res === 'object' && 'lastErrorObject' in res && 'value' in res) return (res as { value: T | null }).value;
           return (res as T | null) ?? null;
+        },
+        async updateMany(filter: Filter, update: Update) {
+          return (await c.updateMany(filter as never, update as never)).matchedCount;
         },
         async upsert(id, update: Update) {
           await c.updateOne({ _id: id } as never, update as never, { upsert: true });

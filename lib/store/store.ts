@@ -1,16 +1,27 @@
 /**
- * The store is the truth (DEVELOPERS.md): every inbound message, every question's progress and
- * answer, and each user's Dify conversation live here, so retries, other instances and restarts
- * all see the same state. Domain operations are written once over `Collection`.
+ * The store is the truth (docs/architecture.md): every inbound message, every question's progress
+ * and answer, each user's inbox of undelivered answers, conversations, and shared values such as
+ * the access token live here, so retries, other instances and restarts all see the same state.
+ *
+ * Every state change is one of the named operations below, each a single atomic document update
+ * (a compare-and-set where a race is possible), written once over `Collection` for both backends
+ * and covered by one conformance suite (test/store/conformance.test.ts).
  */
+import { createHash } from 'crypto';
 import type { DifyFailureKind } from '../errors';
+import { StoreError } from '../errors';
 import type { Usage } from '../dify/events';
-import type { Backend, Collection } from './collection';
+import type { Backend, Collection, Update } from './collection';
 
 /** Messages and their answers are kept this long, then removed by a TTL index. */
 export const RETENTION_DAYS = 7;
+/** At most this many undelivered answers wait for `1` per user; older ones are dropped. */
+export const INBOX_MAX = 20;
+/** How long an unsubscribe is remembered (as a hash), so WeChat's re-deliveries of the user's
+ * last messages are not asked again; re-deliveries stop within a minute. */
+const UNSUBSCRIBE_MEMORY_MS = 10 * 60_000;
 
-export type QuestionStatus = 'pending' | 'answered' | 'failed';
+export type QuestionStatus = 'pending' | 'answered' | 'failed' | 'cleared';
 
 export interface Failure {
   kind: DifyFailureKind;
@@ -25,16 +36,15 @@ export interface MessageRecord {
   user: string;
   /** WeChat's MsgId (a 64-bit integer kept as text); '' for events, which are keyed by CreateTime. */
   msgId?: string;
-  /** `question` asks Dify; `fetch` is a `1`; `command` any other stateful command. */
+  /** `question` asks the model; `fetch` is a `1`; `command` any other stateful command. */
   kind: 'question' | 'fetch' | 'command';
+  /** When the first delivery arrived here (ms). */
   createdAt: number;
+  /** WeChat's CreateTime (s): when the user sent it. */
+  sentAt?: number;
   expireAt: Date;
   /** How many deliveries of this message have arrived. */
   deliveries: number;
-  /** The final reply of a fetch/command, fixed once chosen so retries repeat it. */
-  reply?: string;
-  /** fetch: the question it fetches from (the user's latest at the time). */
-  target?: string;
 
   // question fields
   question?: string;
@@ -44,11 +54,15 @@ export interface MessageRecord {
   /** Answer text so far (pending) or in full (answered). */
   answer?: string;
   pages?: string[];
-  /** Pages handed to WeChat so far (page 1 by the question's own reply, later ones by `1`). */
+  /** Pages handed out so far (the failure notice counts as one page). */
   pagesDelivered?: number;
-  /** Dify calls made for this question: 1, or 2 after its worker died and it was taken over. */
+  /** Who took each page, by index: the key of the message whose reply carried it, or `push`. */
+  takers?: string[];
+  /** Present (= createdAt, the inbox order) while the user has not received all of it. */
+  inbox?: number;
+  /** Model calls made for this question: 1, or 2 after its worker died and it was taken over. */
   attempts?: number;
-  /** Last sign of life from the worker producing the answer. */
+  /** Last sign of life from the worker producing the answer; present only while pending. */
   heartbeatAt?: number;
   placeholderSent?: boolean;
   conversationId?: string;
@@ -63,14 +77,12 @@ export interface UserRecord {
   conversationId?: string;
   /** Incremented by `/clear`; answers of an older generation don't restore the old conversation. */
   generation: number;
-  /** Key of the user's latest question. */
-  latest?: string;
   /** WeChat refused a push to this user then (45015/45047); questions asked up to then use `1`. */
   pushBlockedUntil?: number;
   updatedAt: number;
 }
 
-/** Small shared values with an expiry: the access token, its refresh lock, account-wide flags. */
+/** Small shared values with an expiry: the access token, leases, account-wide flags. */
 export interface KvRecord {
   _id: string;
   value: string;
@@ -78,41 +90,56 @@ export interface KvRecord {
   expireAt: Date;
 }
 
+/** What the worker saves when an answer settles. */
+export type Settlement =
+  | { status: 'answered'; answer: string; pages: string[]; conversationId?: string; messageId?: string; usage?: Usage }
+  | { status: 'failed'; failure: Failure; answer?: string };
+
+export type ClaimResult = { record: MessageRecord; first: boolean; gone?: false } | { gone: true };
+
+const tombstoneKey = (user: string) => `unsubscribed:${createHash('sha256').update(user).digest('hex')}`;
+
+/** How many pages a settled question hands out: its pages, or the one failure notice. */
+export function pageCount(q: MessageRecord): number {
+  return q.status === 'answered' ? (q.pages?.length ?? 0) : q.status === 'failed' ? 1 : 0;
+}
+
 export class Store {
   private constructor(
-    readonly messages: Collection<MessageRecord>,
-    readonly users: Collection<UserRecord>,
-    readonly kv: Collection<KvRecord>,
+    private readonly messages: Collection<MessageRecord>,
+    private readonly users: Collection<UserRecord>,
+    private readonly kv: Collection<KvRecord>,
     private readonly backend: Backend,
   ) {}
 
   /** Open the collections and create their indexes (idempotent). */
   static async open(backend: Backend): Promise<Store> {
-    const messages = await backend.collection<MessageRecord>('messages', [
-      { field: 'status' },
-      { field: 'expireAt', expireAfterSeconds: 0 },
-    ]);
-    const users = await backend.collection<UserRecord>('users', []);
-    const kv = await backend.collection<KvRecord>('kv', [{ field: 'expireAt', expireAfterSeconds: 0 }]);
-    return new Store(messages, users, kv, backend);
+    try {
+      const messages = await backend.collection<MessageRecord>('messages', [
+        // Inbox, unsubscribe and re-delivery lookups are per user.
+        { field: 'user' },
+        // Only pending questions carry a heartbeat, so the recovery scan's index stays small.
+        { field: 'heartbeatAt', sparse: true },
+        { field: 'expireAt', expireAfterSeconds: 0 },
+      ]);
+      const users = await backend.collection<UserRecord>('users', []);
+      const kv = await backend.collection<KvRecord>('kv', [{ field: 'expireAt', expireAfterSeconds: 0 }]);
+      return new Store(messages, users, kv, backend);
+    } catch (err) {
+      await backend.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  get kind(): Backend['kind'] {
+    return this.backend.kind;
   }
 
   async close(): Promise<void> {
     await this.backend.close();
   }
 
-  /**
-   * Record one delivery of a message. The first delivery inserts it (the atomic claim: exactly
-   * one caller, on any instance, gets `first: true`); later ones count themselves.
-   */
-  async claim(doc: Omit<MessageRecord, 'deliveries' | 'expireAt'>): Promise<{ record: MessageRecord; first: boolean }> {
-    const fresh: MessageRecord = { ...doc, deliveries: 1, expireAt: new Date(doc.createdAt + RETENTION_DAYS * 86_400_000) };
-    if (await this.messages.insert(fresh)) return { record: fresh, first: true };
-    const record = await this.messages.updateOne({ _id: doc._id }, { $inc: { deliveries: 1 } });
-    // Removed between the two calls (unsubscribe): treat as new.
-    if (!record) return this.claim(doc);
-    return { record, first: false };
-  }
+  // ---- reads
 
   async message(key: string): Promise<MessageRecord | null> {
     return this.messages.findOne({ _id: key });
@@ -122,55 +149,194 @@ export class Store {
     return this.users.findOne({ _id: id });
   }
 
-  async setLatest(user: string, key: string, now: number): Promise<void> {
-    await this.users.upsert(user, { $set: { latest: key, updatedAt: now }, $max: { generation: 0 } });
+  /** The user's undelivered answers, oldest question first. */
+  async inbox(user: string): Promise<MessageRecord[]> {
+    const items = await this.messages.find({ user, inbox: { $exists: true } }, INBOX_MAX * 2);
+    return items.sort((a, b) => (a.inbox ?? 0) - (b.inbox ?? 0) || (a._id < b._id ? -1 : a._id > b._id ? 1 : 0));
   }
 
-  /** Fix the reply of a fetch/command once; the first writer wins. Returns the reply in force. */
-  async fixReply(key: string, reply: string, extra: Partial<MessageRecord> = {}): Promise<string> {
-    const done = await this.messages.updateOne({ _id: key, reply: { $exists: false } }, { $set: { reply, ...extra } });
-    if (done) return reply;
-    return (await this.message(key))?.reply ?? reply;
-  }
-
-  /** Advance an answered question's page cursor from `expected` (compare-and-set); false if someone else did. */
-  async takePage(key: string, expected: number, status: QuestionStatus = 'answered'): Promise<boolean> {
-    return (await this.messages.updateOne({ _id: key, status, pagesDelivered: expected }, { $set: { pagesDelivered: expected + 1 } })) !== null;
-  }
-
-  /** `/clear`: forget the conversation, start a new generation, drop undelivered pages. */
-  async clearUser(user: string, now: number): Promise<{ conversationId: string | undefined }> {
-    const before = await this.user(user);
-    await this.users.upsert(user, { $inc: { generation: 1 }, $unset: { conversationId: true, latest: true }, $set: { updatedAt: now } });
-    return { conversationId: before?.conversationId };
-  }
-
-  /** Store the conversation an answer belongs to, unless the user cleared it meanwhile. */
-  async setConversation(user: string, generation: number, conversationId: string, now: number): Promise<void> {
-    if (generation === 0) {
-      // generation 0 may not have a user document yet
-      const existing = await this.user(user);
-      if (!existing) {
-        await this.users.upsert(user, { $set: { conversationId, updatedAt: now }, $max: { generation: 0 } });
-        return;
-      }
-    }
-    await this.users.updateOne({ _id: user, generation }, { $set: { conversationId, updatedAt: now } });
-  }
-
-  /** Forget a conversation Dify no longer knows (404), if it is still the stored one. */
-  async forgetConversation(user: string, conversationId: string): Promise<void> {
-    await this.users.updateOne({ _id: user, conversationId }, { $unset: { conversationId: true } });
-  }
-
-  /** Unsubscribe: owners must delete a user's data (wechat-protocol.md §4.2). */
-  async deleteUser(user: string): Promise<void> {
-    await this.messages.deleteMany({ user });
-    await this.users.deleteMany({ _id: user });
+  /** The page that message `key` carried, if it took one (a re-delivery repeats it). */
+  async takenBy(user: string, key: string): Promise<{ record: MessageRecord; page: number } | null> {
+    const record = await this.messages.findOne({ user, takers: key });
+    const page = record?.takers?.indexOf(key) ?? -1;
+    return record && page >= 0 ? { record, page } : null;
   }
 
   /** Pending questions whose worker has shown no sign of life since `before`. */
   async stalePending(before: number, limit = 50): Promise<MessageRecord[]> {
-    return this.messages.find({ status: 'pending', heartbeatAt: { $lt: before } }, limit);
+    return this.messages.find({ heartbeatAt: { $lt: before }, status: 'pending' }, limit);
+  }
+
+  /** Everything, for tests and diagnostics (bounded). */
+  async snapshot(limit = 10_000): Promise<{ messages: MessageRecord[]; users: UserRecord[]; kv: KvRecord[] }> {
+    const [messages, users, kv] = await Promise.all([this.messages.find({}, limit), this.users.find({}, limit), this.kv.find({}, limit)]);
+    return { messages, users, kv };
+  }
+
+  // ---- message lifecycle
+
+  /**
+   * Record one delivery of a message. The first delivery inserts it (the atomic claim: exactly
+   * one caller, on any instance, gets `first: true`); later ones count themselves. A message the
+   * user sent before they unsubscribed is not recorded again (`gone`).
+   */
+  async claim(doc: Omit<MessageRecord, 'deliveries' | 'expireAt'>): Promise<ClaimResult> {
+    const fresh: MessageRecord = { ...doc, deliveries: 1, expireAt: new Date(doc.createdAt + RETENTION_DAYS * 86_400_000) };
+    if (doc.kind === 'question') fresh.inbox = doc.createdAt;
+    // Insert and increment can only both miss while the record is being deleted; three rounds
+    // settle that, and more would mean a store that reports duplicates it cannot show.
+    for (let round = 0; round < 3; round++) {
+      if (await this.messages.insert(fresh)) {
+        if (doc.sentAt !== undefined && (await this.unsubscribedAfter(doc.user, doc.sentAt))) {
+          await this.messages.deleteMany({ _id: doc._id });
+          return { gone: true };
+        }
+        return { record: fresh, first: true };
+      }
+      const record = await this.messages.updateOne({ _id: doc._id }, { $inc: { deliveries: 1 } });
+      if (record) return { record, first: false };
+    }
+    throw new StoreError('claim_conflict', `message ${doc._id} is reported as a duplicate but cannot be read`);
+  }
+
+  /** The worker is alive (and, when given, the answer so far). False: the question is no longer its to answer. */
+  async heartbeat(key: string, attempt: number, now: number, answerSoFar?: string): Promise<boolean> {
+    const set: Record<string, unknown> = { heartbeatAt: now };
+    if (answerSoFar !== undefined) set['answer'] = answerSoFar;
+    return (await this.messages.updateOne({ _id: key, status: 'pending', attempts: attempt }, { $set: set })) !== null;
+  }
+
+  /** Save a settled answer, if the question is still this attempt's to answer. */
+  async settle(key: string, attempt: number, result: Settlement, now: number): Promise<MessageRecord | null> {
+    return this.messages.updateOne(
+      { _id: key, status: 'pending', attempts: attempt },
+      { $set: { ...result, answeredAt: now }, $unset: { heartbeatAt: true } },
+    );
+  }
+
+  /** Take over a pending question whose worker went silent before `staleBefore` (one instance wins). */
+  async takeOver(q: MessageRecord, staleBefore: number, now: number): Promise<MessageRecord | null> {
+    const attempts = q.attempts ?? 1;
+    return this.messages.updateOne(
+      { _id: q._id, status: 'pending', attempts, heartbeatAt: { $lt: staleBefore } },
+      { $set: { attempts: attempts + 1, heartbeatAt: now, answer: '' } },
+    );
+  }
+
+  /** Give up on a question whose workers died too often. */
+  async abandon(q: MessageRecord, staleBefore: number, failure: Failure, now: number): Promise<MessageRecord | null> {
+    return this.messages.updateOne(
+      { _id: q._id, status: 'pending', attempts: q.attempts ?? 1, heartbeatAt: { $lt: staleBefore } },
+      { $set: { status: 'failed', failure, answeredAt: now }, $unset: { heartbeatAt: true } },
+    );
+  }
+
+  async markPlaceholderSent(key: string): Promise<void> {
+    await this.messages.updateOne({ _id: key }, { $set: { placeholderSent: true } });
+  }
+
+  /**
+   * Hand out page `page` of a settled question to `taker` (compare-and-set on the cursor, so each
+   * page goes out once across all requests and instances). The last page leaves the inbox.
+   */
+  async takePage(q: MessageRecord, page: number, taker: string): Promise<MessageRecord | null> {
+    const update: Update = { $set: { pagesDelivered: page + 1 }, $push: { takers: taker } };
+    if (page + 1 >= pageCount(q)) update.$unset = { inbox: true };
+    return this.messages.updateOne({ _id: q._id, pagesDelivered: page, inbox: { $exists: true } }, update);
+  }
+
+  /** A taken page was not sent after all (push refused): give it back to the inbox. */
+  async returnPage(q: MessageRecord, page: number): Promise<void> {
+    await this.messages.updateOne(
+      { _id: q._id, pagesDelivered: page + 1, status: { $in: ['answered', 'failed'] } },
+      { $set: { pagesDelivered: page, inbox: q.createdAt }, $pop: { takers: 1 } },
+    );
+  }
+
+  /** Keep at most `max` answers in the user's inbox; the ids of the oldest ones dropped. */
+  async trimInbox(user: string, max = INBOX_MAX): Promise<string[]> {
+    const items = await this.inbox(user);
+    const dropped: string[] = [];
+    for (const q of items.slice(0, Math.max(0, items.length - max))) {
+      if (await this.messages.updateOne({ _id: q._id, inbox: { $exists: true } }, { $unset: { inbox: true } })) dropped.push(q._id);
+    }
+    return dropped;
+  }
+
+  // ---- users
+
+  /** `/clear`: forget the conversation, start a new generation, cancel every undelivered answer. */
+  async clearUser(user: string, now: number): Promise<{ conversationId: string | undefined; cancelled: number }> {
+    const before = await this.user(user);
+    await this.users.upsert(user, { $inc: { generation: 1 }, $unset: { conversationId: true }, $set: { updatedAt: now } });
+    const cancelled = await this.messages.updateMany(
+      { user, inbox: { $exists: true } },
+      { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true } },
+    );
+    return { conversationId: before?.conversationId, cancelled };
+  }
+
+  /** Store the conversation an answer belongs to, unless the user cleared it meanwhile. */
+  async setConversation(user: string, generation: number, conversationId: string, now: number): Promise<void> {
+    if (generation === 0 && !(await this.user(user))) {
+      // generation 0 may not have a user document yet
+      await this.users.upsert(user, { $set: { conversationId, updatedAt: now }, $max: { generation: 0 } });
+      return;
+    }
+    await this.users.updateOne({ _id: user, generation }, { $set: { conversationId, updatedAt: now } });
+  }
+
+  /** Forget a conversation the backend no longer knows (404), if it is still the stored one. */
+  async forgetConversation(user: string, conversationId: string): Promise<void> {
+    await this.users.updateOne({ _id: user, conversationId }, { $unset: { conversationId: true } });
+  }
+
+  /**
+   * Unsubscribe: the owner must delete the user's data (docs/wechat.md). Only a hash of the
+   * OpenID and the unsubscribe time remain, for ten minutes, so WeChat's re-deliveries of the
+   * user's last messages are not recorded or asked again.
+   */
+  async forgetUser(user: string, sentAt: number, now: number): Promise<void> {
+    const until = now + UNSUBSCRIBE_MEMORY_MS;
+    await this.kv.upsert(tombstoneKey(user), { $set: { value: String(sentAt), expiresAt: until, expireAt: new Date(until) } });
+    await this.messages.deleteMany({ user });
+    await this.users.deleteMany({ _id: user });
+  }
+
+  private async unsubscribedAfter(user: string, sentAt: number): Promise<boolean> {
+    const t = await this.kv.findOne({ _id: tombstoneKey(user) });
+    return t !== null && Number(t.value) >= sentAt;
+  }
+
+  /** WeChat refused to push to this user (45015/45047) at `now`. */
+  async blockUserPush(user: string, now: number): Promise<void> {
+    await this.users.updateOne({ _id: user }, { $set: { pushBlockedUntil: now } });
+  }
+
+  // ---- shared values (kv)
+
+  async kvGet(id: string, now: number): Promise<string | undefined> {
+    const r = await this.kv.findOne({ _id: id });
+    return r && r.expiresAt > now ? r.value : undefined;
+  }
+
+  /** Set a value valid until `expiresAt`; the record itself is kept until `keepUntil`. */
+  async kvPut(id: string, value: string, expiresAt: number, keepUntil = expiresAt): Promise<void> {
+    await this.kv.upsert(id, { $set: { value, expiresAt, expireAt: new Date(keepUntil) } });
+  }
+
+  /** Mark `id` expired if it still holds `value`. */
+  async kvExpire(id: string, value: string): Promise<void> {
+    await this.kv.updateOne({ _id: id, value }, { $set: { expiresAt: 0 } });
+  }
+
+  /** Take the lease `id` for `owner` until `until`: free, expired, or already ours. */
+  async acquireLease(id: string, owner: string, until: number, now: number): Promise<boolean> {
+    if (await this.kv.insert({ _id: id, value: owner, expiresAt: until, expireAt: new Date(until + 60_000) })) return true;
+    return (await this.kv.updateOne({ _id: id, expiresAt: { $lt: now } }, { $set: { value: owner, expiresAt: until, expireAt: new Date(until + 60_000) } })) !== null;
+  }
+
+  async releaseLease(id: string, owner: string): Promise<void> {
+    await this.kv.deleteMany({ _id: id, value: owner });
   }
 }

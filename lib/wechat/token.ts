@@ -6,7 +6,7 @@
  * redaction as soon as it is seen.
  */
 import { randomBytes } from 'crypto';
-import type { Clock } from '../bot/clock';
+import type { Clock } from '../clock';
 import { WechatApiError } from '../errors';
 import type { Logger } from '../log';
 import type { Store } from '../store';
@@ -40,16 +40,17 @@ export class TokenCache {
     const { store, clock, logger } = this.o;
     const until = clock.now() + (this.o.waitMs ?? (this.o.lockMs ?? 10_000) + 2000);
     for (;;) {
-      const cached = await store.kv.findOne({ _id: this.key });
-      if (cached && cached.expiresAt > clock.now()) {
-        logger.addSecret(cached.value);
-        return cached.value;
+      const cached = await store.kvGet(this.key, clock.now());
+      if (cached !== undefined) {
+        logger.addSecret(cached);
+        return cached;
       }
-      if (await this.lock()) {
+      // One refresher at a time; a lease left by a refresher that died is taken over once it expires.
+      if (await store.acquireLease(this.lockKey, this.me, clock.now() + (this.o.lockMs ?? 10_000), clock.now())) {
         try {
           return await this.refresh();
         } finally {
-          await store.kv.deleteMany({ _id: this.lockKey, value: this.me });
+          await store.releaseLease(this.lockKey, this.me);
         }
       }
       if (clock.now() >= until) throw new WechatApiError(-1, 'timed out waiting for another instance to refresh the access token');
@@ -59,7 +60,7 @@ export class TokenCache {
 
   /** An API call said `token` is invalid or expired: don't hand it out again. */
   async invalidate(token: string): Promise<void> {
-    await this.o.store.kv.updateOne({ _id: this.key, value: token }, { $set: { expiresAt: 0 } });
+    await this.o.store.kvExpire(this.key, token);
   }
 
   private async refresh(): Promise<string> {
@@ -69,19 +70,8 @@ export class TokenCache {
     const now = clock.now();
     // Refresh ahead of expiry: WeChat renews 5 min early and both tokens work meanwhile (§7.2).
     const marginMs = Math.min(300_000, (expiresInS * 1000) / 2);
-    await store.kv.upsert(this.key, {
-      $set: { value: token, expiresAt: now + expiresInS * 1000 - marginMs, expireAt: new Date(now + expiresInS * 1000) },
-    });
+    await store.kvPut(this.key, token, now + expiresInS * 1000 - marginMs, now + expiresInS * 1000);
     logger.info('access token refreshed', { expiresInS });
     return token;
-  }
-
-  private async lock(): Promise<boolean> {
-    const { store, clock } = this.o;
-    const now = clock.now();
-    const until = now + (this.o.lockMs ?? 10_000);
-    if (await store.kv.insert({ _id: this.lockKey, value: this.me, expiresAt: until, expireAt: new Date(until + 60_000) })) return true;
-    // A lock left by a refresher that died is taken over once it has expired.
-    return (await store.kv.updateOne({ _id: this.lockKey, expiresAt: { $lt: now } }, { $set: { value: this.me, expiresAt: until } })) !== null;
   }
 }

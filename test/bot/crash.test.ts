@@ -59,7 +59,7 @@ describe('kill -9 mid-answer', () => {
     const files = readFileSync(join(dataDir, 'messages.db'), 'utf8').trim().split('\n');
     for (const line of files) expect(() => JSON.parse(line)).not.toThrow();
     const store = await Store.open(nedbBackend({ dataDir }));
-    const q = (await store.messages.find({ question: '会被打断的问题' }, 5))[0];
+    const q = (await store.snapshot()).messages.find((r) => r.question === '会被打断的问题');
     expect(q).toMatchObject({ status: 'answered', attempts: 2 });
     await store.close();
   });

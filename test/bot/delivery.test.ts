@@ -102,7 +102,7 @@ describe('`1` is honest', () => {
   it('says why an answer failed and suggests asking again', async () => {
     h = await scripted({ 会失败: { kind: 'cut', text: '半截', durationMs: 20 * 1000 * SCALE } });
     await h.wechat.send('oFail', '会失败');
-    await eventually(async () => (await h.app.store.message(`oFail:${(await h.app.store.user('oFail'))?.latest?.split(':')[1]}`))?.status === 'failed');
+    await eventually(async () => (await h.app.store.snapshot()).messages.some((r) => r.user === 'oFail' && r.status === 'failed'));
     const one = await h.wechat.send('oFail', '1');
     expect(one.text).toBe(`「会失败」\n${h.config.texts.failFailed}`);
   });
@@ -111,7 +111,8 @@ describe('`1` is honest', () => {
     h = await scripted({ 慢问题: slow('慢问题的回答', 45), 快问题: { kind: 'answer', text: '快问题的回答' } });
     await h.wechat.send('oTwo', '慢问题');
     const fast = await h.wechat.send('oTwo', '快问题');
-    expect(fast.text).toBe('快问题的回答');
+    // …and says the slow one is still waiting for `1`.
+    expect(fast.text).toBe(`快问题的回答\n\n还有 1 条回答，回复 1 继续`);
     expect(h.dify.calls.map((c) => c.body.query)).toEqual(['慢问题', '快问题']);
   });
 

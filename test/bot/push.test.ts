@@ -45,7 +45,7 @@ describe('push mode', () => {
     await start();
     await h.wechat.send('oPages', '长');
     const q = await eventually(async () => {
-      const rec = await h.app.store.message(String((await h.app.store.user('oPages'))?.latest));
+      const rec = (await h.app.store.snapshot()).messages.find((r) => r.user === 'oPages' && r.kind === 'question');
       return rec?.pages && rec.pagesDelivered === rec.pages.length ? rec : undefined;
     });
     expect(api.sent.map((s) => s.content)).toEqual(q.pages);
@@ -71,7 +71,7 @@ describe('push mode', () => {
   it('on 48001 falls back to `1` for the whole account, and later placeholders say to send 1', async () => {
     await start(() => 48001);
     await h.wechat.send('oNoPerm', '问题');
-    await eventually(async () => (await h.app.store.kv.findOne({ _id: 'push:account-unavailable' })) !== null);
+    await eventually(async () => (await h.app.store.kvGet('push:account-unavailable', Date.now())) !== undefined);
     expect((await h.wechat.send('oNoPerm', '1')).text).toBe('推送:问题');
     const other = await h.wechat.send('oOther', '另一个问题');
     expect(other.text).toMatch(/请稍后回复 1 获取回答/);

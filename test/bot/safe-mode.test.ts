@@ -97,7 +97,7 @@ describe('safe mode', () => {
 
 describe('safe-mode rejections: a clear error, no crash, nothing stored', () => {
   const key = aesKeyFrom(AES_KEY);
-  const empty = async () => (await h.app.store.messages.find({}, 5)).length === 0;
+  const empty = async () => (await h.app.store.snapshot()).messages.length === 0;
 
   const CASES: [string, () => string, { badSignature?: boolean }, number][] = [
     ['a wrong msg_signature', () => encryptMessage(key, inner('oBad', 'x'), APP_ID), { badSignature: true }, 401],

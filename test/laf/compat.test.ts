@@ -1,7 +1,8 @@
 /**
  * laf compatibility: the sources `npm run build:laf` writes, transpiled by TypeScript 4.9.5 with laf's
  * options and run in laf's sandbox (test/support/laf-runtime.ts), driven with contexts shaped exactly
- * like laf's. The store is the embedded one (STORE=embedded): no MongoDB server runs here.
+ * like laf's. The store is laf's: `cloud.mongo.db`, here a stand-in with driver 5.9's result shapes
+ * (test/support/driver5-db.ts), since no MongoDB server can run here.
  */
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
@@ -14,17 +15,18 @@ import { startDifySim } from '../../lib/sim/dify-sim';
 import type { DifySim } from '../../lib/sim/dify-sim';
 import { sha1Signature } from '../../lib/wechat/signature';
 import { parseXmlFields } from '../../lib/wechat/xml';
+import { driver5Db } from '../support/driver5-db';
 import { DIFY_KEY, TIMINGS, TOKEN, eventually } from '../support/harness';
 import { invokeLaf, lafDependencies, lafTranspile, loadLafFunction, ts49SyntaxErrors, xmlBodyParser } from '../support/laf-runtime';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const cloud = { __esModule: true, default: { mongo: {} } };
+const mongo = driver5Db();
+const cloud = { __esModule: true, default: { mongo: { db: mongo.db } } };
 const builtins = { '@lafjs/cloud': cloud };
 
 let out: string;
 let built: BuiltFunction[];
 let dify: DifySim;
-let dataDir: string;
 const savedEnv = { ...process.env };
 
 const LONG = Array.from({ length: 8 }, (_, i) => `第${i + 1}段：` + '这是一段很长的回答。'.repeat(30)).join('\n\n');
@@ -40,15 +42,13 @@ beforeAll(async () => {
       return { kind: 'answer', text: `laf:${String(b.query)}` };
     },
   });
-  dataDir = mkdtempSync(join(tmpdir(), 'wdb-laf-data-'));
-  Object.assign(process.env, { WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, STORE: 'embedded', DATA_DIR: dataDir, LOG_LEVEL: 'error', ...TIMINGS });
+  Object.assign(process.env, { WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, LOG_LEVEL: 'error', ...TIMINGS });
 });
 
 afterAll(async () => {
   process.env = savedEnv;
   await dify?.close();
   rmSync(out, { recursive: true, force: true });
-  rmSync(dataDir, { recursive: true, force: true });
 });
 
 const source = (name: string) => readFileSync(join(out, 'functions', `${name}.ts`), 'utf8');
@@ -190,17 +190,36 @@ describe('the wechat function on laf', () => {
 });
 
 describe('the __init__ function on laf', () => {
-  it('opens the store and runs the recovery sweep', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'wdb-laf-init-'));
-    const before = process.env['DATA_DIR'];
-    process.env['DATA_DIR'] = dir;
+  it('opens the store (creating its indexes) and runs the recovery sweep', async () => {
+    const r = await invokeLaf(load('__init__'), { method: 'INIT', query: {} });
+    expect(JSON.parse(r.body)).toEqual({ ok: true, recovered: 0 });
+    expect([...mongo.collections.keys()].sort()).toEqual(['kv', 'messages', 'users']);
+  });
+});
+
+describe('the store on laf', () => {
+  it('refuses STORE=embedded with a clear error: each function and publish would open its own copy of the files', async () => {
+    process.env['STORE'] = 'embedded';
     try {
-      const r = await invokeLaf(load('__init__'), { method: 'INIT', query: {} });
-      expect(JSON.parse(r.body)).toEqual({ ok: true, recovered: 0 });
+      const r = await invokeLaf(load('wechat'), { method: 'POST', query: signedQuery(), rawXml: textXml('oLafEmb', '你好') });
+      expect(r.status).toBe(500);
+      expect(r.body).toMatch(/STORE: embedded is not available on laf/);
+      expect(dify.calls.some((c) => c.body.user === 'oLafEmb')).toBe(false);
+      const init = await invokeLaf(load('__init__'), { method: 'INIT', query: {} });
+      expect(JSON.parse(init.body)).toEqual({ ok: false });
     } finally {
-      process.env['DATA_DIR'] = before;
-      rmSync(dir, { recursive: true, force: true });
+      delete process.env['STORE'];
     }
+  });
+
+  it('two functions share answers through MongoDB: a question asked through one is fetched with `1` through the other', async () => {
+    const a = load('wechat');
+    const b = load('wechat'); // another function context, as after a publish
+    const first = await invokeLaf(a, { method: 'POST', query: signedQuery(), rawXml: textXml('oLafTwo', '长') });
+    expect(parseXmlFields(first.body, 1 << 20)['Content']).toMatch(/\(1\/\d\)/);
+    const next = await invokeLaf(b, { method: 'POST', query: signedQuery(), rawXml: textXml('oLafTwo', '1') });
+    expect(parseXmlFields(next.body, 1 << 20)['Content']).toMatch(/\(2\/\d\)/);
+    expect(dify.calls.filter((c) => c.body.user === 'oLafTwo')).toHaveLength(1);
   });
 });
 

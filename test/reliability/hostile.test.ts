@@ -17,7 +17,7 @@ beforeAll(async () => {
 afterAll(async () => h?.close());
 
 async function snapshot(): Promise<string> {
-  const [m, u, k] = await Promise.all([h.app.store.messages.find({}, 10_000), h.app.store.users.find({}, 10_000), h.app.store.kv.find({}, 10_000)]);
+  const { messages: m, users: u, kv: k } = await h.app.store.snapshot();
   return JSON.stringify([m.length, u.length, k.length, m.map((x) => `${x._id}:${x.deliveries}`).sort()]);
 }
 

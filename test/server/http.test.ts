@@ -11,7 +11,8 @@ const signed = (ts?: string) => wireSigned(TOKEN, ts, '42');
 const textXml = (content: string, msgId = '1') => wireTextXml('oHttp', content, msgId, 'gh_a');
 
 async function storeIsEmpty(): Promise<boolean> {
-  return (await h.app.store.messages.find({}, 10)).length === 0 && (await h.app.store.users.find({}, 10)).length === 0;
+  const { messages, users } = await h.app.store.snapshot();
+  return messages.length === 0 && users.length === 0;
 }
 
 describe('GET handshake', () => {

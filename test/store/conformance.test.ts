@@ -10,8 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../../lib/store/collection';
 import { connectMongo } from '../../lib/store/mongo';
 import { nedbBackend } from '../../lib/store/nedb';
-import { Store } from '../../lib/store/store';
-import type { MessageRecord } from '../../lib/store/store';
+import { Store, pageCount } from '../../lib/store/store';
+import type { ClaimResult, MessageRecord, Settlement } from '../../lib/store/store';
 
 interface Kind {
   name: string;
@@ -48,18 +48,27 @@ if (mongoUri) {
 }
 
 const T0 = Date.now();
-const question = (id: string, user = 'oU', now = T0): Omit<MessageRecord, 'deliveries' | 'expireAt'> => ({
+type Doc = Omit<MessageRecord, 'deliveries' | 'expireAt'>;
+const question = (id: string, user = 'oU', now = T0, extra: Partial<Doc> = {}): Doc => ({
   _id: id,
   user,
   kind: 'question',
   createdAt: now,
+  sentAt: Math.floor(now / 1000),
   question: 'q',
   status: 'pending',
   generation: 0,
   pagesDelivered: 0,
+  takers: [],
   attempts: 1,
   heartbeatAt: now,
+  ...extra,
 });
+
+function claimed(r: ClaimResult): { record: MessageRecord; first: boolean } {
+  if (r.gone) throw new Error('unexpectedly gone');
+  return r;
+}
 
 describe.each(kinds)('store conformance: $name', (kind) => {
   let store: Store;
@@ -68,53 +77,139 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     await kind.cleanup();
   });
   const open = async () => (store ??= await Store.open(await kind.open()));
+  /** A question answered with `pages` (or failed when none). */
+  const answered = async (s: Store, id: string, user: string, pages: string[] | null, now = T0) => {
+    claimed(await s.claim(question(id, user, now)));
+    const result: Settlement = pages ? { status: 'answered', answer: pages.join(''), pages } : { status: 'failed', failure: { kind: 'busy', code: 'x', status: 503, difyCode: '' } };
+    const done = await s.settle(id, 1, result, now + 1);
+    if (!done) throw new Error('settle failed');
+    return done;
+  };
 
   it('claims a message exactly once, counting every delivery, even when deliveries race', async () => {
     const s = await open();
-    const results = await Promise.all(Array.from({ length: 20 }, () => s.claim(question('oU:race'))));
+    const results = (await Promise.all(Array.from({ length: 20 }, () => s.claim(question('oU:race'))))).map(claimed);
     expect(results.filter((r) => r.first)).toHaveLength(1);
     expect(results.map((r) => r.record.deliveries).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
   });
 
   it('keeps MsgIds of different users apart (sender + MsgId)', async () => {
     const s = await open();
-    expect((await s.claim(question('oA:6054768590064713728', 'oA'))).first).toBe(true);
-    expect((await s.claim(question('oB:6054768590064713728', 'oB'))).first).toBe(true);
+    expect(claimed(await s.claim(question('oA:6054768590064713728', 'oA'))).first).toBe(true);
+    expect(claimed(await s.claim(question('oB:6054768590064713728', 'oB'))).first).toBe(true);
   });
 
-  it('fixes a reply once: the first writer wins and every later caller gets it', async () => {
+  it('puts questions in the user’s inbox in the order they were asked, and nothing else', async () => {
     const s = await open();
-    await s.claim({ _id: 'oU:fetch1', user: 'oU', kind: 'fetch', createdAt: T0 });
-    const replies = await Promise.all(['page A', 'page B', 'page C'].map((r) => s.fixReply('oU:fetch1', r)));
-    expect(new Set(replies).size).toBe(1);
-    expect((await s.message('oU:fetch1'))?.reply).toBe(replies[0]);
+    claimed(await s.claim(question('oI:3', 'oI', T0 + 3)));
+    claimed(await s.claim(question('oI:1', 'oI', T0 + 1)));
+    claimed(await s.claim(question('oI:2', 'oI', T0 + 2)));
+    claimed(await s.claim({ _id: 'oI:fetch', user: 'oI', kind: 'fetch', createdAt: T0 }));
+    claimed(await s.claim(question('oOther:1', 'oOther', T0)));
+    expect((await s.inbox('oI')).map((r) => r._id)).toEqual(['oI:1', 'oI:2', 'oI:3']);
   });
 
-  it('hands out each page once (compare-and-set on pagesDelivered)', async () => {
+  it('hands out each page once across racing takers, remembers who took it, and empties the inbox after the last', async () => {
     const s = await open();
-    await s.claim(question('oU:paged'));
-    await s.messages.updateOne({ _id: 'oU:paged' }, { $set: { status: 'answered', pages: ['1', '2', '3'] } });
-    const took = await Promise.all([s.takePage('oU:paged', 0), s.takePage('oU:paged', 0), s.takePage('oU:paged', 0)]);
-    expect(took.filter(Boolean)).toHaveLength(1);
-    expect((await s.message('oU:paged'))?.pagesDelivered).toBe(1);
-    expect(await s.takePage('oU:paged', 0)).toBe(false);
+    const q = await answered(s, 'oP:1', 'oP', ['p1', 'p2']);
+    const first = await Promise.all(['oP:a', 'oP:b', 'oP:c'].map((k) => s.takePage(q, 0, k)));
+    expect(first.filter(Boolean)).toHaveLength(1);
+    const winner = first.find(Boolean) as MessageRecord;
+    expect(winner.pagesDelivered).toBe(1);
+    expect(await s.takePage(q, 0, 'oP:late')).toBeNull();
+    expect((await s.inbox('oP')).map((r) => r._id)).toEqual(['oP:1']);
+    const second = await s.takePage(winner, 1, 'oP:d');
+    expect(second?.takers).toEqual([winner.takers?.[0], 'oP:d']);
+    expect(await s.inbox('oP')).toEqual([]);
+    expect(await s.takePage(second as MessageRecord, 2, 'oP:e')).toBeNull();
+    expect(await s.takenBy('oP', 'oP:d')).toMatchObject({ page: 1, record: { _id: 'oP:1' } });
+    expect(await s.takenBy('oP', 'oP:nobody')).toBeNull();
   });
 
-  it('$max never lowers a counter; updateOne returns the document after the update, or null', async () => {
+  it('counts a failure notice as one page', async () => {
     const s = await open();
-    await s.claim(question('oU:max'));
-    await s.messages.updateOne({ _id: 'oU:max' }, { $set: { pagesDelivered: 2 } });
-    const after = await s.messages.updateOne({ _id: 'oU:max' }, { $max: { pagesDelivered: 1 } });
-    expect(after?.pagesDelivered).toBe(2);
-    expect(await s.messages.updateOne({ _id: 'oU:max', status: 'answered' }, { $set: { answer: 'x' } })).toBeNull();
+    const q = await answered(s, 'oF:1', 'oF', null);
+    expect(pageCount(q)).toBe(1);
+    expect(await s.takePage(q, 0, 'oF:one')).not.toBeNull();
+    expect(await s.inbox('oF')).toEqual([]);
   });
 
-  it('stores the conversation per user and generation; /clear starts a new generation', async () => {
+  it('gives a page that could not be sent back to the inbox', async () => {
+    const s = await open();
+    const q = await answered(s, 'oR:1', 'oR', ['only']);
+    const took = (await s.takePage(q, 0, 'push')) as MessageRecord;
+    expect(await s.inbox('oR')).toEqual([]);
+    await s.returnPage(took, 0);
+    const back = await s.inbox('oR');
+    expect(back.map((r) => [r._id, r.pagesDelivered, r.takers])).toEqual([['oR:1', 0, []]]);
+    expect(await s.takePage(back[0] as MessageRecord, 0, 'oR:one')).not.toBeNull();
+  });
+
+  it('keeps a heartbeat only while the question is this attempt’s to answer', async () => {
+    const s = await open();
+    claimed(await s.claim(question('oH:1', 'oH')));
+    expect(await s.heartbeat('oH:1', 1, T0 + 5, 'partial')).toBe(true);
+    expect((await s.message('oH:1'))?.answer).toBe('partial');
+    expect(await s.heartbeat('oH:1', 2, T0 + 6)).toBe(false);
+    await s.settle('oH:1', 1, { status: 'answered', answer: 'a', pages: ['a'] }, T0 + 7);
+    expect(await s.heartbeat('oH:1', 1, T0 + 8)).toBe(false);
+    expect((await s.message('oH:1'))?.heartbeatAt).toBeUndefined();
+    expect(await s.settle('oH:1', 1, { status: 'answered', answer: 'b', pages: ['b'] }, T0 + 9)).toBeNull();
+    expect((await s.message('oH:1'))?.answer).toBe('a');
+    expect(await s.heartbeat('oH:missing', 1, T0)).toBe(false);
+  });
+
+  it('lets exactly one instance take over a stale question, and gives up after the second attempt', async () => {
+    const s = await open();
+    claimed(await s.claim(question('oT:1', 'oT', T0 - 60_000)));
+    const q = (await s.message('oT:1')) as MessageRecord;
+    const takes = await Promise.all([1, 2, 3].map(() => s.takeOver(q, T0 - 30_000, T0)));
+    expect(takes.filter(Boolean)).toHaveLength(1);
+    expect(await s.takeOver(q, T0 - 30_000, T0)).toBeNull(); // fresh heartbeat now
+    const again = (await s.message('oT:1')) as MessageRecord;
+    expect(again.attempts).toBe(2);
+    expect(await s.settle('oT:1', 1, { status: 'answered', answer: 'old worker', pages: ['x'] }, T0)).toBeNull();
+    const failure = { kind: 'failed' as const, code: 'worker_lost', status: 0, difyCode: '' };
+    expect(await s.abandon(again, T0 + 1, failure, T0 + 2)).not.toBeNull();
+    expect((await s.message('oT:1'))?.status).toBe('failed');
+  });
+
+  it('finds pending questions whose heartbeat is stale, and only those', async () => {
+    const s = await open();
+    claimed(await s.claim(question('oS:old', 'oS', T0 - 60_000)));
+    claimed(await s.claim(question('oS:fresh', 'oS', T0)));
+    await answered(s, 'oS:done', 'oS', ['x'], T0 - 60_000);
+    const stale = (await s.stalePending(T0 - 30_000)).map((r) => r._id);
+    expect(stale).toContain('oS:old');
+    expect(stale).not.toContain('oS:fresh');
+    expect(stale).not.toContain('oS:done');
+  });
+
+  it('keeps at most the newest answers in an inbox', async () => {
+    const s = await open();
+    for (let i = 0; i < 5; i++) claimed(await s.claim(question(`oCap:${i}`, 'oCap', T0 + i)));
+    expect(await s.trimInbox('oCap', 3)).toEqual(['oCap:0', 'oCap:1']);
+    expect((await s.inbox('oCap')).map((r) => r._id)).toEqual(['oCap:2', 'oCap:3', 'oCap:4']);
+  });
+
+  it('/clear starts a new generation and cancels every undelivered answer, leaving delivered ones alone', async () => {
     const s = await open();
     await s.setConversation('oC', 0, 'conv-1', 1);
-    expect((await s.user('oC'))?.conversationId).toBe('conv-1');
-    const { conversationId } = await s.clearUser('oC', 2);
+    claimed(await s.claim(question('oC:pending', 'oC')));
+    const ready = await answered(s, 'oC:ready', 'oC', ['a', 'b']);
+    const done = await answered(s, 'oC:done', 'oC', ['x']);
+    await s.takePage(done, 0, 'oC:done');
+    await s.takePage(ready, 0, 'oC:ready');
+    const { conversationId, cancelled } = await s.clearUser('oC', 2);
     expect(conversationId).toBe('conv-1');
+    expect(cancelled).toBe(2);
+    expect(await s.inbox('oC')).toEqual([]);
+    expect((await s.message('oC:pending'))?.status).toBe('cleared');
+    expect((await s.message('oC:ready'))?.status).toBe('cleared');
+    expect((await s.message('oC:done'))?.status).toBe('answered');
+    expect(await s.heartbeat('oC:pending', 1, 3)).toBe(false);
+    expect(await s.settle('oC:pending', 1, { status: 'answered', answer: 'late', pages: ['late'] }, 3)).toBeNull();
+    expect(await s.stalePending(Date.now() + 1e9)).not.toContainEqual(expect.objectContaining({ _id: 'oC:pending' }));
     const u = await s.user('oC');
     expect(u?.conversationId).toBeUndefined();
     expect(u?.generation).toBe(1);
@@ -129,52 +224,60 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect((await s.user('oC'))?.conversationId).toBeUndefined();
   });
 
-  it('tracks the latest question per user', async () => {
+  it('deletes everything of a user who unsubscribes, keeps no OpenID, and refuses their older messages afterwards', async () => {
     const s = await open();
-    await s.setLatest('oL', 'oL:1', 1);
-    await s.setLatest('oL', 'oL:2', 2);
-    expect((await s.user('oL'))?.latest).toBe('oL:2');
-  });
-
-  it('finds pending questions whose heartbeat is stale, and only those', async () => {
-    const s = await open();
-    await s.claim(question('oS:old', 'oS', T0 - 60_000));
-    await s.claim(question('oS:fresh', 'oS', T0));
-    const stale = await s.stalePending(T0 - 30_000);
-    expect(stale.map((r) => r._id)).toContain('oS:old');
-    expect(stale.map((r) => r._id)).not.toContain('oS:fresh');
-  });
-
-  it('deletes everything of a user who unsubscribes, and nobody else’s', async () => {
-    const s = await open();
-    await s.claim(question('oD:1', 'oD'));
-    await s.setLatest('oD', 'oD:1', 1);
-    await s.claim(question('oKeep:1', 'oKeep'));
-    await s.deleteUser('oD');
+    const sentAt = Math.floor(T0 / 1000);
+    claimed(await s.claim(question('oD:1', 'oDgone')));
+    await s.setConversation('oDgone', 0, 'conv', 1);
+    claimed(await s.claim(question('oKeep:1', 'oKeep')));
+    await s.forgetUser('oDgone', sentAt, T0);
     expect(await s.message('oD:1')).toBeNull();
-    expect(await s.user('oD')).toBeNull();
+    expect(await s.user('oDgone')).toBeNull();
     expect(await s.message('oKeep:1')).not.toBeNull();
+    const snap = await s.snapshot();
+    expect(JSON.stringify(snap)).not.toContain('oDgone');
+    // WeChat re-delivers a message sent before the unsubscribe: nothing is recorded.
+    expect(await s.claim(question('oD:1', 'oDgone', T0, { sentAt }))).toEqual({ gone: true });
+    expect(await s.message('oD:1')).toBeNull();
+    // A message sent after it (they followed again) is new.
+    expect(claimed(await s.claim(question('oD:2', 'oDgone', T0, { sentAt: sentAt + 5 }))).first).toBe(true);
+  });
+
+  it('keeps shared values until they expire, expires them on request, and leases them to one owner', async () => {
+    const s = await open();
+    await s.kvPut('k:1', 'v1', T0 + 1000);
+    expect(await s.kvGet('k:1', T0)).toBe('v1');
+    expect(await s.kvGet('k:1', T0 + 1000)).toBeUndefined();
+    await s.kvExpire('k:1', 'other');
+    expect(await s.kvGet('k:1', T0)).toBe('v1');
+    await s.kvExpire('k:1', 'v1');
+    expect(await s.kvGet('k:1', T0)).toBeUndefined();
+    const got = await Promise.all(['a', 'b', 'c'].map((o) => s.acquireLease('lease:1', o, T0 + 100, T0)));
+    expect(got.filter(Boolean)).toHaveLength(1);
+    await s.releaseLease('lease:1', 'not-the-owner');
+    expect(await s.acquireLease('lease:1', 'd', T0 + 100, T0 + 50)).toBe(false);
+    expect(await s.acquireLease('lease:1', 'd', T0 + 300, T0 + 200)).toBe(true); // expired: taken over
+    await s.releaseLease('lease:1', 'd');
+    expect(await s.acquireLease('lease:1', 'e', T0 + 300, T0 + 200)).toBe(true);
   });
 
   it('removes messages once their retention has passed (TTL on expireAt)', async () => {
     const s = await open();
-    await s.claim(question('oT:old', 'oT', T0 - 8 * 86_400_000));
-    await s.claim(question('oT:new', 'oT', T0));
+    claimed(await s.claim(question('oX:old', 'oX', T0 - 8 * 86_400_000)));
+    claimed(await s.claim(question('oX:new', 'oX', T0)));
     // MongoDB's TTL monitor runs once a minute; the document is then gone. NeDB drops it on read.
-    const r = await s.message('oT:old');
-    if (r) expect(r.expireAt.getTime()).toBeLessThan(Date.now());
+    const r = await s.message('oX:old');
+    if (kind.name.startsWith('mongodb')) expect(r === null || r.expireAt.getTime() < Date.now()).toBe(true);
     else expect(r).toBeNull();
-    expect(await s.message('oT:new')).not.toBeNull();
+    expect(await s.message('oX:new')).not.toBeNull();
   });
 
-  it('keeps the data across a restart', async () => {
+  it('keeps the data across a restart, and opens again idempotently', async () => {
     const s = await open();
-    await s.claim(question('oP:persist', 'oP'));
-    await s.messages.updateOne({ _id: 'oP:persist' }, { $set: { status: 'answered', answer: '持久化' } });
+    await answered(s, 'oZ:persist', 'oZ', ['持久化']);
     await s.close();
     store = await Store.open(await kind.reopen());
-    expect((await store.message('oP:persist'))?.answer).toBe('持久化');
-    // indexes are created idempotently on every open
-    await expect(Store.open(await kind.reopen()).then((x) => x.close())).resolves.toBeUndefined();
+    expect((await store.message('oZ:persist'))?.answer).toBe('持久化');
+    expect((await store.inbox('oZ')).map((r) => r._id)).toEqual(['oZ:persist']);
   });
 });

@@ -13,7 +13,7 @@ import { loadConfig } from '../../lib/config';
 import type { Config } from '../../lib/config';
 import { memoryLogger } from '../../lib/log';
 import { createHttpServer } from '../../lib/server/http';
-import { Store } from '../../lib/store';
+import { openStore } from '../../lib/store';
 import { nedbBackend } from '../../lib/store/nedb';
 import { startDifySim } from '../../lib/sim/dify-sim';
 import type { DifySim, DifySimOptions } from '../../lib/sim/dify-sim';
@@ -58,7 +58,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const dify = await startDifySim({ apiKey: DIFY_KEY, ...opts.dify });
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'wdb-'));
   const config = loadConfig({ WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, ...TIMINGS, ...opts.env });
-  const store = await Store.open(nedbBackend({ dataDir }));
+  const store = await openStore(config.store, { embedded: nedbBackend });
   const logger = memoryLogger({ secrets: [TOKEN, DIFY_KEY] });
   const app = createApp(config, { store, logger });
   const server = createHttpServer({ handler: app.handler, logger, maxBodyBytes: config.server.maxBodyBytes });

@@ -1,6 +1,6 @@
 /** The access token: shared through the store, one refresher, refreshed ahead of expiry and on demand. */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Clock } from '../../lib/bot/clock';
+import type { Clock } from '../../lib/clock';
 import { WechatApiError } from '../../lib/errors';
 import { memoryLogger } from '../../lib/log';
 import { startWechatApiSim } from '../../lib/sim/wechat-api-sim';
@@ -86,7 +86,7 @@ describe('TokenCache', () => {
   it('takes over a lock left by a refresher that died', async () => {
     const clock = manualClock();
     const { cache } = await setup(7200, clock);
-    await store.kv.insert({ _id: `lock:access_token:${APP.appId}`, value: 'dead', expiresAt: clock.now() + 10_000, expireAt: new Date(clock.now() + 70_000) });
+    expect(await store.acquireLease(`lock:access_token:${APP.appId}`, 'dead', clock.now() + 10_000, clock.now())).toBe(true);
     const token = await cache().get(); // waits (on the manual clock) until the dead lock expires
     expect(token).toBeTruthy();
     expect(sim.stableTokenCalls).toBe(1);
