@@ -42,6 +42,13 @@ describe('Dify failures', () => {
     expect(h.logs.join('\n')).not.toContain(DIFY_KEY);
   });
 
+  it('a ping-only stream that would never end fails after DIFY_ANSWER_TIMEOUT_MS with the usual text', async () => {
+    h = await startHarness({ env: { DIFY_TIMEOUT_MS: '300', DIFY_ANSWER_TIMEOUT_MS: '500' }, dify: { script: () => ({ kind: 'pings', count: 10_000, everyMs: 50 }) } });
+    const r = await h.wechat.send('oForever', 'hi');
+    expect(r.text).toBe(h.config.texts.failFailed);
+    expect(h.logs.some((l) => l.includes('"answer failed"') && l.includes('dify_answer_timeout'))).toBe(true);
+  });
+
   it('a misconfigured key gives the configuration text', async () => {
     h = await startHarness({ env: { DIFY_API_KEY: 'app-wrong-key-000000' } });
     expect((await h.wechat.send('oKey', 'hi')).text).toBe(h.config.texts.failConfig);

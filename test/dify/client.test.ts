@@ -2,6 +2,7 @@ import { readFileSync } from 'fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDifyClient } from '../../lib/dify/client';
 import { DifyError } from '../../lib/errors';
+import { Stop } from '../../lib/stop';
 import { startDifySim } from '../../lib/sim/dify-sim';
 import type { DifySim, Script } from '../../lib/sim/dify-sim';
 
@@ -9,9 +10,9 @@ const KEY = 'app-client-test-key';
 let sim: DifySim;
 afterEach(async () => sim?.close());
 
-async function withScript(script: Script | ((i: number) => Script), idleTimeoutMs = 5000) {
+async function withScript(script: Script | ((i: number) => Script), idleTimeoutMs = 5000, answerTimeoutMs = 60_000) {
   sim = await startDifySim({ apiKey: KEY, script: (_b, i) => (typeof script === 'function' ? script(i) : script) });
-  return createDifyClient({ baseUrl: sim.url, apiKey: KEY, idleTimeoutMs });
+  return createDifyClient({ baseUrl: sim.url, apiKey: KEY, idleTimeoutMs, answerTimeoutMs });
 }
 
 async function failure(p: Promise<unknown>): Promise<DifyError> {
@@ -120,6 +121,30 @@ describe('chat: failures map to named errors', () => {
   it('pings keep a slow stream alive; only pings and no message_end is a failure', async () => {
     const client = await withScript({ kind: 'pings', count: 4, everyMs: 100 }, 250);
     expect(await failure(client.chat(ask))).toMatchObject({ kind: 'failed', code: 'dify_stream_incomplete' });
+  });
+
+  it('a stream of pings that never ends is cut by the overall answer timeout', async () => {
+    const client = await withScript({ kind: 'pings', count: 1000, everyMs: 20 }, 250, 400);
+    expect(await failure(client.chat(ask))).toMatchObject({ kind: 'failed', code: 'dify_answer_timeout' });
+  });
+
+  it('the overall timeout also bounds a wait for headers', async () => {
+    const client = await withScript({ kind: 'answer', text: 'late', headerDelayMs: 2000 }, 5000, 300);
+    expect(await failure(client.chat(ask))).toMatchObject({ kind: 'failed', code: 'dify_answer_timeout' });
+  });
+
+  it('a stop ends the call, before or during the stream', async () => {
+    const client = await withScript({ kind: 'answer', text: '很长的回答'.repeat(20), durationMs: 3000, pieceChars: 2 });
+    const stop = new Stop();
+    const seen: string[] = [];
+    const pending = client.chat(ask, { stop, onText: (t) => seen.push(t) });
+    await new Promise((r) => setTimeout(r, 300));
+    stop.stop();
+    expect(await failure(pending)).toMatchObject({ code: 'dify_stopped' });
+    expect(seen.length).toBeGreaterThan(0);
+    const before = new Stop();
+    before.stop();
+    expect(await failure(client.chat(ask, { stop: before }))).toMatchObject({ code: 'dify_stopped' });
   });
 
   it('a stream cut mid-answer fails, and the partial text was reported', async () => {

@@ -1,6 +1,9 @@
 /** `npm start` refuses bad settings with one clear line and an exit code, never a stack trace. */
+import { mkdtempSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
 import { describe, expect, it } from 'vitest';
-import { runServerToExit } from '../support/process';
+import { runServerToExit, spawnServer } from '../support/process';
 
 describe('server start-up', () => {
   it('exits 2 naming a missing variable', async () => {
@@ -16,5 +19,26 @@ describe('server start-up', () => {
     expect(r.output).toContain('MONGODB_URI: is required when STORE=mongodb');
     expect(r.output).not.toContain('app-start-test-key');
     expect(r.output).not.toContain('starttoken1');
+  });
+
+  it('a second server on the same DATA_DIR exits 1 naming the directory and the first one’s pid; after a kill -9 a restart works', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'wdb-two-'));
+    const env = { WECHAT_TOKEN: 'starttoken1', DIFY_API_KEY: 'app-start-test-key', DATA_DIR: dataDir };
+    const first = await spawnServer(env);
+    try {
+      const second = await runServerToExit(env);
+      expect(second.code).toBe(1);
+      expect(second.output).toContain(`the embedded store in ${dataDir} is in use (process ${first.child.pid} holds it)`);
+      expect(second.output).not.toMatch(/\n\s+at /);
+      await first.kill9();
+      const third = await spawnServer(env);
+      expect(third.output.join('')).toContain('took over the embedded store from a process that is gone');
+      const health = (await (await fetch(third.url.replace('/wechat', '/healthz'))).json()) as { store: string };
+      expect(health.store).toBe('embedded');
+      await third.stop();
+    } finally {
+      await first.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

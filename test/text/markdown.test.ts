@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { markdownToText } from '../../lib/text/markdown';
 
@@ -33,5 +34,38 @@ describe('markdownToText', () => {
   it('leaves plain text alone', () => {
     const text = '你好！这是一段普通的文字，没有任何格式。\n第二行。';
     expect(markdownToText(text)).toBe(text);
+  });
+
+  it.each([
+    ['3. three\n4. four', '3. three\n4. four'],
+    ['- a\n\n  continued\n- b', '• a\n\n  continued\n• b'],
+    ['| `a+b` | [x](http://y) |\n|---|---|\n| **1** | 2 |', 'a+b | x (http://y)\n1 | 2'],
+    ['[text](http://a.b "title") and [http://c.d](http://c.d)', 'text (http://a.b) and http://c.d'],
+    ['heading\n===\n\npara', 'heading\n\npara'],
+    ['<script>alert(1)</script> & &amp;', '<script>alert(1)</script> & &amp;'],
+    ['    indented code\n\nafter', 'indented code\n\nafter'],
+  ])('%j → %j', (md, text) => {
+    expect(markdownToText(md)).toBe(text);
+  });
+
+  it('returns deeply nested input as written rather than lose what is below the nesting limit', () => {
+    const deep = Array.from({ length: 15 }, (_, i) => '  '.repeat(i) + `- level ${i}`).join('\n') + '\n\nthe end';
+    const out = markdownToText(deep);
+    for (let i = 0; i < 15; i++) expect(out).toContain(`level ${i}`);
+    expect(out).toContain('the end');
+  });
+
+  it('never throws and never loses a letter or digit, whatever the input (property)', () => {
+    const piece = fc.constantFrom('[', ']', '(', ')', '!', '*', '_', '`', '~', '<', '>', '#', '|', '-', '\\', '\n', ' ', 'a', '中', '1', 'http://x.y');
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 300 }), (parts) => {
+        const md = parts.join('');
+        const out = markdownToText(md);
+        const letters = (t: string) => t.replace(/https?:\/\/x\.y/g, '').replace(/[^a-z0-9中]/g, '').length;
+        // Links repeat their URL, so the output never has fewer letters than the input.
+        expect(letters(out)).toBeGreaterThanOrEqual(letters(md));
+      }),
+      { numRuns: 300 },
+    );
   });
 });
