@@ -17,6 +17,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { cpus, tmpdir, totalmem } from 'os';
 import { join, resolve } from 'path';
 import { startDifySim } from '../lib/sim/dify-sim';
+import { serialize } from '../lib/store/journal';
 import { WechatSim } from '../lib/sim/wechat-sim';
 import { sha1Signature, verifySignature } from '../lib/wechat/signature';
 
@@ -28,6 +29,7 @@ const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 32);
 const SCALE = Number(process.env['BENCH_SCALE'] ?? 0.2);
 const QUESTIONS = Number(process.env['BENCH_QUESTIONS'] ?? 1000);
 const MEMORY_USERS = Number(process.env['BENCH_MEMORY_USERS'] ?? 10_000);
+const FETCH_RECORDS = Number(process.env['BENCH_FETCH_RECORDS'] ?? 200_000);
 const out: string[] = [];
 const say = (line = '') => {
   console.log(line);
@@ -70,6 +72,49 @@ async function load(opts: autocannon.Options): Promise<Load> {
   return { reqs: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx + r.timeouts };
 }
 
+/**
+ * A data directory holding `records` answered questions of as many users (journal format), so the
+ * `1` path can be measured against a large store without asking that many questions first.
+ */
+function seededDataDir(records: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'wdb-bench-seed-'));
+  const now = Date.now();
+  const lines: string[] = [];
+  for (let i = 0; i < records; i++) {
+    lines.push(
+      serialize({
+        _id: `oSeed${i}:${6_000_000_000_000_000_000n + BigInt(i)}`, user: `oSeed${i}`, kind: 'question', createdAt: now - i, sentAt: Math.floor((now - i) / 1000),
+        expireAt: new Date(now + 86_400_000), deliveries: 1, question: `问题 ${i}`, status: 'answered', generation: 0, answer: `回答 ${i}`,
+        pages: [`回答 ${i}`], pagesDelivered: 1, takers: [`oSeed${i}:${i}`], attempts: 1, answeredAt: now - i,
+      }),
+    );
+  }
+  writeFileSync(join(dir, 'messages.db'), lines.join('\n') + '\n');
+  return dir;
+}
+
+/** `1` req/s against a server whose store already holds `records` records. */
+async function fetchSpeed(records: number, difyUrl: string): Promise<Load> {
+  const dataDir = seededDataDir(records);
+  const bot = await spawnChild(['--import', 'tsx', 'scripts/server.ts'], {
+    WECHAT_TOKEN: TOKEN, DIFY_API_KEY: KEY, DIFY_BASE_URL: difyUrl, DATA_DIR: dataDir, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info',
+  });
+  try {
+    const wechat = new WechatSim({ url: bot.url, token: TOKEN });
+    const first = await wechat.send('oBenchPages', 'long');
+    if (!/回复 1 查看后续$/.test(first.text ?? '')) throw new Error('setup: expected a multi-page answer');
+    let n = 0;
+    const q = signedQuery();
+    return await load({
+      url: bot.url,
+      requests: [{ method: 'POST', path: `/wechat?${q}`, headers: { 'Content-Type': 'text/xml' }, setupRequest: (req) => ({ ...req, body: xml('oBenchPages', '1', String(8_000_000_000_000_000_000n + BigInt(n++))) }) }],
+    });
+  } finally {
+    bot.child.kill();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
 async function handlerSpeed(): Promise<void> {
   const dify = await startDifySim({
     apiKey: KEY,
@@ -86,16 +131,10 @@ async function handlerSpeed(): Promise<void> {
     const ceiling = await load({ url: `${bare.url}?${signedQuery()}`, method: 'POST', body: helpBody });
     const handshake = await load({ url: `${bot.url}?${signedQuery()}&echostr=4375120948345356249` });
     const help = await load({ url: `${bot.url}?${signedQuery()}`, method: 'POST', body: helpBody, headers: { 'Content-Type': 'text/xml' } });
-    // An answered multi-page question, then `1` with a fresh MsgId per request (each one a new message).
-    const wechat = new WechatSim({ url: bot.url, token: TOKEN });
-    const first = await wechat.send('oBenchPages', 'long');
-    if (!/回复 1 查看后续$/.test(first.text ?? '')) throw new Error('setup: expected a multi-page answer');
-    let n = 0;
-    const q = signedQuery();
-    const fetch1 = await load({
-      url: bot.url,
-      requests: [{ method: 'POST', path: `/wechat?${q}`, headers: { 'Content-Type': 'text/xml' }, setupRequest: (req) => ({ ...req, body: xml('oBenchPages', '1', String(8_000_000_000_000_000_000n + BigInt(n++))) }) }],
-    });
+    // An answered multi-page question, then `1` with a fresh MsgId per request (each one a new message),
+    // on a store of 1,000 and of 200,000 records.
+    const fetchSmall = await fetchSpeed(1_000, dify.url);
+    const fetchLarge = await fetchSpeed(FETCH_RECORDS, dify.url);
 
     say('### Handler speed');
     say();
@@ -107,7 +146,8 @@ async function handlerSpeed(): Promise<void> {
     row('bare node:http, fixed XML (ceiling)', ceiling);
     row('GET handshake (signature + echostr)', handshake);
     row('POST /help (signature, parse, route, reply)', help);
-    row('POST `1` on an answered multi-page question (store claim + read + fixed reply)', fetch1);
+    row('POST `1`, store of 1,000 records (claim, inbox read, page taken)', fetchSmall);
+    row(`POST \`1\`, store of ${FETCH_RECORDS.toLocaleString('en')} records`, fetchLarge);
     say();
 
     // Memory: distinct users each ask one question.
@@ -234,6 +274,75 @@ async function delivery(): Promise<void> {
   say();
 }
 
+/**
+ * Everyone at once, at real WeChat timings (5 s per delivery, 4.5 s deadline, 3 deliveries): N users
+ * each send one question in the same instant; Dify answers in 50–3,000 ms (uniform, seeded). Reports,
+ * per delivery, how many got their answer, how many got the placeholder, how many saw no reply at
+ * all, Dify calls, p99 reply time and the server's peak resident memory.
+ */
+async function burst(users: number): Promise<void> {
+  const rnd = prng(7 + users);
+  const lat = Array.from({ length: users }, () => 50 + rnd() * 2950);
+  const dify = await startDifySim({
+    apiKey: KEY,
+    awkwardChunks: false,
+    script: (b) => {
+      const i = Number(/^b(\d+)$/.exec(String(b.query))?.[1]);
+      return { kind: 'answer', text: `burst answer ${i}`, durationMs: lat[i] ?? 100, pieceChars: 6 };
+    },
+  });
+  const dataDir = mkdtempSync(join(tmpdir(), 'wdb-bench-burst-'));
+  const bot = await spawnChild(['--import', 'tsx', 'scripts/server.ts'], {
+    WECHAT_TOKEN: TOKEN, DIFY_API_KEY: KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info',
+  });
+  let peak = rssMb(bot.child.pid as number);
+  const sampler = setInterval(() => (peak = Math.max(peak, rssMb(bot.child.pid as number))), 100);
+  const wechat = new WechatSim({ url: bot.url, token: TOKEN, timeoutMs: 5000 });
+  const started = Date.now();
+  const results = await Promise.all(Array.from({ length: users }, (_, i) => wechat.send(`oBurst${i}`, `b${i}`)));
+  const seconds = (Date.now() - started) / 1000;
+  clearInterval(sampler);
+  bot.child.kill();
+  const calls = dify.calls.length;
+  await dify.close();
+  rmSync(dataDir, { recursive: true, force: true });
+  const answeredOn = [0, 0, 0, 0];
+  let placeholders = 0;
+  let none = 0;
+  const replyMs: number[] = [];
+  results.forEach((r, i) => {
+    const last = r.deliveries.at(-1);
+    if (r.text === `burst answer ${i}`) answeredOn[last?.n ?? 0] = (answeredOn[last?.n ?? 0] ?? 0) + 1;
+    else if (r.notice) none++;
+    else placeholders++;
+    if (last && last.outcome === 'reply') replyMs.push(last.startedAt + last.ms - started);
+  });
+  replyMs.sort((a, b) => a - b);
+  const p99 = replyMs.length ? (replyMs[Math.floor(replyMs.length * 0.99)] as number) / 1000 : NaN;
+  const fastEnough = lat.filter((l) => l < 4000).length;
+  burstRows.push(
+    `| ${users} | ${answeredOn[1]} | ${answeredOn[2]} | ${answeredOn[3]} | ${placeholders} | ${none} | ${calls} | ${p99.toFixed(2)} | ${peak.toFixed(0)} | ${seconds.toFixed(0)} | ${fastEnough} |`,
+  );
+}
+
+const burstRows: string[] = [];
+
+async function bursts(): Promise<void> {
+  const sizes = (process.env['BENCH_BURSTS'] ?? '500,1000,2000').split(',').map(Number);
+  for (const n of sizes) await burst(n);
+  say('### Everyone at once, at real timings');
+  say();
+  say(
+    'N users send one question in the same instant; WeChat simulator at real timings (5 s per delivery, 3 deliveries), the server at its defaults ' +
+      '(embedded store, 4.5 s deadline). Dify answers in 50–3,000 ms (uniform, seeded), so every answer is ready within the first window.',
+  );
+  say();
+  say('| users | answered on 1st delivery | on 2nd | on 3rd | placeholder | no reply at all | Dify calls | p99 reply s | peak RSS MB | took s | answers ready < 4 s |');
+  say('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of burstRows) say(r);
+  say();
+}
+
 function signatureTiming(): void {
   const ts = '1714036504';
   const good = sha1Signature([TOKEN, ts, 'n']);
@@ -298,6 +407,7 @@ async function main(): Promise<void> {
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
   if (!only || only === 'speed') await handlerSpeed();
   if (!only || only === 'delivery') await delivery();
+  if (!only || only === 'burst') await bursts();
   if (!only || only === 'signature') signatureTiming();
   if (write) {
     const doc =

@@ -46,4 +46,6 @@ export interface IndexSpec {
   expireAfterSeconds?: number;
   /** Index only the documents that have the field (a field present only while it matters). */
   sparse?: boolean;
+  /** Create this index on one backend only. */
+  only?: Backend['kind'];
 }

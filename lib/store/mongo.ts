@@ -14,6 +14,7 @@ export function mongoBackend(db: Db, client?: MongoClient): Backend {
     async collection<T extends { _id: string }>(name: string, indexes: readonly IndexSpec[]): Promise<Collection<T>> {
       const c = db.collection(name);
       for (const ix of indexes) {
+        if (ix.only && ix.only !== 'mongodb') continue;
         // createIndex is idempotent for an identical spec, so every start may call it.
         await c.createIndex(
           { [ix.field]: 1 },

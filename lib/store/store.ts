@@ -58,8 +58,9 @@ export interface MessageRecord {
   pagesDelivered?: number;
   /** Who took each page, by index: the key of the message whose reply carried it, or `push`. */
   takers?: string[];
-  /** Present (= createdAt, the inbox order) while the user has not received all of it. */
-  inbox?: number;
+  /** The user's id, present only while they have not received all of it: the inbox is
+   * `{inbox: user}`, indexed sparsely, so it costs the same however many records the user has. */
+  inbox?: string;
   /** Model calls made for this question: 1, or 2 after its worker died and it was taken over. */
   attempts?: number;
   /** Last sign of life from the worker producing the answer; present only while pending. */
@@ -116,8 +117,13 @@ export class Store {
   static async open(backend: Backend): Promise<Store> {
     try {
       const messages = await backend.collection<MessageRecord>('messages', [
-        // Inbox, unsubscribe and re-delivery lookups are per user.
-        { field: 'user' },
+        // Each user's undelivered answers; only those carry the field.
+        { field: 'inbox', sparse: true },
+        // Which message took a page (a re-delivered `1` repeats it).
+        { field: 'takers' },
+        // Unsubscribe deletes by user: indexed on MongoDB; the embedded store scans memory for it,
+        // as one index key per user would grow with every message of an active user.
+        { field: 'user', only: 'mongodb' },
         // Only pending questions carry a heartbeat, so the recovery scan's index stays small.
         { field: 'heartbeatAt', sparse: true },
         { field: 'expireAt', expireAfterSeconds: 0 },
@@ -151,13 +157,13 @@ export class Store {
 
   /** The user's undelivered answers, oldest question first. */
   async inbox(user: string): Promise<MessageRecord[]> {
-    const items = await this.messages.find({ user, inbox: { $exists: true } }, INBOX_MAX * 2);
-    return items.sort((a, b) => (a.inbox ?? 0) - (b.inbox ?? 0) || (a._id < b._id ? -1 : a._id > b._id ? 1 : 0));
+    const items = await this.messages.find({ inbox: user }, INBOX_MAX * 2);
+    return items.sort((a, b) => a.createdAt - b.createdAt || (a._id < b._id ? -1 : a._id > b._id ? 1 : 0));
   }
 
   /** The page that message `key` carried, if it took one (a re-delivery repeats it). */
   async takenBy(user: string, key: string): Promise<{ record: MessageRecord; page: number } | null> {
-    const record = await this.messages.findOne({ user, takers: key });
+    const record = await this.messages.findOne({ takers: key, user });
     const page = record?.takers?.indexOf(key) ?? -1;
     return record && page >= 0 ? { record, page } : null;
   }
@@ -182,7 +188,7 @@ export class Store {
    */
   async claim(doc: Omit<MessageRecord, 'deliveries' | 'expireAt'>): Promise<ClaimResult> {
     const fresh: MessageRecord = { ...doc, deliveries: 1, expireAt: new Date(doc.createdAt + RETENTION_DAYS * 86_400_000) };
-    if (doc.kind === 'question') fresh.inbox = doc.createdAt;
+    if (doc.kind === 'question') fresh.inbox = doc.user;
     // Insert and increment can only both miss while the record is being deleted; three rounds
     // settle that, and more would mean a store that reports duplicates it cannot show.
     for (let round = 0; round < 3; round++) {
@@ -249,7 +255,7 @@ export class Store {
   async returnPage(q: MessageRecord, page: number): Promise<void> {
     await this.messages.updateOne(
       { _id: q._id, pagesDelivered: page + 1, status: { $in: ['answered', 'failed'] } },
-      { $set: { pagesDelivered: page, inbox: q.createdAt }, $pop: { takers: 1 } },
+      { $set: { pagesDelivered: page, inbox: q.user }, $pop: { takers: 1 } },
     );
   }
 
@@ -270,7 +276,7 @@ export class Store {
     const before = await this.user(user);
     await this.users.upsert(user, { $inc: { generation: 1 }, $unset: { conversationId: true }, $set: { updatedAt: now } });
     const cancelled = await this.messages.updateMany(
-      { user, inbox: { $exists: true } },
+      { inbox: user },
       { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true } },
     );
     return { conversationId: before?.conversationId, cancelled };

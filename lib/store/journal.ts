@@ -1,0 +1,153 @@
+/**
+ * The embedded store's append-only file with group commit (docs/store.md). Each change appends one
+ * line; lines that arrive while a write is in progress go out together in the next write, so a
+ * burst of changes costs a few writes instead of one open/append/close each. `append` and `synced`
+ * resolve once everything appended before them is in the file, so nothing a reply depends on is
+ * acknowledged before it is written.
+ *
+ * The format is NeDB's (one JSON document per line, `{"$$deleted":true,"_id":…}` for a removal,
+ * dates as `{"$$date":ms}`), so data directories written by earlier versions load unchanged.
+ */
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, writeFileSync, writeSync } from 'fs';
+import { createReadStream } from 'fs';
+import { createInterface } from 'readline';
+import { StoreError } from '../errors';
+
+type Doc = Record<string, unknown> & { _id: string };
+
+function reviver(_key: string, value: unknown): unknown {
+  if (value && typeof value === 'object' && '$$date' in value && Object.keys(value).length === 1) return new Date((value as { $$date: number }).$$date);
+  return value;
+}
+
+function replacerFor(doc: unknown): string {
+  return JSON.stringify(doc, function (this: Record<string, unknown>, key: string, value: unknown) {
+    // JSON.stringify calls Date#toJSON before the replacer sees it; look at the raw value instead.
+    const raw = this[key];
+    return raw instanceof Date ? { $$date: raw.getTime() } : value;
+  });
+}
+
+export const serialize = (doc: unknown): string => replacerFor(doc);
+
+/**
+ * Read a journal into the documents it describes (later lines win). A line that is not a
+ * document is corruption: refuse, naming the file and line, rather than silently lose data.
+ */
+export async function loadJournal(file: string): Promise<Doc[]> {
+  const docs = new Map<string, Doc>();
+  if (!existsSync(file)) return [];
+  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  let n = 0;
+  for await (const line of lines) {
+    n++;
+    if (line === '') continue;
+    let doc: Doc;
+    try {
+      doc = JSON.parse(line, reviver) as Doc;
+    } catch {
+      throw new StoreError('store_corrupt', `cannot load ${file}: line ${n} is unreadable. Records in the middle of the file are damaged; restore it from a backup, or move it aside to start with an empty store`);
+    }
+    if (doc === null || typeof doc !== 'object') continue;
+    if ('$$indexCreated' in doc || '$$indexRemoved' in doc) continue; // NeDB's index notes
+    if (typeof doc._id !== 'string') continue;
+    if ((doc as { $$deleted?: boolean }).$$deleted === true) docs.delete(doc._id);
+    else docs.set(doc._id, doc);
+  }
+  return [...docs.values()];
+}
+
+export class Journal {
+  private fd: number | undefined;
+  private buffer: string[] = [];
+  /** Waiters for the lines in `buffer`. */
+  private waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  private writing: Promise<void> | undefined;
+  private paused = false;
+  private closed = false;
+
+  /** `null`: no file (an in-memory store), every append resolves at once. */
+  constructor(private readonly file: string | null) {
+    this.fd = file === null ? undefined : openSync(file, 'a');
+  }
+
+  /** Append documents (or removal notes); resolves once they are in the file. */
+  append(docs: readonly unknown[]): Promise<void> {
+    if (this.closed) return Promise.reject(new StoreError('store_closed', 'the embedded store is closed'));
+    if (docs.length === 0 || this.fd === undefined) return this.synced();
+    for (const d of docs) this.buffer.push(serialize(d) + '\n');
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Resolves once everything appended so far is in the file. */
+  synced(): Promise<void> {
+    if (this.buffer.length === 0 && !this.writing) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      if (this.buffer.length > 0) this.waiters.push({ resolve, reject });
+      else void (this.writing as Promise<void>).then(() => this.synced()).then(resolve, reject);
+    });
+  }
+
+  private kick(): void {
+    if (this.writing || this.paused || this.buffer.length === 0) return;
+    const lines = this.buffer.join('');
+    const waiters = this.waiters;
+    this.buffer = [];
+    this.waiters = [];
+    // Written on the next turn, so every change made in this turn joins the same write.
+    this.writing = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      try {
+        writeSync(this.fd as number, lines);
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        // Disk full or gone: the changes are not durable; put them back in order and fail the callers.
+        this.buffer.unshift(lines);
+        const e = new StoreError('store_unwritable', `cannot write ${this.file}: ${(err as Error).message}`, { cause: err });
+        for (const w of waiters) w.reject(e);
+        this.paused = true;
+        setTimeout(() => {
+          this.paused = false;
+          this.kick();
+        }, 1000).unref();
+      } finally {
+        this.writing = undefined;
+        this.kick();
+      }
+    });
+  }
+
+  /**
+   * Replace the file with the documents `snapshot` returns (compaction): written to a temporary
+   * file, flushed to disk and renamed over the journal; appending then goes on in the new file.
+   * Lines waiting meanwhile are written after it (a change already in the snapshot is written
+   * twice, which loading reads as the same state).
+   */
+  async rewrite(snapshot: () => readonly unknown[]): Promise<void> {
+    if (this.file === null || this.fd === undefined) return;
+    this.paused = true;
+    try {
+      while (this.writing) await this.writing;
+      const docs = snapshot();
+      const tmp = `${this.file}~`;
+      writeFileSync(tmp, docs.map((d) => serialize(d) + '\n').join(''));
+      const tfd = openSync(tmp, 'r+');
+      fsyncSync(tfd);
+      closeSync(tfd);
+      renameSync(tmp, this.file);
+      closeSync(this.fd);
+      this.fd = openSync(this.file, 'a');
+    } finally {
+      this.paused = false;
+      this.kick();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.synced().catch(() => undefined);
+    this.closed = true;
+    if (this.fd !== undefined) closeSync(this.fd);
+  }
+}
