@@ -22,6 +22,8 @@ import { WechatSim } from '../lib/sim/wechat-sim';
 import { sha1Signature, verifySignature } from '../lib/wechat/signature';
 
 const ROOT = resolve(__dirname, '..');
+/** What `npm start` runs (built by its first step). */
+const BUILT_SERVER = 'dist/server.js';
 const TOKEN = 'benchtoken';
 const KEY = 'app-bench-key-000001';
 const DURATION_S = Number(process.env['BENCH_DURATION_S'] ?? 8);
@@ -45,6 +47,14 @@ function spawnChild(args: string[], env: Record<string, string>): Promise<{ chil
     });
     child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
   });
+}
+
+/** Stop a child and wait until it is gone (its files can be removed then). */
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill();
+  await gone;
 }
 
 function rssMb(pid: number): number {
@@ -96,7 +106,7 @@ function seededDataDir(records: number): string {
 /** `1` req/s against a server whose store already holds `records` records. */
 async function fetchSpeed(records: number, difyUrl: string): Promise<Load> {
   const dataDir = seededDataDir(records);
-  const bot = await spawnChild(['--import', 'tsx', 'scripts/server.ts'], {
+  const bot = await spawnChild([BUILT_SERVER], {
     WECHAT_TOKEN: TOKEN, DIFY_API_KEY: KEY, DIFY_BASE_URL: difyUrl, DATA_DIR: dataDir, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info',
   });
   try {
@@ -110,7 +120,7 @@ async function fetchSpeed(records: number, difyUrl: string): Promise<Load> {
       requests: [{ method: 'POST', path: `/wechat?${q}`, headers: { 'Content-Type': 'text/xml' }, setupRequest: (req) => ({ ...req, body: xml('oBenchPages', '1', String(8_000_000_000_000_000_000n + BigInt(n++))) }) }],
     });
   } finally {
-    bot.child.kill();
+    await stop(bot.child);
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
@@ -123,7 +133,7 @@ async function handlerSpeed(): Promise<void> {
   });
   const dataDir = mkdtempSync(join(tmpdir(), 'wdb-bench-'));
   const bare = await spawnChild(['--import', 'tsx', 'bench/bare-server.ts'], {});
-  const bot = await spawnChild(['--import', 'tsx', 'scripts/server.ts'], {
+  const bot = await spawnChild([BUILT_SERVER], {
     WECHAT_TOKEN: TOKEN, DIFY_API_KEY: KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info',
   });
   try {
@@ -167,8 +177,8 @@ async function handlerSpeed(): Promise<void> {
     say(`Resident memory of the server: ${before.toFixed(0)} MB idle → ${after.toFixed(0)} MB after ${MEMORY_USERS.toLocaleString('en')} distinct users each asked a question (embedded store holds them all in memory; ${((Date.now() - started) / 1000).toFixed(1)} s, ${dify.calls.length} Dify calls).`);
     say();
   } finally {
-    bare.child.kill();
-    bot.child.kill();
+    await stop(bare.child);
+    await stop(bot.child);
     await dify.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
@@ -206,12 +216,12 @@ async function delivery(): Promise<void> {
   });
   const dataDir = mkdtempSync(join(tmpdir(), 'wdb-bench-deliv-'));
   const ms = (realMs: number) => String(Math.round(realMs * SCALE));
-  const bot = await spawnChild(['--import', 'tsx', 'scripts/server.ts'], {
+  const bot = await spawnChild([BUILT_SERVER], {
     WECHAT_TOKEN: TOKEN, DIFY_API_KEY: KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info',
     WECHAT_TIMEOUT_MS: ms(5000), REPLY_DEADLINE_MS: ms(4500), POLL_MS: '10', STALE_AFTER_MS: ms(30_000),
   });
   const wechat = new WechatSim({ url: bot.url, token: TOKEN, timeoutMs: 5000 * SCALE });
-  type Outcome = { latency: number; direct: boolean; fetches: number; lost: boolean };
+  type Outcome = { id: string; latency: number; direct: boolean; fetches: number; lost: boolean; seen: string[] };
   const outcomes: Outcome[] = [];
   const started = Date.now();
   let next = 0;
@@ -222,19 +232,22 @@ async function delivery(): Promise<void> {
       const openId = `oDeliv${i}`;
       const expected = `answer ${i}`;
       const r = await wechat.send(openId, `q${i}`);
+      const seen = [`q${i}: ${r.deliveries.map((d) => d.outcome).join(',')} → ${r.text ?? '(nothing)'}`];
       let got = r.text === expected;
       let fetches = 0;
       // A person who saw the placeholder replies `1` ten seconds later, again while it still thinks (at most 6 times).
       while (!got && fetches < 6) {
         await new Promise((res) => setTimeout(res, 10_000 * SCALE));
         fetches++;
-        got = (await wechat.send(openId, '1')).text === expected;
+        const one = await wechat.send(openId, '1');
+        seen.push(`1: ${one.deliveries.map((d) => d.outcome).join(',')} → ${one.text ?? '(nothing)'}`);
+        got = one.text === expected;
       }
-      outcomes.push({ latency: lat[i] as number, direct: r.text === expected, fetches, lost: !got });
+      outcomes.push({ id: openId, latency: lat[i] as number, direct: r.text === expected, fetches, lost: !got, seen });
     }
   };
   await Promise.all(Array.from({ length: 100 }, user));
-  bot.child.kill();
+  await stop(bot.child);
   const seconds = (Date.now() - started) / 1000;
   const calls = dify.calls.length;
   await dify.close();
@@ -272,6 +285,10 @@ async function delivery(): Promise<void> {
   say();
   say(`Dify calls per question: ${(calls / QUESTIONS).toFixed(2)} (${calls} calls for ${QUESTIONS} questions).`);
   say();
+  const lost = outcomes.filter((o) => o.lost);
+  say(lost.length === 0 ? 'Lost: none.' : `Lost: ${lost.length}. What each of them saw:`);
+  for (const o of lost) say(`- ${o.id} (Dify ${o.latency.toFixed(2)} s): ${o.seen.join(' | ')}`);
+  say();
 }
 
 /**
@@ -292,7 +309,7 @@ async function burst(users: number): Promise<void> {
     },
   });
   const dataDir = mkdtempSync(join(tmpdir(), 'wdb-bench-burst-'));
-  const bot = await spawnChild(['--import', 'tsx', 'scripts/server.ts'], {
+  const bot = await spawnChild([BUILT_SERVER], {
     WECHAT_TOKEN: TOKEN, DIFY_API_KEY: KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info',
   });
   let peak = rssMb(bot.child.pid as number);
@@ -302,7 +319,7 @@ async function burst(users: number): Promise<void> {
   const results = await Promise.all(Array.from({ length: users }, (_, i) => wechat.send(`oBurst${i}`, `b${i}`)));
   const seconds = (Date.now() - started) / 1000;
   clearInterval(sampler);
-  bot.child.kill();
+  await stop(bot.child);
   const calls = dify.calls.length;
   await dify.close();
   rmSync(dataDir, { recursive: true, force: true });
@@ -341,6 +358,76 @@ async function bursts(): Promise<void> {
   say('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of burstRows) say(r);
   say();
+}
+
+/** CPU time (user + system, ms) a process has used so far. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks at USER_HZ = 100
+}
+
+/**
+ * `/help` on our server next to the peers, measured in the same run, interleaved over rounds
+ * with the same signed request and load: the bare node:http ceiling, `wechat` on Express,
+ * `co-wechat` on Koa, and a laf-shaped Express handler (bench/peers/).
+ */
+async function peers(): Promise<void> {
+  const rounds = Number(process.env['BENCH_PEER_ROUNDS'] ?? 3);
+  const seconds = Number(process.env['BENCH_PEER_SECONDS'] ?? 4);
+  const dataDir = mkdtempSync(join(tmpdir(), 'wdb-bench-peers-'));
+  const env = { WECHAT_TOKEN: TOKEN, HOST: '127.0.0.1', PORT: '0' };
+  const entries: { name: string; args: string[]; env: Record<string, string> }[] = [
+    { name: 'bare node:http, fixed reply (ceiling)', args: ['--import', 'tsx', 'bench/bare-server.ts'], env },
+    { name: 'wechat-dify-bot (npm start)', args: [BUILT_SERVER], env: { ...env, DIFY_API_KEY: KEY, DATA_DIR: dataDir, LOG_LEVEL: 'info' } },
+    { name: '`wechat` 2.1 on Express 4', args: ['--import', 'tsx', 'bench/peers/wechat-express.ts'], env },
+    { name: '`co-wechat` 2.4 on Koa 2', args: ['--import', 'tsx', 'bench/peers/co-wechat-koa.ts'], env },
+    { name: 'laf-shaped function (Express 4.18 + laf body parsers)', args: ['--import', 'tsx', 'bench/peers/laf-express.ts'], env },
+  ];
+  const running = [];
+  for (const e of entries) running.push({ ...e, ...(await spawnChild(e.args, e.env)), runs: [] as (Load & { cpuUs: number })[] });
+  const body = xml('oBenchHelp', '/help', '1');
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (const s of running) {
+        const pid = s.child.pid as number;
+        const opts = { url: `${s.url}?${signedQuery()}`, method: 'POST' as const, body, headers: { 'Content-Type': 'text/xml' }, connections: CONNECTIONS };
+        if (r === 0) await autocannon({ ...opts, duration: 1 }); // warm-up
+        const cpu0 = cpuMs(pid);
+        const res = await autocannon({ ...opts, duration: seconds });
+        const cpu = cpuMs(pid) - cpu0;
+        s.runs.push({ reqs: res.requests.average, p50: res.latency.p50, p99: res.latency.p99, errors: res.errors + res.non2xx + res.timeouts, cpuUs: (cpu * 1000) / Math.max(1, res.requests.total) });
+      }
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+    const rows = running.map((s) => ({
+      name: s.name,
+      reqs: median(s.runs.map((x) => x.reqs)),
+      p50: median(s.runs.map((x) => x.p50)),
+      p99: median(s.runs.map((x) => x.p99)),
+      cpuUs: median(s.runs.map((x) => x.cpuUs)),
+      errors: s.runs.reduce((n, x) => n + x.errors, 0),
+      rss: rssMb(s.child.pid as number),
+    }));
+    const ours = rows[1] as (typeof rows)[number];
+    const best = rows.slice(2).reduce((a, b) => (b.reqs > a.reqs ? b : a));
+    say('### `/help` next to other WeChat servers');
+    say();
+    say(
+      `The same signed \`/help\` POST to each server (separate processes on this machine), autocannon with ${CONNECTIONS} connections, ${rounds} interleaved rounds of ${seconds} s; medians. ` +
+        'Ours also checks the timestamp window and rejects hostile XML (DOCTYPE, entities, floods) before parsing; the peers do neither.',
+    );
+    say();
+    say('| server | req/s | p50 ms | p99 ms | CPU µs/request | RSS MB | errors |');
+    say('|---|---:|---:|---:|---:|---:|---:|');
+    for (const r of rows) say(`| ${r.name} | ${Math.round(r.reqs)} | ${r.p50} | ${r.p99} | ${r.cpuUs.toFixed(0)} | ${r.rss.toFixed(0)} | ${r.errors} |`);
+    say();
+    say(`Ours vs the best peer (${best.name}): **${(ours.reqs / best.reqs).toFixed(2)}×** the requests per second, ${(best.cpuUs / ours.cpuUs).toFixed(2)}× less CPU per request.`);
+    say();
+  } finally {
+    for (const s of running) await stop(s.child);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 }
 
 function signatureTiming(): void {
@@ -408,6 +495,7 @@ async function main(): Promise<void> {
   if (!only || only === 'speed') await handlerSpeed();
   if (!only || only === 'delivery') await delivery();
   if (!only || only === 'burst') await bursts();
+  if (!only || only === 'peers') await peers();
   if (!only || only === 'signature') signatureTiming();
   if (write) {
     const doc =

@@ -22,8 +22,11 @@ import { pageReply, quote } from './replies';
 import type { Wakeups } from './wakeups';
 import type { AnswerWorker } from './worker';
 
-/** What to answer one delivery with. */
-export type Decision = { reply: string } | { success: true } | { drop: true };
+/**
+ * What to answer one delivery with. A reply that carries a page says which, so the page can be
+ * given back if the reply never reaches WeChat (`giveBack`).
+ */
+export type Decision = { reply: string; giveBack?: () => Promise<void> } | { success: true } | { drop: true };
 
 const SUCCESS: Decision = { success: true };
 const DROP: Decision = { drop: true };
@@ -186,16 +189,19 @@ export class Bot {
     if (outcome === 'drop') return DROP;
     if (outcome === 'deadline') return this.placeholder(latest as MessageRecord);
     if (outcome === 'gone') return SUCCESS;
-    return this.answerOwn(m.key, outcome);
+    return this.answerOwn(m.key, outcome, m.arrival);
   }
 
   /** A settled question, in its own delivery: its first page, once. */
-  private async answerOwn(key: string, q: MessageRecord): Promise<Decision> {
+  private async answerOwn(key: string, q: MessageRecord, arrival: number): Promise<Decision> {
     const { store, config } = this.deps;
     if (q.status === 'cleared') return { reply: fill(this.texts.questionCleared, { question: quote(q.question ?? '') }) };
     // A re-delivery of a question whose first page this message already carried: the same reply.
     let took: MessageRecord | null = q.takers?.[0] === key ? q : null;
-    if (!took && (q.pagesDelivered ?? 0) === 0) took = await store.takePage(q, 0, key);
+    if (!took && (q.pagesDelivered ?? 0) === 0) {
+      if (this.tooLate(arrival)) return DROP;
+      took = await store.takePage(q, 0, key);
+    }
     if (!took) {
       const again = await store.message(key);
       if (again?.takers?.[0] === key) took = again;
@@ -205,7 +211,26 @@ export class Bot {
     if (!took) return SUCCESS;
     const single = pageCount(took) === 1;
     const more = single ? (await store.inbox(took.user)).filter((i) => i._id !== key && waitedFor(i)).length : 0;
-    return { reply: pageReply(took, 0, config.texts, { quoteQuestion: false, moreWaiting: more, passive: true }) };
+    return this.carrying(took, 0, key, pageReply(took, 0, config.texts, { quoteQuestion: false, moreWaiting: more, passive: true }));
+  }
+
+  /** A reply carrying page `page` of `q`, taken by message `key`; given back if it never arrives. */
+  private carrying(q: MessageRecord, page: number, key: string, reply: string): Decision {
+    const { store, logger, wakeups } = this.deps;
+    return {
+      reply,
+      giveBack: async () => {
+        if (await store.returnPage(q, page, key)) {
+          logger.warn('reply did not reach WeChat: its page is back in the inbox for 1', { key: q._id, page: page + 1 });
+          wakeups.notify(q.user);
+        }
+      },
+    };
+  }
+
+  /** WeChat stops listening to a delivery at its timeout: a page taken later would be lost. */
+  private tooLate(arrival: number): boolean {
+    return this.deps.clock.now() >= arrival + this.deps.config.wechat.timeoutMs;
   }
 
   /** The last delivery and no answer yet: say so, and promise `1` (or push). */
@@ -234,7 +259,7 @@ export class Bot {
       const prior = await store.takenBy(user, m.key);
       if (prior) {
         const others = (await store.inbox(user)).filter((i) => i._id !== prior.record._id && waitedFor(i));
-        return { reply: pageReply(prior.record, prior.page, config.texts, { quoteQuestion: others.length > 0, moreWaiting: others.length }) };
+        return this.carrying(prior.record, prior.page, m.key, pageReply(prior.record, prior.page, config.texts, { quoteQuestion: others.length > 0, moreWaiting: others.length }));
       }
     }
     let oldestPending: MessageRecord | undefined;
@@ -250,11 +275,12 @@ export class Bot {
           return undefined;
         }
         const page = q.pagesDelivered ?? 0;
+        if (this.tooLate(m.arrival)) return DROP;
         const took = await store.takePage(q, page, m.key);
         if (!took) continue;
         const others = items.filter((i) => i._id !== q._id && (waitedFor(i) || deliverable(i)));
         const last = page + 1 >= pageCount(took);
-        return { reply: pageReply(took, page, config.texts, { quoteQuestion: others.length > 0, moreWaiting: last ? others.length : 0 }) };
+        return this.carrying(took, page, m.key, pageReply(took, page, config.texts, { quoteQuestion: others.length > 0, moreWaiting: last ? others.length : 0 }));
       }
       return undefined;
     });

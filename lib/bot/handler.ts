@@ -7,7 +7,7 @@ import { RequestError, SignatureError, errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import { aesKeyFrom, decryptMessage, encryptMessage } from '../wechat/crypto';
 import { buildEncryptedEnvelope, buildTextReply } from '../wechat/reply';
-import { safeEqualHex, sha1Signature, verifySignature, checkTimestamp } from '../wechat/signature';
+import { checkTimestamp, msgSignature, safeEqualHex, verifySignature } from '../wechat/signature';
 import { parseXmlFields, toMessage } from '../wechat/xml';
 import type { Bot, Decision } from './bot';
 import type { Clock } from '../clock';
@@ -20,8 +20,12 @@ export interface HandlerRequest {
   body: string;
 }
 
-/** A response, or `drop`: don't answer at all (let this delivery time out so WeChat retries). */
-export type HandlerResponse = { status: number; contentType: string; body: string } | { drop: true };
+/**
+ * A response, or `drop`: don't answer at all (let this delivery time out so WeChat retries).
+ * `undelivered`: the adapter calls it when the client was gone before the response could be sent
+ * (the page it carries goes back to the user's inbox).
+ */
+export type HandlerResponse = { status: number; contentType: string; body: string; undelivered?: () => void } | { drop: true };
 
 export type Handler = (req: HandlerRequest) => Promise<HandlerResponse>;
 
@@ -49,11 +53,11 @@ export function createHandler(deps: HandlerDeps): Handler {
     const encrypted = q['encrypt_type'] === 'aes' && q['msg_signature'] !== undefined;
     let fields = outer;
     if (encrypted) {
-      // Safe mode: msg_signature over the Encrypt value, not the plain signature (wechat-protocol.md §5.2, §5.6).
+      // Safe mode: msg_signature over the Encrypt value, not the plain signature (docs/wechat.md).
       checkTimestamp(q['timestamp'], arrival, timestampToleranceS);
       const encrypt = outer['Encrypt'];
       if (encrypt === undefined) throw new RequestError('bad_ciphertext', 'encrypt_type=aes but the body has no Encrypt');
-      const expected = sha1Signature([token, q['timestamp'] as string, q['nonce'] ?? '', encrypt]);
+      const expected = msgSignature(token, q['timestamp'] as string, q['nonce'] ?? '', encrypt);
       if (!safeEqualHex(expected, q['msg_signature'] ?? '')) throw new SignatureError('bad_signature', 'msg_signature does not match');
       if (!aesKey || !appId) {
         logger.error('WeChat sends encrypted messages but WECHAT_AES_KEY / WECHAT_APPID are not set');
@@ -66,20 +70,29 @@ export function createHandler(deps: HandlerDeps): Handler {
     const msg = toMessage(fields);
     const decision: Decision = await bot.handle(msg, arrival);
     if ('drop' in decision) return decision;
-    // `success` is never encrypted (wechat-protocol.md §2.2).
+    // `success` is never encrypted (docs/wechat.md).
     if ('success' in decision) return plain(200, 'success');
     const xml = buildTextReply({ toUser: msg.fromUser, fromUser: msg.toUser, createTime: clock.now() / 1000, content: decision.reply });
-    if (!encrypted || !aesKey || !appId) return { status: 200, contentType: 'application/xml; charset=utf-8', body: xml };
+    const giveBack = decision.giveBack;
+    const undelivered = giveBack ? { undelivered: () => void giveBack().catch((err) => logger.warn('could not give a page back', errorLogFields(err))) } : {};
+    if (!encrypted || !aesKey || !appId) return { status: 200, contentType: 'application/xml; charset=utf-8', body: xml, ...undelivered };
     const timestamp = String(Math.floor(clock.now() / 1000));
     const nonce = q['nonce'] ?? '';
     const encrypt = encryptMessage(aesKey, xml, appId);
-    const envelope = buildEncryptedEnvelope({ encrypt, signature: sha1Signature([token, timestamp, nonce, encrypt]), timestamp, nonce });
-    return { status: 200, contentType: 'application/xml; charset=utf-8', body: envelope };
+    const envelope = buildEncryptedEnvelope({ encrypt, signature: msgSignature(token, timestamp, nonce, encrypt), timestamp, nonce });
+    return { status: 200, contentType: 'application/xml; charset=utf-8', body: envelope, ...undelivered };
   }
 
   return async function handle(req) {
-    const q: Record<string, string | undefined> = {};
-    for (const [k, v] of Object.entries(req.query)) q[k] = first(v);
+    // A repeated parameter counts by its first value; most queries have none, and need no copy.
+    let q = req.query as Record<string, string | undefined>;
+    for (const k in req.query) {
+      if (Array.isArray(req.query[k])) {
+        q = {};
+        for (const [key, v] of Object.entries(req.query)) q[key] = first(v);
+        break;
+      }
+    }
     try {
       if (req.method === 'GET') {
         verifySignature(token, q, clock.now(), timestampToleranceS);

@@ -93,7 +93,7 @@ export class Pusher {
       logger.info('answer pushed', { key: q._id, page: page + 1 });
     } catch (err) {
       // Not sent: the page goes back to the inbox for `1`.
-      await store.returnPage(q, page);
+      await store.returnPage(q, page, 'push');
       if (err instanceof WechatApiError && USER_PUSH_CLOSED.has(err.errcode)) {
         await store.blockUserPush(q.user, clock.now());
       } else if (err instanceof WechatApiError && ACCOUNT_PUSH_UNAVAILABLE.has(err.errcode)) {

@@ -43,10 +43,12 @@ function readBody(req: IncomingMessage, max: number): Promise<string> {
   });
 }
 
-function send(res: ServerResponse, status: number, contentType: string, body: string): void {
-  if (res.writableEnded || res.destroyed) return;
+/** Send a response; false when the client had already gone. */
+function send(res: ServerResponse, status: number, contentType: string, body: string): boolean {
+  if (res.writableEnded || res.destroyed || !res.socket || res.socket.destroyed) return false;
   res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
   res.end(body);
+  return true;
 }
 
 export function createHttpServer(opts: ServerOptions): Server {
@@ -85,7 +87,8 @@ export function createHttpServer(opts: ServerOptions): Server {
           res.destroy();
           return;
         }
-        send(res, out.status, out.contentType, out.body);
+        // WeChat hung up before the answer was ready: what this reply carried never reached it.
+        if (!send(res, out.status, out.contentType, out.body)) out.undelivered?.();
       } catch (err) {
         opts.logger.error('http adapter error', errorLogFields(err));
         send(res, 500, 'text/plain; charset=utf-8', 'Internal Server Error');

@@ -1,6 +1,6 @@
 /**
  * A WeChat server simulator acting as the client of our webhook, with WeChat's semantics
- * (wechat-protocol.md §2): it signs every request, waits `timeoutMs` (5 s) for each delivery,
+ * (docs/wechat.md): it signs every request, waits `timeoutMs` (5 s) for each delivery,
  * re-delivers the same message (same MsgId) up to `deliveries` times, and reports what the user
  * would see: the reply text, nothing (`success`/empty), or the error notice. Replies are checked
  * the way WeChat is reported to check them (well-formed XML, addressed correctly, ≤ 2048 bytes).
@@ -9,7 +9,7 @@ import { randomBytes } from 'crypto';
 import { request } from 'http';
 import { aesKeyFrom, decryptMessage, encryptMessage } from '../wechat/crypto';
 import { cdata } from '../wechat/reply';
-import { sha1Signature } from '../wechat/signature';
+import { msgSignature, sha1Signature } from '../wechat/signature';
 import { parseXmlFields } from '../wechat/xml';
 
 export const ERROR_NOTICE = '该公众号暂时无法提供服务，请稍后再试';
@@ -57,7 +57,7 @@ export type Push =
   | { type: 'event'; event: string; eventKey?: string };
 
 let msgCounter = 0n;
-/** 64-bit MsgIds beyond 2^53, as real ones are (wechat-protocol.md §4). */
+/** 64-bit MsgIds beyond 2^53, as real ones are (docs/wechat.md). */
 function nextMsgId(): string {
   msgCounter += 1n;
   return (6054768590064713728n + BigInt(Date.now()) * 1000n + msgCounter).toString();
@@ -134,7 +134,7 @@ export class WechatSim {
     const q = new URLSearchParams({ signature: sha1Signature([this.opts.token, timestamp, nonce]), timestamp, nonce });
     if (encrypt !== undefined) {
       q.set('encrypt_type', 'aes');
-      q.set('msg_signature', sha1Signature([this.opts.token, timestamp, nonce, encrypt]));
+      q.set('msg_signature', msgSignature(this.opts.token, timestamp, nonce, encrypt));
     }
     return q.toString();
   }
@@ -206,7 +206,7 @@ export class WechatSim {
     try {
       fields = parseXmlFields(body, 1024 * 1024);
       if (this.aesKey && this.opts.aes && fields['Encrypt'] !== undefined) {
-        const sig = sha1Signature([this.opts.token, fields['TimeStamp'] ?? '', fields['Nonce'] ?? '', fields['Encrypt']]);
+        const sig = msgSignature(this.opts.token, fields['TimeStamp'] ?? '', fields['Nonce'] ?? '', fields['Encrypt']);
         if (sig !== fields['MsgSignature']) return { problem: 'reply MsgSignature does not match' };
         if (fields['Nonce'] !== nonce) return { problem: 'reply Nonce differs' };
         fields = parseXmlFields(decryptMessage(this.aesKey, fields['Encrypt'], this.opts.aes.appId).message, 1024 * 1024);

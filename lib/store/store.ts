@@ -251,12 +251,16 @@ export class Store {
     return this.messages.updateOne({ _id: q._id, pagesDelivered: page, inbox: { $exists: true } }, update);
   }
 
-  /** A taken page was not sent after all (push refused): give it back to the inbox. */
-  async returnPage(q: MessageRecord, page: number): Promise<void> {
-    await this.messages.updateOne(
-      { _id: q._id, pagesDelivered: page + 1, status: { $in: ['answered', 'failed'] } },
+  /**
+   * A page `taker` took never reached the user (push refused, WeChat hung up before the reply):
+   * give it back to the inbox, if it is still the last page taken and still `taker`'s.
+   */
+  async returnPage(q: MessageRecord, page: number, taker: string): Promise<boolean> {
+    const back = await this.messages.updateOne(
+      { _id: q._id, pagesDelivered: page + 1, [`takers.${page}`]: taker, status: { $in: ['answered', 'failed'] } },
       { $set: { pagesDelivered: page, inbox: q.user }, $pop: { takers: 1 } },
     );
+    return back !== null;
   }
 
   /** Keep at most `max` answers in the user's inbox; the ids of the oldest ones dropped. */

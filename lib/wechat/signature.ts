@@ -1,13 +1,23 @@
 /**
- * WeChat request signatures (wechat-protocol.md §1, §5.6): SHA-1 over the lexicographically sorted
- * parts joined with no separator, lowercase hex. Pure functions; the clock is passed in.
+ * WeChat request signatures (docs/wechat.md): SHA-1 over the lexicographically sorted parts joined
+ * with no separator, lowercase hex. Pure functions; the clock is passed in.
  */
+import * as crypto from 'crypto';
 import { createHash, timingSafeEqual } from 'crypto';
 import { SignatureError } from '../errors';
 
+/** One-shot hashing where Node has it (20.12+); laf's Node 20.10 takes the Hash object path. */
+const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
+const sha1Hex: (data: string) => string = oneShot ? (data) => oneShot('sha1', data, 'hex') : (data) => createHash('sha1').update(data).digest('hex');
+
 export function sha1Signature(parts: readonly string[]): string {
   // Plain code-unit order, as the official example shows ('+' < digits < uppercase).
-  return createHash('sha1').update([...parts].sort().join('')).digest('hex');
+  return sha1Hex([...parts].sort().join(''));
+}
+
+/** Safe mode's msg_signature: the plain signature's parts plus the Encrypt value. */
+export function msgSignature(token: string, timestamp: string, nonce: string, encrypt: string): string {
+  return sha1Signature([token, timestamp, nonce, encrypt]);
 }
 
 /** Constant-time comparison of two hex digests; a prefix or a different length never matches. */

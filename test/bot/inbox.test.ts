@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Script } from '../../lib/sim/dify-sim';
 import { INBOX_MAX } from '../../lib/store';
+import { WechatSim } from '../../lib/sim/wechat-sim';
 import { parseXmlFields } from '../../lib/wechat/xml';
 import { SCALE, TOKEN, eventually, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
@@ -129,6 +130,18 @@ describe('a page is delivered once, whoever asks', () => {
     expect(pages.sort((a, b) => a - b)).toEqual(Array.from({ length: total - 1 }, (_, i) => i + 2));
     for (const [i, x] of ones.entries()) expect(content(await deliver(h.url, TOKEN, x))).toBe(replies[i]);
     expect((await h.wechat.send('oTwoOnes', '1')).text).toBe(h.config.texts.nothingPending);
+  });
+});
+
+describe('a reply WeChat never received', () => {
+  it('gives its page back: when WeChat hung up before the answer was sent, `1` still delivers it', async () => {
+    h = await scripted({ 快: { kind: 'answer', text: '差点丢了的回答', durationMs: 500 } });
+    // This WeChat gives up after 200 ms and does not deliver again; the answer is sent at ~500 ms.
+    const impatient = new WechatSim({ url: h.url, token: TOKEN, timeoutMs: 200, deliveries: 1 });
+    expect((await impatient.send('oHungUp', '快')).notice).toBe(true);
+    await eventually(() => h.logs.some((l) => l.includes('reply did not reach WeChat')));
+    expect((await h.wechat.send('oHungUp', '1')).text).toBe('差点丢了的回答');
+    expect((await h.wechat.send('oHungUp', '1')).text).toBe(h.config.texts.nothingPending);
   });
 });
 

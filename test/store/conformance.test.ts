@@ -139,7 +139,8 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     const q = await answered(s, 'oR:1', 'oR', ['only']);
     const took = (await s.takePage(q, 0, 'push')) as MessageRecord;
     expect(await s.inbox('oR')).toEqual([]);
-    await s.returnPage(took, 0);
+    expect(await s.returnPage(took, 0, 'someone-else')).toBe(false);
+    expect(await s.returnPage(took, 0, 'push')).toBe(true);
     const back = await s.inbox('oR');
     expect(back.map((r) => [r._id, r.pagesDelivered, r.takers])).toEqual([['oR:1', 0, []]]);
     expect(await s.takePage(back[0] as MessageRecord, 0, 'oR:one')).not.toBeNull();
