@@ -80,7 +80,7 @@ export class WechatApiError extends BotError {
   }
 }
 
-/** Classify a Dify HTTP error body (dify-api.md §5.1) into a failure kind. */
+/** Classify a Dify HTTP error body (docs/dify.md) into a failure kind. */
 export function classifyDifyHttp(status: number, difyCode: string): DifyFailureKind {
   if (difyCode === 'provider_quota_exceeded' || difyCode === 'rate_limit_error') return 'quota';
   if (status === 429 || status >= 500) return 'busy';
@@ -89,7 +89,7 @@ export function classifyDifyHttp(status: number, difyCode: string): DifyFailureK
   return 'config';
 }
 
-/** Classify an in-stream `error` event (dify-api.md §5.2). */
+/** Classify an in-stream `error` event (docs/dify.md). */
 export function classifyDifyStream(status: number, difyCode: string): DifyFailureKind {
   if (difyCode === 'provider_quota_exceeded') return 'quota';
   if (difyCode === 'provider_not_initialize' || difyCode === 'model_currently_not_support') return 'config';

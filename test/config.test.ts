@@ -49,11 +49,17 @@ describe('loadConfig', () => {
   });
 
   it('never puts a secret value into an error message', () => {
-    try {
-      loadConfig({ ...base, WECHAT_AES_KEY: 'secret-aes-key-value' });
-    } catch (err) {
-      expect((err as Error).message).not.toContain('secret-aes-key-value');
-    }
+    let message = '';
+    expect(() => {
+      try {
+        loadConfig({ ...base, WECHAT_AES_KEY: 'secret-aes-key-value' });
+      } catch (err) {
+        message = (err as Error).message;
+        throw err;
+      }
+    }).toThrow(ConfigError);
+    expect(message).toMatch(/^WECHAT_AES_KEY: /);
+    expect(message).not.toContain('secret-aes-key-value');
   });
 
   it('merges text overrides and reads menus', () => {

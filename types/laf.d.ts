@@ -1,5 +1,5 @@
 /**
- * The parts of laf's runtime the function files use (laf-platform.md §1, §8). On laf these come
+ * The parts of laf's runtime the function files use (docs/laf.md). On laf these come
  * from the runtime; `@lafjs/cloud` itself is not installed here (it pulls in the AWS SDK).
  */
 declare module '@lafjs/cloud' {

@@ -12,7 +12,7 @@ import type { DifyAnswer } from './events';
 
 export interface ChatRequest {
   query: string;
-  /** The sender's OpenID: Dify scopes conversations to it (dify-api.md §5.3). */
+  /** The sender's OpenID: Dify scopes conversations to it (docs/dify.md). */
   user: string;
   conversationId?: string | undefined;
 }
@@ -95,9 +95,10 @@ const badStream = (err: unknown) => (err instanceof DifyError ? err : new DifyEr
 export function readAnswerStream(
   stream: Readable,
   opts: { idleTimeoutMs: number; drainMs: number; hooks: ChatHooks },
-): { answer: Promise<DifyAnswer>; abort(err: DifyError): void } {
+): { answer: Promise<DifyAnswer>; abort(err: DifyError): void; taskId(): string | undefined } {
   const { hooks } = opts;
   let abort: (err: DifyError) => void = () => undefined;
+  let taskId: string | undefined;
   const answer = new Promise<DifyAnswer>((resolve, reject) => {
     const builder = new AnswerBuilder();
     let settled = false;
@@ -125,6 +126,7 @@ export function readAnswerStream(
     };
     const decoder = createDifyDecoder((e) => {
       if (settled) return;
+      if (typeof e['task_id'] === 'string') taskId = e['task_id'];
       builder.apply(e);
       if (e.event !== 'message_end') hooks.onText?.(builder.text);
     });
@@ -154,7 +156,7 @@ export function readAnswerStream(
     stream.on('error', (err) => finish(new DifyError('failed', 'dify_stream_cut', `the stream broke: ${err.message}`, { cause: err })));
     stream.on('close', () => finish(builder.done ? undefined : new DifyError('failed', 'dify_stream_cut', 'the stream closed early')));
   });
-  return { answer, abort: (err) => abort(err) };
+  return { answer, abort: (err) => abort(err), taskId: () => taskId };
 }
 
 export function createDifyClient(opts: DifyClientOptions): DifyClient {
@@ -204,8 +206,17 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
         () => end(new DifyError('failed', 'dify_answer_timeout', `no complete answer from Dify within ${answerTimeoutMs} ms`)),
         answerTimeoutMs,
       );
-      hooks.stop?.onStop(() => end(new DifyError('failed', 'dify_stopped', 'the question no longer needs an answer')));
-      if (hooks.stop?.stopped) end(new DifyError('failed', 'dify_stopped', 'the question no longer needs an answer'));
+      const stopNow = () => {
+        const task = reader?.taskId();
+        end(new DifyError('failed', 'dify_stopped', 'the question no longer needs an answer'));
+        // Tell Dify too: a run whose stream is merely cut may stay "running" (docs/dify.md). Best effort.
+        if (task) {
+          void http
+            .post(`${opts.baseUrl}/chat-messages/${encodeURIComponent(task)}/stop`, { user: req.user }, { headers, validateStatus: () => true, timeout: opts.idleTimeoutMs })
+            .catch(() => undefined);
+        }
+      };
+      hooks.stop?.onStop(stopNow);
       try {
         const stream = await request(req, cancel, () => ended);
         if (ended) {

@@ -1,5 +1,5 @@
 /**
- * Dify `chat-messages` stream decoding (dify-api.md §2–§4), pure: bytes in, typed events out,
+ * Dify `chat-messages` stream decoding (docs/dify.md), pure: bytes in, typed events out,
  * and an answer builder that applies each event by its type. No I/O, no timers.
  */
 import { createParser } from 'eventsource-parser';

@@ -1,5 +1,5 @@
 /**
- * A Dify Service API simulator on loopback, faithful to dify-api.md: it checks the request the
+ * A Dify Service API simulator on loopback, faithful to docs/dify.md: it checks the request the
  * way Dify does (key, `inputs`, `user`, UUID conversation ids scoped to their user), streams SSE
  * in the real serialisations (orjson-compact or the older `json.dumps` with \u escapes), replays
  * recorded transcripts, splits bytes at awkward offsets (inside UTF-8 characters), and can fail
@@ -23,7 +23,7 @@ export type Script =
   | {
       kind: 'answer';
       text: string;
-      /** App type decides the event sequence (dify-api.md §3). */
+      /** App type decides the event sequence (docs/dify.md). */
       app?: 'chat' | 'agent-chat' | 'advanced-chat';
       /** `orjson` (current Dify) or `json.dumps` (older: spaces, \u escapes). */
       style?: 'orjson' | 'json.dumps';
@@ -74,6 +74,8 @@ export interface DifySim {
   server: Server;
   calls: RecordedCall[];
   deletes: { conversationId: string; user: string }[];
+  /** `POST /chat-messages/{task_id}/stop` calls. */
+  stops: { taskId: string; user: string; authorization: string | undefined }[];
   /** conversation id → owning user. */
   conversations: Map<string, string>;
   close(): Promise<void>;
@@ -177,6 +179,7 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
   const calls: RecordedCall[] = [];
   const deletes: { conversationId: string; user: string }[] = [];
+  const stops: { taskId: string; user: string; authorization: string | undefined }[] = [];
   const conversations = new Map<string, string>();
   const open = new Set<ServerResponse>();
   const awkward = opts.awkwardChunks ?? true;
@@ -302,6 +305,12 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
     const url = new URL(req.url ?? '/', 'http://sim');
     void (async () => {
       if (req.method === 'POST' && url.pathname === '/v1/chat-messages') return chat(req, res);
+      const stop = /^\/v1\/chat-messages\/([^/]+)\/stop$/.exec(url.pathname);
+      if (req.method === 'POST' && stop) {
+        const body = ((await readJson(req)) ?? {}) as { user?: string };
+        stops.push({ taskId: decodeURIComponent(stop[1] as string), user: String(body.user), authorization: req.headers.authorization });
+        return json(res, 200, { result: 'success' });
+      }
       const del = /^\/v1\/conversations\/([^/]+)$/.exec(url.pathname);
       if (req.method === 'DELETE' && del) {
         const body = ((await readJson(req)) ?? {}) as { user?: string };
@@ -323,6 +332,7 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
     server,
     calls,
     deletes,
+    stops,
     conversations,
     async close() {
       for (const res of open) res.destroy();

@@ -1,5 +1,5 @@
 /**
- * A WeChat server API simulator on loopback (wechat-protocol.md §6–§7): `stable_token` (the same
+ * A WeChat server API simulator on loopback (docs/wechat.md): `stable_token` (the same
  * token while it is valid; a new one when it is due), customer-service `send` and `typing` checking
  * the token (40001 unknown, 42001 expired) and answering the documented error codes per user.
  */

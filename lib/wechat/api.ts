@@ -1,5 +1,5 @@
 /**
- * The WeChat server API calls push mode needs (wechat-protocol.md §6–§7): the stable access token,
+ * The WeChat server API calls push mode needs (docs/wechat.md): the stable access token,
  * customer-service text messages and the typing indicator. The base URL is configurable (owners
  * behind an IP whitelist route through a proxy). No access token or secret ever reaches an error.
  */

@@ -1,5 +1,5 @@
 /**
- * WXBizMsgCrypt, the safe-mode message encryption (wechat-protocol.md §5): AES-256-CBC with
+ * WXBizMsgCrypt, the safe-mode message encryption (docs/wechat.md): AES-256-CBC with
  * key = base64(EncodingAESKey + "="), IV = first 16 key bytes, PKCS#7 padding to 32-byte blocks,
  * plaintext = 16 random bytes + 4-byte big-endian length + message + appid. Pure functions.
  */

@@ -1,5 +1,5 @@
 /**
- * Reply XML builders (wechat-protocol.md §2.4, §5.8). Every value goes through `cdata`, so no
+ * Reply XML builders (docs/wechat.md). Every value goes through `cdata`, so no
  * content can break the document: `]]>` is split across sections and characters XML 1.0 forbids
  * are dropped.
  */

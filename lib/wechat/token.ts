@@ -1,5 +1,5 @@
 /**
- * The access token, shared through the store by every instance (wechat-protocol.md §7): one
+ * The access token, shared through the store by every instance (docs/wechat.md): one
  * refresher at a time (a lock document), refreshed before it expires and when an API call says it
  * is invalid. Fetched with stable_token, which returns the same token while it is valid, so an
  * instance that loses the lock race loses nothing. The token is registered with the logger's

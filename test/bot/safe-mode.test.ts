@@ -1,4 +1,4 @@
-/** Safe mode (AES) and compatible mode through the real server (wechat-protocol.md §5). */
+/** Safe mode (AES) and compatible mode through the real server (docs/wechat.md). */
 import { readFileSync } from 'fs';
 import { request } from 'http';
 import { afterEach, describe, expect, it } from 'vitest';

@@ -142,6 +142,9 @@ describe('chat: failures map to named errors', () => {
     stop.stop();
     expect(await failure(pending)).toMatchObject({ code: 'dify_stopped' });
     expect(seen.length).toBeGreaterThan(0);
+    // Dify is told to stop the run, for the same user, with the app's key.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(sim.stops).toEqual([{ taskId: expect.stringMatching(/^[0-9a-f-]{36}$/), user: 'oUser', authorization: `Bearer ${KEY}` }]);
     const before = new Stop();
     before.stop();
     expect(await failure(client.chat(ask, { stop: before }))).toMatchObject({ code: 'dify_stopped' });

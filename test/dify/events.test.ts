@@ -66,7 +66,7 @@ describe('createDifyDecoder + AnswerBuilder on the recorded transcripts', () => 
   });
 });
 
-describe('AnswerBuilder semantics (dify-api.md §4)', () => {
+describe('AnswerBuilder semantics (docs/dify.md)', () => {
   const run = (events: DifyEvent[]) => {
     const b = new AnswerBuilder();
     for (const e of events) b.apply(e);

@@ -1,5 +1,5 @@
 /**
- * Runs function sources the way laf does (shared/docs/laf-platform.md §1–§7):
+ * Runs function sources the way laf does (docs/laf.md):
  * - compile with TypeScript 4.9.5 `transpile` and laf's options (module Node16, target ES2022);
  * - wrap like laf's FunctionModule and run it with `vm` in a new context that exposes only laf's
  *   sandbox globals (no TextDecoder, AbortController, structuredClone, …);

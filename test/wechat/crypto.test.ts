@@ -7,7 +7,7 @@ import { buildEncryptedEnvelope } from '../../lib/wechat/reply';
 import { sha1Signature } from '../../lib/wechat/signature';
 import { parseXmlFields } from '../../lib/wechat/xml';
 
-// Published vectors: wechat-protocol.md §5.10, copied to fixtures/wechat/aes-vectors.json.
+// Published vectors: docs/wechat.mdcopied to fixtures/wechat/aes-vectors.json.
 const V = JSON.parse(readFileSync(new URL('../../fixtures/wechat/aes-vectors.json', import.meta.url), 'utf8'));
 // The published random prefixes are 16 ASCII characters.
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SignatureError } from '../../lib/errors';
 import { safeEqualHex, sha1Signature, verifySignature } from '../../lib/wechat/signature';
 
-// wechat-protocol.md §1, signature examples
+// docs/wechat.mdsignature examples
 const VECTORS: [string, string, string, string][] = [
   ['AAAAA', '1714036504', '1514711492', 'f464b24fc39322e44b38aa78f5edd27bd1441696'],
   ['AAAAA', '1714037059', '486452656', '899cf89e464efb63f54ddac96b0a0a235f53aa78'],
