@@ -7,7 +7,7 @@ import { createHttpServer } from '../../lib/server/http';
 import { memoryLogger } from '../../lib/log';
 import { WechatSim } from '../../lib/sim/wechat-sim';
 import type { AddressInfo } from 'net';
-import { DIFY_KEY, SCALE, TOKEN, eventually, sleep, startHarness } from '../support/harness';
+import { DIFY_KEY, SCALE, TOKEN, eventually, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
 
 const APP_ID = 'wxpush00000000001';
@@ -21,11 +21,20 @@ afterEach(async () => {
 
 const LONG = Array.from({ length: 6 }, (_, i) => `第${i + 1}部分。` + '推送的长回答内容。'.repeat(60)).join('\n\n');
 
-async function start(refuse?: (openId: string) => number | undefined, durationS = 20) {
+/**
+ * Push starts where a placeholder went out. Unless a test is about the reply window itself, the
+ * placeholder comes on the first delivery after a short deadline, and Dify answers soon after it:
+ * the same push path as after three WeChat windows, without waiting through them.
+ */
+const FAST = { PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '150' };
+const PUSH_ENV = () => ({ WECHAT_PUSH: 'true', WECHAT_APPID: APP_ID, WECHAT_APPSECRET: APP_SECRET, WECHAT_API_BASE: api.url, LOG_LEVEL: 'debug' });
+
+async function start(refuse?: (openId: string) => number | undefined, window: 'fast' | { durationS: number } = 'fast') {
   api = await startWechatApiSim({ appId: APP_ID, appSecret: APP_SECRET, ...(refuse ? { refuse } : {}) });
+  const durationMs = window === 'fast' ? 600 : window.durationS * 1000 * SCALE;
   h = await startHarness({
-    env: { WECHAT_PUSH: 'true', WECHAT_APPID: APP_ID, WECHAT_APPSECRET: APP_SECRET, WECHAT_API_BASE: api.url, LOG_LEVEL: 'debug' },
-    dify: { script: (b) => ({ kind: 'answer', text: b.query === '长' ? LONG : `推送:${String(b.query)}`, durationMs: durationS * 1000 * SCALE, pieceChars: 200 }) },
+    env: { ...PUSH_ENV(), ...(window === 'fast' ? FAST : {}) },
+    dify: { script: (b) => ({ kind: 'answer', text: b.query === '长' ? LONG : `推送:${String(b.query)}`, durationMs, pieceChars: 200 }) },
   });
 }
 
@@ -55,7 +64,7 @@ describe('push mode', () => {
   });
 
   it('answers ready within the window are replied passively, never pushed', async () => {
-    await start(undefined, 7);
+    await start(undefined, { durationS: 7 }); // answered on WeChat's second delivery
     expect((await h.wechat.send('oPassive', '快')).text).toBe('推送:快');
     await h.app.worker.idle();
     expect(api.sent).toEqual([]);
@@ -94,16 +103,12 @@ describe('push mode', () => {
     await h.wechat.send('oPushClr', '问题'); // placeholder
     await h.wechat.send('oPushClr', '/clear');
     await h.app.worker.idle();
-    await sleep(300);
     expect(api.sent).toEqual([]);
   });
 
   it('pushes a failure notice when the answer fails after the placeholder', async () => {
     api = await startWechatApiSim({ appId: APP_ID, appSecret: APP_SECRET });
-    h = await startHarness({
-      env: { WECHAT_PUSH: 'true', WECHAT_APPID: APP_ID, WECHAT_APPSECRET: APP_SECRET, WECHAT_API_BASE: api.url },
-      dify: { script: () => ({ kind: 'cut', text: '一半', durationMs: 20 * 1000 * SCALE }) },
-    });
+    h = await startHarness({ env: { ...PUSH_ENV(), ...FAST }, dify: { script: () => ({ kind: 'cut', text: '一半', durationMs: 600 }) } });
     await h.wechat.send('oPushFail', '会失败');
     await eventually(() => api.sent.length === 1);
     expect(api.sent[0]?.content).toBe(`「会失败」\n${h.config.texts.failFailed}`);
