@@ -133,7 +133,10 @@ export class AnswerWorker {
       }
       const done = await store.settle(q._id, attempt, result, clock.now());
       // Not saved means the question is gone (cleared, unsubscribed) or another worker owns it now.
-      if (done && answer.conversationId) await store.setConversation(q.user, generation, answer.conversationId, clock.now());
+      // A continued conversation keeps its id: nothing to write then.
+      if (done && answer.conversationId && answer.conversationId !== conversationId) {
+        await store.setConversation(q.user, generation, answer.conversationId, clock.now());
+      }
       logger.info('answer ready', {
         key: q._id,
         attempt,

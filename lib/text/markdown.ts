@@ -19,7 +19,7 @@ type Token = ReturnType<MarkdownIt['parse']>[number];
  * is returned as written (nothing lost).
  */
 const BLOCK_NESTING = 20;
-const INLINE_NESTING = 8;
+const INLINE_NESTING = 6;
 
 // `maxNesting` is a real option that @types/markdown-it leaves out.
 type Options = MarkdownItOptions & { maxNesting: number };
@@ -41,7 +41,11 @@ const BR = /<br\s*\/?>/gi;
  * (Between CJK characters, `这是**重点**内容`, emphasis is what the writer meant.) */
 const ARITHMETIC = /[A-Za-z0-9]/;
 
+const textOf = (t: Token): string => (t.content.includes('<') ? t.content.replace(BR, '\n') : t.content);
+
 function inline(children: readonly Token[] | null): string {
+  // Most paragraphs are one run of text: no bookkeeping for those.
+  if (children && children.length === 1 && (children[0] as Token).type === 'text') return textOf(children[0] as Token);
   // Parts, so that filling a slot opened earlier costs nothing (the text may be long).
   const parts: string[] = [];
   // Open links: the part their text starts at, and their target.
@@ -76,7 +80,7 @@ function inline(children: readonly Token[] | null): string {
         break;
       }
       case 'text':
-        push(t.content.replace(BR, '\n'));
+        push(textOf(t));
         break;
       case 'code_inline':
         push(t.content);
