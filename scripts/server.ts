@@ -10,6 +10,8 @@ import { createHttpServer } from '../lib/server/http';
 import { openStore } from '../lib/store';
 import { nedbBackend } from '../lib/store/nedb';
 
+const LISTEN_BACKLOG = 4096;
+
 async function main(): Promise<void> {
   let config;
   try {
@@ -39,12 +41,18 @@ async function main(): Promise<void> {
     health: async () => ({ store: storeKind }),
   });
   // Answers left pending by a process that died are taken over once they go stale.
-  const sweep = () => void app.worker.sweep().catch((err) => app.logger.warn('recovery sweep failed', { message: String(err) }));
+  const sweep = () =>
+    void app.worker.sweep().then(
+      (recovered) => app.logger.debug('recovery sweep', { recovered }),
+      (err) => app.logger.warn('recovery sweep failed', errorLogFields(err)),
+    );
   const sweeper = setInterval(sweep, config.delivery.staleAfterMs);
   sweeper.unref();
   setTimeout(sweep, config.delivery.staleAfterMs + 1000).unref();
 
-  server.listen(config.server.port, config.server.host, () => {
+  // A deep accept queue: Node's default (511) drops the SYNs of a burst beyond it, and a client
+  // retries only after a second, which WeChat counts against its 5 s (the kernel caps this at somaxconn).
+  server.listen(config.server.port, config.server.host, LISTEN_BACKLOG, () => {
     const addr = server.address();
     const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
     app.logger.info('listening', { url: `http://${config.server.host}:${port}/wechat`, store: storeKind, dify: config.dify.baseUrl });

@@ -173,9 +173,13 @@ export class Bot {
     });
     // Sent before the user unsubscribed: WeChat is re-delivering it to an account they left.
     if (claim.gone) return SUCCESS;
+    // Who else was waiting when this question came in: for the 20-answer cap, and for the footer.
+    let othersWaiting: number | undefined;
     if (claim.first) {
       worker.start(claim.record);
-      for (const key of await store.trimInbox(user)) logger.warn('inbox full: dropped the oldest undelivered answer', { key });
+      const { dropped, kept } = await store.trimInbox(user);
+      for (const key of dropped) logger.warn('inbox full: dropped the oldest undelivered answer', { key });
+      othersWaiting = kept.filter((i) => i._id !== m.key && waitedFor(i)).length;
     }
     let latest: MessageRecord | undefined;
     const outcome = await this.until(user, m.arrival, claim.record.deliveries, async () => {
@@ -189,28 +193,33 @@ export class Bot {
     if (outcome === 'drop') return DROP;
     if (outcome === 'deadline') return this.placeholder(latest as MessageRecord);
     if (outcome === 'gone') return SUCCESS;
-    return this.answerOwn(m.key, outcome, m.arrival);
+    return this.answerOwn(m.key, outcome, m.arrival, othersWaiting);
   }
 
-  /** A settled question, in its own delivery: its first page, once. */
-  private async answerOwn(key: string, q: MessageRecord, arrival: number): Promise<Decision> {
+  /**
+   * A settled question, in its own delivery: its first page, once. `othersWaiting`: answers the
+   * user was already waiting for when this question arrived (read again when not known).
+   */
+  private async answerOwn(key: string, q: MessageRecord, arrival: number, othersWaiting?: number): Promise<Decision> {
     const { store, config } = this.deps;
-    if (q.status === 'cleared') return { reply: fill(this.texts.questionCleared, { question: quote(q.question ?? '') }) };
-    // A re-delivery of a question whose first page this message already carried: the same reply.
-    let took: MessageRecord | null = q.takers?.[0] === key ? q : null;
-    if (!took && (q.pagesDelivered ?? 0) === 0) {
+    let took: MessageRecord | null = null;
+    // A few rounds: an earlier delivery of this message may be giving the page back right now.
+    for (let round = 0, cur: MessageRecord | null = q; cur && round < 3; round++, cur = await store.message(key)) {
+      if (cur.status === 'cleared') return { reply: fill(this.texts.questionCleared, { question: quote(cur.question ?? '') }) };
+      // A re-delivery of a question whose first page this message already carried: the same reply.
+      if (cur.takers?.[0] === key) {
+        took = cur;
+        break;
+      }
+      // Someone else (a `1`, push) already gave the user this page: nothing to add.
+      if ((cur.pagesDelivered ?? 0) > 0 || cur.inbox === undefined) return SUCCESS;
       if (this.tooLate(arrival)) return DROP;
-      took = await store.takePage(q, 0, key);
+      took = await store.takePage(cur, 0, key);
+      if (took) break;
     }
-    if (!took) {
-      const again = await store.message(key);
-      if (again?.takers?.[0] === key) took = again;
-      else if (again?.status === 'cleared') return { reply: fill(this.texts.questionCleared, { question: quote(again.question ?? '') }) };
-    }
-    // Someone else (a `1`, push) already gave the user this page: nothing to add.
     if (!took) return SUCCESS;
     const single = pageCount(took) === 1;
-    const more = single ? (await store.inbox(took.user)).filter((i) => i._id !== key && waitedFor(i)).length : 0;
+    const more = !single ? 0 : (othersWaiting ?? (await store.inbox(took.user)).filter((i) => i._id !== key && waitedFor(i)).length);
     return this.carrying(took, 0, key, pageReply(took, 0, config.texts, { quoteQuestion: false, moreWaiting: more, passive: true }));
   }
 

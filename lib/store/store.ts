@@ -263,14 +263,15 @@ export class Store {
     return back !== null;
   }
 
-  /** Keep at most `max` answers in the user's inbox; the ids of the oldest ones dropped. */
-  async trimInbox(user: string, max = INBOX_MAX): Promise<string[]> {
+  /** Keep at most `max` answers in the user's inbox: the ids of the oldest ones dropped, and what remains. */
+  async trimInbox(user: string, max = INBOX_MAX): Promise<{ dropped: string[]; kept: MessageRecord[] }> {
     const items = await this.inbox(user);
     const dropped: string[] = [];
-    for (const q of items.slice(0, Math.max(0, items.length - max))) {
+    const over = Math.max(0, items.length - max);
+    for (const q of items.slice(0, over)) {
       if (await this.messages.updateOne({ _id: q._id, inbox: { $exists: true } }, { $unset: { inbox: true } })) dropped.push(q._id);
     }
-    return dropped;
+    return { dropped, kept: items.slice(over) };
   }
 
   // ---- users

@@ -46,7 +46,15 @@ describe('repeated kill -9 while answers stream', () => {
       const health = await fetch(server!.url.replace('/wechat', '/healthz'));
       return health.ok;
     });
-    await sleep(4000);
+    // Wait until a sweep finds nothing left to take over and every answer it took over has settled
+    // (the server's log says both).
+    const log = () => server!.output.join('');
+    const count = (what: string) => log().split(what).length - 1;
+    await eventually(() => {
+      const sweeps = log().split('\n').filter((l) => l.includes('"recovery sweep"'));
+      const settled = count('"answer ready"') + count('"answer failed"') >= count('answer taken over');
+      return sweeps.length >= 2 && sweeps.at(-1)?.includes('"recovered":0') && settled;
+    }, 20_000);
     await server.stop();
     server = undefined;
 
