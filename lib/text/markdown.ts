@@ -111,7 +111,38 @@ function inline(children: readonly Token[] | null): string {
 
 const TASK = /^\[([ xX])\]\s+/;
 
+/** Characters markdown-it may treat as markup. */
+const MARKUP = new Set([...'[]()*_`~#|>!<&\\'].map((c) => c.charCodeAt(0)));
+
+/**
+ * Is this long text made mostly of markup, or of lines a few characters long? markdown-it's cost is
+ * per delimiter and per block, so such text is its most expensive, and no answer meant as Markdown
+ * looks like it: even dense Markdown (short paragraphs, lists, tables, code) has under a quarter
+ * markup characters and lines of tens of characters. It is shown as written instead, which bounds
+ * the work on hostile text (bench/markdown.ts).
+ */
+function degenerate(text: string): boolean {
+  if (text.length < 16_384) return false;
+  let markup = 0;
+  let lines = 0;
+  let inLine = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 10) {
+      inLine = false;
+    } else {
+      if (!inLine && c !== 32 && c !== 13) {
+        inLine = true;
+        lines++;
+      }
+      if (MARKUP.has(c)) markup++;
+    }
+  }
+  return markup > text.length * 0.4 || lines * 8 > text.length;
+}
+
 export function markdownToText(markdown: string): string {
+  if (degenerate(markdown)) return markdown.replace(/\r\n?/g, '\n').trim();
   const tokens = md.parse(markdown, {});
   // A block at the nesting limit means markdown-it dropped what lay below it: lose nothing.
   if (tokens.some((t) => t.block && t.level >= BLOCK_NESTING - 1)) return markdown.replace(/\r\n?/g, '\n').trim();

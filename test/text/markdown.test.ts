@@ -48,6 +48,19 @@ describe('markdownToText', () => {
     expect(markdownToText(md)).toBe(text);
   });
 
+  it('shows long text made mostly of markup or of tiny lines as written (the costliest input for the parser)', () => {
+    for (const unit of ['中*', '>&\n\n', '__*\n', '\n\n- ]']) {
+      const junk = unit.repeat(20_000 / unit.length);
+      expect(markdownToText(junk)).toBe(junk.trim());
+    }
+    // A long real answer is still converted.
+    const real = Array.from({ length: 200 }, (_, i) => `## 第 ${i} 节\n\n这是**重点**内容，见 [文档](https://a.b/${i})。\n\n- 要点\n\n\`\`\`js\nconst x = a[i] * (b + c);\n\`\`\``).join('\n\n');
+    expect(real.length).toBeGreaterThan(16_384);
+    const out = markdownToText(real);
+    expect(out).not.toMatch(/\*\*|^##|```/m);
+    expect(out).toContain('这是重点内容，见 文档 (https://a.b/7)。');
+  });
+
   it('returns deeply nested input as written rather than lose what is below the nesting limit', () => {
     const deep = Array.from({ length: 15 }, (_, i) => '  '.repeat(i) + `- level ${i}`).join('\n') + '\n\nthe end';
     const out = markdownToText(deep);
