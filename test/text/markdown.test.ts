@@ -75,10 +75,12 @@ describe('markdownToText', () => {
         const md = parts.join('');
         const out = markdownToText(md);
         const letters = (t: string) => t.replace(/https?:\/\/x\.y/g, '').replace(/[^a-z0-9中]/g, '').length;
+        // A code fence's info string (```js) is its language tag, not text: it is meant to go.
+        const infoStrings = (t: string) => t.replace(/(`{3,}|~{3,})[^\n]*/g, '$1');
         // Links repeat their URL, so the output never has fewer letters than the input.
-        expect(letters(out)).toBeGreaterThanOrEqual(letters(md));
+        expect(letters(out)).toBeGreaterThanOrEqual(letters(infoStrings(md)));
       }),
-      { numRuns: 300 },
+      { numRuns: Number(process.env['PROPERTY_RUNS'] ?? 300) },
     );
   });
 });
