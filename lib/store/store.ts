@@ -130,10 +130,30 @@ export class Store {
       ]);
       const users = await backend.collection<UserRecord>('users', []);
       const kv = await backend.collection<KvRecord>('kv', [{ field: 'expireAt', expireAfterSeconds: 0 }]);
+      await Store.migrate(messages);
       return new Store(messages, users, kv, backend);
     } catch (err) {
       await backend.close().catch(() => undefined);
       throw err;
+    }
+  }
+
+  /**
+   * Questions written before the inbox existed have no `takers`. Once, at open: an answer still
+   * pending, or promised by a placeholder and not fully delivered, joins its user's inbox (with a
+   * taker noted for each page already sent, so page numbers line up); the others are marked done.
+   */
+  private static async migrate(messages: Collection<MessageRecord>): Promise<void> {
+    for (;;) {
+      const legacy = await messages.find({ kind: 'question', takers: { $exists: false } }, 1000);
+      if (legacy.length === 0) return;
+      for (const q of legacy) {
+        const sent = q.pagesDelivered ?? 0;
+        const waiting = q.status === 'pending' || (q.placeholderSent === true && sent < pageCount(q));
+        const update: Update = { $set: { takers: Array.from({ length: sent }, () => 'before-upgrade'), ...(waiting ? { inbox: q.user } : {}) } };
+        if (q.status !== 'pending') update.$unset = { heartbeatAt: true };
+        await messages.updateOne({ _id: q._id, takers: { $exists: false } }, update);
+      }
     }
   }
 

@@ -11,6 +11,7 @@ import { StoreError } from '../../lib/errors';
 import { LOCK_FILE, lockDirectory } from '../../lib/store/dirlock';
 import { nedbBackend, repairTornTail } from '../../lib/store/nedb';
 import { Store } from '../../lib/store/store';
+import type { MessageRecord } from '../../lib/store/store';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -79,6 +80,35 @@ describe('the lock on DATA_DIR', () => {
     const dir = tempDir();
     writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ pid: 1, host: 'another-host', boot: 'x', start: '1', at: '' }));
     expect(() => lockDirectory(dir)).toThrow(/process 1 on host another-host holds it/);
+  });
+});
+
+describe('data written before the inbox existed', () => {
+  it('puts pending and promised-but-undelivered answers in their user’s inbox, once', async () => {
+    const dir = tempDir();
+    const now = Date.now();
+    const q = (id: string, extra: Record<string, unknown>) =>
+      JSON.stringify({ _id: `oOld:${id}`, user: 'oOld', kind: 'question', createdAt: now + Number(id), expireAt: { $$date: now + 86_400_000 }, deliveries: 3, question: `q${id}`, generation: 0, attempts: 1, heartbeatAt: now, ...extra });
+    writeFileSync(
+      join(dir, 'messages.db'),
+      [
+        q('1', { status: 'pending', answer: '', pagesDelivered: 0 }),
+        q('2', { status: 'answered', pages: ['a', 'b', 'c'], pagesDelivered: 1, placeholderSent: true }),
+        q('3', { status: 'answered', pages: ['x'], pagesDelivered: 1 }),
+        q('4', { status: 'answered', pages: ['y', 'z'], pagesDelivered: 1 }),
+      ].join('\n') + '\n',
+    );
+    const store = await Store.open(nedbBackend({ dataDir: dir }));
+    const inbox = await store.inbox('oOld');
+    expect(inbox.map((r) => r._id)).toEqual(['oOld:1', 'oOld:2']);
+    // Page 2 of the promised answer is the next to go out, to whoever asks.
+    const took = await store.takePage(inbox[1] as MessageRecord, 1, 'oOld:one');
+    expect(took?.takers).toEqual(['before-upgrade', 'oOld:one']);
+    expect((await store.stalePending(now + 60_000)).map((r) => r._id)).toEqual(['oOld:1']);
+    await store.close();
+    const again = await Store.open(nedbBackend({ dataDir: dir }));
+    expect((await again.inbox('oOld')).map((r) => r._id)).toEqual(['oOld:1', 'oOld:2']);
+    await again.close();
   });
 });
 
