@@ -85,25 +85,39 @@ function pushXml(user: string, account: string, createTime: number, msgId: strin
   }
 }
 
-function post(url: string, body: string, timeoutMs: number): Promise<{ status: number; body: string } | 'timeout'> {
+/**
+ * One delivery. WeChat's 5 s count from when it sends, so the timer starts once the connection is
+ * open (a simulator that starts thousands of requests at once would otherwise charge its own queueing
+ * to the server). `sentAt` is that moment.
+ */
+function post(url: string, body: string, timeoutMs: number): Promise<{ status: number; body: string; sentAt: number } | { timeout: true; sentAt: number }> {
   return new Promise((resolve) => {
+    let sentAt = Date.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const req = request(url, { method: 'POST', headers: { 'Content-Type': 'text/xml', 'Content-Length': Buffer.byteLength(body) } }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () => {
         clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString('utf8') });
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString('utf8'), sentAt });
       });
-      res.on('error', () => resolve('timeout'));
+      res.on('error', () => resolve({ timeout: true, sentAt }));
     });
     // WeChat gives up on a delivery after its timeout, whatever the server is doing.
-    const timer = setTimeout(() => {
-      req.destroy();
-      resolve('timeout');
-    }, timeoutMs);
+    const start = () => {
+      sentAt = Date.now();
+      timer = setTimeout(() => {
+        req.destroy();
+        resolve({ timeout: true, sentAt });
+      }, timeoutMs);
+    };
+    req.on('socket', (socket) => {
+      if (socket.connecting) socket.once('connect', start);
+      else start();
+    });
     req.on('error', () => {
       clearTimeout(timer);
-      resolve('timeout');
+      resolve({ timeout: true, sentAt });
     });
     req.end(body);
   });
@@ -162,8 +176,7 @@ export class WechatSim {
     const inner = pushXml(user, this.account, createTime, msgId, p);
     const results: DeliveryResult[] = [];
     for (let n = 1; n <= this.deliveries; n++) {
-      const startedAt = Date.now();
-      const timestamp = String(Math.floor(startedAt / 1000));
+      const timestamp = String(Math.floor(Date.now() / 1000));
       const nonce = String(Math.floor(Math.random() * 1e9));
       let body = inner;
       let query: string;
@@ -176,25 +189,26 @@ export class WechatSim {
         query = this.signedQuery(timestamp, nonce);
       }
       const res = await post(`${this.urlFor(n)}?${query}`, body, this.timeoutMs);
-      const ms = Date.now() - startedAt;
-      if (res === 'timeout') {
-        results.push({ n, startedAt, ms, outcome: 'timeout' });
+      const ms = Date.now() - res.sentAt;
+      const sent = res.sentAt;
+      if ('timeout' in res) {
+        results.push({ n, startedAt: sent, ms, outcome: 'timeout' });
         continue;
       }
       if (res.status !== 200) {
-        results.push({ n, startedAt, ms, outcome: 'http-error', status: res.status, detail: res.body.slice(0, 200) });
+        results.push({ n, startedAt: sent, ms, outcome: 'http-error', status: res.status, detail: res.body.slice(0, 200) });
         return { text: ERROR_NOTICE, notice: true, deliveries: results, msgId };
       }
       if (res.body === '' || res.body === 'success') {
-        results.push({ n, startedAt, ms, outcome: 'success', status: 200 });
+        results.push({ n, startedAt: sent, ms, outcome: 'success', status: 200 });
         return { text: null, notice: false, deliveries: results, msgId };
       }
       const checked = this.readReply(res.body, user, nonce);
       if (typeof checked !== 'string') {
-        results.push({ n, startedAt, ms, outcome: 'bad-reply', status: 200, detail: checked.problem });
+        results.push({ n, startedAt: sent, ms, outcome: 'bad-reply', status: 200, detail: checked.problem });
         return { text: ERROR_NOTICE, notice: true, deliveries: results, msgId };
       }
-      results.push({ n, startedAt, ms, outcome: 'reply', status: 200 });
+      results.push({ n, startedAt: sent, ms, outcome: 'reply', status: 200 });
       return { text: checked, notice: false, deliveries: results, msgId };
     }
     return { text: ERROR_NOTICE, notice: true, deliveries: results, msgId };
