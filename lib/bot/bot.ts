@@ -176,7 +176,7 @@ export class Bot {
     // Who else was waiting when this question came in: for the 20-answer cap, and for the footer.
     let othersWaiting: number | undefined;
     if (claim.first) {
-      worker.start(claim.record);
+      worker.start(claim.record, existing);
       const { dropped, kept } = await store.trimInbox(user);
       for (const key of dropped) logger.warn('inbox full: dropped the oldest undelivered answer', { key });
       othersWaiting = kept.filter((i) => i._id !== m.key && waitedFor(i)).length;

@@ -11,7 +11,7 @@ import type { DifyAnswer } from '../dify/events';
 import { DifyError, errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import { Stop } from '../stop';
-import type { Failure, MessageRecord, Settlement, Store } from '../store';
+import type { Failure, MessageRecord, Settlement, Store, UserRecord } from '../store';
 import { markdownToText } from '../text/markdown';
 import { paginate } from '../text/paging';
 import type { Wakeups } from './wakeups';
@@ -42,9 +42,12 @@ export class AnswerWorker {
 
   constructor(private readonly deps: WorkerDeps) {}
 
-  /** Start producing the answer in the background (the reply does not wait for it). */
-  start(record: MessageRecord): void {
-    const job = this.run(record, record.attempts ?? 1).catch((err) => {
+  /**
+   * Start producing the answer in the background (the reply does not wait for it). `user`: the
+   * asker's record as read just before the claim, when the caller has it (one read fewer).
+   */
+  start(record: MessageRecord, user?: UserRecord | null): void {
+    const job = this.run(record, record.attempts ?? 1, user).catch((err) => {
       this.deps.logger.error('answer worker crashed', { key: record._id, ...errorLogFields(err) });
     });
     this.running.add(job);
@@ -87,7 +90,7 @@ export class AnswerWorker {
     return n;
   }
 
-  private async run(q: MessageRecord, attempt: number): Promise<void> {
+  private async run(q: MessageRecord, attempt: number, known?: UserRecord | null): Promise<void> {
     const { store, dify, clock, config, logger } = this.deps;
     const stop = new Stop();
     let text = '';
@@ -104,7 +107,7 @@ export class AnswerWorker {
     const timer = setInterval(() => void beat(), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
     const started = clock.now();
     try {
-      const user = await store.user(q.user);
+      const user = known !== undefined ? known : await store.user(q.user);
       const generation = q.generation ?? 0;
       const conversationId = user && (user.generation ?? 0) === generation ? user.conversationId : undefined;
       const ask = (conv: string | undefined): Promise<DifyAnswer> =>

@@ -3,25 +3,18 @@
  * survives a torn last record; real files, real child processes killed with SIGKILL.
  */
 import { spawn } from 'child_process';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
-import { hostname, tmpdir } from 'os';
+import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { hostname } from 'os';
 import { join } from 'path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { StoreError } from '../../lib/errors';
 import { LOCK_FILE, lockDirectory } from '../../lib/store/dirlock';
 import { nedbBackend, repairTornTail } from '../../lib/store/nedb';
 import { Store } from '../../lib/store/store';
+import { tempDirs } from '../support/temp-dirs';
 import type { MessageRecord } from '../../lib/store/store';
 
-const dirs: string[] = [];
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'wdb-emb-'));
-  dirs.push(d);
-  return d;
-};
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs('wdb-emb-');
 
 /** A child process that takes the lock on `dir`, says so, and waits to be killed. */
 function lockingChild(dir: string): Promise<{ pid: number; kill9(): Promise<void> }> {

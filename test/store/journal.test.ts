@@ -2,22 +2,14 @@
  * The embedded store's journal (lib/store/journal.ts) on real files: group commit keeps every
  * acknowledged change, compaction racing writes loses none, and files NeDB wrote itself load.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
-import { tmpdir } from 'os';
+import { readFileSync, writeFileSync } from 'fs';
 import { join } from 'path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { nedbBackend } from '../../lib/store/nedb';
 import { Store } from '../../lib/store/store';
+import { tempDirs } from '../support/temp-dirs';
 
-const dirs: string[] = [];
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'wdb-journal-'));
-  dirs.push(d);
-  return d;
-};
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs('wdb-journal-');
 
 const T0 = Date.now();
 const question = (i: number) => ({
