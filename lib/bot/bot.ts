@@ -93,6 +93,9 @@ const deliverable = (q: MessageRecord) => (q.status === 'answered' || q.status =
  * yet: a question inside its own reply window, which will most likely be answered there. */
 const waitedFor = (q: MessageRecord) => q.placeholderSent === true || (q.pagesDelivered ?? 0) > 0;
 
+/** How many of `items`, other than `exceptId`, the user is waiting for. */
+const waitingBesides = (items: readonly MessageRecord[], exceptId: string) => items.filter((i) => i._id !== exceptId && waitedFor(i)).length;
+
 export class Bot {
   constructor(private readonly deps: BotDeps) {}
 
@@ -179,7 +182,7 @@ export class Bot {
       worker.start(claim.record, existing);
       const { dropped, kept } = await store.trimInbox(user);
       for (const key of dropped) logger.warn('inbox full: dropped the oldest undelivered answer', { key });
-      othersWaiting = kept.filter((i) => i._id !== m.key && waitedFor(i)).length;
+      othersWaiting = waitingBesides(kept, m.key);
     }
     let latest: MessageRecord | undefined;
     const outcome = await this.until(user, m.arrival, claim.record.deliveries, async () => {
@@ -205,7 +208,7 @@ export class Bot {
     let took: MessageRecord | null = null;
     // A few rounds: an earlier delivery of this message may be giving the page back right now.
     for (let round = 0, cur: MessageRecord | null = q; cur && round < 3; round++, cur = await store.message(key)) {
-      if (cur.status === 'cleared') return { reply: fill(this.texts.questionCleared, { question: quote(cur.question ?? '') }) };
+      if (cur.status === 'cleared') return { reply: fill(this.texts.questionCleared, this.timing(cur)) };
       // A re-delivery of a question whose first page this message already carried: the same reply.
       if (cur.takers?.[0] === key) {
         took = cur;
@@ -219,7 +222,7 @@ export class Bot {
     }
     if (!took) return SUCCESS;
     const single = pageCount(took) === 1;
-    const more = !single ? 0 : (othersWaiting ?? (await store.inbox(took.user)).filter((i) => i._id !== key && waitedFor(i)).length);
+    const more = !single ? 0 : (othersWaiting ?? waitingBesides(await store.inbox(took.user), key));
     return this.carrying(took, 0, key, pageReply(took, 0, config.texts, { quoteQuestion: false, moreWaiting: more, passive: true }));
   }
 
@@ -259,16 +262,16 @@ export class Bot {
    * being written.
    */
   async fetch(m: Incoming): Promise<Decision> {
-    const { store, clock, config } = this.deps;
+    const { store, config } = this.deps;
     const user = m.msg.fromUser;
-    const claim = await store.claim({ _id: m.key, user, kind: 'fetch', createdAt: clock.now(), sentAt: m.msg.createTime });
+    const claim = await this.claimCommand(m, 'fetch');
     if (claim.gone) return SUCCESS;
     if (!claim.first) {
       // A retry of this very `1` repeats the page the first delivery took, so none is skipped.
       const prior = await store.takenBy(user, m.key);
       if (prior) {
-        const others = (await store.inbox(user)).filter((i) => i._id !== prior.record._id && waitedFor(i));
-        return this.carrying(prior.record, prior.page, m.key, pageReply(prior.record, prior.page, config.texts, { quoteQuestion: others.length > 0, moreWaiting: others.length }));
+        const others = waitingBesides(await store.inbox(user), prior.record._id);
+        return this.carrying(prior.record, prior.page, m.key, pageReply(prior.record, prior.page, config.texts, { quoteQuestion: others > 0, moreWaiting: others }));
       }
     }
     let oldestPending: MessageRecord | undefined;
@@ -304,7 +307,7 @@ export class Bot {
   async clear(m: Incoming): Promise<Decision> {
     const { store, clock, wakeups } = this.deps;
     const user = m.msg.fromUser;
-    const claim = await store.claim({ _id: m.key, user, kind: 'command', createdAt: clock.now(), sentAt: m.msg.createTime });
+    const claim = await this.claimCommand(m, 'command');
     if (claim.gone) return SUCCESS;
     if (!claim.first) return { reply: this.texts.cleared };
     const { conversationId } = await store.clearUser(user, clock.now());
@@ -317,6 +320,11 @@ export class Bot {
         .catch((err) => this.deps.logger.warn('could not delete the conversation at Dify', { user, ...errorLogFields(err) }));
     }
     return { reply: this.texts.cleared };
+  }
+
+  /** Record a delivery of a `1` or a stateful command (its deliveries are counted, its reply is not stored). */
+  private claimCommand(m: Incoming, kind: 'fetch' | 'command') {
+    return this.deps.store.claim({ _id: m.key, user: m.msg.fromUser, kind, createdAt: this.deps.clock.now(), sentAt: m.msg.createTime });
   }
 
   private timing(q: MessageRecord): { question: string; seconds: number } {

@@ -8,8 +8,7 @@
  * The format is NeDB's (one JSON document per line, `{"$$deleted":true,"_id":…}` for a removal,
  * dates as `{"$$date":ms}`), so data directories written by earlier versions load unchanged.
  */
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, writeFileSync, writeSync } from 'fs';
-import { createReadStream } from 'fs';
+import { closeSync, createReadStream, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, renameSync, writeFileSync, writeSync } from 'fs';
 import { createInterface } from 'readline';
 import { StoreError } from '../errors';
 
@@ -31,12 +30,55 @@ function replacerFor(doc: unknown): string {
 export const serialize = (doc: unknown): string => replacerFor(doc);
 
 /**
- * Read a journal into the documents it describes (later lines win). A line that is not a
- * document is corruption: refuse, naming the file and line, rather than silently lose data.
+ * If `file` ends in a partial record (no final newline, not valid JSON), cut it off and return
+ * how many bytes were dropped; a complete record that only lacks its newline gets one. Reads only
+ * the last line, so a large file costs no more than a small one.
  */
-export async function loadJournal(file: string): Promise<Doc[]> {
+export function repairTornTail(file: string): number {
+  if (!existsSync(file)) return 0;
+  const fd = openSync(file, 'r+');
+  try {
+    const size = fstatSync(fd).size;
+    if (size === 0) return 0;
+    const last = Buffer.alloc(1);
+    readSync(fd, last, 0, 1, size - 1);
+    if (last[0] === 0x0a) return 0;
+    // Walk back to the previous newline.
+    const chunk = Buffer.alloc(64 * 1024);
+    let lineStart = 0;
+    for (let end = size; end > 0; ) {
+      const from = Math.max(0, end - chunk.length);
+      const n = readSync(fd, chunk, 0, end - from, from);
+      const nl = chunk.subarray(0, n).lastIndexOf(0x0a);
+      if (nl !== -1) {
+        lineStart = from + nl + 1;
+        break;
+      }
+      end = from;
+    }
+    const tail = Buffer.alloc(size - lineStart);
+    readSync(fd, tail, 0, tail.length, lineStart);
+    try {
+      JSON.parse(tail.toString('utf8'));
+      writeSync(fd, '\n', size);
+      return 0;
+    } catch {
+      ftruncateSync(fd, lineStart);
+      return tail.length;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Read a journal into the documents it describes (later lines win), and how many lines that took
+ * (more lines than documents: the file holds superseded ones and is worth compacting). A line that
+ * is not a document is corruption: refuse, naming the file and line, rather than silently lose data.
+ */
+export async function loadJournal(file: string): Promise<{ docs: Doc[]; lines: number }> {
   const docs = new Map<string, Doc>();
-  if (!existsSync(file)) return [];
+  if (!existsSync(file)) return { docs: [], lines: 0 };
   const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
   let n = 0;
   for await (const line of lines) {
@@ -54,7 +96,7 @@ export async function loadJournal(file: string): Promise<Doc[]> {
     if ((doc as { $$deleted?: boolean }).$$deleted === true) docs.delete(doc._id);
     else docs.set(doc._id, doc);
   }
-  return [...docs.values()];
+  return { docs: [...docs.values()], lines: n };
 }
 
 export class Journal {

@@ -10,11 +10,11 @@
  * unreadable record anywhere else refuses to open, with a clear error.
  */
 import Datastore from '@seald-io/nedb';
-import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from 'fs';
+import { mkdirSync } from 'fs';
 import { join } from 'path';
 import type { Backend, Collection, Filter, IndexSpec, Update } from './collection';
 import { lockDirectory } from './dirlock';
-import { Journal, loadJournal } from './journal';
+import { Journal, loadJournal, repairTornTail } from './journal';
 
 function wrap<T extends { _id: string }>(db: Datastore<T>, journal: Journal): Collection<T> {
   /** A read's answer may rest on changes still being written: return it once they are. */
@@ -65,48 +65,6 @@ function wrap<T extends { _id: string }>(db: Datastore<T>, journal: Journal): Co
   };
 }
 
-/**
- * If `file` ends in a partial record (no final newline, not valid JSON), cut it off and return
- * how many bytes were dropped; a complete record that only lacks its newline gets one. Reads only
- * the last line, so a large file costs no more than a small one.
- */
-export function repairTornTail(file: string): number {
-  if (!existsSync(file)) return 0;
-  const fd = openSync(file, 'r+');
-  try {
-    const size = fstatSync(fd).size;
-    if (size === 0) return 0;
-    const last = Buffer.alloc(1);
-    readSync(fd, last, 0, 1, size - 1);
-    if (last[0] === 0x0a) return 0;
-    // Walk back to the previous newline.
-    const chunk = Buffer.alloc(64 * 1024);
-    let lineStart = 0;
-    for (let end = size; end > 0; ) {
-      const from = Math.max(0, end - chunk.length);
-      const n = readSync(fd, chunk, 0, end - from, from);
-      const nl = chunk.subarray(0, n).lastIndexOf(0x0a);
-      if (nl !== -1) {
-        lineStart = from + nl + 1;
-        break;
-      }
-      end = from;
-    }
-    const tail = Buffer.alloc(size - lineStart);
-    readSync(fd, tail, 0, tail.length, lineStart);
-    try {
-      JSON.parse(tail.toString('utf8'));
-      writeSync(fd, '\n', size);
-      return 0;
-    } catch {
-      ftruncateSync(fd, lineStart);
-      return tail.length;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export interface NedbOptions {
   dataDir: string;
   /** Told about repairs (a torn last record dropped, a dead owner's lock taken over). */
@@ -116,7 +74,7 @@ export interface NedbOptions {
 }
 
 export function nedbBackend(opts: NedbOptions | { inMemory: true }): Backend {
-  const open: { db: Datastore<{ _id: string }>; journal: Journal | undefined }[] = [];
+  const open: { db: Datastore<{ _id: string }>; journal: Journal }[] = [];
   let release: (() => void) | undefined;
   let timer: ReturnType<typeof setInterval> | undefined;
   if ('dataDir' in opts) {
@@ -125,7 +83,7 @@ export function nedbBackend(opts: NedbOptions | { inMemory: true }): Backend {
     release = () => lock.release();
   }
   const compactAll = async () => {
-    for (const { db, journal } of open) await journal?.rewrite(() => db.getAllData());
+    for (const { db, journal } of open) await journal.rewrite(() => db.getAllData());
   };
   let closed = false;
   return {
@@ -140,24 +98,22 @@ export function nedbBackend(opts: NedbOptions | { inMemory: true }): Backend {
           ...(ix.sparse ? { sparse: true } : {}),
         });
       }
-      let journal: Journal | undefined;
+      let journal = new Journal(null);
       if ('dataDir' in opts) {
         const filename = join(opts.dataDir, `${name}.db`);
         const dropped = repairTornTail(filename);
         if (dropped > 0) opts.warn?.('dropped a torn last record from the embedded store (a crash or a full disk cut it short)', { file: filename, bytes: dropped });
-        const docs = (await loadJournal(filename)) as unknown as T[];
-        if (docs.length > 0) await db.insertAsync(docs);
+        const { docs, lines } = await loadJournal(filename);
+        if (docs.length > 0) await db.insertAsync(docs as unknown as T[]);
         journal = new Journal(filename);
-        // Start from a compact file: each document once.
-        await journal.rewrite(() => db.getAllData());
-      } else {
-        journal = new Journal(null);
+        // Superseded lines (not closed cleanly, or an older NeDB file): start from each document once.
+        if (lines > docs.length) await journal.rewrite(() => db.getAllData());
+        if (!timer) {
+          timer = setInterval(() => void compactAll().catch((err) => opts.warn?.('compaction failed', { message: String(err) })), opts.compactEveryMs ?? 3_600_000);
+          timer.unref();
+        }
       }
-      open.push({ db: db as unknown as Datastore<{ _id: string }>, journal: 'dataDir' in opts ? journal : undefined });
-      if ('dataDir' in opts && !timer) {
-        timer = setInterval(() => void compactAll().catch((err) => opts.warn?.('compaction failed', { message: String(err) })), opts.compactEveryMs ?? 3_600_000);
-        timer.unref();
-      }
+      open.push({ db: db as unknown as Datastore<{ _id: string }>, journal });
       return wrap(db, journal);
     },
     async close() {
@@ -165,7 +121,7 @@ export function nedbBackend(opts: NedbOptions | { inMemory: true }): Backend {
       closed = true;
       clearInterval(timer);
       await compactAll().catch(() => undefined);
-      for (const { journal } of open) await journal?.close();
+      for (const { journal } of open) await journal.close();
       release?.();
     },
   };

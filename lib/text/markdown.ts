@@ -141,11 +141,14 @@ function degenerate(text: string): boolean {
   return markup > text.length * 0.4 || lines * 12 > text.length;
 }
 
+/** The text itself, line endings normalised: for input that is not worth, or not safe, to convert. */
+const asWritten = (markdown: string): string => markdown.replace(/\r\n?/g, '\n').trim();
+
 export function markdownToText(markdown: string): string {
-  if (degenerate(markdown)) return markdown.replace(/\r\n?/g, '\n').trim();
+  if (degenerate(markdown)) return asWritten(markdown);
   const tokens = md.parse(markdown, {});
   // A block at the nesting limit means markdown-it dropped what lay below it: lose nothing.
-  if (tokens.some((t) => t.block && t.level >= BLOCK_NESTING - 1)) return markdown.replace(/\r\n?/g, '\n').trim();
+  if (tokens.some((t) => t.block && t.level >= BLOCK_NESTING - 1)) return asWritten(markdown);
   const out: string[] = [];
   const lists: { ordered: boolean; next: number }[] = [];
   // Inside a list item: the prefix of its first line, consumed once, then its continuation indent.
