@@ -14,8 +14,12 @@ import { Wakeups } from './bot/wakeups';
 import { AnswerWorker } from './bot/worker';
 import { createDifyClient } from './dify/client';
 import type { DifyClient } from './dify/client';
+import { LiveAnswers } from './live';
 import type { Logger } from './log';
 import { createLogger } from './log';
+import { PageLinks } from './page/links';
+import { createPageHandler } from './page/handler';
+import type { PageHandler } from './page/handler';
 import type { Store } from './store';
 import { createWechatApi } from './wechat/api';
 import type { WechatApi } from './wechat/api';
@@ -23,6 +27,8 @@ import { TokenCache } from './wechat/token';
 
 export interface App {
   handler: Handler;
+  /** The answer page's requests (lib/page/handler.ts); 404 for everything while the page is off. */
+  page: PageHandler;
   worker: AnswerWorker;
   store: Store;
   logger: Logger;
@@ -55,11 +61,16 @@ export function createApp(config: Config, deps: AppDeps): App {
   }
   const onSettled = pusher ? (q: { _id: string }) => (pusher as Pusher).deliver(q._id) : undefined;
   const wakeups = new Wakeups(clock);
-  const worker = new AnswerWorker({ config, store, dify, clock, logger, wakeups, onSettled });
-  const bot = new Bot({ config, store, clock, logger, worker, dify, wakeups, push: pusher });
+  const live = new LiveAnswers();
+  if (config.page.warning) logger.warn(config.page.warning);
+  const links = config.page.enabled ? new PageLinks(store, config.page) : undefined;
+  const worker = new AnswerWorker({ config, store, dify, clock, logger, wakeups, onSettled, live: links ? live : undefined });
+  const bot = new Bot({ config, store, clock, logger, worker, dify, wakeups, push: pusher, links });
   const handler = createHandler({ config, bot, clock, logger });
+  const page = createPageHandler({ config, store, clock, logger, live });
   return {
     handler,
+    page,
     worker,
     store,
     logger,

@@ -35,6 +35,16 @@ export interface Texts {
   failConfig: string;
   failDown: string;
   failFailed: string;
+  /** The link to the live answer page, offered in placeholders. */
+  pageLinkLive: string;
+  /** The link to the whole answer, offered on the first page of a multi-page answer. */
+  pageLinkFull: string;
+  /** `1` after the answer was read to the end on its page. {question} */
+  readOnPage: string;
+  /** The answer page while the answer is being written. {seconds} */
+  pageThinking: string;
+  /** The answer page for an unknown, expired or revoked link. */
+  pageGone: string;
 }
 
 export const DEFAULT_TEXTS: Texts = {
@@ -61,6 +71,11 @@ export const DEFAULT_TEXTS: Texts = {
   failConfig: '抱歉，AI 服务配置有误，请联系公众号管理员。',
   failDown: '抱歉，暂时连不上 AI 服务，请稍后重新提问。',
   failFailed: '抱歉，这次回答生成失败了，请重新提问。',
+  pageLinkLive: '点此查看实时回答',
+  pageLinkFull: '查看全文',
+  readOnPage: '「{question}」的回答你已在网页中看完了，没有待发送的内容。',
+  pageThinking: '正在思考（已 {seconds} 秒）…',
+  pageGone: '这个链接不存在或已失效。',
 };
 
 /** What a menu CLICK EventKey does: run a command, or ask Dify a fixed question. */
@@ -110,7 +125,28 @@ export interface Config {
   menu: Record<string, MenuAction>;
   /** Replies to subscribe-with-scene and SCAN events, by scene value; `*` is the default. */
   scenes: Record<string, string>;
+  /** The answer page (lib/page/): off unless a public base URL is known. */
+  page: PageConfig;
   logLevel: LogLevel;
+}
+
+export interface PageConfig {
+  enabled: boolean;
+  /** Where links point, e.g. https://bot.example.com (no trailing slash). */
+  publicUrl: string | undefined;
+  /** `path`: /a/<token> on the Node server; `laf`: the `answer` function, /answer?t=<token>. */
+  routes: 'path' | 'laf';
+  /** Links stop working this long after the question was asked. */
+  ttlMs: number;
+  /** Live streams open at once, in all. */
+  maxStreams: number;
+  /** Why the page is off although it was not switched off (logged once at start). */
+  warning?: string;
+}
+
+/** Which platform reads the config: laf derives PUBLIC_URL and serves pages from its own function. */
+export interface LoadOptions {
+  platform?: 'node' | 'laf';
 }
 
 type Env = Record<string, string | undefined>;
@@ -206,7 +242,58 @@ function parseMenu(v: unknown, commands: readonly string[]): Record<string, Menu
 export const COMMAND_NAMES = ['1', '/clear', '/help'] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
-export function loadConfig(env: Env = process.env): Config {
+/** `7d`, `12h`, `30m`, `90s` or plain seconds, as milliseconds. */
+function duration(env: Env, name: string, defMs: number, minMs: number, maxMs: number): number {
+  const v = str(env, name);
+  if (v === undefined) return defMs;
+  const m = /^(\d+)\s*(s|m|h|d)?$/i.exec(v);
+  if (!m) throw new ConfigError(name, `must be a duration such as 7d, 12h, 30m or 3600 (seconds), got "${v}"`);
+  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's').toLowerCase() as 's' | 'm' | 'h' | 'd'];
+  const ms = Number(m[1]) * unit;
+  if (ms < minMs || ms > maxMs) throw new ConfigError(name, `must be between ${minMs / 1000} s and ${maxMs / 86_400_000} days, got "${v}"`);
+  return ms;
+}
+
+/**
+ * laf serves each app at https://<appid>.<domain>, and its storage at https://oss.<domain>
+ * (docs/laf.md): with APPID and OSS_EXTERNAL_ENDPOINT the app's own URL can be derived.
+ */
+export function lafPublicUrl(env: Env): string | undefined {
+  const appId = str(env, 'APPID') ?? str(env, 'APP_ID');
+  const oss = /^(https?):\/\/oss\.([a-z0-9.-]+?)\/?$/i.exec(str(env, 'OSS_EXTERNAL_ENDPOINT') ?? '');
+  if (!appId || !/^[a-z0-9-]+$/i.test(appId) || !oss) return undefined;
+  return `${(oss[1] as string).toLowerCase()}://${appId.toLowerCase()}.${(oss[2] as string).toLowerCase()}`;
+}
+
+function pageConfig(env: Env, platform: 'node' | 'laf'): PageConfig {
+  const wanted = bool(env, 'ANSWER_PAGE', true);
+  const given = str(env, 'PUBLIC_URL');
+  let publicUrl: string | undefined;
+  if (given !== undefined) {
+    publicUrl = url(env, 'PUBLIC_URL', given);
+    const parsed = new URL(publicUrl);
+    if (parsed.search || parsed.hash || parsed.username || parsed.password) throw new ConfigError('PUBLIC_URL', 'must be a plain base URL such as https://bot.example.com (no query, fragment or credentials)');
+  } else if (platform === 'laf') {
+    publicUrl = lafPublicUrl(env);
+  }
+  const base = {
+    publicUrl,
+    routes: platform === 'laf' ? ('laf' as const) : ('path' as const),
+    ttlMs: duration(env, 'ANSWER_PAGE_TTL', 7 * 86_400_000, 60_000, 7 * 86_400_000),
+    maxStreams: int(env, 'ANSWER_PAGE_MAX_STREAMS', 2000, 1, 100_000),
+  };
+  if (!wanted) return { enabled: false, ...base };
+  if (!publicUrl) {
+    const warning =
+      platform === 'laf'
+        ? 'answer page off: set PUBLIC_URL to this app\'s address (e.g. https://<appid>.laf.run); it could not be derived from APPID and OSS_EXTERNAL_ENDPOINT'
+        : 'answer page off: set PUBLIC_URL to the address WeChat users can open (e.g. https://bot.example.com), or ANSWER_PAGE=off to silence this';
+    return { enabled: false, ...base, warning };
+  }
+  return { enabled: true, ...base };
+}
+
+export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Config {
   const token = required(env, 'WECHAT_TOKEN', 'the Token from the WeChat console, 3-32 letters or digits');
   if (!/^[A-Za-z0-9]{3,32}$/.test(token)) throw new ConfigError('WECHAT_TOKEN', 'must be 3-32 letters or digits, as the WeChat console requires');
   const apiKey = required(env, 'DIFY_API_KEY', 'the API key of your Dify app, "app-…"');
@@ -236,8 +323,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError('LOG_LEVEL', 'must be debug, info, warn or error');
 
   const texts = json(env, 'BOT_TEXTS', parseTexts, DEFAULT_TEXTS);
+  const page = pageConfig(env, opts.platform ?? 'node');
   const pageBytes = int(env, 'PAGE_BYTES', 1800, 200, 2048);
-  const room = pageBytes - replyReserveBytes(texts) - Buffer.byteLength('\n\n' + fill(texts.pageHint, { page: 9999, total: 9999 }));
+  const room = pageBytes - replyReserveBytes(texts, page) - Buffer.byteLength('\n\n' + fill(texts.pageHint, { page: 9999, total: 9999 }));
   if (room < 100) {
     throw new ConfigError('PAGE_BYTES', `${pageBytes} leaves only ${room} bytes of answer per page beside the pageHint, answerQuote and moreWaiting texts; raise it or shorten those texts`);
   }
@@ -276,6 +364,7 @@ export function loadConfig(env: Env = process.env): Config {
     texts,
     menu: json(env, 'MENU_KEYS', (v) => parseMenu(v, COMMAND_NAMES), {}),
     scenes: json(env, 'SCENE_REPLIES', (v) => stringRecord('SCENE_REPLIES', v), {}),
+    page,
     logLevel: logLevel as LogLevel,
   };
 }
@@ -286,6 +375,7 @@ export const CONFIG_VARIABLES = [
   'SIGNATURE_TOLERANCE_S', 'WECHAT_TIMEOUT_MS', 'WECHAT_DELIVERIES', 'DIFY_API_KEY', 'DIFY_BASE_URL', 'DIFY_TIMEOUT_MS', 'DIFY_ANSWER_TIMEOUT_MS',
   'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'PAGE_BYTES', 'STALE_AFTER_MS', 'POLL_MS', 'STORE', 'MONGODB_URI', 'MONGODB_DB',
   'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'BOT_TEXTS', 'MENU_KEYS', 'SCENE_REPLIES', 'LOG_LEVEL',
+  'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
 ] as const;
 
 /** The secrets in a config, for log redaction. */
@@ -298,14 +388,29 @@ export function secretsOf(config: Config): string[] {
 /** The longest question quote (lib/bot/replies.ts `quote`): 30 code points of up to 4 bytes, and "…". */
 const WORST_QUOTE = '\u{20000}'.repeat(30) + '…';
 
+/** The answer page's token in links: 22 base64url characters (lib/page/token.ts). */
+export const PAGE_TOKEN_CHARS = 22;
+
+/** The link to a question's answer page, as a path and query under PUBLIC_URL. */
+export function pagePath(routes: PageConfig['routes'], token: string): string {
+  return routes === 'laf' ? `/answer?t=${token}` : `/a/${token}`;
+}
+
+/** A WeChat text link: `<a href="…">text</a>` (the URL is ours: no quote or markup can be in it). */
+export function linkMarkup(page: PageConfig, token: string, text: string): string {
+  return `<a href="${page.publicUrl ?? ''}${pagePath(page.routes, token)}">${text}</a>`;
+}
+
 /**
  * Bytes a reply may add around a page: the quote line above it when several answers are waiting,
- * and the "more waiting" footer after the last page. Pages are cut this much smaller.
+ * the "more waiting" footer after the last page, and with the answer page on, the link to it on
+ * the first page. Pages are cut this much smaller.
  */
-export function replyReserveBytes(texts: Texts): number {
+export function replyReserveBytes(texts: Texts, page?: PageConfig): number {
   const head = Buffer.byteLength(fill(texts.answerQuote, { question: WORST_QUOTE }) + '\n');
   const tail = Buffer.byteLength('\n\n' + fill(texts.moreWaiting, { count: 99 }));
-  return head + tail;
+  const link = page?.enabled ? Buffer.byteLength('\n' + linkMarkup(page, 'x'.repeat(PAGE_TOKEN_CHARS), texts.pageLinkFull)) : 0;
+  return head + tail + link;
 }
 
 /** Fill `{name}` placeholders. */

@@ -38,6 +38,7 @@ async function main(): Promise<void> {
     handler: app.handler,
     logger: app.logger,
     maxBodyBytes: config.server.maxBodyBytes,
+    page: app.page,
     health: async () => ({ store: storeKind }),
   });
   // Answers left pending by a process that died are taken over once they go stale.

@@ -16,6 +16,7 @@ import { errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import type { MessageRecord, Store } from '../store';
 import { pageCount } from '../store';
+import type { PageLinks } from '../page/links';
 import type { InboundMessage } from '../wechat/xml';
 import type { Pusher } from './push';
 import { pageReply, quote } from './replies';
@@ -27,6 +28,9 @@ import type { AnswerWorker } from './worker';
  * given back if the reply never reaches WeChat (`giveBack`).
  */
 export type Decision = { reply: string; giveBack?: () => Promise<void> } | { success: true } | { drop: true };
+
+/** How long `1` mentions an answer read on its page, instead of "nothing pending". */
+const READ_NOTE_MS = 3_600_000;
 
 const SUCCESS: Decision = { success: true };
 const DROP: Decision = { drop: true };
@@ -44,6 +48,8 @@ export interface BotDeps {
   wakeups: Wakeups;
   /** Push mode: late answers are sent by the customer-service API (lib/bot/push.ts). */
   push?: Pick<Pusher, 'available' | 'afterPlaceholder'> | undefined;
+  /** The answer page is on: placeholders and long answers link to it (lib/page/). */
+  links?: PageLinks | undefined;
 }
 
 interface Incoming {
@@ -173,6 +179,7 @@ export class Bot {
       takers: [],
       attempts: 1,
       heartbeatAt: now,
+      ...(this.deps.links ? { pageToken: await this.deps.links.hash(m.key) } : {}),
     });
     // Sent before the user unsubscribed: WeChat is re-delivering it to an account they left.
     if (claim.gone) return SUCCESS;
@@ -223,7 +230,8 @@ export class Bot {
     if (!took) return SUCCESS;
     const single = pageCount(took) === 1;
     const more = !single ? 0 : (othersWaiting ?? waitingBesides(await store.inbox(took.user), key));
-    return this.carrying(took, 0, key, pageReply(took, 0, config.texts, { quoteQuestion: false, moreWaiting: more, passive: true }));
+    const link = await this.fullLink(took, 0);
+    return this.carrying(took, 0, key, pageReply(took, 0, config.texts, { quoteQuestion: false, moreWaiting: more, passive: true, link }));
   }
 
   /** A reply carrying page `page` of `q`, taken by message `key`; given back if it never arrives. */
@@ -240,6 +248,22 @@ export class Bot {
     };
   }
 
+  /** A link to the question's page: for a question asked with the page on, while it is on. */
+  private async pageLink(q: MessageRecord, text: string): Promise<string | undefined> {
+    return this.deps.links && q.pageToken ? this.deps.links.markup(q._id, text) : undefined;
+  }
+
+  /** "查看全文" on the first page of an answer that has more. */
+  private fullLink(q: MessageRecord, page: number): Promise<string | undefined> {
+    return page === 0 && q.status === 'answered' && pageCount(q) > 1 ? this.pageLink(q, this.texts.pageLinkFull) : Promise.resolve(undefined);
+  }
+
+  /** A "still thinking" text, with the live page's link when there is one. */
+  private async thinking(template: string, q: MessageRecord): Promise<string> {
+    const link = await this.pageLink(q, this.texts.pageLinkLive);
+    return fill(template, this.timing(q)) + (link ? '\n' + link : '');
+  }
+
   /** WeChat stops listening to a delivery at its timeout: a page taken later would be lost. */
   private tooLate(arrival: number): boolean {
     return this.deps.clock.now() >= arrival + this.deps.config.wechat.timeoutMs;
@@ -253,7 +277,7 @@ export class Bot {
     if (push && pushing) {
       void push.afterPlaceholder(q._id).catch((err) => logger.warn('push failed', { key: q._id, ...errorLogFields(err) }));
     }
-    return { reply: fill(pushing ? this.texts.placeholderPush : this.texts.placeholder, this.timing(q)) };
+    return { reply: await this.thinking(pushing ? this.texts.placeholderPush : this.texts.placeholder, q) };
   }
 
   /**
@@ -271,7 +295,8 @@ export class Bot {
       const prior = await store.takenBy(user, m.key);
       if (prior) {
         const others = waitingBesides(await store.inbox(user), prior.record._id);
-        return this.carrying(prior.record, prior.page, m.key, pageReply(prior.record, prior.page, config.texts, { quoteQuestion: others > 0, moreWaiting: others }));
+        const link = await this.fullLink(prior.record, prior.page);
+        return this.carrying(prior.record, prior.page, m.key, pageReply(prior.record, prior.page, config.texts, { quoteQuestion: others > 0, moreWaiting: others, link }));
       }
     }
     let oldestPending: MessageRecord | undefined;
@@ -279,7 +304,7 @@ export class Bot {
       // A page lost to a concurrent taker means the inbox changed: look again, a bounded number of times.
       for (let round = 0; round < 5; round++) {
         const items = await store.inbox(user);
-        if (items.length === 0) return { reply: this.texts.nothingPending };
+        if (items.length === 0) return { reply: await this.nothingPending(user) };
         const q = items.find(deliverable);
         if (!q) {
           oldestPending = items.find(waitedFor) ?? items[0];
@@ -292,15 +317,24 @@ export class Bot {
         if (!took) continue;
         const others = items.filter((i) => i._id !== q._id && (waitedFor(i) || deliverable(i)));
         const last = page + 1 >= pageCount(took);
-        return this.carrying(took, page, m.key, pageReply(took, page, config.texts, { quoteQuestion: others.length > 0, moreWaiting: last ? others.length : 0 }));
+        const link = await this.fullLink(took, page);
+        return this.carrying(took, page, m.key, pageReply(took, page, config.texts, { quoteQuestion: others.length > 0, moreWaiting: last ? others.length : 0, link }));
       }
       return undefined;
     });
     if (outcome === 'drop') return DROP;
     if (outcome === 'deadline') {
-      return oldestPending ? { reply: fill(this.texts.stillThinking, this.timing(oldestPending)) } : { reply: this.texts.nothingPending };
+      return oldestPending ? { reply: await this.thinking(this.texts.stillThinking, oldestPending) } : { reply: await this.nothingPending(user) };
     }
     return outcome;
+  }
+
+  /** `1` with an empty inbox; says so when the last answer was just read on its page. */
+  private async nothingPending(user: string): Promise<string> {
+    if (!this.deps.links) return this.texts.nothingPending;
+    const read = (await this.deps.store.user(user))?.pageRead;
+    const recent = read !== undefined && this.deps.clock.now() - read.at < READ_NOTE_MS;
+    return recent ? fill(this.texts.readOnPage, { question: read.question }) : this.texts.nothingPending;
   }
 
   /** `/clear`: forget the conversation here and (best effort) at Dify; cancel undelivered answers. */

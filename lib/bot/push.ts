@@ -70,6 +70,16 @@ export class Pusher {
     let q = await store.message(key);
     // Not in the inbox: fully delivered already, or cancelled by `/clear`.
     if (!q || !q.placeholderSent || q.inbox === undefined || (q.status !== 'answered' && q.status !== 'failed')) return;
+    // The user is watching the answer page: it may well be read there. Look again once the page
+    // has been quiet (it renews this while open); an answer read to its end has left the inbox.
+    const watched = (q.pageViewUntil ?? 0) - this.d.clock.now();
+    if (watched > 0 && !this.stopped) {
+      void this.d.clock
+        .sleep(watched + 500)
+        .then(() => this.deliver(key))
+        .catch((err) => logger.warn('push failed', { key, ...errorLogFields(err) }));
+      return;
+    }
     if (!(await this.allows(await store.user(q.user), q.createdAt))) return;
     try {
       for (let k = q.pagesDelivered ?? 0; k < pageCount(q) && !this.stopped; k++) {

@@ -5,11 +5,9 @@ import { failureText } from '../errors';
 import type { MessageRecord } from '../store';
 import { pageCount } from '../store';
 
-/** The question as quoted in placeholders and notices: one line, at most 30 characters. */
-export function quote(question: string): string {
-  const chars = [...question.replace(/\s+/g, ' ').trim()];
-  return chars.length > 30 ? chars.slice(0, 30).join('') + '…' : chars.join('');
-}
+import { quote } from '../text/quote';
+
+export { quote };
 
 /** "「question」 reason" for an answer that failed. */
 export function failedAnswerText(q: MessageRecord, texts: Texts): string {
@@ -23,6 +21,8 @@ export interface PageContext {
   moreWaiting: number;
   /** A failure in the question's own reply says only the reason (the question is right above it). */
   passive?: boolean;
+  /** A link to the answer page, put under the page (room for it is reserved: replyReserveBytes). */
+  link?: string | undefined;
 }
 
 /**
@@ -36,5 +36,5 @@ export function pageReply(q: MessageRecord, page: number, texts: Texts, ctx: Pag
   const head = ctx.quoteQuestion && !failed ? fill(texts.answerQuote, { question: quote(q.question ?? '') }) + '\n' : '';
   const last = page + 1 >= pageCount(q);
   const tail = last && ctx.moreWaiting > 0 ? '\n\n' + fill(texts.moreWaiting, { count: ctx.moreWaiting }) : '';
-  return head + body + tail;
+  return head + body + (ctx.link ? '\n' + ctx.link : '') + tail;
 }

@@ -9,6 +9,7 @@ import { replyReserveBytes } from '../config';
 import type { DifyClient } from '../dify/client';
 import type { DifyAnswer } from '../dify/events';
 import { DifyError, errorLogFields } from '../errors';
+import type { LiveAnswers } from '../live';
 import type { Logger } from '../log';
 import { Stop } from '../stop';
 import type { Failure, MessageRecord, Settlement, Store, UserRecord } from '../store';
@@ -26,8 +27,13 @@ export interface WorkerDeps {
   clock: Clock;
   logger: Logger;
   wakeups: Wakeups;
+  /** Answer pages in this process hear about progress here (lib/live.ts). */
+  live?: LiveAnswers | undefined;
   onSettled?: AnsweredHook | undefined;
 }
+
+/** How often the answer so far is saved for answer pages on other instances (docs/answer-page.md). */
+export const PROGRESS_SAVE_MS = 500;
 
 /** At most this many Dify calls per question: the first, and one after a takeover. */
 const MAX_ATTEMPTS = 2;
@@ -105,13 +111,27 @@ export class AnswerWorker {
       if (!mine) stop.stop();
     };
     const timer = setInterval(() => void beat(), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
+    // With the answer page on, the text so far reaches the store twice a second (only once a link
+    // is out: lib/store/store.ts `saveProgress`), so a page on any instance can follow it.
+    let shown = '';
+    const progress = config.page.enabled
+      ? setInterval(() => {
+          if (text === shown) return;
+          shown = text;
+          void store.saveProgress(q._id, attempt, text).catch((err) => logger.warn('could not save progress', { key: q._id, ...errorLogFields(err) }));
+        }, PROGRESS_SAVE_MS)
+      : undefined;
+    const onText = (t: string) => {
+      text = t;
+      this.deps.live?.publish(q._id, { text: t, attempt });
+    };
     const started = clock.now();
     try {
       const user = known !== undefined ? known : await store.user(q.user);
       const generation = q.generation ?? 0;
       const conversationId = user && (user.generation ?? 0) === generation ? user.conversationId : undefined;
       const ask = (conv: string | undefined): Promise<DifyAnswer> =>
-        dify.chat({ query: q.question ?? '', user: q.user, conversationId: conv }, { onText: (t) => (text = t), stop });
+        dify.chat({ query: q.question ?? '', user: q.user, conversationId: conv }, { onText, stop });
       let answer: DifyAnswer;
       try {
         answer = await ask(conversationId);
@@ -126,7 +146,7 @@ export class AnswerWorker {
       const plain = markdownToText(answer.text);
       let result: Settlement;
       if (plain) {
-        const pages = paginate(plain, config.delivery.pageBytes, config.texts.pageHint, replyReserveBytes(config.texts));
+        const pages = paginate(plain, config.delivery.pageBytes, config.texts.pageHint, replyReserveBytes(config.texts, config.page));
         result = { status: 'answered', answer: answer.text, pages };
         if (answer.conversationId) result.conversationId = answer.conversationId;
         if (answer.messageId) result.messageId = answer.messageId;
@@ -159,11 +179,15 @@ export class AnswerWorker {
       if (done) await this.settled(done);
     } finally {
       clearInterval(timer);
+      if (progress) clearInterval(progress);
+      // However it ended (settled, stopped, or no longer ours), pages stop waiting on this process.
+      this.deps.live?.publish(q._id, { settled: true });
     }
   }
 
   private async settled(record: MessageRecord): Promise<void> {
     this.deps.wakeups.notify(record.user);
+    this.deps.live?.publish(record._id, { settled: true });
     await this.deps.onSettled?.(record).catch((err) => this.deps.logger.warn('after-answer hook failed', { key: record._id, ...errorLogFields(err) }));
   }
 }

@@ -1,11 +1,13 @@
 /**
- * The self-hosted adapter: a node:http server that serves the handler at `/wechat` and a health
- * check at `/healthz`. Bodies over the limit are refused while they stream in.
+ * The self-hosted adapter: a node:http server that serves the handler at `/wechat`, answer pages
+ * under `/a/` (lib/page/handler.ts) and a health check at `/healthz`. Bodies over the limit are
+ * refused while they stream in.
  */
 import { createServer } from 'http';
 import { parse as parseQuery } from 'querystring';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
 import type { Handler } from '../bot/handler';
+import type { PageHandler, PageOp, PageRequest, PageResponse } from '../page/handler';
 import type { Logger } from '../log';
 import { errorLogFields } from '../errors';
 
@@ -13,6 +15,8 @@ export interface ServerOptions {
   handler: Handler;
   logger: Logger;
   maxBodyBytes: number;
+  /** Answer pages under /a/. */
+  page?: PageHandler;
   /** Extra health facts (store kind, …). */
   health?: () => Promise<Record<string, unknown>>;
 }
@@ -51,6 +55,38 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
   return true;
 }
 
+const PAGE_OPS: Record<string, PageOp> = { events: 'events', state: 'state', read: 'read' };
+
+/** `/a/<token>[/<op>]` and `/a/assets/<name>` as a page request; null for anything else. */
+function pageRequest(method: string, pathname: string, query: string, lastEventId: string | undefined): PageRequest | null {
+  const parts = pathname.split('/');
+  if (parts.length < 3 || parts.length > 4 || parts[1] !== 'a') return null;
+  const [, , first = '', second] = parts;
+  if (first === 'assets') return second === undefined ? null : { op: 'asset', method, name: second };
+  const op = second === undefined ? 'page' : PAGE_OPS[second];
+  if (!op) return null;
+  const from = parseQuery(query)['from'];
+  return { op, method, token: first, from: typeof from === 'string' ? from : undefined, lastEventId };
+}
+
+function sendPage(req: IncomingMessage, res: ServerResponse, out: PageResponse): void {
+  if ('body' in out) {
+    res.writeHead(out.status, { ...out.headers, 'Content-Length': Buffer.byteLength(out.body) });
+    res.end(req.method === 'HEAD' ? undefined : out.body);
+    return;
+  }
+  res.writeHead(out.status, out.headers);
+  res.flushHeaders();
+  out.stream({
+    write: (chunk) => !res.destroyed && res.write(chunk),
+    end: () => res.end(),
+    get pending() {
+      return res.writableLength;
+    },
+    onClose: (listener) => res.on('close', listener),
+  });
+}
+
 export function createHttpServer(opts: ServerOptions): Server {
   return createServer((req, res) => {
     void (async () => {
@@ -63,6 +99,16 @@ export function createHttpServer(opts: ServerOptions): Server {
           const extra = opts.health ? await opts.health() : {};
           send(res, 200, 'application/json', JSON.stringify({ ok: true, ...extra }));
           return;
+        }
+        if (opts.page && pathname.startsWith('/a/')) {
+          const header = req.headers['last-event-id'];
+          const pr = pageRequest(req.method ?? 'GET', pathname, qAt === -1 ? '' : raw.slice(qAt + 1), typeof header === 'string' ? header : undefined);
+          if (pr) {
+            // A page request has no body worth reading (`read` is an empty POST).
+            req.resume();
+            sendPage(req, res, await opts.page(pr));
+            return;
+          }
         }
         if (pathname !== '/wechat' && pathname !== '/wechat/') {
           send(res, 404, 'text/plain; charset=utf-8', 'Not Found');

@@ -7,7 +7,7 @@
  * (a compare-and-set where a race is possible), written once over `Collection` for both backends
  * and covered by one conformance suite (test/store/conformance.test.ts).
  */
-import { createHash } from 'crypto';
+import { createHash, randomBytes } from 'crypto';
 import type { DifyFailureKind } from '../errors';
 import { StoreError } from '../errors';
 import type { Usage } from '../dify/events';
@@ -71,6 +71,12 @@ export interface MessageRecord {
   usage?: Usage;
   failure?: Failure;
   answeredAt?: number;
+  /** SHA-256 of the question's answer-page token (lib/page/token.ts); never the token itself. */
+  pageToken?: string;
+  /** The answer was read to its end on the answer page (its pages count as delivered). */
+  readOnPage?: boolean;
+  /** An answer page is open on this question until then (push waits for it). */
+  pageViewUntil?: number;
 }
 
 export interface UserRecord {
@@ -80,6 +86,8 @@ export interface UserRecord {
   generation: number;
   /** WeChat refused a push to this user then (45015/45047); questions asked up to then use `1`. */
   pushBlockedUntil?: number;
+  /** The last answer the user read to its end on the answer page, so `1` can say so. */
+  pageRead?: { question: string; at: number };
   updatedAt: number;
 }
 
@@ -126,6 +134,8 @@ export class Store {
         { field: 'user', only: 'mongodb' },
         // Only pending questions carry a heartbeat, so the recovery scan's index stays small.
         { field: 'heartbeatAt', sparse: true },
+        // Answer-page lookups; only questions asked with the page on carry it.
+        { field: 'pageToken', sparse: true },
         { field: 'expireAt', expireAfterSeconds: 0 },
       ]);
       const users = await backend.collection<UserRecord>('users', []);
@@ -188,6 +198,11 @@ export class Store {
     return record && page >= 0 ? { record, page } : null;
   }
 
+  /** The question an answer-page token (its hash) belongs to. */
+  async byPageToken(hash: string): Promise<MessageRecord | null> {
+    return this.messages.findOne({ pageToken: hash });
+  }
+
   /** Pending questions whose worker has shown no sign of life since `before`. */
   async stalePending(before: number, limit = 50): Promise<MessageRecord[]> {
     return this.messages.find({ heartbeatAt: { $lt: before }, status: 'pending' }, limit);
@@ -230,6 +245,14 @@ export class Store {
     const set: Record<string, unknown> = { heartbeatAt: now };
     if (answerSoFar !== undefined) set['answer'] = answerSoFar;
     return (await this.messages.updateOne({ _id: key, status: 'pending', attempts: attempt }, { $set: set })) !== null;
+  }
+
+  /**
+   * The answer so far, for answer pages served by other instances. Only once a link to the page
+   * has gone out (with the placeholder): before that nobody can be watching.
+   */
+  async saveProgress(key: string, attempt: number, answerSoFar: string): Promise<void> {
+    await this.messages.updateOne({ _id: key, status: 'pending', attempts: attempt, placeholderSent: true }, { $set: { answer: answerSoFar } });
   }
 
   /** Save a settled answer, if the question is still this attempt's to answer. */
@@ -281,6 +304,43 @@ export class Store {
       { $set: { pagesDelivered: page, inbox: q.user }, $pop: { takers: 1 } },
     );
     return back !== null;
+  }
+
+  /**
+   * The answer page showed `q`'s settled answer to its end: every page not yet handed out counts
+   * as delivered (taker `page`), it leaves the inbox, and the user's record notes it for `1`.
+   * False when nothing was left to deliver (or another taker moved the cursor first).
+   */
+  async markReadOnPage(q: MessageRecord, now: number, question: string): Promise<boolean> {
+    const sent = q.pagesDelivered ?? 0;
+    const total = pageCount(q);
+    if (sent >= total) return false;
+    const takers = [...(q.takers ?? []).slice(0, sent), ...Array.from({ length: total - sent }, () => 'page')];
+    const done = await this.messages.updateOne(
+      { _id: q._id, pagesDelivered: sent, inbox: { $exists: true }, status: { $in: ['answered', 'failed'] } },
+      { $set: { pagesDelivered: total, takers, readOnPage: true }, $unset: { inbox: true } },
+    );
+    if (!done) return false;
+    await this.users.upsert(q.user, { $set: { pageRead: { question, at: now }, updatedAt: now }, $max: { generation: 0 } });
+    return true;
+  }
+
+  /** An answer page is watching `key` until `until` (push holds back meanwhile). */
+  async notePageView(key: string, until: number): Promise<void> {
+    await this.messages.updateOne({ _id: key, status: { $in: ['pending', 'answered', 'failed'] } }, { $max: { pageViewUntil: until } });
+  }
+
+  /**
+   * The secret answer-page tokens are derived from: made once, by whichever instance comes first,
+   * and shared by all through the store (it never expires).
+   */
+  async pageSecret(): Promise<Buffer> {
+    const id = 'answer-page-secret';
+    const forever = 8.64e15; // the latest time a Date can hold
+    await this.kv.insert({ _id: id, value: randomBytes(32).toString('hex'), expiresAt: forever, expireAt: new Date(forever) });
+    const r = await this.kv.findOne({ _id: id });
+    if (!r || !/^[0-9a-f]{64}$/.test(r.value)) throw new StoreError('claim_conflict', 'the answer-page secret cannot be read back');
+    return Buffer.from(r.value, 'hex');
   }
 
   /** Keep at most `max` answers in the user's inbox: the ids of the oldest ones dropped, and what remains. */

@@ -18,8 +18,8 @@ type Token = ReturnType<MarkdownIt['parse']>[number];
  * skips the rest of the document past the limit, so it is generous there, and input that reaches it
  * is returned as written (nothing lost).
  */
-const BLOCK_NESTING = 20;
-const INLINE_NESTING = 6;
+export const BLOCK_NESTING = 20;
+export const INLINE_NESTING = 6;
 
 // `maxNesting` is a real option that @types/markdown-it leaves out.
 type Options = MarkdownItOptions & { maxNesting: number };
@@ -121,7 +121,7 @@ const MARKUP = new Set([...'[]()*_`~#|>!<&\\'].map((c) => c.charCodeAt(0)));
  * markup characters and non-blank lines averaging well over 12 characters. It is shown as written instead, which bounds
  * the work on hostile text (bench/markdown.ts).
  */
-function degenerate(text: string): boolean {
+export function degenerate(text: string): boolean {
   if (text.length < 16_384) return false;
   let markup = 0;
   let lines = 0;

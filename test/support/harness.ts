@@ -40,6 +40,8 @@ export interface Harness {
   dify: DifySim;
   wechat: WechatSim;
   url: string;
+  /** The server's origin, http://127.0.0.1:<port>. */
+  origin: string;
   server: Server;
   logs: string[];
   dataDir: string;
@@ -52,18 +54,29 @@ export interface HarnessOptions {
   wechat?: Partial<WechatSimOptions>;
   /** Reuse a data dir (restart scenarios). */
   dataDir?: string;
+  /** Turn the answer page on, with PUBLIC_URL pointing at this server. */
+  answerPage?: boolean;
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const dify = await startDifySim({ apiKey: DIFY_KEY, ...opts.dify });
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'wdb-'));
-  const config = loadConfig({ WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, ...TIMINGS, ...opts.env });
-  const store = await openStore(config.store, { embedded: nedbBackend });
+  // Listen first, so the answer page's PUBLIC_URL can name the port.
+  const ref: { app?: App } = {};
   const logger = memoryLogger({ secrets: [TOKEN, DIFY_KEY] });
-  const app = createApp(config, { store, logger });
-  const server = createHttpServer({ handler: app.handler, logger, maxBodyBytes: config.server.maxBodyBytes });
+  const server = createHttpServer({
+    handler: (r) => (ref.app as App).handler(r),
+    page: (r) => (ref.app as App).page(r),
+    logger,
+    maxBodyBytes: Number(opts.env?.['MAX_BODY_BYTES'] ?? 256 * 1024),
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/wechat`;
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `${origin}/wechat`;
+  const page = opts.answerPage ? { PUBLIC_URL: origin } : {};
+  const config = loadConfig({ WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, ...TIMINGS, ...page, ...opts.env });
+  const store = await openStore(config.store, { embedded: nedbBackend });
+  const app = (ref.app = createApp(config, { store, logger }));
   const wechat = new WechatSim({ url, token: TOKEN, timeoutMs: Number(config.wechat.timeoutMs), deliveries: config.wechat.deliveries, ...opts.wechat });
   return {
     app,
@@ -71,6 +84,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     dify,
     wechat,
     url,
+    origin,
     server,
     logs: logger.lines,
     dataDir,
