@@ -12,6 +12,7 @@ import { CONFIG_VARIABLES, loadConfig, secretsOf } from '../config';
 import type { Config } from '../config';
 import { ConfigError, errorLogFields } from '../errors';
 import { createLogger } from '../log';
+import type { PageOp, PageRequest, PageResponse } from '../page/handler';
 import { openStore } from '../store';
 import type { Store } from '../store';
 
@@ -47,7 +48,7 @@ function lafStore(config: Config, cloud: LafCloud): Promise<Store> {
 }
 
 async function build(cloud: LafCloud): Promise<App> {
-  const config = loadConfig(process.env);
+  const config = loadConfig(process.env, { platform: 'laf' });
   const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
   return createApp(config, { store: await lafStore(config, cloud), logger });
 }
@@ -114,4 +115,66 @@ export async function initLaf(cloud: LafCloud): Promise<unknown> {
     console.error(JSON.stringify({ level: 'error', msg: 'laf init failed', ...errorLogFields(err) }));
     return { ok: false };
   }
+}
+
+const PAGE_OPS: Record<string, PageOp> = { events: 'events', state: 'state', read: 'read' };
+
+/** `/answer?t=<token>[&x=events|state|read][&from=…]` or `/answer?asset=<name>` (laf routes by function name). */
+function lafPageRequest(ctx: FunctionContext): PageRequest {
+  const q = (ctx.query ?? {}) as Record<string, unknown>;
+  const one = (v: unknown) => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined);
+  const method = String(ctx.method ?? 'GET').toUpperCase();
+  const asset = one(q['asset']);
+  if (asset !== undefined) return { op: 'asset', method, name: asset };
+  const x = one(q['x']);
+  // An unknown `x` names no endpoint: answered like an unknown token.
+  const op = x === undefined ? 'page' : PAGE_OPS[x];
+  const header = (ctx.headers as Record<string, unknown> | undefined)?.['last-event-id'];
+  return { op: op ?? 'page', method, token: op ? (one(q['t']) ?? '') : '', from: one(q['from']), lastEventId: typeof header === 'string' ? header : undefined };
+}
+
+/**
+ * Handle one laf invocation of the `answer` function (docs/answer-page.md). laf hands over
+ * Express's response: a stream is written to it and ended before returning, since the runtime
+ * sends the return value of any function whose response is still open (docs/laf.md).
+ */
+export async function handleLafAnswer(ctx: FunctionContext, cloud: LafCloud): Promise<unknown> {
+  let app: App;
+  try {
+    app = await lafApp(cloud);
+  } catch (err) {
+    console.error(JSON.stringify({ level: 'error', msg: 'cannot start: configuration', ...errorLogFields(err) }));
+    ctx.response?.status(500);
+    return 'Internal Server Error';
+  }
+  const out: PageResponse = await app.page(lafPageRequest(ctx));
+  const res = ctx.response;
+  res?.status(out.status);
+  for (const [k, v] of Object.entries(out.headers)) res?.setHeader(k, v);
+  if ('body' in out) return out.body;
+  if (!res) return '';
+  const live = res as unknown as {
+    flushHeaders?: () => void;
+    write(chunk: string): boolean;
+    end(): void;
+    destroyed?: boolean;
+    writableLength?: number;
+    on(event: 'close', listener: () => void): void;
+  };
+  live.flushHeaders?.();
+  await new Promise<void>((resolve) => {
+    live.on('close', resolve);
+    out.stream({
+      write: (chunk) => !live.destroyed && live.write(chunk),
+      end: () => {
+        live.end();
+        resolve();
+      },
+      get pending() {
+        return live.writableLength ?? 0;
+      },
+      onClose: (listener) => live.on('close', listener),
+    });
+  });
+  return undefined;
 }

@@ -17,7 +17,8 @@ import { sha1Signature } from '../../lib/wechat/signature';
 import { parseXmlFields } from '../../lib/wechat/xml';
 import { driver5Db } from '../support/driver5-db';
 import { DIFY_KEY, TIMINGS, TOKEN, eventually } from '../support/harness';
-import { invokeLaf, lafDependencies, lafTranspile, loadLafFunction, ts49SyntaxErrors, xmlBodyParser } from '../support/laf-runtime';
+import { invokeLaf, lafDependencies, lafTranspile, loadLafFunction, serveLafOverExpress, ts49SyntaxErrors, xmlBodyParser } from '../support/laf-runtime';
+import { openSse } from '../support/sse';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const mongo = driver5Db();
@@ -39,6 +40,7 @@ beforeAll(async () => {
     script: (b) => {
       if (b.query === '长') return { kind: 'answer', text: LONG, pieceChars: 100 };
       if (b.query === '慢') return { kind: 'answer', text: '慢的回答', durationMs: 1500 };
+      if (b.query === '页面') return { kind: 'answer', text: '## 标题\n\n' + '网页里的回答，'.repeat(30), durationMs: 3000, pieceChars: 4 };
       return { kind: 'answer', text: `laf:${String(b.query)}` };
     },
   });
@@ -81,8 +83,8 @@ async function deliverLaf(mod: Record<string, unknown>, xml: string) {
 
 describe('the build', () => {
   it('writes every function with its yaml, and laf.yaml, under laf’s size limit', () => {
-    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'wechat']);
-    expect(readdirSync(join(out, 'functions')).sort()).toEqual(['__init__.ts', '__init__.yaml', 'wechat.ts', 'wechat.yaml']);
+    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'answer', 'wechat']);
+    expect(readdirSync(join(out, 'functions')).sort()).toEqual(['__init__.ts', '__init__.yaml', 'answer.ts', 'answer.yaml', 'wechat.ts', 'wechat.yaml']);
     expect(readFileSync(join(out, 'laf.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'laf.yaml'), 'utf8'));
     expect(readFileSync(join(out, 'functions', 'wechat.yaml'), 'utf8')).toMatch(/methods:\n\s+- GET\n\s+- POST/);
     for (const f of built) expect(f.bytes).toBeLessThan(512 * 1024);
@@ -230,6 +232,38 @@ describe('the store on laf', () => {
     const next = await deliverLaf(b, textXml('oLafTwo', '1'));
     expect(parseXmlFields(next.body, 1 << 20)['Content']).toMatch(/\(2\/\d\)/);
     expect(dify.calls.filter((c) => c.body.user === 'oLafTwo')).toHaveLength(1);
+  });
+});
+
+describe('the answer function on laf', () => {
+  it('derives PUBLIC_URL from the runtime, links placeholders to /answer, and streams the page over Express', async () => {
+    Object.assign(process.env, { APPID: 'abc123', OSS_EXTERNAL_ENDPOINT: 'https://oss.laf.run', PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '100' });
+    const server = await serveLafOverExpress({ wechat: load('wechat'), answer: load('answer') });
+    try {
+      const reply = parseXmlFields((await deliverLaf(load('wechat'), textXml('oLafPage', '页面'))).body, 1 << 20)['Content'] ?? '';
+      const link = /<a href="([^"]+)">/.exec(reply)?.[1] ?? '';
+      expect(link).toMatch(/^https:\/\/abc123\.laf\.run\/answer\?t=[A-Za-z0-9_-]{22}$/);
+      const local = link.replace('https://abc123.laf.run', server.url);
+      const page = await fetch(local);
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+      const html = await page.text();
+      expect(html).toContain('/answer?asset=page.js');
+      expect((await fetch(`${server.url}/answer?asset=page.js`)).status).toBe(200);
+      // The answer is written by the wechat function: the page follows it through MongoDB.
+      const sse = await openSse(`${local}&x=events`);
+      expect(sse.headers['content-type']).toBe('text/event-stream; charset=utf-8');
+      await sse.until((e) => e.event === 'text' && JSON.parse(e.data).add !== '');
+      const final = await sse.until((e) => e.event === 'final', 20_000);
+      expect(JSON.parse(final.data).html).toContain('<h2>标题</h2>');
+      const state = (await (await fetch(`${local}&x=state`)).json()) as { status: string };
+      expect(state.status).toBe('answered');
+      expect((await fetch(`${server.url}/answer?t=${'A'.repeat(22)}`)).status).toBe(404);
+    } finally {
+      await server.close();
+      for (const k of ['APPID', 'OSS_EXTERNAL_ENDPOINT', 'PLACEHOLDER_MODE', 'REPLY_DEADLINE_MS']) delete process.env[k];
+      Object.assign(process.env, TIMINGS);
+    }
   });
 });
 

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'url';
 import vm from 'vm';
 import ts from 'typescript-laf';
 import { parseString } from 'xml2js';
+import type Express from 'express';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const rootRequire = createRequire(join(ROOT, 'package.json'));
@@ -204,4 +205,38 @@ export async function invokeLaf(
     }
   }
   return res;
+}
+
+/**
+ * Serve loaded laf functions over a real Express server, the way laf's runtime does
+ * (runtimes/nodejs/src/handler/invoke.ts): the path names the function, `ctx.response` is
+ * Express's `res`, and the return value is sent with `res.send` only if the response is still open.
+ * For functions that stream.
+ */
+export async function serveLafOverExpress(functions: Record<string, Record<string, unknown>>): Promise<{ url: string; close(): Promise<void> }> {
+  const express = rootRequire('express') as typeof Express;
+  const app = express();
+  app.use(express.json());
+  app.use(express.urlencoded({ extended: true }));
+  app.all('*', (req, res) => {
+    void (async () => {
+      const mod = functions[req.path.slice(1)];
+      const fn = (mod?.['default'] ?? mod?.['main']) as ((ctx: unknown) => Promise<unknown>) | undefined;
+      if (!fn) return void res.status(404).send('Function Not Found');
+      const ctx = { __function_name: req.path.slice(1), requestId: 'test-request', query: req.query, body: req.body, headers: req.headers, method: req.method, user: null, request: req, response: res };
+      try {
+        const result = await fn(ctx);
+        if (res.writableEnded === false) res.send(typeof result === 'number' ? String(result) : result);
+      } catch {
+        if (!res.headersSent) res.status(500).send({ error: 'Internal Server Error' });
+      }
+    })();
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((r) => server.once('listening', () => r()));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))),
+  };
 }
