@@ -17,7 +17,8 @@ main{max-width:720px;margin:0 auto;padding:20px 16px 48px}
 @keyframes pulse{50%{opacity:.25}}
 @media (prefers-reduced-motion:reduce){.status::before{animation:none}}
 .live{white-space:pre-wrap}
-.failed,.gone{color:var(--bad)}
+.failed{color:var(--bad)}
+.gone{color:var(--muted)}
 [hidden]{display:none!important}
 .md h1,.md h2,.md h3,.md h4{line-height:1.4;margin:1.4em 0 .6em}
 .md h1{font-size:1.45em}.md h2{font-size:1.3em}.md h3{font-size:1.15em}.md h4{font-size:1em}
@@ -32,8 +33,8 @@ main{max-width:720px;margin:0 auto;padding:20px 16px 48px}
 .md .plain,pre.plain{white-space:pre-wrap;font:inherit;background:none;padding:0}
 .md .table{overflow-x:auto;-webkit-overflow-scrolling:touch}
 .md table{border-collapse:collapse;font-size:15px;min-width:100%}
-.md th,.md td{border:1px solid var(--line);padding:6px 10px;text-align:left;vertical-align:top;overflow-wrap:normal}
-.md th{background:var(--card)}
+.md th,.md td{border:1px solid var(--line);padding:6px 10px;text-align:left;vertical-align:top;overflow-wrap:normal;min-width:4em}
+.md th{background:var(--card);white-space:nowrap}
 .md hr{border:0;border-top:1px solid var(--line);margin:1.5em 0}
 .md img{max-width:100%}
 `;
