@@ -19,7 +19,7 @@ import type { Logger } from './log';
 import { createLogger } from './log';
 import { PageLinks } from './page/links';
 import { createPageHandler } from './page/handler';
-import type { PageHandler } from './page/handler';
+import type { PageHandler, StreamTimings } from './page/handler';
 import type { Store } from './store';
 import { createWechatApi } from './wechat/api';
 import type { WechatApi } from './wechat/api';
@@ -43,6 +43,8 @@ export interface AppDeps {
   logger?: Logger;
   /** The WeChat server API (push mode); built from the config when omitted. */
   wechatApi?: WechatApi;
+  /** Answer-page stream timings (tests shorten them). */
+  pageTimings?: StreamTimings;
 }
 
 export function createApp(config: Config, deps: AppDeps): App {
@@ -67,7 +69,7 @@ export function createApp(config: Config, deps: AppDeps): App {
   const worker = new AnswerWorker({ config, store, dify, clock, logger, wakeups, onSettled, live: links ? live : undefined });
   const bot = new Bot({ config, store, clock, logger, worker, dify, wakeups, push: pusher, links });
   const handler = createHandler({ config, bot, clock, logger });
-  const page = createPageHandler({ config, store, clock, logger, live });
+  const page = createPageHandler({ config, store, clock, logger, live }, deps.pageTimings);
   return {
     handler,
     page,

@@ -4,7 +4,10 @@
  * re-delivers like WeChat, then plays a short conversation.
  *
  * DEMO_SCALE=0.2 runs every timing five times faster (WeChat's window and Dify's latency alike).
+ * The placeholder carries a link to the live answer page; the demo follows it in the terminal, and
+ * DEMO_OPEN=1 also opens it in your browser (the server then stays up until you press Ctrl-C).
  */
+import { spawn } from 'child_process';
 import { mkdtempSync, rmSync } from 'fs';
 import type { AddressInfo } from 'net';
 import { tmpdir } from 'os';
@@ -14,6 +17,7 @@ import { loadConfig } from '../lib/config';
 import { createLogger } from '../lib/log';
 import { createHttpServer } from '../lib/server/http';
 import { startDifySim } from '../lib/sim/dify-sim';
+import { openSse } from '../lib/sim/sse-client';
 import type { Script } from '../lib/sim/dify-sim';
 import { WechatSim } from '../lib/sim/wechat-sim';
 import type { Push, SendResult } from '../lib/sim/wechat-sim';
@@ -50,13 +54,46 @@ function show(label: string, r: SendResult, started: number): void {
   console.log(`🤖 ${label}\n${text.replace(/^/gm, '   ')}\n`);
 }
 
+/** Follow the answer page's live stream in the terminal (and open it in a browser with DEMO_OPEN=1). */
+async function follow(link: string): Promise<void> {
+  console.log(`\x1b[2m   the link opens the live answer page: ${link}\x1b[0m`);
+  if (process.env['DEMO_OPEN'] === '1') {
+    const opener = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'explorer' : 'xdg-open';
+    spawn(opener, [link], { stdio: 'ignore', detached: true }).on('error', () => console.log(`   (could not run ${opener}: open the link yourself)`)).unref();
+  }
+  const sse = await openSse(`${link}/events`);
+  let shown = 0;
+  const progress = setInterval(() => {
+    let chars = 0;
+    for (const e of sse.events) if (e.event === 'text') chars = (JSON.parse(e.data) as { at: number; add: string }).at + (JSON.parse(e.data) as { add: string }).add.length;
+    if (chars > shown) {
+      shown = chars;
+      console.log(`\x1b[2m   page: ${chars} characters of the answer so far…\x1b[0m`);
+    }
+  }, 1000);
+  await sse.until((e) => e.event === 'final' || e.event === 'gone', 10 * 60_000).finally(() => clearInterval(progress));
+  console.log(`\x1b[2m   page: the whole answer is there, rendered\x1b[0m\n`);
+}
+
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wechat-dify-demo-'));
   const dify = await startDifySim({
     apiKey: 'app-demo-key',
     script: (body) => ANSWERS[String(body.query)] ?? { kind: 'answer', text: `（演示）你问的是：${String(body.query)}`, durationMs: ms(500) },
   });
+  // Listen first: the answer page's links need the server's address.
+  const ref: { app?: ReturnType<typeof createApp> } = {};
+  const server = createHttpServer({
+    handler: (r) => (ref.app as ReturnType<typeof createApp>).handler(r),
+    page: (r) => (ref.app as ReturnType<typeof createApp>).page(r),
+    logger: createLogger({ level: 'warn' }),
+    maxBodyBytes: 256 * 1024,
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `${origin}/wechat`;
   const config = loadConfig({
+    PUBLIC_URL: origin,
     WECHAT_TOKEN: 'demotoken',
     DIFY_API_KEY: 'app-demo-key',
     DIFY_BASE_URL: dify.url,
@@ -68,10 +105,7 @@ async function main(): Promise<void> {
     LOG_LEVEL: process.env['LOG_LEVEL'] ?? 'warn',
   });
   const store = await openStore(config.store, { embedded: nedbBackend });
-  const app = createApp(config, { store, logger: createLogger({ level: config.logLevel }) });
-  const server = createHttpServer({ handler: app.handler, logger: app.logger, maxBodyBytes: config.server.maxBodyBytes });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/wechat`;
+  const app = (ref.app = createApp(config, { store, logger: createLogger({ level: config.logLevel }) }));
   const wechat = new WechatSim({ url, token: 'demotoken', timeoutMs: config.wechat.timeoutMs });
 
   console.log(`wechat-dify-bot demo — server ${url}, Dify simulator ${dify.url}, embedded store ${dataDir}`);
@@ -92,16 +126,20 @@ async function main(): Promise<void> {
   await say({ type: 'event', event: 'subscribe' }, 'welcome');
   await say('你好', 'fast answer', 'Dify answers in under a second');
   await say('讲讲公众号的5秒限制', 'slow answer', 'Dify needs ~7 s: the first delivery times out, the second gets the answer');
-  await say('写一篇关于周报的长文', 'placeholder', 'Dify needs ~18 s: longer than all three deliveries');
-  console.log(`\x1b[2m   …waiting for the answer to finish…\x1b[0m\n`);
-  await new Promise((r) => setTimeout(r, ms(5000)));
+  const placeholder = await say('写一篇关于周报的长文', 'placeholder', 'Dify needs ~18 s: longer than all three deliveries');
+  const link = /<a href="([^"]+)">/.exec(placeholder.text ?? '')?.[1];
+  if (link) await follow(link);
   let r = await say('1', 'page 1', 'fetch the answer');
-  while (r.text && /回复 1 查看后续$/.test(r.text)) r = await say('1', 'next page', 'fetch the next page');
+  while (r.text && r.text.includes('回复 1 查看后续')) r = await say('1', 'next page', 'fetch the next page');
   await say('1', 'nothing left');
   await say('/clear', 'cleared', 'forget the conversation');
   await say('/help', 'help');
   console.log(`Dify was called ${dify.calls.length} times for ${Object.keys(ANSWERS).length} questions: WeChat's re-deliveries never ask twice.`);
 
+  if (link && process.env['DEMO_OPEN'] === '1') {
+    console.log(`The answer page stays open at ${link} — press Ctrl-C to stop.`);
+    await new Promise<void>((r) => process.once('SIGINT', () => r()));
+  }
   server.closeAllConnections();
   server.close();
   await dify.close();

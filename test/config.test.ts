@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_TEXTS, loadConfig, secretsOf } from '../lib/config';
+import { DEFAULT_TEXTS, loadConfig, replyReserveBytes, secretsOf } from '../lib/config';
 import { ConfigError } from '../lib/errors';
 
 const base = { WECHAT_TOKEN: 'token123', DIFY_API_KEY: 'app-xyz' };
@@ -78,5 +78,44 @@ describe('loadConfig', () => {
       'sec-ret-123',
       uri,
     ]);
+  });
+});
+
+describe('answer page settings', () => {
+  it('is on with PUBLIC_URL, off with a warning without it, and off without one when switched off', () => {
+    expect(loadConfig({ ...base, PUBLIC_URL: 'https://bot.example.com/' }).page).toMatchObject({ enabled: true, publicUrl: 'https://bot.example.com', routes: 'path', ttlMs: 7 * 86_400_000, maxStreams: 2000 });
+    const off = loadConfig(base).page;
+    expect(off.enabled).toBe(false);
+    expect(off.warning).toMatch(/PUBLIC_URL/);
+    const switchedOff = loadConfig({ ...base, ANSWER_PAGE: 'off', PUBLIC_URL: 'https://bot.example.com' }).page;
+    expect([switchedOff.enabled, 'warning' in switchedOff]).toEqual([false, false]);
+  });
+
+  it('rejects base URLs that are not plain http(s), and bad durations', () => {
+    fails({ ...base, PUBLIC_URL: 'ftp://x.example' }, 'PUBLIC_URL');
+    fails({ ...base, PUBLIC_URL: 'https://x.example/?a=1' }, 'PUBLIC_URL');
+    fails({ ...base, PUBLIC_URL: 'https://user:pw@x.example' }, 'PUBLIC_URL');
+    fails({ ...base, ANSWER_PAGE_TTL: 'forever' }, 'ANSWER_PAGE_TTL');
+    fails({ ...base, ANSWER_PAGE_TTL: '8d' }, 'ANSWER_PAGE_TTL');
+    expect(loadConfig({ ...base, ANSWER_PAGE_TTL: '12h' }).page.ttlMs).toBe(12 * 3_600_000);
+    expect(loadConfig({ ...base, ANSWER_PAGE_TTL: '3600' }).page.ttlMs).toBe(3_600_000);
+  });
+
+  it('on laf, derives the app URL from APPID and OSS_EXTERNAL_ENDPOINT, or says to set PUBLIC_URL', () => {
+    const laf = { platform: 'laf' as const };
+    expect(loadConfig({ ...base, APPID: 'Abc123', OSS_EXTERNAL_ENDPOINT: 'https://oss.laf.run' }, laf).page).toMatchObject({ enabled: true, publicUrl: 'https://abc123.laf.run', routes: 'laf' });
+    expect(loadConfig({ ...base, APPID: 'abc123', OSS_EXTERNAL_ENDPOINT: 'https://oss.bja.sealos.run/' }, laf).page.publicUrl).toBe('https://abc123.bja.sealos.run');
+    expect(loadConfig({ ...base, APPID: 'abc123', OSS_EXTERNAL_ENDPOINT: 'https://oss.laf.run', PUBLIC_URL: 'https://bot.example.com' }, laf).page.publicUrl).toBe('https://bot.example.com');
+    const unknown = loadConfig({ ...base, APPID: 'abc123', OSS_EXTERNAL_ENDPOINT: 'https://minio.internal:9000' }, laf).page;
+    expect(unknown).toMatchObject({ enabled: false });
+    expect(unknown.warning).toMatch(/PUBLIC_URL/);
+    // The Node server never guesses from laf's variables.
+    expect(loadConfig({ ...base, APPID: 'abc123', OSS_EXTERNAL_ENDPOINT: 'https://oss.laf.run' }).page.enabled).toBe(false);
+  });
+
+  it('reserves room for the link on every page, so pages never outgrow PAGE_BYTES', () => {
+    const on = loadConfig({ ...base, PUBLIC_URL: 'https://a-rather-long-domain-name.example.com' });
+    const off = loadConfig(base);
+    expect(replyReserveBytes(on.texts, on.page) - replyReserveBytes(off.texts, off.page)).toBe(Buffer.byteLength(`\n<a href="https://a-rather-long-domain-name.example.com/a/${'x'.repeat(22)}">${on.texts.pageLinkFull}</a>`));
   });
 });

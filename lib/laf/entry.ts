@@ -161,6 +161,7 @@ export async function handleLafAnswer(ctx: FunctionContext, cloud: LafCloud): Pr
     writableLength?: number;
     on(event: 'close', listener: () => void): void;
   };
+  if (live.destroyed) return undefined;
   live.flushHeaders?.();
   await new Promise<void>((resolve) => {
     live.on('close', resolve);

@@ -47,19 +47,21 @@ export interface PageDeps {
   live: LiveAnswers;
 }
 
-/** Timings of a stream: heartbeat comments, the cross-instance poll, how long one stream lives. */
+/**
+ * Timings of a stream: heartbeat comments, the cross-instance poll, how long one stream lives, and
+ * how long an open page holds push back (renewed at every heartbeat while it stays open).
+ */
 export interface StreamTimings {
   heartbeatMs: number;
   pollMs: number;
   maxLifeMs: number;
+  viewHoldMs: number;
 }
-const TIMINGS: StreamTimings = { heartbeatMs: 15_000, pollMs: 1000, maxLifeMs: 10 * 60_000 };
+export const STREAM_TIMINGS: StreamTimings = { heartbeatMs: 15_000, pollMs: 1000, maxLifeMs: 10 * 60_000, viewHoldMs: 30_000 };
 /** Streams one answer may have open at once (a user with a few tabs; not a crowd). */
 export const STREAMS_PER_ANSWER = 4;
 /** A client this far behind is dropped; it reconnects and resumes. */
 const MAX_QUEUED_BYTES = 1 << 20;
-/** How long an open page holds push back (renewed while it stays open). */
-const VIEW_HOLD_MS = 30_000;
 
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
@@ -96,7 +98,7 @@ function parsePosition(v: string | undefined): Position | undefined {
 
 type Settled = { status: 'answered'; html: string } | { status: 'failed'; message: string };
 
-export function createPageHandler(deps: PageDeps, timings: StreamTimings = TIMINGS) {
+export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREAM_TIMINGS) {
   const { config, store, clock, logger, live } = deps;
   const texts = config.texts;
   let openStreams = 0;
@@ -175,13 +177,14 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = TIMIN
       // The page falls back to polling the JSON state.
       return { status: 503, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8', 'Retry-After': '5' }, body: 'Too many streams' };
     }
-    openStreams++;
-    perAnswer.set(q._id, (perAnswer.get(q._id) ?? 0) + 1);
     const headers = { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' };
     return {
       status: 200,
       headers,
       stream: (sink) => {
+        // Counted from here: a response never streamed (HEAD, a client already gone) holds no slot.
+        openStreams++;
+        perAnswer.set(q._id, (perAnswer.get(q._id) ?? 0) + 1);
         let pos: Position | undefined = from;
         let closed = false;
         const timers: ReturnType<typeof setInterval>[] = [];
@@ -238,7 +241,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = TIMIN
           if ('text' in e) sendText(e);
           else void check();
         });
-        const view = () => void store.notePageView(q._id, clock.now() + VIEW_HOLD_MS).catch(() => undefined);
+        const view = () => void store.notePageView(q._id, clock.now() + timings.viewHoldMs).catch(() => undefined);
         view();
         timers.push(setInterval(() => void check(), timings.pollMs));
         timers.push(
@@ -273,6 +276,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = TIMIN
         return renderPage(q, req.token);
       case 'events': {
         const done = settled(q);
+        if (req.method === 'HEAD') return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: '' };
         if (!done) return events(q, req.token, from);
         // Already settled: the whole answer at once, and the stream ends.
         const body = `retry: 2000\n\nevent: final\ndata: ${JSON.stringify(done)}\n\n`;

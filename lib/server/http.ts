@@ -75,6 +75,8 @@ function sendPage(req: IncomingMessage, res: ServerResponse, out: PageResponse):
     res.end(req.method === 'HEAD' ? undefined : out.body);
     return;
   }
+  // The client may have left while the page looked up its question: then there is nothing to stream to.
+  if (res.destroyed || res.socket?.destroyed) return;
   res.writeHead(out.status, out.headers);
   res.flushHeaders();
   out.stream({

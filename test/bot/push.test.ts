@@ -9,6 +9,7 @@ import { WechatSim } from '../../lib/sim/wechat-sim';
 import type { AddressInfo } from 'net';
 import { DIFY_KEY, SCALE, TOKEN, eventually, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
+import { openSse } from '../../lib/sim/sse-client';
 
 const APP_ID = 'wxpush00000000001';
 const APP_SECRET = 'push-app-secret-value-0001';
@@ -29,14 +30,54 @@ const LONG = Array.from({ length: 6 }, (_, i) => `第${i + 1}部分。` + '推�
 const FAST = { PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '150' };
 const PUSH_ENV = () => ({ WECHAT_PUSH: 'true', WECHAT_APPID: APP_ID, WECHAT_APPSECRET: APP_SECRET, WECHAT_API_BASE: api.url, LOG_LEVEL: 'debug' });
 
-async function start(refuse?: (openId: string) => number | undefined, window: 'fast' | { durationS: number } = 'fast') {
+async function start(refuse?: (openId: string) => number | undefined, window: 'fast' | { durationS: number } = 'fast', answerPage = false) {
   api = await startWechatApiSim({ appId: APP_ID, appSecret: APP_SECRET, ...(refuse ? { refuse } : {}) });
   const durationMs = window === 'fast' ? 600 : window.durationS * 1000 * SCALE;
   h = await startHarness({
+    answerPage,
+    // An open page holds push back for 1 s here (30 s in production), renewed every 0.3 s.
+    pageTimings: { heartbeatMs: 300, pollMs: 100, maxLifeMs: 60_000, viewHoldMs: 1000 },
     env: { ...PUSH_ENV(), ...(window === 'fast' ? FAST : {}) },
     dify: { script: (b) => ({ kind: 'answer', text: b.query === '长' ? LONG : `推送:${String(b.query)}`, durationMs, pieceChars: 200 }) },
   });
 }
+
+describe('push mode with the answer page', () => {
+  it('an answer read on its page while it was written is not pushed as well', async () => {
+    await start(undefined, 'fast', true);
+    const r = await h.wechat.send('oWatch', '问题');
+    const link = /<a href="([^"]+)">/.exec(r.text ?? '')?.[1] as string;
+    expect(r.text).toContain('回答生成后会自动发给你');
+    const sse = await openSse(`${link}/events`);
+    await sse.until((e) => e.event === 'final');
+    // The page's script reports it read once it showed the answer.
+    expect((await fetch(`${link}/read`, { method: 'POST' })).status).toBe(204);
+    sse.close();
+    await h.app.worker.idle();
+    // Push held back while the page was open, then found nothing left to send.
+    await eventually(async () => ((await h.app.store.snapshot()).messages.find((m) => m.user === 'oWatch')?.readOnPage ? true : undefined));
+    // Past the page's hold, push looks again and finds nothing left to send.
+    await new Promise((res) => setTimeout(res, 1800));
+    expect(api.sent).toEqual([]);
+    expect(h.logs.some((l) => l.includes('answer read on its page'))).toBe(true);
+  });
+
+  it('an answer whose page was closed before the end is pushed once the page has been quiet', async () => {
+    await start(undefined, 'fast', true);
+    const r = await h.wechat.send('oLeft', '问题');
+    const link = /<a href="([^"]+)">/.exec(r.text ?? '')?.[1] as string;
+    const sse = await openSse(`${link}/events`);
+    await sse.until((e) => e.event === 'state');
+    sse.close();
+    const key = (await h.app.store.snapshot()).messages.find((m) => m.user === 'oLeft')?._id as string;
+    await eventually(async () => ((await h.app.store.message(key))?.pageViewUntil ? true : undefined));
+    await eventually(() => api.sent.length === 1);
+    expect(api.sent[0]).toEqual({ touser: 'oLeft', content: '推送:问题' });
+    // It was held: not pushed before the page's hold ran out.
+    const q = await h.app.store.message(key);
+    expect((q?.answeredAt ?? 0) < (q?.pageViewUntil ?? 0)).toBe(true);
+  });
+});
 
 describe('push mode', () => {
   it('says the answer will come by itself, shows typing, and pushes it as soon as it is ready', async () => {

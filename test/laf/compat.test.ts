@@ -18,7 +18,7 @@ import { parseXmlFields } from '../../lib/wechat/xml';
 import { driver5Db } from '../support/driver5-db';
 import { DIFY_KEY, TIMINGS, TOKEN, eventually } from '../support/harness';
 import { invokeLaf, lafDependencies, lafTranspile, loadLafFunction, serveLafOverExpress, ts49SyntaxErrors, xmlBodyParser } from '../support/laf-runtime';
-import { openSse } from '../support/sse';
+import { openSse } from '../../lib/sim/sse-client';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const mongo = driver5Db();

@@ -11,7 +11,7 @@ import type { Script } from '../../lib/sim/dify-sim';
 import { launchChromium, haveChromium } from '../support/browser';
 import { startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
-import { openSse } from '../support/sse';
+import { openSse } from '../../lib/sim/sse-client';
 
 const SHOTS = 'dist/screenshots';
 const PHONE = { width: 390, height: 844 };
@@ -74,8 +74,23 @@ async function phone(): Promise<Page> {
   return context.newPage();
 }
 
+/**
+ * The few browser globals the page functions below use. They run in the page, passed as functions:
+ * a string would be eval'd, which the page's CSP rightly forbids. (The project has no DOM types.)
+ */
+interface El {
+  textContent: string | null;
+  attributes: ArrayLike<{ name: string }>;
+}
+declare const document: {
+  getElementById(id: string): El | null;
+  querySelectorAll(selector: string): ArrayLike<El>;
+  scripts: ArrayLike<unknown>;
+  documentElement: { scrollWidth: number };
+};
+
 /** Browser-side: the live text is longer than `n` characters. */
-const liveLongerThan = (n: number) => `(document.getElementById('live')?.textContent ?? '').length > ${n}`;
+const liveLongerThan = (n: number) => [(min: number) => (document.getElementById('live')?.textContent ?? '').length > min, n] as const;
 
 const statusOf = async (question: string) => (await h.app.store.snapshot()).messages.find((m) => m.question === question)?.status;
 
@@ -96,7 +111,7 @@ describe.skipIf(!haveChromium)('the answer page in Chromium', () => {
     const page = await phone();
     await page.goto(url);
     await expect.poll(() => page.textContent('.q')).toBe('城市');
-    await page.waitForFunction(liveLongerThan(10));
+    await page.waitForFunction(...liveLongerThan(10));
     expect(await statusOf('城市')).toBe('pending');
     expect(await page.textContent('#status')).toMatch(/正在思考（已 \d+ 秒）/);
     await page.screenshot({ path: `${SHOTS}/answer-page-streaming.png` });
@@ -109,7 +124,7 @@ describe.skipIf(!haveChromium)('the answer page in Chromium', () => {
     await page.emulateMedia({ colorScheme: 'dark' });
     await page.screenshot({ path: `${SHOTS}/answer-page-dark.png` });
     // Nothing overflows the 390 px viewport except inside the scrolling table and code boxes.
-    expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(PHONE.width);
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
     await expect.poll(async () => (await h.app.store.snapshot()).messages.find((m) => m.question === '城市')?.readOnPage).toBe(true);
     expect((await h.wechat.send('oBrowser', '1')).text).toContain('已在网页中看完');
     await page.context().close();
@@ -120,11 +135,11 @@ describe.skipIf(!haveChromium)('the answer page in Chromium', () => {
     const url = await linkFor('重新加载', 'oReload');
     const page = await phone();
     await page.goto(url);
-    await page.waitForFunction(liveLongerThan(20));
+    await page.waitForFunction(...liveLongerThan(20));
     const before = (await page.textContent('#live')) ?? '';
     await page.reload();
     // The reloaded page starts from what the store has, and goes on from there.
-    await page.waitForFunction(liveLongerThan(0));
+    await page.waitForFunction(...liveLongerThan(0));
     expect(await statusOf('重新加载')).toBe('pending');
     await page.waitForSelector('#final table', { timeout: 20_000 });
     expect(ANSWER.startsWith(before)).toBe(true);
@@ -151,13 +166,12 @@ describe.skipIf(!haveChromium)('the answer page in Chromium', () => {
     await page.waitForSelector('#final table');
     // Clicking every link in the answer opens no script.
     for (const a of await page.$$('#final a')) expect(await a.getAttribute('href')).toMatch(/^https?:/);
-    // Page code runs in the browser (no DOM types here): as a string.
-    const dom = await page.evaluate(`({
+    const dom = await page.evaluate(() => ({
       scripts: document.scripts.length,
-      handlers: [...document.querySelectorAll('*')].filter((e) => [...e.attributes].some((a) => a.name.startsWith('on'))).length,
+      handlers: Array.from(document.querySelectorAll('*')).filter((e) => Array.from(e.attributes).some((a) => a.name.startsWith('on'))).length,
       embedded: document.querySelectorAll('iframe, img, style, link:not([rel=stylesheet])').length,
       width: document.documentElement.scrollWidth,
-    })`);
+    }));
     expect(dom).toEqual({ scripts: 1, handlers: 0, embedded: 0, width: PHONE.width });
     expect(await page.textContent('#final')).toContain('<script>alert("script")</script>');
     await page.screenshot({ path: `${SHOTS}/answer-page-hostile.png` });
@@ -172,7 +186,7 @@ describe.skipIf(!haveChromium)('the answer page in Chromium', () => {
     const hog = await openSse(`${url}/events`); // the one stream allowed
     const page = await phone();
     await page.goto(url);
-    await page.waitForFunction(liveLongerThan(5));
+    await page.waitForFunction(...liveLongerThan(5));
     await page.waitForSelector('#final table', { timeout: 20_000 });
     hog.close();
     await page.context().close();

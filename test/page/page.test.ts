@@ -14,7 +14,7 @@ import { createHttpServer } from '../../lib/server/http';
 import type { Script } from '../../lib/sim/dify-sim';
 import { SCALE, eventually, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
-import { openSse } from '../support/sse';
+import { openSse } from '../../lib/sim/sse-client';
 import { call } from '../support/wire';
 import type { AddressInfo } from 'net';
 

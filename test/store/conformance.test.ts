@@ -264,6 +264,43 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(await s.acquireLease('lease:1', 'e', T0 + 300, T0 + 200)).toBe(true);
   });
 
+  it('answer pages: one shared secret, lookup by token hash, progress only once a link is out', async () => {
+    const s = await open();
+    const secrets = await Promise.all([s.pageSecret(), s.pageSecret(), s.pageSecret()]);
+    expect(secrets[0]).toHaveLength(32);
+    expect(new Set(secrets.map((b) => b.toString('hex'))).size).toBe(1);
+    claimed(await s.claim(question('oG:1', 'oG', T0, { pageToken: 'h1' })));
+    expect((await s.byPageToken('h1'))?._id).toBe('oG:1');
+    expect(await s.byPageToken('h2')).toBeNull();
+    await s.saveProgress('oG:1', 1, '还没有链接');
+    expect((await s.message('oG:1'))?.answer ?? '').toBe('');
+    await s.markPlaceholderSent('oG:1');
+    await s.saveProgress('oG:1', 2, '别的尝试');
+    expect((await s.message('oG:1'))?.answer ?? '').toBe('');
+    await s.saveProgress('oG:1', 1, '写到一半');
+    expect((await s.message('oG:1'))?.answer).toBe('写到一半');
+    await s.notePageView('oG:1', T0 + 500);
+    await s.notePageView('oG:1', T0 + 100);
+    expect((await s.message('oG:1'))?.pageViewUntil).toBe(T0 + 500);
+  });
+
+  it('answer pages: reading to the end delivers the rest once, keeps who took the first pages, notes it for `1`', async () => {
+    const s = await open();
+    const q = await answered(s, 'oRead:1', 'oRead', ['p1', 'p2', 'p3']);
+    const after1 = (await s.takePage(q, 0, 'oRead:reply')) as MessageRecord;
+    const [a, b] = await Promise.all([s.markReadOnPage(after1, T0 + 10, 'q'), s.markReadOnPage(after1, T0 + 10, 'q')]);
+    expect([a, b].filter(Boolean)).toHaveLength(1);
+    const read = await s.message('oRead:1');
+    expect(read).toMatchObject({ pagesDelivered: 3, takers: ['oRead:reply', 'page', 'page'], readOnPage: true });
+    expect(read?.inbox).toBeUndefined();
+    expect(await s.takePage(read as MessageRecord, 3, 'oRead:late')).toBeNull();
+    expect((await s.user('oRead'))?.pageRead).toEqual({ question: 'q', at: T0 + 10 });
+    expect(await s.markReadOnPage(read as MessageRecord, T0 + 20, 'q')).toBe(false);
+    // A pending question has nothing to mark.
+    claimed(await s.claim(question('oRead:2', 'oRead')));
+    expect(await s.markReadOnPage((await s.message('oRead:2')) as MessageRecord, T0, 'q')).toBe(false);
+  });
+
   it('removes messages once their retention has passed (TTL on expireAt)', async () => {
     const s = await open();
     claimed(await s.claim(question('oX:old', 'oX', T0 - 8 * 86_400_000)));

@@ -9,6 +9,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { createApp } from '../../lib/app';
 import type { App } from '../../lib/app';
+import type { StreamTimings } from '../../lib/page/handler';
 import { loadConfig } from '../../lib/config';
 import type { Config } from '../../lib/config';
 import { memoryLogger } from '../../lib/log';
@@ -56,6 +57,7 @@ export interface HarnessOptions {
   dataDir?: string;
   /** Turn the answer page on, with PUBLIC_URL pointing at this server. */
   answerPage?: boolean;
+  pageTimings?: StreamTimings;
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -76,7 +78,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const page = opts.answerPage ? { PUBLIC_URL: origin } : {};
   const config = loadConfig({ WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, ...TIMINGS, ...page, ...opts.env });
   const store = await openStore(config.store, { embedded: nedbBackend });
-  const app = (ref.app = createApp(config, { store, logger }));
+  const app = (ref.app = createApp(config, { store, logger, ...(opts.pageTimings ? { pageTimings: opts.pageTimings } : {}) }));
   const wechat = new WechatSim({ url, token: TOKEN, timeoutMs: Number(config.wechat.timeoutMs), deliveries: config.wechat.deliveries, ...opts.wechat });
   return {
     app,

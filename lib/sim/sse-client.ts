@@ -1,4 +1,4 @@
-/** A Server-Sent Events client over node:http, reading events as a browser's EventSource would. */
+/** A Server-Sent Events client over node:http, reading events as a browser's EventSource would (tests, demo, benchmarks). */
 import { request } from 'http';
 import type { IncomingMessage } from 'http';
 
