@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --write] [-- --only=speed|delivery|burst|peers|markdown|signature]`: the figures in BENCHMARKS.md,
+ * `npm run bench [-- --write] [-- --only=speed|delivery|burst|peers|page|markdown|signature]`: the figures in BENCHMARKS.md,
  * measured side by side in one run.
  *
  * 1. Handler speed: the real server (embedded store, child process) under autocannon on the GET
@@ -13,22 +13,17 @@
  * 4. Signature check timing: a first-character and a last-character mismatch, as a ratio.
  */
 import autocannon from 'autocannon';
-import { spawn } from 'child_process';
-import type { ChildProcess } from 'child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { cpus, tmpdir, totalmem } from 'os';
-import { join, resolve } from 'path';
+import { join } from 'path';
 import { startDifySim } from '../lib/sim/dify-sim';
 import { serialize } from '../lib/store/journal';
 import { benchMarkdown } from './markdown';
+import { benchPage } from './page';
+import { BUILT_SERVER, KEY, ROOT, TOKEN, prng, rssMb, spawnChild, stop } from './support';
 import { WechatSim } from '../lib/sim/wechat-sim';
 import { sha1Signature, verifySignature } from '../lib/wechat/signature';
 
-const ROOT = resolve(__dirname, '..');
-/** What `npm start` runs (built by its first step). */
-const BUILT_SERVER = 'dist/server.js';
-const TOKEN = 'benchtoken';
-const KEY = 'app-bench-key-000001';
 const DURATION_S = Number(process.env['BENCH_DURATION_S'] ?? 8);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 32);
 const SCALE = Number(process.env['BENCH_SCALE'] ?? 0.2);
@@ -41,29 +36,8 @@ const say = (line = '') => {
   out.push(line);
 };
 
-function spawnChild(args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolveUrl, reject) => {
-    child.stdout?.on('data', (b: Buffer) => {
-      const m = /"url":"(http:\/\/[^"]+)"/.exec(b.toString());
-      if (m) resolveUrl({ child, url: (m[1] as string).replace('0.0.0.0', '127.0.0.1') });
-    });
-    child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
-  });
-}
 
-/** Stop a child and wait until it is gone (its files can be removed then). */
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill();
-  await gone;
-}
 
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
 
 const signedQuery = () => {
   const ts = String(Math.floor(Date.now() / 1000));
@@ -187,15 +161,6 @@ async function handlerSpeed(): Promise<void> {
   }
 }
 
-/** Seeded PRNG (mulberry32) so every run draws the same latencies. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Log-normal with median 6 s and sigma 0.82 (p99 ≈ 40 s), clamped to [0.3 s, 40 s]. */
 function latencies(n: number): number[] {
@@ -516,6 +481,7 @@ async function main(): Promise<void> {
   if (!only || only === 'delivery') await delivery();
   if (!only || only === 'burst') await bursts();
   if (!only || only === 'peers') await peers();
+  if (!only || only === 'page') await benchPage(say);
   if (!only || only === 'signature') signatureTiming();
   if (write) {
     const doc =
@@ -523,7 +489,7 @@ async function main(): Promise<void> {
       'Produced by `npm run bench -- --write` (this file is its output). Figures are from one run on the\n' +
       'machine named below; compare ratios measured side by side, not absolute numbers from other machines.\n' +
       'Settings: `BENCH_DURATION_S`, `BENCH_CONNECTIONS`, `BENCH_SCALE`, `BENCH_QUESTIONS`, `BENCH_MEMORY_USERS`,\n' +
-      '`BENCH_FETCH_RECORDS`, `BENCH_BURSTS`, `BENCH_PEER_ROUNDS`, `BENCH_PEER_SECONDS`; `--only=speed|delivery|burst|peers|markdown|signature`.\n\n' +
+      '`BENCH_FETCH_RECORDS`, `BENCH_BURSTS`, `BENCH_PEER_ROUNDS`, `BENCH_PEER_SECONDS`, `BENCH_PAGE_QUESTIONS`, `BENCH_PAGE_STREAMS`; `--only=speed|delivery|burst|peers|page|markdown|signature`.\n\n' +
       out.join('\n') +
       '\n' +
       NOTES;

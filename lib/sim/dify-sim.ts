@@ -57,6 +57,8 @@ export interface RecordedCall {
   body: ChatBody;
   authorization: string | undefined;
   at: number;
+  /** When the first frame of the stream was written (benchmarks time what follows from it). */
+  firstFrameAt?: number;
 }
 
 export interface DifySimOptions {
@@ -185,13 +187,14 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
   const awkward = opts.awkwardChunks ?? true;
   const script = opts.script ?? ((body: ChatBody) => ({ kind: 'answer', text: `你说的是：${String(body.query)}` }) as Script);
 
-  async function write(res: ServerResponse, chunks: string[], durationMs: number): Promise<boolean> {
+  async function write(res: ServerResponse, chunks: string[], durationMs: number, call?: RecordedCall): Promise<boolean> {
     const bytes = chunks.map((c) => Buffer.from(c, 'utf8'));
     // The pause comes before each frame, so the last frame (message_end) lands at `durationMs`.
     const pause = bytes.length > 0 ? durationMs / bytes.length : 0;
     for (const b of bytes) {
       if (pause > 0) await sleep(pause);
       if (res.destroyed) return false;
+      if (call && call.firstFrameAt === undefined) call.firstFrameAt = Date.now();
       for (const piece of awkward ? splitAwkward(b) : [b]) res.write(piece);
     }
     return !res.destroyed;
@@ -200,7 +203,8 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
   async function chat(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const auth = req.headers.authorization;
     const body = ((await readJson(req)) ?? {}) as ChatBody;
-    calls.push({ body, authorization: auth, at: Date.now() });
+    const call: RecordedCall = { body, authorization: auth, at: Date.now() };
+    calls.push(call);
     if (auth !== `Bearer ${opts.apiKey}`) {
       json(res, 401, { code: 'unauthorized', message: 'Access token is invalid', status: 401 });
       return;
@@ -243,9 +247,9 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
           // interleave pings so idle time between frames never exceeds the ping interval
           const withPings: string[] = [];
           for (const f of frames) withPings.push('event: ping\n\n', f);
-          await write(res, withPings, s.durationMs ?? 0);
+          await write(res, withPings, s.durationMs ?? 0, call);
         } else {
-          await write(res, frames, s.durationMs ?? 0);
+          await write(res, frames, s.durationMs ?? 0, call);
         }
         res.end();
         return;

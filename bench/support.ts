@@ -1,0 +1,46 @@
+/** What the benchmark cases share: child processes, their memory, seeded randomness. */
+import { spawn } from 'child_process';
+import type { ChildProcess } from 'child_process';
+import { readFileSync } from 'fs';
+import { resolve } from 'path';
+
+export const ROOT = resolve(__dirname, '..');
+/** What `npm start` runs (built by its first step). */
+export const BUILT_SERVER = 'dist/server.js';
+export const TOKEN = 'benchtoken';
+export const KEY = 'app-bench-key-000001';
+
+/** Start `node args…` and resolve once it prints the URL it listens on. */
+export function spawnChild(args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolveUrl, reject) => {
+    child.stdout?.on('data', (b: Buffer) => {
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(b.toString());
+      if (m) resolveUrl({ child, url: (m[1] as string).replace('0.0.0.0', '127.0.0.1') });
+    });
+    child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
+  });
+}
+
+/** Stop a child and wait until it is gone (its files can be removed then). */
+export async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill();
+  await gone;
+}
+
+export function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Seeded PRNG (mulberry32) so every run draws the same latencies. */
+export function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
