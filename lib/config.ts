@@ -270,9 +270,10 @@ function pageConfig(env: Env, platform: 'node' | 'laf'): PageConfig {
   const given = str(env, 'PUBLIC_URL');
   let publicUrl: string | undefined;
   if (given !== undefined) {
-    publicUrl = url(env, 'PUBLIC_URL', given);
-    const parsed = new URL(publicUrl);
+    const parsed = new URL(url(env, 'PUBLIC_URL', given));
     if (parsed.search || parsed.hash || parsed.username || parsed.password) throw new ConfigError('PUBLIC_URL', 'must be a plain base URL such as https://bot.example.com (no query, fragment or credentials)');
+    // The normalised form: links are written into replies, so nothing odd from the input survives.
+    publicUrl = parsed.href.replace(/\/+$/, '');
   } else if (platform === 'laf') {
     publicUrl = lafPublicUrl(env);
   }

@@ -97,6 +97,9 @@ describe('answer page settings', () => {
     fails({ ...base, PUBLIC_URL: 'https://user:pw@x.example' }, 'PUBLIC_URL');
     fails({ ...base, ANSWER_PAGE_TTL: 'forever' }, 'ANSWER_PAGE_TTL');
     fails({ ...base, ANSWER_PAGE_TTL: '8d' }, 'ANSWER_PAGE_TTL');
+    // A path prefix is kept (a proxy may serve the bot under one); anything odd is normalised away.
+    expect(loadConfig({ ...base, PUBLIC_URL: 'https://X.example/bot/' }).page.publicUrl).toBe('https://x.example/bot');
+    expect(loadConfig({ ...base, PUBLIC_URL: 'https://x.example/b"<i>' }).page.publicUrl).toBe('https://x.example/b%22%3Ci%3E');
     expect(loadConfig({ ...base, ANSWER_PAGE_TTL: '12h' }).page.ttlMs).toBe(12 * 3_600_000);
     expect(loadConfig({ ...base, ANSWER_PAGE_TTL: '3600' }).page.ttlMs).toBe(3_600_000);
   });

@@ -9,7 +9,7 @@
  */
 import type { Clock } from '../clock';
 import type { Config } from '../config';
-import { fill, pagePath } from '../config';
+import { fill } from '../config';
 import { errorLogFields, failureText } from '../errors';
 import type { LiveAnswers } from '../live';
 import type { Logger } from '../log';
@@ -78,12 +78,16 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 };
 const NO_STORE = { ...SECURITY_HEADERS, 'Cache-Control': 'no-store' };
 
-/** The endpoints of one question's page, and of the shared assets, under each platform's routes. */
+/**
+ * The endpoints of one question's page and the shared assets, relative to the page's own URL, so
+ * they stay right behind a proxy that serves the bot under a path prefix (PUBLIC_URL with a path).
+ */
 export function pageUrls(routes: Config['page']['routes'], token: string) {
-  const page = pagePath(routes, token);
-  const sub = (op: string) => (routes === 'laf' ? `${page}&x=${op}` : `${page}/${op}`);
-  const asset = (name: string) => (routes === 'laf' ? `/answer?asset=${name}` : `/a/assets/${name}`);
-  return { page, events: sub('events'), state: sub('state'), read: sub('read'), css: asset('page.css'), js: asset('page.js') };
+  if (routes === 'laf') {
+    const page = `answer?t=${token}`;
+    return { events: `${page}&x=events`, state: `${page}&x=state`, read: `${page}&x=read`, css: 'answer?asset=page.css', js: 'answer?asset=page.js' };
+  }
+  return { events: `${token}/events`, state: `${token}/state`, read: `${token}/read`, css: 'assets/page.css', js: 'assets/page.js' };
 }
 
 /** A position in the answer's text: which attempt (a takeover starts over) and how far. */
@@ -220,8 +224,12 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
         };
         // Look at the store: the truth, and the only news from other instances.
         let checking = false;
-        const check = async () => {
+        let ticks = 0;
+        const check = async (tick = false) => {
           if (closed || checking) return;
+          // While this process writes the answer, its news comes in memory; the store is read
+          // every few seconds still, for a /clear or an unsubscribe handled elsewhere.
+          if (tick && live.current(q._id) && ++ticks % 5 !== 0) return;
           checking = true;
           try {
             const cur = await find(token);
@@ -241,9 +249,12 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
           if ('text' in e) sendText(e);
           else void check();
         });
-        const view = () => void store.notePageView(q._id, clock.now() + timings.viewHoldMs).catch(() => undefined);
+        // Push holds back while a page is open (lib/bot/push.ts); without push nobody needs to know.
+        const view = () => {
+          if (config.wechat.push) void store.notePageView(q._id, clock.now() + timings.viewHoldMs).catch(() => undefined);
+        };
         view();
-        timers.push(setInterval(() => void check(), timings.pollMs));
+        timers.push(setInterval(() => void check(true), timings.pollMs));
         timers.push(
           setInterval(() => {
             if (!sink.write(': ping\n\n') && sink.pending > MAX_QUEUED_BYTES) close();

@@ -248,7 +248,7 @@ describe('the answer function on laf', () => {
       expect(page.status).toBe(200);
       expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
       const html = await page.text();
-      expect(html).toContain('/answer?asset=page.js');
+      expect(html).toContain('src="answer?asset=page.js"');
       expect((await fetch(`${server.url}/answer?asset=page.js`)).status).toBe(200);
       // The answer is written by the wechat function: the page follows it through MongoDB.
       const sse = await openSse(`${local}&x=events`);

@@ -82,6 +82,10 @@ describe('the page', () => {
   it('streams the answer while Dify writes it, then the rendered answer; reading it counts as delivered', async () => {
     h = await pageHarness({ 人口: slow(ANSWER, 12) });
     const url = linkIn((await h.wechat.send('oLive', '人口')).text);
+    // `1` while it is being written offers the same page.
+    const thinking = await h.wechat.send('oLive', '1');
+    expect(thinking.text).toMatch(/^「人口」\n还在思考中/);
+    expect(linkIn(thinking.text)).toBe(url);
     const page = await call(url);
     expect(page.status).toBe(200);
     expect(page.type).toBe('text/html; charset=utf-8');
