@@ -74,17 +74,25 @@ function rawBody(ctx: FunctionContext): string {
   return '';
 }
 
-/** Handle one laf invocation of the `wechat` function. */
-export async function handleLafRequest(ctx: FunctionContext, cloud: LafCloud): Promise<unknown> {
-  let app: App;
+/**
+ * The app, or the text of the 500 to send when it cannot start (the log says why). `detail`: name
+ * the setting at fault (the webhook, which the owner tests); a public page says only that it failed.
+ */
+async function appOr500(ctx: FunctionContext, cloud: LafCloud, detail: boolean): Promise<App | { error: string }> {
   try {
-    app = await lafApp(cloud);
+    return await lafApp(cloud);
   } catch (err) {
     console.error(JSON.stringify({ level: 'error', msg: 'cannot start: configuration', ...errorLogFields(err) }));
     ctx.response?.status(500);
     ctx.response?.setHeader('Content-Type', 'text/plain; charset=utf-8');
-    return err instanceof ConfigError ? `Configuration error: ${err.message}` : 'Internal Server Error';
+    return { error: detail && err instanceof ConfigError ? `Configuration error: ${err.message}` : 'Internal Server Error' };
   }
+}
+
+/** Handle one laf invocation of the `wechat` function. */
+export async function handleLafRequest(ctx: FunctionContext, cloud: LafCloud): Promise<unknown> {
+  const app = await appOr500(ctx, cloud, true);
+  if ('error' in app) return app.error;
   const query: Record<string, string | string[] | undefined> = {};
   for (const [k, v] of Object.entries(ctx.query ?? {})) {
     if (typeof v === 'string') query[k] = v;
@@ -139,14 +147,8 @@ function lafPageRequest(ctx: FunctionContext): PageRequest {
  * sends the return value of any function whose response is still open (docs/laf.md).
  */
 export async function handleLafAnswer(ctx: FunctionContext, cloud: LafCloud): Promise<unknown> {
-  let app: App;
-  try {
-    app = await lafApp(cloud);
-  } catch (err) {
-    console.error(JSON.stringify({ level: 'error', msg: 'cannot start: configuration', ...errorLogFields(err) }));
-    ctx.response?.status(500);
-    return 'Internal Server Error';
-  }
+  const app = await appOr500(ctx, cloud, false);
+  if ('error' in app) return app.error;
   const out: PageResponse = await app.page(lafPageRequest(ctx));
   const res = ctx.response;
   res?.status(out.status);
