@@ -55,12 +55,23 @@ export const PAGE_JS = `(function () {
   var pollTimer = null;
   var ticker = null;
 
-  function markRead() {
+  function post() {
     try {
       var x = new XMLHttpRequest();
       x.open('POST', d.read, true);
       x.send('');
     } catch (e) {}
+  }
+  // Read means the end of the answer came on screen, not merely that the page was opened.
+  function markRead() {
+    var end = document.getElementById('end');
+    if (!end || typeof IntersectionObserver === 'undefined') return post();
+    var io = new IntersectionObserver(function (entries) {
+      for (var i = 0; i < entries.length; i++) {
+        if (entries[i].isIntersecting) { io.disconnect(); return post(); }
+      }
+    });
+    io.observe(end);
   }
   function tick() {
     if (done || !statusEl) return;

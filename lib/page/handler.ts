@@ -60,6 +60,8 @@ export interface StreamTimings {
 export const STREAM_TIMINGS: StreamTimings = { heartbeatMs: 15_000, pollMs: 1000, maxLifeMs: 10 * 60_000, viewHoldMs: 30_000 };
 /** Streams one answer may have open at once (a user with a few tabs; not a crowd). */
 export const STREAMS_PER_ANSWER = 4;
+/** Rendered answers kept; past that, the one rendered longest ago makes room. */
+const RENDER_CACHE = 64;
 /** A client this far behind is dropped; it reconnects and resumes. */
 const MAX_QUEUED_BYTES = 1 << 20;
 
@@ -138,8 +140,21 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     return q;
   }
 
+  // Rendering a long answer takes milliseconds: keep the last few, so reloads and polls are cheap.
+  const rendered = new Map<string, string>();
+  function answerHtml(q: MessageRecord): string {
+    const key = `${q._id}\n${q.answeredAt ?? 0}`;
+    let out = rendered.get(key);
+    if (out === undefined) {
+      out = markdownToHtml(q.answer ?? '');
+      if (rendered.size >= RENDER_CACHE) rendered.delete(rendered.keys().next().value as string);
+      rendered.set(key, out);
+    }
+    return out;
+  }
+
   function settled(q: MessageRecord): Settled | undefined {
-    if (q.status === 'answered') return { status: 'answered', html: markdownToHtml(q.answer ?? '') };
+    if (q.status === 'answered') return { status: 'answered', html: answerHtml(q) };
     if (q.status === 'failed') return { status: 'failed', message: failureText(q.failure?.kind ?? 'failed', texts) };
     return undefined;
   }
@@ -172,8 +187,10 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
         (done.status === 'answered' ? `<article id="final" class="md">${done.html}</article>` : `<article id="final" class="failed">${escapeHtml(done.message)}</article>`)
       : `<div id="status" class="status" role="status">${escapeHtml(fill(texts.pageThinking, { seconds }))}</div>` +
         `<div id="live" class="live"${p.text ? '' : ' hidden'}>${escapeHtml(p.text)}</div><article id="final" class="md" hidden></article>`;
+    // The end of the answer: once it has been on screen, the page reports the answer read.
+    const end = '<div id="end"></div>';
     const question = q.question ?? '';
-    return html(200, shell(question.length > 40 ? [...question].slice(0, 40).join('') + '…' : question, `<main id="app" ${attrs}><blockquote class="q">${escapeHtml(question)}</blockquote>${answer}</main>`, urls));
+    return html(200, shell(quote(question), `<main id="app" ${attrs}><blockquote class="q">${escapeHtml(question)}</blockquote>${answer}${end}</main>`, urls));
   }
 
   function events(q: MessageRecord, token: string, from: Position | undefined): PageResponse {

@@ -60,6 +60,7 @@ const answers: Record<string, Script> = {
   重新加载: { kind: 'answer', text: ANSWER, durationMs: 5000, pieceChars: 2 },
   恶意: { kind: 'answer', text: HOSTILE, durationMs: 1500, pieceChars: 40 },
   轮询: { kind: 'answer', text: ANSWER, durationMs: 3000, pieceChars: 3 },
+  长文: { kind: 'answer', text: Array.from({ length: 30 }, (_, i) => `第 ${i + 1} 段。` + '很长的回答内容，'.repeat(20)).join('\n\n'), durationMs: 1000, pieceChars: 200 },
 };
 
 async function linkFor(question: string, user: string): Promise<string> {
@@ -189,6 +190,25 @@ describe.skipIf(!haveChromium)('the answer page in Chromium', () => {
     await page.waitForFunction(...liveLongerThan(5));
     await page.waitForSelector('#final table', { timeout: 20_000 });
     hog.close();
+    await page.context().close();
+  });
+
+  it('a long answer counts as read only once its end has been on screen', async () => {
+    h = await start();
+    const url = await linkFor('长文', 'oScroll');
+    await h.app.worker.idle();
+    // The narrowest common phone width.
+    const context = await browser.newContext({ viewport: { width: 360, height: 640 }, isMobile: true, locale: 'zh-CN' });
+    const page = await context.newPage();
+    await page.goto(url);
+    await page.waitForSelector('#final p');
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
+    await new Promise((r) => setTimeout(r, 1000));
+    const record = async () => (await h.app.store.snapshot()).messages.find((m) => m.question === '长文');
+    expect((await record())?.readOnPage).toBeUndefined();
+    expect((await h.wechat.send('oScroll', '1')).text).toContain('第 1 段');
+    await page.locator('#end').scrollIntoViewIfNeeded();
+    await expect.poll(async () => (await record())?.readOnPage).toBe(true);
     await page.context().close();
   });
 

@@ -233,6 +233,26 @@ describe('who may see a page', () => {
     b.close();
   });
 
+  it('caps streams per answer, keeps idle streams alive with comments, and ends old ones (the browser resumes)', async () => {
+    h = await startHarness({
+      answerPage: true,
+      env: FIRST,
+      pageTimings: { heartbeatMs: 100, pollMs: 100, maxLifeMs: 600, viewHoldMs: 1000 },
+      dify: { script: () => slow('慢慢写的回答', 30) },
+    });
+    const url = linkIn((await h.wechat.send('oCap', '问题')).text);
+    const four = await Promise.all(Array.from({ length: 4 }, () => openSse(`${url}/events`)));
+    expect(four.map((s) => s.status)).toEqual([200, 200, 200, 200]);
+    const fifth = await openSse(`${url}/events`);
+    expect(fifth.status).toBe(503);
+    // Nothing new to say for a while: comments keep proxies from closing the stream.
+    await new Promise((r) => setTimeout(r, 400));
+    expect(four[0]?.comments).toBeGreaterThanOrEqual(2);
+    // A stream lives a bounded time, then ends; its slot is free again.
+    await Promise.all(four.map((s) => s.ended));
+    expect((await openSse(`${url}/events`).then((s) => (s.close(), s.status)))).toBe(200);
+  });
+
   it('only the methods each endpoint needs', async () => {
     h = await pageHarness({ 方法: slow('答', 2) });
     const url = linkIn((await h.wechat.send('oMethod', '方法')).text);
