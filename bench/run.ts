@@ -452,6 +452,7 @@ const NOTES = `
 | \`1\` at ≥ 3× its former ~1,500 req/s, flat from 1k to 200k stored records | "Handler speed" |
 | every answer Dify finishes within ~14 s delivered without \`1\`; 1.00 Dify calls per question; 0 lost | "Delivery within WeChat’s window" |
 | Markdown → text under 50 ms per 100 KB on the worst input found, linear | "Markdown on hostile answers" |
+| answer page: ≥ 1,000 live streams in one process with < 100 MB extra memory | "The answer page: live streams one process holds" |
 
 ### How to read them
 
