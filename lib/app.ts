@@ -12,8 +12,9 @@ import type { Handler } from './bot/handler';
 import { Pusher } from './bot/push';
 import { Wakeups } from './bot/wakeups';
 import { AnswerWorker } from './bot/worker';
+import type { Answerer } from './answerer';
 import { createDifyClient } from './dify/client';
-import type { DifyClient } from './dify/client';
+import { createOpenAIClient } from './openai/client';
 import { LiveAnswers } from './live';
 import type { Logger } from './log';
 import { createLogger } from './log';
@@ -38,7 +39,8 @@ export interface App {
 
 export interface AppDeps {
   store: Store;
-  dify?: DifyClient;
+  /** The model backend; built from the config (LLM_PROVIDER) when omitted. */
+  answerer?: Answerer;
   clock?: Clock;
   logger?: Logger;
   /** The WeChat server API (push mode); built from the config when omitted. */
@@ -47,12 +49,16 @@ export interface AppDeps {
   pageTimings?: StreamTimings;
 }
 
+/** The backend LLM_PROVIDER names (lib/answerer.ts). */
+export function createAnswerer(config: Config): Answerer {
+  if (config.llm.provider === 'openai' && config.openai) return createOpenAIClient(config.openai);
+  return createDifyClient({ baseUrl: config.dify.baseUrl, apiKey: config.dify.apiKey, idleTimeoutMs: config.dify.idleTimeoutMs, answerTimeoutMs: config.dify.answerTimeoutMs });
+}
+
 export function createApp(config: Config, deps: AppDeps): App {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger({ level: config.logLevel, secrets: secretsOf(config) });
-  const dify =
-    deps.dify ??
-    createDifyClient({ baseUrl: config.dify.baseUrl, apiKey: config.dify.apiKey, idleTimeoutMs: config.dify.idleTimeoutMs, answerTimeoutMs: config.dify.answerTimeoutMs });
+  const answerer = deps.answerer ?? createAnswerer(config);
   const { store } = deps;
   const { appId, appSecret } = config.wechat;
   let pusher: Pusher | undefined;
@@ -66,8 +72,8 @@ export function createApp(config: Config, deps: AppDeps): App {
   const live = new LiveAnswers();
   if (config.page.warning) logger.warn(config.page.warning);
   const links = config.page.enabled ? new PageLinks(store, config.page) : undefined;
-  const worker = new AnswerWorker({ config, store, dify, clock, logger, wakeups, onSettled, live: links ? live : undefined });
-  const bot = new Bot({ config, store, clock, logger, worker, dify, wakeups, push: pusher, links });
+  const worker = new AnswerWorker({ config, store, answerer, clock, logger, wakeups, onSettled, live: links ? live : undefined });
+  const bot = new Bot({ config, store, clock, logger, worker, answerer, wakeups, push: pusher, links });
   const handler = createHandler({ config, bot, clock, logger });
   const page = createPageHandler({ config, store, clock, logger, live }, deps.pageTimings);
   return {

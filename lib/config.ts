@@ -45,6 +45,10 @@ export interface Texts {
   pageThinking: string;
   /** The answer page for an unknown, expired or revoked link. */
   pageGone: string;
+  /** After an answer the model stopped at its token limit. */
+  answerCut: string;
+  /** After an answer the model's content filter cut short. */
+  answerFiltered: string;
 }
 
 export const DEFAULT_TEXTS: Texts = {
@@ -76,6 +80,8 @@ export const DEFAULT_TEXTS: Texts = {
   readOnPage: '「{question}」的回答你已在网页中看完了，没有待发送的内容。',
   pageThinking: '正在思考（已 {seconds} 秒）…',
   pageGone: '这个链接不存在或已失效。',
+  answerCut: '（回答太长，已被截断。可以让我接着说。）',
+  answerFiltered: '（部分内容被模型的安全策略过滤了。）',
 };
 
 /** What a menu CLICK EventKey does: run a command, or ask Dify a fixed question. */
@@ -98,6 +104,9 @@ export interface Config {
     /** How many deliveries WeChat makes of one message (observed: 3). */
     deliveries: number;
   };
+  /** Which backend answers (lib/answerer.ts): Dify, or any OpenAI-compatible server. */
+  llm: { provider: 'dify' | 'openai' };
+  /** With `LLM_PROVIDER=dify`; `apiKey` is '' otherwise. */
   dify: {
     apiKey: string;
     baseUrl: string;
@@ -106,6 +115,10 @@ export interface Config {
     /** Abort a Dify call after this long in all, however lively the stream. */
     answerTimeoutMs: number;
   };
+  /** With `LLM_PROVIDER=openai` (docs/openai.md). */
+  openai: OpenAIConfig | undefined;
+  /** What an OpenAI-compatible prompt carries of the user's earlier turns. */
+  history: { maxTurns: number; maxChars: number; idleResetMs: number };
   delivery: {
     /** Each delivery answers by this long after it arrived. */
     replyDeadlineMs: number;
@@ -128,6 +141,19 @@ export interface Config {
   /** The answer page (lib/page/): off unless a public base URL is known. */
   page: PageConfig;
   logLevel: LogLevel;
+}
+
+export interface OpenAIConfig {
+  baseUrl: string;
+  apiKey: string | undefined;
+  model: string;
+  systemPrompt: string | undefined;
+  temperature: number | undefined;
+  maxTokens: number | undefined;
+  /** Provider options merged into the request body (e.g. DeepSeek's `thinking`, DashScope's `enable_thinking`). */
+  extraBody: Record<string, unknown>;
+  idleTimeoutMs: number;
+  answerTimeoutMs: number;
 }
 
 export interface PageConfig {
@@ -294,10 +320,45 @@ function pageConfig(env: Env, platform: 'node' | 'laf'): PageConfig {
   return { enabled: true, ...base };
 }
 
+/** A number in [min, max], or undefined when unset. */
+function num(env: Env, name: string, min: number, max: number): number | undefined {
+  const v = str(env, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max) throw new ConfigError(name, `must be a number between ${min} and ${max}, got "${v}"`);
+  return n;
+}
+
+function openaiConfig(env: Env): OpenAIConfig {
+  const extraBody = json(env, 'OPENAI_EXTRA_BODY', (v) => {
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError('OPENAI_EXTRA_BODY', 'must be a JSON object of request fields, e.g. {"enable_thinking": false}');
+    for (const k of ['model', 'messages', 'stream']) {
+      if (k in v) throw new ConfigError('OPENAI_EXTRA_BODY', `may not set "${k}" (the bot sets it)`);
+    }
+    return v as Record<string, unknown>;
+  }, {});
+  const maxTokens = num(env, 'OPENAI_MAX_TOKENS', 1, 10_000_000);
+  return {
+    baseUrl: url(env, 'OPENAI_BASE_URL', 'https://api.openai.com/v1'),
+    apiKey: str(env, 'OPENAI_API_KEY'),
+    model: required(env, 'OPENAI_MODEL', 'the model name your server knows, e.g. gpt-4o-mini, deepseek-chat, qwen-plus, llama3.1'),
+    systemPrompt: env['SYSTEM_PROMPT']?.trim() ? (env['SYSTEM_PROMPT'] as string).trim() : undefined,
+    temperature: num(env, 'OPENAI_TEMPERATURE', 0, 2),
+    maxTokens: maxTokens === undefined ? undefined : Math.floor(maxTokens),
+    extraBody,
+    idleTimeoutMs: int(env, 'OPENAI_TIMEOUT_MS', 120_000, 100, 3_600_000),
+    answerTimeoutMs: int(env, 'OPENAI_ANSWER_TIMEOUT_MS', 300_000, 100, 3_600_000),
+  };
+}
+
 export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Config {
   const token = required(env, 'WECHAT_TOKEN', 'the Token from the WeChat console, 3-32 letters or digits');
   if (!/^[A-Za-z0-9]{3,32}$/.test(token)) throw new ConfigError('WECHAT_TOKEN', 'must be 3-32 letters or digits, as the WeChat console requires');
-  const apiKey = required(env, 'DIFY_API_KEY', 'the API key of your Dify app, "app-…"');
+  const providerName = str(env, 'LLM_PROVIDER') ?? (str(env, 'DIFY_API_KEY') === undefined && str(env, 'OPENAI_MODEL') !== undefined ? 'openai' : 'dify');
+  if (providerName !== 'dify' && providerName !== 'openai') throw new ConfigError('LLM_PROVIDER', `must be dify or openai, got "${providerName}"`);
+  const provider: 'dify' | 'openai' = providerName;
+  const apiKey = provider === 'dify' ? required(env, 'DIFY_API_KEY', 'the API key of your Dify app, "app-…" (or LLM_PROVIDER=openai with OPENAI_MODEL)') : '';
+  const openai = provider === 'openai' ? openaiConfig(env) : undefined;
 
   const aesKey = str(env, 'WECHAT_AES_KEY');
   const appId = str(env, 'WECHAT_APPID');
@@ -343,6 +404,13 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
       timeoutMs,
       deliveries: int(env, 'WECHAT_DELIVERIES', 3, 1, 10),
     },
+    llm: { provider },
+    openai,
+    history: {
+      maxTurns: int(env, 'HISTORY_MAX_TURNS', 10, 0, 100),
+      maxChars: int(env, 'HISTORY_MAX_CHARS', 12_000, 0, 1_000_000),
+      idleResetMs: duration(env, 'HISTORY_IDLE_RESET', 2 * 3_600_000, 60_000, 30 * 86_400_000),
+    },
     dify: {
       apiKey,
       baseUrl: url(env, 'DIFY_BASE_URL', 'https://api.dify.ai/v1'),
@@ -376,13 +444,15 @@ export const CONFIG_VARIABLES = [
   'SIGNATURE_TOLERANCE_S', 'WECHAT_TIMEOUT_MS', 'WECHAT_DELIVERIES', 'DIFY_API_KEY', 'DIFY_BASE_URL', 'DIFY_TIMEOUT_MS', 'DIFY_ANSWER_TIMEOUT_MS',
   'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'PAGE_BYTES', 'STALE_AFTER_MS', 'POLL_MS', 'STORE', 'MONGODB_URI', 'MONGODB_DB',
   'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'BOT_TEXTS', 'MENU_KEYS', 'SCENE_REPLIES', 'LOG_LEVEL',
+  'LLM_PROVIDER', 'OPENAI_BASE_URL', 'OPENAI_API_KEY', 'OPENAI_MODEL', 'SYSTEM_PROMPT', 'OPENAI_TEMPERATURE', 'OPENAI_MAX_TOKENS',
+  'OPENAI_EXTRA_BODY', 'OPENAI_TIMEOUT_MS', 'OPENAI_ANSWER_TIMEOUT_MS', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
   'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
 ] as const;
 
 /** The secrets in a config, for log redaction. */
 export function secretsOf(config: Config): string[] {
-  return [config.wechat.token, config.dify.apiKey, config.wechat.aesKey, config.wechat.appSecret, config.store.mongoUri].filter(
-    (s): s is string => typeof s === 'string',
+  return [config.wechat.token, config.dify.apiKey, config.openai?.apiKey, config.wechat.aesKey, config.wechat.appSecret, config.store.mongoUri].filter(
+    (s): s is string => typeof s === 'string' && s !== '',
   );
 }
 

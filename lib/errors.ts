@@ -37,39 +37,40 @@ export class RequestError extends BotError {
 /** The store can't do what was asked: locked by another process, corrupt, or inconsistent. */
 export class StoreError extends BotError {}
 
-/** What kind of Dify failure this is decides the user's text (see `failureText`). */
-export type DifyFailureKind =
+/** What kind of model failure this is decides the user's text (see `failureText`). */
+export type FailureKind =
   | 'quota' // the plan or model provider quota is used up
-  | 'busy' // Dify is overloaded or had an internal error: try again later
-  | 'config' // the bot is misconfigured (key, app, model provider)
-  | 'down' // Dify could not be reached, or went silent
+  | 'busy' // the backend is overloaded or had an internal error: try again later
+  | 'config' // the bot is misconfigured (key, app, model)
+  | 'down' // the backend could not be reached, or went silent
   | 'failed'; // the answer itself failed (in-stream error, cut stream)
 
 /**
- * Dify failed. `status` is the HTTP status (0 for network failures), `difyCode` Dify's own error code.
- * `conversationGone` marks the 404 "Conversation Not Exists." case, recovered by starting a new one.
+ * The model backend (Dify, an OpenAI-compatible server) failed. `status` is the HTTP status (0 for
+ * network failures), `backendCode` the backend's own error code.
  */
-export class DifyError extends BotError {
-  readonly kind: DifyFailureKind;
+export class ModelError extends BotError {
+  readonly kind: FailureKind;
   readonly status: number;
-  readonly difyCode: string;
-  constructor(
-    kind: DifyFailureKind,
-    code: string,
-    message: string,
-    opts: { status?: number; difyCode?: string; cause?: unknown } = {},
-  ) {
+  readonly backendCode: string;
+  constructor(kind: FailureKind, code: string, message: string, opts: { status?: number; backendCode?: string; cause?: unknown } = {}) {
     super(code, message, { cause: opts.cause });
     this.kind = kind;
     this.status = opts.status ?? 0;
-    this.difyCode = opts.difyCode ?? '';
-  }
-
-  /** Dify says the stored conversation can't be continued; forget it and start a new one. */
-  get conversationGone(): boolean {
-    return (this.status === 404 && /conversation/i.test(this.message)) || this.difyCode === 'conversation_completed';
+    this.backendCode = opts.backendCode ?? '';
   }
 }
+
+/** Dify failed. `conversationGone` marks the 404 "Conversation Not Exists." case, recovered by starting a new one. */
+export class DifyError extends ModelError {
+  /** Dify says the stored conversation can't be continued; forget it and start a new one. */
+  get conversationGone(): boolean {
+    return (this.status === 404 && /conversation/i.test(this.message)) || this.backendCode === 'conversation_completed';
+  }
+}
+
+/** An OpenAI-compatible server failed (docs/openai.md). */
+export class OpenAIError extends ModelError {}
 
 /** The WeChat server API (access token, customer-service send) answered an error code. */
 export class WechatApiError extends BotError {
@@ -81,7 +82,7 @@ export class WechatApiError extends BotError {
 }
 
 /** Classify a Dify HTTP error body (docs/dify.md) into a failure kind. */
-export function classifyDifyHttp(status: number, difyCode: string): DifyFailureKind {
+export function classifyDifyHttp(status: number, difyCode: string): FailureKind {
   if (difyCode === 'provider_quota_exceeded' || difyCode === 'rate_limit_error') return 'quota';
   if (status === 429 || status >= 500) return 'busy';
   if (status === 401 || status === 403) return 'config';
@@ -90,7 +91,7 @@ export function classifyDifyHttp(status: number, difyCode: string): DifyFailureK
 }
 
 /** Classify an in-stream `error` event (docs/dify.md). */
-export function classifyDifyStream(status: number, difyCode: string): DifyFailureKind {
+export function classifyDifyStream(status: number, difyCode: string): FailureKind {
   if (difyCode === 'provider_quota_exceeded') return 'quota';
   if (difyCode === 'provider_not_initialize' || difyCode === 'model_currently_not_support') return 'config';
   if (status >= 500) return 'busy';
@@ -107,7 +108,7 @@ export interface FailureTexts {
 }
 
 /** What the WeChat user reads for a failed answer. */
-export function failureText(kind: DifyFailureKind, texts: FailureTexts): string {
+export function failureText(kind: FailureKind, texts: FailureTexts): string {
   switch (kind) {
     case 'quota':
       return texts.failQuota;
@@ -124,8 +125,8 @@ export function failureText(kind: DifyFailureKind, texts: FailureTexts): string 
 
 /** Fields for one log line about an error: named code, never the message body of a secret-bearing request. */
 export function errorLogFields(err: unknown): Record<string, unknown> {
-  if (err instanceof DifyError) {
-    return { error: err.name, code: err.code, kind: err.kind, status: err.status, difyCode: err.difyCode, message: err.message };
+  if (err instanceof ModelError) {
+    return { error: err.name, code: err.code, kind: err.kind, status: err.status, backendCode: err.backendCode, message: err.message };
   }
   if (err instanceof WechatApiError) return { error: err.name, code: err.code, errcode: err.errcode };
   if (err instanceof BotError) return { error: err.name, code: err.code, message: err.message };

@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   server.listen(config.server.port, config.server.host, LISTEN_BACKLOG, () => {
     const addr = server.address();
     const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
-    app.logger.info('listening', { url: `http://${config.server.host}:${port}/wechat`, store: storeKind, dify: config.dify.baseUrl });
+    app.logger.info('listening', { url: `http://${config.server.host}:${port}/wechat`, store: storeKind, model: config.llm.provider === 'openai' ? `${config.openai?.baseUrl} (${config.openai?.model})` : config.dify.baseUrl });
   });
 
   let stopping = false;

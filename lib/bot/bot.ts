@@ -11,7 +11,7 @@ import type { Clock } from '../clock';
 import type { Config } from '../config';
 import { fill } from '../config';
 import type { CommandName } from '../config';
-import type { DifyClient } from '../dify/client';
+import type { Answerer } from '../answerer';
 import { errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import type { MessageRecord, Store } from '../store';
@@ -44,7 +44,7 @@ export interface BotDeps {
   clock: Clock;
   logger: Logger;
   worker: AnswerWorker;
-  dify: DifyClient;
+  answerer: Answerer;
   wakeups: Wakeups;
   /** Push mode: late answers are sent by the customer-service API (lib/bot/push.ts). */
   push?: Pick<Pusher, 'available' | 'afterPlaceholder'> | undefined;
@@ -349,9 +349,9 @@ export class Bot {
     wakeups.notify(user);
     if (conversationId) {
       // Best effort: the conversation is already forgotten here, whatever Dify answers.
-      this.deps.dify
+      this.deps.answerer
         .deleteConversation(conversationId, user)
-        .catch((err) => this.deps.logger.warn('could not delete the conversation at Dify', { user, ...errorLogFields(err) }));
+        .catch((err) => this.deps.logger.warn('could not delete the conversation at the backend', { user, ...errorLogFields(err) }));
     }
     return { reply: this.texts.cleared };
   }

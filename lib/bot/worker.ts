@@ -6,14 +6,14 @@
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import { replyReserveBytes } from '../config';
-import type { DifyClient } from '../dify/client';
-import type { DifyAnswer } from '../dify/events';
-import { DifyError, errorLogFields } from '../errors';
+import type { Answer, Answerer, Turn } from '../answerer';
+import { DifyError, ModelError, errorLogFields } from '../errors';
 import type { LiveAnswers } from '../live';
 import type { Logger } from '../log';
 import { Stop } from '../stop';
 import type { Failure, MessageRecord, Settlement, Store, UserRecord } from '../store';
 import { markdownToText } from '../text/markdown';
+import { visibleAnswer } from '../text/reasoning';
 import { paginate } from '../text/paging';
 import type { Wakeups } from './wakeups';
 
@@ -23,7 +23,7 @@ export type AnsweredHook = (record: MessageRecord) => Promise<void>;
 export interface WorkerDeps {
   config: Config;
   store: Store;
-  dify: DifyClient;
+  answerer: Answerer;
   clock: Clock;
   logger: Logger;
   wakeups: Wakeups;
@@ -35,12 +35,35 @@ export interface WorkerDeps {
 /** How often the answer so far is saved for answer pages on other instances (docs/answer-page.md). */
 export const PROGRESS_SAVE_MS = 500;
 
-/** At most this many Dify calls per question: the first, and one after a takeover. */
+/**
+ * The turns an OpenAI-compatible prompt carries before `q` (docs/openai.md): of its generation,
+ * asked before it, oldest first; as many of the latest as fit the turn and character limits; none
+ * once the user has been silent longer than the idle reset.
+ */
+export function historyFor(q: MessageRecord, user: UserRecord | null, limits: Config['history']): Turn[] {
+  if (!user?.history || (user.generation ?? 0) !== (q.generation ?? 0)) return [];
+  const earlier = user.history.filter((t) => t.askedAt < q.createdAt).sort((a, b) => a.askedAt - b.askedAt);
+  const kept: Turn[] = [];
+  let chars = (q.question ?? '').length;
+  let after = q.createdAt;
+  for (let i = earlier.length - 1; i >= 0 && kept.length < limits.maxTurns; i--) {
+    const t = earlier[i] as Turn;
+    // Silence longer than the idle reset ends the conversation: nothing before it counts.
+    if (after - t.askedAt > limits.idleResetMs) break;
+    chars += t.question.length + t.answer.length;
+    if (chars > limits.maxChars) break;
+    kept.unshift(t);
+    after = t.askedAt;
+  }
+  return kept;
+}
+
+/** At most this many model calls per question: the first, and one after a takeover. */
 const MAX_ATTEMPTS = 2;
 
 function toFailure(err: unknown): Failure {
-  if (err instanceof DifyError) return { kind: err.kind, code: err.code, status: err.status, difyCode: err.difyCode };
-  return { kind: 'failed', code: 'internal', status: 0, difyCode: '' };
+  if (err instanceof ModelError) return { kind: err.kind, code: err.code, status: err.status, backendCode: err.backendCode };
+  return { kind: 'failed', code: 'internal', status: 0, backendCode: '' };
 }
 
 export class AnswerWorker {
@@ -74,7 +97,7 @@ export class AnswerWorker {
     const now = clock.now();
     const staleBefore = now - config.delivery.staleAfterMs;
     if ((q.attempts ?? 1) >= MAX_ATTEMPTS) {
-      const failed = await store.abandon(q, staleBefore, { kind: 'failed', code: 'worker_lost', status: 0, difyCode: '' }, now);
+      const failed = await store.abandon(q, staleBefore, { kind: 'failed', code: 'worker_lost', status: 0, backendCode: '' }, now);
       if (failed) {
         logger.warn('answer abandoned: its worker died twice', { key: q._id });
         wakeups.notify(q.user);
@@ -97,11 +120,22 @@ export class AnswerWorker {
   }
 
   private async run(q: MessageRecord, attempt: number, known?: UserRecord | null): Promise<void> {
-    const { store, dify, clock, config, logger } = this.deps;
+    const { store, answerer, clock, config, logger } = this.deps;
     const stop = new Stop();
-    let text = '';
+    // The model's text so far, and what of it may be shown (reasoning removed), worked out lazily.
+    let raw = '';
+    let shownFor = '';
+    let shownText = '';
+    const visible = () => {
+      if (raw !== shownFor) {
+        shownFor = raw;
+        shownText = visibleAnswer(raw, true);
+      }
+      return shownText;
+    };
     let saved = '';
     const beat = async () => {
+      const text = visible();
       const progress = text !== saved ? (saved = text) : undefined;
       const mine = await store.heartbeat(q._id, attempt, clock.now(), progress).catch((err) => {
         logger.warn('heartbeat failed', { key: q._id, ...errorLogFields(err) });
@@ -116,23 +150,32 @@ export class AnswerWorker {
     let shown = '';
     const progress = config.page.enabled
       ? setInterval(() => {
+          const text = visible();
           if (text === shown) return;
           shown = text;
           void store.saveProgress(q._id, attempt, text).catch((err) => logger.warn('could not save progress', { key: q._id, ...errorLogFields(err) }));
         }, PROGRESS_SAVE_MS)
       : undefined;
+    const live = this.deps.live;
+    let published = '';
     const onText = (t: string) => {
-      text = t;
-      this.deps.live?.publish(q._id, { text: t, attempt });
+      raw = t;
+      if (!live) return;
+      const text = visible();
+      if (text === published) return; // only thinking, or a tag held back: nothing new to show
+      published = text;
+      live.publish(q._id, { text, attempt });
     };
     const started = clock.now();
     try {
       const user = known !== undefined ? known : await store.user(q.user);
       const generation = q.generation ?? 0;
-      const conversationId = user && (user.generation ?? 0) === generation ? user.conversationId : undefined;
-      const ask = (conv: string | undefined): Promise<DifyAnswer> =>
-        dify.chat({ query: q.question ?? '', user: q.user, conversationId: conv }, { onText, stop });
-      let answer: DifyAnswer;
+      const keeps = answerer.keepsConversation;
+      const conversationId = keeps && user && (user.generation ?? 0) === generation ? user.conversationId : undefined;
+      const history = keeps ? undefined : historyFor(q, user, config.history);
+      const ask = (conv: string | undefined): Promise<Answer> =>
+        answerer.chat({ query: q.question ?? '', user: q.user, conversationId: conv, history }, { onText, stop });
+      let answer: Answer;
       try {
         answer = await ask(conversationId);
       } catch (err) {
@@ -143,22 +186,33 @@ export class AnswerWorker {
         await store.forgetConversation(q.user, conversationId);
         answer = await ask(undefined);
       }
-      const plain = markdownToText(answer.text);
+      // Thinking never counts as the answer; a cut answer says so.
+      const shownAnswer = visibleAnswer(answer.text);
+      const note = answer.cut === 'length' ? config.texts.answerCut : answer.cut === 'content_filter' ? config.texts.answerFiltered : '';
+      const full = shownAnswer && note ? `${shownAnswer}\n\n${note}` : shownAnswer;
+      const plain = markdownToText(full);
       let result: Settlement;
       if (plain) {
         const pages = paginate(plain, config.delivery.pageBytes, config.texts.pageHint, replyReserveBytes(config.texts, config.page));
-        result = { status: 'answered', answer: answer.text, pages };
+        result = { status: 'answered', answer: full, pages };
         if (answer.conversationId) result.conversationId = answer.conversationId;
         if (answer.messageId) result.messageId = answer.messageId;
         if (answer.usage) result.usage = answer.usage;
       } else {
-        result = { status: 'failed', answer: answer.text, failure: { kind: 'failed', code: 'dify_empty_answer', status: 200, difyCode: '' } };
+        const code = answer.cut === 'content_filter' ? `${answerer.kind}_content_filter` : `${answerer.kind}_empty_answer`;
+        result = { status: 'failed', answer: shownAnswer, failure: { kind: 'failed', code, status: 200, backendCode: answer.cut ?? '' } };
       }
       const done = await store.settle(q._id, attempt, result, clock.now());
       // Not saved means the question is gone (cleared, unsubscribed) or another worker owns it now.
       // A continued conversation keeps its id: nothing to write then.
-      if (done && answer.conversationId && answer.conversationId !== conversationId) {
+      if (done && keeps && answer.conversationId && answer.conversationId !== conversationId) {
         await store.setConversation(q.user, generation, answer.conversationId, clock.now());
+      }
+      // The backend keeps nothing: the turn joins the user's history (answers only, never thinking).
+      if (done && !keeps && result.status === 'answered') {
+        const turn: Turn = { question: q.question ?? '', answer: shownAnswer, askedAt: q.createdAt };
+        if (answer.usage?.total_tokens !== undefined) turn.tokens = answer.usage.total_tokens;
+        await store.addTurn(q.user, generation, turn, config.history.maxTurns, clock.now());
       }
       logger.info('answer ready', {
         key: q._id,

@@ -7,37 +7,14 @@ import axios from 'axios';
 import type { AxiosInstance, CancelTokenSource } from 'axios';
 import type { Readable } from 'stream';
 import { DifyError, classifyDifyHttp } from '../errors';
+import type { Answerer, AnswerRequest, ChatHooks } from '../answerer';
 import { AnswerBuilder, createDifyDecoder } from './events';
 import type { DifyAnswer } from './events';
 
-export interface ChatRequest {
-  query: string;
-  /** The sender's OpenID: Dify scopes conversations to it (docs/dify.md). */
-  user: string;
-  conversationId?: string | undefined;
-}
+export type { ChatHooks, StopSignal } from '../answerer';
 
-/** Tells a running call to stop (the question was cleared or its user left); see lib/stop.ts. */
-export interface StopSignal {
-  readonly stopped: boolean;
-  onStop(listener: () => void): void;
-}
-
-export interface ChatHooks {
-  /** The answer so far, after each text event (progress). */
-  onText?: (text: string) => void;
-  /** Every chunk, pings included. */
-  onActivity?: () => void;
-  /** Abort the call: the promise rejects with `dify_stopped`. */
-  stop?: StopSignal;
-}
-
-export interface DifyClient {
-  /** Ask and stream the answer. */
-  chat(req: ChatRequest, hooks?: ChatHooks): Promise<DifyAnswer>;
-  /** Delete a conversation at Dify; 404 counts as done. */
-  deleteConversation(conversationId: string, user: string): Promise<void>;
-}
+/** The Dify answerer: conversations live at Dify, keyed by the id we keep per user. */
+export type DifyClient = Answerer;
 
 export interface DifyClientOptions {
   baseUrl: string;
@@ -76,7 +53,7 @@ function httpError(status: number, body: string): DifyError {
   } catch {
     // not JSON (a proxy's error page): keep the text
   }
-  return new DifyError(classifyDifyHttp(status, code), `dify_http_${status}`, message || `HTTP ${status}`, { status, difyCode: code });
+  return new DifyError(classifyDifyHttp(status, code), `dify_http_${status}`, message || `HTTP ${status}`, { status, backendCode: code });
 }
 
 function networkError(err: unknown): DifyError {
@@ -165,7 +142,7 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
   const drainMs = opts.drainMs ?? 30_000;
   const answerTimeoutMs = opts.answerTimeoutMs ?? 300_000;
 
-  async function request(req: ChatRequest, cancel: CancelTokenSource, why: () => DifyError | undefined): Promise<Readable> {
+  async function request(req: AnswerRequest, cancel: CancelTokenSource, why: () => DifyError | undefined): Promise<Readable> {
     let res;
     try {
       res = await http.post<Readable>(
@@ -190,6 +167,8 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
   }
 
   return {
+    kind: 'dify',
+    keepsConversation: true,
     async chat(req, hooks = {}) {
       // One deadline and one stop for the whole call: headers and body alike. axios's CancelToken
       // rather than AbortController, which laf's function sandbox does not provide (docs/laf.md).

@@ -12,14 +12,8 @@ export interface DifyEvent {
   [field: string]: unknown;
 }
 
-export interface Usage {
-  prompt_tokens?: number;
-  completion_tokens?: number;
-  total_tokens?: number;
-  total_price?: string;
-  currency?: string;
-  latency?: number;
-}
+import type { Usage } from '../answerer';
+export type { Usage } from '../answerer';
 
 /**
  * Bytes → events. Multi-byte characters split across chunks are held by a streaming UTF-8
@@ -101,7 +95,7 @@ export class AnswerBuilder {
         const code = String(e['code'] ?? 'unknown');
         throw new DifyError(classifyDifyStream(status, code), 'dify_stream_error', String(e['message'] ?? 'Dify reported an error'), {
           status,
-          difyCode: code,
+          backendCode: code,
         });
       }
       default:

@@ -13,7 +13,7 @@ export interface Update {
   $unset?: Record<string, true>;
   $inc?: Record<string, number>;
   $max?: Record<string, number>;
-  /** Append one value to an array field. */
+  /** Append one value to an array field; `{$each: [v], $slice: -n}` appends and keeps the last n. */
   $push?: Record<string, unknown>;
   /** Remove the last (1) element of an array field. */
   $pop?: Record<string, 1>;

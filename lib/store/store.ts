@@ -8,9 +8,9 @@
  * and covered by one conformance suite (test/store/conformance.test.ts).
  */
 import { createHash, randomBytes } from 'crypto';
-import type { DifyFailureKind } from '../errors';
+import type { FailureKind } from '../errors';
 import { StoreError } from '../errors';
-import type { Usage } from '../dify/events';
+import type { Turn, Usage } from '../answerer';
 import type { Backend, Collection, Update } from './collection';
 
 /** Messages and their answers are kept this long, then removed by a TTL index. */
@@ -24,10 +24,10 @@ const UNSUBSCRIBE_MEMORY_MS = 10 * 60_000;
 export type QuestionStatus = 'pending' | 'answered' | 'failed' | 'cleared';
 
 export interface Failure {
-  kind: DifyFailureKind;
+  kind: FailureKind;
   code: string;
   status: number;
-  difyCode: string;
+  backendCode: string;
 }
 
 /** One inbound message (deduplicated on its key) and, for questions, the answer's life. */
@@ -88,6 +88,8 @@ export interface UserRecord {
   pushBlockedUntil?: number;
   /** The last answer the user read to its end on the answer page, so `1` can say so. */
   pageRead?: { question: string; at: number };
+  /** Recent turns for backends that keep no conversation (OpenAI-compatible), this generation only. */
+  history?: Turn[];
   updatedAt: number;
 }
 
@@ -359,7 +361,7 @@ export class Store {
   /** `/clear`: forget the conversation, start a new generation, cancel every undelivered answer. */
   async clearUser(user: string, now: number): Promise<{ conversationId: string | undefined; cancelled: number }> {
     const before = await this.user(user);
-    await this.users.upsert(user, { $inc: { generation: 1 }, $unset: { conversationId: true }, $set: { updatedAt: now } });
+    await this.users.upsert(user, { $inc: { generation: 1 }, $unset: { conversationId: true, history: true }, $set: { updatedAt: now } });
     const cancelled = await this.messages.updateMany(
       { inbox: user },
       { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true } },
@@ -375,6 +377,20 @@ export class Store {
       return;
     }
     await this.users.updateOne({ _id: user, generation }, { $set: { conversationId, updatedAt: now } });
+  }
+
+  /**
+   * Record an answered turn in the user's history (OpenAI-compatible backends), unless `/clear`
+   * started a new generation meanwhile; at most `keep` turns are kept. Called once per question,
+   * by the worker whose answer was saved.
+   */
+  async addTurn(user: string, generation: number, turn: Turn, keep: number, now: number): Promise<void> {
+    const push = { $push: { history: { $each: [turn], $slice: -keep } } };
+    if (generation === 0 && !(await this.user(user))) {
+      await this.users.upsert(user, { ...push, $set: { updatedAt: now }, $max: { generation: 0 } });
+      return;
+    }
+    await this.users.updateOne({ _id: user, generation }, { ...push, $set: { updatedAt: now } });
   }
 
   /** Forget a conversation the backend no longer knows (404), if it is still the stored one. */

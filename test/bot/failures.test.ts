@@ -28,7 +28,7 @@ const CASES: [string, Script, 'failQuota' | 'failBusy' | 'failConfig' | 'failDow
 ];
 
 describe('Dify failures', () => {
-  it.each(CASES)('%s → the user reads an honest text, the log names the code, the next question works', async (_name, script, text, difyCode) => {
+  it.each(CASES)('%s → the user reads an honest text, the log names the code, the next question works', async (_name, script, text, backendCode) => {
     let calls = 0;
     h = await startHarness({ env: { DIFY_TIMEOUT_MS: '300' }, dify: { script: (b) => (calls++ === 0 ? script : { kind: 'answer', text: `ok:${String(b.query)}` }) } });
     const r = await h.wechat.send('oFault', 'first');
@@ -36,7 +36,7 @@ describe('Dify failures', () => {
     expect(r.text).toBe(h.config.texts[text]);
     const q = await h.app.store.message(`oFault:${r.msgId}`);
     expect(q?.status).toBe('failed');
-    if (difyCode) expect(h.logs.some((l) => l.includes('"answer failed"') && l.includes(`"difyCode":"${difyCode}"`))).toBe(true);
+    if (backendCode) expect(h.logs.some((l) => l.includes('"answer failed"') && l.includes(`"backendCode":"${backendCode}"`))).toBe(true);
     const next = await h.wechat.send('oFault', 'second');
     expect(next.text).toBe('ok:second');
     expect(h.logs.join('\n')).not.toContain(DIFY_KEY);

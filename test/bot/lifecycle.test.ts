@@ -10,19 +10,20 @@ import type { Decision } from '../../lib/bot/bot';
 import { Wakeups } from '../../lib/bot/wakeups';
 import { AnswerWorker } from '../../lib/bot/worker';
 import { loadConfig } from '../../lib/config';
-import type { ChatHooks, ChatRequest, DifyClient } from '../../lib/dify/client';
-import type { DifyAnswer } from '../../lib/dify/events';
+import type { Answer, AnswerRequest, Answerer, ChatHooks } from '../../lib/answerer';
 import { memoryLogger } from '../../lib/log';
 import { Store } from '../../lib/store';
 import { nedbBackend } from '../../lib/store/nedb';
 import type { InboundMessage } from '../../lib/wechat/xml';
 import { ManualClock } from '../support/manual-clock';
 
-/** The Dify port, answering each question when the test calls `answer`. */
-class ScriptedDify implements DifyClient {
+/** The answerer port, answering each question when the test calls `answer`. */
+class ScriptedDify implements Answerer {
+  readonly kind = 'dify';
+  readonly keepsConversation = true;
   readonly asked: string[] = [];
-  private readonly pending = new Map<string, { resolve: (a: DifyAnswer) => void }>();
-  chat(req: ChatRequest, hooks: ChatHooks = {}): Promise<DifyAnswer> {
+  private readonly pending = new Map<string, { resolve: (a: Answer) => void }>();
+  chat(req: AnswerRequest, hooks: ChatHooks = {}): Promise<Answer> {
     this.asked.push(req.query);
     return new Promise((resolve, reject) => {
       this.pending.set(req.query, { resolve });
@@ -44,8 +45,8 @@ async function setup(env: Record<string, string> = {}) {
   const logger = memoryLogger({ secrets: [] });
   const dify = new ScriptedDify();
   const wakeups = new Wakeups(clock);
-  const worker = new AnswerWorker({ config, store, dify, clock, logger, wakeups });
-  const bot = new Bot({ config, store, clock, logger, worker, dify, wakeups });
+  const worker = new AnswerWorker({ config, store, answerer: dify, clock, logger, wakeups });
+  const bot = new Bot({ config, store, clock, logger, worker, answerer: dify, wakeups });
   let msgId = 1000n;
   /** One delivery arriving now; resolves to the decision and the (virtual) ms it was made at. */
   const deliver = (m: InboundMessage) => {

@@ -93,7 +93,7 @@ describe('chat: failures map to named errors', () => {
   it('a wrong key is a configuration error (401)', async () => {
     sim = await startDifySim({ apiKey: KEY });
     const client = createDifyClient({ baseUrl: sim.url, apiKey: 'app-wrong', idleTimeoutMs: 5000 });
-    expect(await failure(client.chat(ask))).toMatchObject({ kind: 'config', status: 401, difyCode: 'unauthorized' });
+    expect(await failure(client.chat(ask))).toMatchObject({ kind: 'config', status: 401, backendCode: 'unauthorized' });
   });
 
   it('404 Conversation Not Exists. is recognisable as a gone conversation', async () => {
@@ -160,7 +160,7 @@ describe('chat: failures map to named errors', () => {
 
   it('an in-stream error event fails with its Dify code', async () => {
     const client = await withScript({ kind: 'stream-error', text: 'partial', status: 400, code: 'completion_request_error', message: 'boom' });
-    expect(await failure(client.chat(ask))).toMatchObject({ kind: 'failed', difyCode: 'completion_request_error', code: 'dify_stream_error' });
+    expect(await failure(client.chat(ask))).toMatchObject({ kind: 'failed', backendCode: 'completion_request_error', code: 'dify_stream_error' });
   });
 
   it('a stream without message_end is not an answer', async () => {
@@ -184,9 +184,10 @@ describe('deleteConversation', () => {
   it('deletes at Dify with the user, and treats 404 as done', async () => {
     const client = await withScript({ kind: 'answer', text: 'hi' });
     const a = await client.chat(ask);
-    await client.deleteConversation(a.conversationId, 'oUser');
-    expect(sim.deletes).toEqual([{ conversationId: a.conversationId, user: 'oUser' }]);
-    expect(sim.conversations.has(a.conversationId)).toBe(false);
-    await expect(client.deleteConversation(a.conversationId, 'oUser')).resolves.toBeUndefined();
+    const id = a.conversationId as string;
+    await client.deleteConversation(id, 'oUser');
+    expect(sim.deletes).toEqual([{ conversationId: id, user: 'oUser' }]);
+    expect(sim.conversations.has(id)).toBe(false);
+    await expect(client.deleteConversation(id, 'oUser')).resolves.toBeUndefined();
   });
 });

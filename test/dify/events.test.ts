@@ -98,7 +98,7 @@ describe('AnswerBuilder semantics (docs/dify.md)', () => {
       }
     })();
     expect(err).toBeInstanceOf(DifyError);
-    expect(err).toMatchObject({ kind: 'quota', difyCode: 'provider_quota_exceeded', status: 400 });
+    expect(err).toMatchObject({ kind: 'quota', backendCode: 'provider_quota_exceeded', status: 400 });
     expect(() => new AnswerBuilder().apply({ event: 'error', status: 500, code: 'internal_server_error', message: 'x' })).toThrow(expect.objectContaining({ kind: 'busy' }));
     expect(() => new AnswerBuilder().apply({ event: 'error', status: 400, code: 'completion_request_error', message: 'x' })).toThrow(expect.objectContaining({ kind: 'failed' }));
   });

@@ -80,7 +80,7 @@ describe.each(kinds)('store conformance: $name', (kind) => {
   /** A question answered with `pages` (or failed when none). */
   const answered = async (s: Store, id: string, user: string, pages: string[] | null, now = T0) => {
     claimed(await s.claim(question(id, user, now)));
-    const result: Settlement = pages ? { status: 'answered', answer: pages.join(''), pages } : { status: 'failed', failure: { kind: 'busy', code: 'x', status: 503, difyCode: '' } };
+    const result: Settlement = pages ? { status: 'answered', answer: pages.join(''), pages } : { status: 'failed', failure: { kind: 'busy', code: 'x', status: 503, backendCode: '' } };
     const done = await s.settle(id, 1, result, now + 1);
     if (!done) throw new Error('settle failed');
     return done;
@@ -170,7 +170,7 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     const again = (await s.message('oT:1')) as MessageRecord;
     expect(again.attempts).toBe(2);
     expect(await s.settle('oT:1', 1, { status: 'answered', answer: 'old worker', pages: ['x'] }, T0)).toBeNull();
-    const failure = { kind: 'failed' as const, code: 'worker_lost', status: 0, difyCode: '' };
+    const failure = { kind: 'failed' as const, code: 'worker_lost', status: 0, backendCode: '' };
     expect(await s.abandon(again, T0 + 1, failure, T0 + 2)).not.toBeNull();
     expect((await s.message('oT:1'))?.status).toBe('failed');
   });

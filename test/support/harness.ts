@@ -19,10 +19,13 @@ import { nedbBackend } from '../../lib/store/nedb';
 import { startDifySim } from '../../lib/sim/dify-sim';
 import type { DifySim, DifySimOptions } from '../../lib/sim/dify-sim';
 import { WechatSim } from '../../lib/sim/wechat-sim';
+import { startOpenAISim } from '../../lib/sim/openai-sim';
+import type { OpenAISim, OpenAISimOptions } from '../../lib/sim/openai-sim';
 import type { WechatSimOptions } from '../../lib/sim/wechat-sim';
 
 export const TOKEN = 'testtoken123';
 export const DIFY_KEY = 'app-test-secret-key-0001';
+export const OPENAI_KEY = 'sk-test-openai-secret-0001';
 
 /** WeChat's 5 s window scaled to 1 s: deadline 0.8 s, 3 deliveries. Dify latencies scale the same (×0.2). */
 export const SCALE = 0.2;
@@ -39,6 +42,8 @@ export interface Harness {
   app: App;
   config: Config;
   dify: DifySim;
+  /** With `openai`: the OpenAI-compatible simulator the bot asks instead of Dify. */
+  openai: OpenAISim | undefined;
   wechat: WechatSim;
   url: string;
   /** The server's origin, http://127.0.0.1:<port>. */
@@ -57,6 +62,8 @@ export interface HarnessOptions {
   dataDir?: string;
   /** Turn the answer page on, with PUBLIC_URL pointing at this server. */
   answerPage?: boolean;
+  /** Ask an OpenAI-compatible simulator (LLM_PROVIDER=openai) instead of Dify. */
+  openai?: OpenAISimOptions;
   pageTimings?: StreamTimings;
 }
 
@@ -65,7 +72,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'wdb-'));
   // Listen first, so the answer page's PUBLIC_URL can name the port.
   const ref: { app?: App } = {};
-  const logger = memoryLogger({ secrets: [TOKEN, DIFY_KEY] });
+  const logger = memoryLogger({ secrets: [TOKEN, DIFY_KEY, OPENAI_KEY] });
   const server = createHttpServer({
     handler: (r) => (ref.app as App).handler(r),
     page: (r) => (ref.app as App).page(r),
@@ -76,7 +83,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const url = `${origin}/wechat`;
   const page = opts.answerPage ? { PUBLIC_URL: origin } : {};
-  const config = loadConfig({ WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, ...TIMINGS, ...page, ...opts.env });
+  const openai = opts.openai ? await startOpenAISim({ apiKey: OPENAI_KEY, model: 'sim-model', ...opts.openai }) : undefined;
+  const backend = openai ? { LLM_PROVIDER: 'openai', OPENAI_BASE_URL: openai.url, OPENAI_MODEL: 'sim-model', OPENAI_API_KEY: OPENAI_KEY } : {};
+  const config = loadConfig({ WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, ...TIMINGS, ...page, ...backend, ...opts.env });
   const store = await openStore(config.store, { embedded: nedbBackend });
   const app = (ref.app = createApp(config, { store, logger, ...(opts.pageTimings ? { pageTimings: opts.pageTimings } : {}) }));
   const wechat = new WechatSim({ url, token: TOKEN, timeoutMs: Number(config.wechat.timeoutMs), deliveries: config.wechat.deliveries, ...opts.wechat });
@@ -84,6 +93,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     app,
     config,
     dify,
+    openai,
     wechat,
     url,
     origin,
@@ -92,13 +102,14 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     dataDir,
     async close() {
       // Every test that runs a harness also proves no secret reached a log line (issue: security).
-      const secrets = [TOKEN, DIFY_KEY, config.wechat.token, config.dify.apiKey, config.wechat.aesKey, config.wechat.appSecret].filter(
+      const secrets = [TOKEN, DIFY_KEY, OPENAI_KEY, config.wechat.token, config.dify.apiKey, config.wechat.aesKey, config.wechat.appSecret].filter(
         (v): v is string => typeof v === 'string' && v.length >= 6,
       );
       const leaked = secrets.filter((secret) => logger.lines.some((line) => line.includes(secret)));
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await dify.close();
+      await openai?.close();
       await app.close();
       if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
       if (leaked.length > 0) throw new Error(`a secret appeared in the log (${leaked.length} value(s))`);

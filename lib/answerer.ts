@@ -1,0 +1,69 @@
+/**
+ * The answerer port (docs/architecture.md): what the bot asks a model backend. Dify
+ * (lib/dify/client.ts) keeps each user's conversation itself; an OpenAI-compatible server
+ * (lib/openai/client.ts) is sent the user's recent turns from our store with every question.
+ * Both stream, and both fail with a `ModelError` (lib/errors.ts), so the lifecycle is the same.
+ */
+
+export interface Usage {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+  total_tokens?: number;
+  total_price?: string;
+  currency?: string;
+  latency?: number;
+}
+
+/** One earlier exchange of the user's, as the prompt carries it. */
+export interface Turn {
+  question: string;
+  answer: string;
+  /** When the question was asked (ms). */
+  askedAt: number;
+  tokens?: number | undefined;
+}
+
+export interface AnswerRequest {
+  query: string;
+  /** The sender's OpenID: Dify scopes conversations to it; OpenAI-compatible servers may log it as `user`. */
+  user: string;
+  /** Dify: the conversation to continue. */
+  conversationId?: string | undefined;
+  /** OpenAI-compatible: the turns before this question, oldest first. */
+  history?: readonly Turn[] | undefined;
+}
+
+export interface Answer {
+  /** The answer as the model wrote it (reasoning is removed by the caller: lib/text/reasoning.ts). */
+  text: string;
+  conversationId?: string | undefined;
+  messageId?: string | undefined;
+  usage?: Usage | undefined;
+  /** The model stopped early: `length` (token limit) or `content_filter`. */
+  cut?: 'length' | 'content_filter' | undefined;
+}
+
+/** Tells a running call to stop (the question was cleared or its user left); see lib/stop.ts. */
+export interface StopSignal {
+  readonly stopped: boolean;
+  onStop(listener: () => void): void;
+}
+
+export interface ChatHooks {
+  /** The answer so far, after each piece of text (progress). */
+  onText?: (text: string) => void;
+  /** Every chunk, pings and reasoning included. */
+  onActivity?: () => void;
+  /** Abort the call: the promise rejects with a `*_stopped` error. */
+  stop?: StopSignal;
+}
+
+export interface Answerer {
+  readonly kind: 'dify' | 'openai';
+  /** The backend keeps the conversation (Dify); otherwise the store's history is sent along. */
+  readonly keepsConversation: boolean;
+  /** Ask and stream the answer. */
+  chat(req: AnswerRequest, hooks?: ChatHooks): Promise<Answer>;
+  /** Forget a conversation at the backend (Dify; nothing to do elsewhere); "not found" counts as done. */
+  deleteConversation(conversationId: string, user: string): Promise<void>;
+}

@@ -1,0 +1,177 @@
+/**
+ * OpenAI-compatible Chat Completions client (docs/openai.md): `POST {base}/chat/completions` with
+ * `stream: true`, read with axios and eventsource-parser like the Dify client. The backend keeps no
+ * conversation: the prompt is the system prompt, the user's recent turns from our store, and the
+ * question. The request is never re-sent by this module.
+ */
+import axios from 'axios';
+import type { AxiosInstance } from 'axios';
+import type { Readable } from 'stream';
+import type { Answer, AnswerRequest, Answerer, ChatHooks } from '../answerer';
+import type { OpenAIConfig } from '../config';
+import { OpenAIError } from '../errors';
+import { CompletionBuilder, createOpenAIDecoder, errorFrom } from './events';
+
+const MAX_ERROR_BODY = 64 * 1024;
+
+async function readSmall(stream: Readable): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+    size += b.length;
+    if (size > MAX_ERROR_BODY) break;
+    parts.push(b);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+function httpError(status: number, body: string, retryAfter: string | undefined): OpenAIError {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    parsed = { error: body.slice(0, 200) || `HTTP ${status}` };
+  }
+  const err = errorFrom(status, parsed, `HTTP ${status}`);
+  // Retry-After is logged, not obeyed: a new question is the user's call, not a hidden second request.
+  return retryAfter ? new OpenAIError(err.kind, err.code, `${err.message} (Retry-After: ${retryAfter.slice(0, 40)})`, { status, backendCode: err.backendCode }) : err;
+}
+
+function networkError(err: unknown): OpenAIError {
+  const e = err as { code?: string; message?: string };
+  const timedOut = e.code === 'ECONNABORTED' || e.code === 'ETIMEDOUT';
+  return new OpenAIError('down', timedOut ? 'openai_timeout' : 'openai_unreachable', `${e.code ?? 'network error'}: ${e.message ?? ''}`, { cause: err });
+}
+
+/** The messages of a request: system prompt, earlier turns (oldest first), the question. */
+export function buildMessages(req: AnswerRequest, systemPrompt: string | undefined): { role: 'system' | 'user' | 'assistant'; content: string }[] {
+  const messages: { role: 'system' | 'user' | 'assistant'; content: string }[] = [];
+  if (systemPrompt) messages.push({ role: 'system', content: systemPrompt });
+  for (const t of req.history ?? []) messages.push({ role: 'user', content: t.question }, { role: 'assistant', content: t.answer });
+  messages.push({ role: 'user', content: req.query });
+  return messages;
+}
+
+/** Read one stream to its end; rejects with an OpenAIError on an error frame, a cut stream or silence. */
+function readStream(stream: Readable, idleTimeoutMs: number, hooks: ChatHooks): { answer: Promise<Answer>; abort(err: OpenAIError): void } {
+  let abort: (err: OpenAIError) => void = () => undefined;
+  const answer = new Promise<Answer>((resolve, reject) => {
+    const builder = new CompletionBuilder();
+    let settled = false;
+    let idle: ReturnType<typeof setTimeout> | undefined;
+    const finish = (err: OpenAIError | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(idle);
+      stream.destroy();
+      const result = builder.result();
+      if (err || !result) reject(err ?? new OpenAIError('failed', 'openai_stream_incomplete', 'the stream ended without [DONE] or a finish reason'));
+      else resolve(result);
+    };
+    abort = finish;
+    const armIdle = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => finish(new OpenAIError('down', 'openai_idle_timeout', `no data from the model for ${idleTimeoutMs} ms`)), idleTimeoutMs);
+    };
+    const decoder = createOpenAIDecoder(
+      (data) => {
+        if (!settled && builder.apply(data) === 'text') hooks.onText?.(builder.text);
+      },
+      () => {
+        builder.finished = true;
+        finish(undefined);
+      },
+    );
+    const fail = (err: unknown) => finish(err instanceof OpenAIError ? err : new OpenAIError('failed', 'openai_bad_stream', String(err), { cause: err }));
+    armIdle();
+    stream.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      armIdle();
+      hooks.onActivity?.();
+      try {
+        decoder.feed(chunk);
+      } catch (err) {
+        fail(err);
+      }
+    });
+    stream.on('end', () => {
+      if (settled) return;
+      try {
+        decoder.end();
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      finish(undefined);
+    });
+    stream.on('error', (err) => finish(new OpenAIError('failed', 'openai_stream_cut', `the stream broke: ${err.message}`, { cause: err })));
+    stream.on('close', () => finish(builder.finishReason === undefined ? new OpenAIError('failed', 'openai_stream_cut', 'the stream closed early') : undefined));
+  });
+  return { answer, abort: (err) => abort(err) };
+}
+
+export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = axios.create()): Answerer {
+  const headers: Record<string, string> = { 'Content-Type': 'application/json', Accept: 'text/event-stream' };
+  // Local servers (Ollama, LM Studio) need no key.
+  if (config.apiKey) headers['Authorization'] = `Bearer ${config.apiKey}`;
+  return {
+    kind: 'openai',
+    keepsConversation: false,
+    async chat(req, hooks = {}) {
+      const body: Record<string, unknown> = {
+        ...config.extraBody,
+        model: config.model,
+        messages: buildMessages(req, config.systemPrompt),
+        stream: true,
+        stream_options: { include_usage: true },
+      };
+      if (config.temperature !== undefined) body['temperature'] = config.temperature;
+      if (config.maxTokens !== undefined) body['max_tokens'] = config.maxTokens;
+      // axios's CancelToken: laf's sandbox has no AbortController (docs/laf.md).
+      const cancel = axios.CancelToken.source();
+      let reader: ReturnType<typeof readStream> | undefined;
+      let ended: OpenAIError | undefined;
+      const end = (err: OpenAIError) => {
+        if (ended) return;
+        ended = err;
+        if (reader) reader.abort(err);
+        else cancel.cancel(err.code);
+      };
+      // An overall deadline too: keep-alive comments would reset an idle timer forever (docs/openai.md).
+      const overall = setTimeout(() => end(new OpenAIError('failed', 'openai_answer_timeout', `no complete answer within ${config.answerTimeoutMs} ms`)), config.answerTimeoutMs);
+      hooks.stop?.onStop(() => end(new OpenAIError('failed', 'openai_stopped', 'the question no longer needs an answer')));
+      try {
+        let res;
+        try {
+          res = await http.post<Readable>(`${config.baseUrl}/chat/completions`, body, {
+            headers,
+            responseType: 'stream',
+            validateStatus: () => true,
+            timeout: config.idleTimeoutMs,
+            maxRedirects: 0,
+            cancelToken: cancel.token,
+          });
+        } catch (err) {
+          throw (axios.isCancel(err) && ended) || networkError(err);
+        }
+        const stream = res.data;
+        if (res.status !== 200) {
+          const retryAfter = res.headers['retry-after'];
+          throw httpError(res.status, await readSmall(stream).catch(() => ''), typeof retryAfter === 'string' ? retryAfter : undefined);
+        }
+        if (ended) {
+          stream.destroy();
+          throw ended;
+        }
+        reader = readStream(stream, config.idleTimeoutMs, hooks);
+        return await reader.answer;
+      } finally {
+        clearTimeout(overall);
+      }
+    },
+    async deleteConversation() {
+      // Nothing is kept at the server: the history lives in our store (cleared by /clear).
+    },
+  };
+}
