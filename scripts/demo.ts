@@ -6,6 +6,7 @@
  * DEMO_SCALE=0.2 runs every timing five times faster (WeChat's window and Dify's latency alike).
  * The placeholder carries a link to the live answer page; the demo follows it in the terminal, and
  * DEMO_OPEN=1 also opens it in your browser (the server then stays up until you press Ctrl-C).
+ * DEMO_BACKEND=openai asks the OpenAI-compatible simulator instead (a model that thinks first).
  */
 import { spawn } from 'child_process';
 import { mkdtempSync, rmSync } from 'fs';
@@ -19,6 +20,7 @@ import { createHttpServer } from '../lib/server/http';
 import { startDifySim } from '../lib/sim/dify-sim';
 import { openSse } from '../lib/sim/sse-client';
 import type { Script } from '../lib/sim/dify-sim';
+import { startOpenAISim } from '../lib/sim/openai-sim';
 import { WechatSim } from '../lib/sim/wechat-sim';
 import type { Push, SendResult } from '../lib/sim/wechat-sim';
 import { openStore } from '../lib/store';
@@ -77,10 +79,23 @@ async function follow(link: string): Promise<void> {
 
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wechat-dify-demo-'));
-  const dify = await startDifySim({
-    apiKey: 'app-demo-key',
-    script: (body) => ANSWERS[String(body.query)] ?? { kind: 'answer', text: `（演示）你问的是：${String(body.query)}`, durationMs: ms(500) },
-  });
+  const scriptFor = (query: string): Script => ANSWERS[query] ?? { kind: 'answer', text: `（演示）你问的是：${query}`, durationMs: ms(500) };
+  const openai = process.env['DEMO_BACKEND'] === 'openai';
+  // The same answers from either backend; the OpenAI-compatible one thinks first (its thoughts never show).
+  const sim = openai
+    ? await startOpenAISim({
+        model: 'demo-model',
+        script: (body) => {
+          const s = scriptFor(String(body.messages?.at(-1)?.content ?? ''));
+          const text = s.kind === 'answer' ? s.text : '';
+          const durationMs = s.kind === 'answer' ? (s.durationMs ?? 0) : 0;
+          return { kind: 'answer', text, reasoning: '（演示中的思考过程，用户看不到）', durationMs, pieceChars: (s.kind === 'answer' ? s.pieceChars : undefined) ?? 12 };
+        },
+      })
+    : await startDifySim({ apiKey: 'app-demo-key', script: (body) => scriptFor(String(body.query)) });
+  const backend = openai
+    ? { LLM_PROVIDER: 'openai', OPENAI_BASE_URL: sim.url, OPENAI_MODEL: 'demo-model', SYSTEM_PROMPT: '你是公众号里的 AI 助手。' }
+    : { DIFY_API_KEY: 'app-demo-key', DIFY_BASE_URL: sim.url };
   // Listen first: the answer page's links need the server's address.
   const ref: { app?: ReturnType<typeof createApp> } = {};
   const server = createHttpServer({
@@ -95,8 +110,7 @@ async function main(): Promise<void> {
   const config = loadConfig({
     PUBLIC_URL: origin,
     WECHAT_TOKEN: 'demotoken',
-    DIFY_API_KEY: 'app-demo-key',
-    DIFY_BASE_URL: dify.url,
+    ...backend,
     DATA_DIR: dataDir,
     WECHAT_TIMEOUT_MS: String(ms(5000)),
     REPLY_DEADLINE_MS: String(ms(4500)),
@@ -108,7 +122,7 @@ async function main(): Promise<void> {
   const app = (ref.app = createApp(config, { store, logger: createLogger({ level: config.logLevel }) }));
   const wechat = new WechatSim({ url, token: 'demotoken', timeoutMs: config.wechat.timeoutMs });
 
-  console.log(`wechat-dify-bot demo — server ${url}, Dify simulator ${dify.url}, embedded store ${dataDir}`);
+  console.log(`wechat-dify-bot demo — server ${url}, ${openai ? 'OpenAI-compatible' : 'Dify'} simulator ${sim.url}, embedded store ${dataDir}`);
   console.log(`WeChat waits ${config.wechat.timeoutMs / 1000}s per delivery and delivers up to 3 times (DEMO_SCALE=${scale}).\n`);
 
   const user = 'oDemoUser';
@@ -134,7 +148,7 @@ async function main(): Promise<void> {
   await say('1', 'nothing left');
   await say('/clear', 'cleared', 'forget the conversation');
   await say('/help', 'help');
-  console.log(`Dify was called ${dify.calls.length} times for ${Object.keys(ANSWERS).length} questions: WeChat's re-deliveries never ask twice.`);
+  console.log(`The model was called ${sim.calls.length} times for ${Object.keys(ANSWERS).length} questions: WeChat's re-deliveries never ask twice.`);
 
   if (link && process.env['DEMO_OPEN'] === '1') {
     console.log(`The answer page stays open at ${link} — press Ctrl-C to stop.`);
@@ -142,7 +156,7 @@ async function main(): Promise<void> {
   }
   server.closeAllConnections();
   server.close();
-  await dify.close();
+  await sim.close();
   await app.close();
   rmSync(dataDir, { recursive: true, force: true });
 }

@@ -122,3 +122,37 @@ describe('answer page settings', () => {
     expect(replyReserveBytes(on.texts, on.page) - replyReserveBytes(off.texts, off.page)).toBe(Buffer.byteLength(`\n<a href="https://a-rather-long-domain-name.example.com/a/${'x'.repeat(22)}">${on.texts.pageLinkFull}</a>`));
   });
 });
+
+describe('model backend settings', () => {
+  it('Dify by default; openai when chosen (or when only OPENAI_MODEL is set), with every option', () => {
+    expect(loadConfig(base).llm.provider).toBe('dify');
+    expect(loadConfig({ WECHAT_TOKEN: 'token123', OPENAI_MODEL: 'deepseek-chat' }).llm.provider).toBe('openai');
+    const c = loadConfig({
+      WECHAT_TOKEN: 'token123',
+      LLM_PROVIDER: 'openai',
+      OPENAI_BASE_URL: 'https://api.deepseek.com/',
+      OPENAI_API_KEY: 'sk-abc',
+      OPENAI_MODEL: 'deepseek-chat',
+      SYSTEM_PROMPT: '  你是助手。 ',
+      OPENAI_TEMPERATURE: '0.7',
+      OPENAI_MAX_TOKENS: '800',
+      OPENAI_EXTRA_BODY: '{"thinking": {"type": "disabled"}}',
+      HISTORY_MAX_TURNS: '6',
+      HISTORY_IDLE_RESET: '30m',
+    });
+    expect(c.openai).toMatchObject({ baseUrl: 'https://api.deepseek.com', apiKey: 'sk-abc', model: 'deepseek-chat', systemPrompt: '你是助手。', temperature: 0.7, maxTokens: 800, extraBody: { thinking: { type: 'disabled' } } });
+    expect(c.history).toEqual({ maxTurns: 6, maxChars: 12_000, idleResetMs: 30 * 60_000 });
+    expect(secretsOf(c)).toContain('sk-abc');
+    expect(loadConfig({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai', OPENAI_MODEL: 'llama3.1' }).openai?.apiKey).toBeUndefined();
+  });
+
+  it('names the variable to fix', () => {
+    fails({ WECHAT_TOKEN: 'token123' }, 'DIFY_API_KEY');
+    fails({ ...base, LLM_PROVIDER: 'claude' }, 'LLM_PROVIDER');
+    fails({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai' }, 'OPENAI_MODEL');
+    fails({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai', OPENAI_MODEL: 'm', OPENAI_TEMPERATURE: '3' }, 'OPENAI_TEMPERATURE');
+    fails({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai', OPENAI_MODEL: 'm', OPENAI_EXTRA_BODY: '[1]' }, 'OPENAI_EXTRA_BODY');
+    fails({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai', OPENAI_MODEL: 'm', OPENAI_EXTRA_BODY: '{"messages": []}' }, 'OPENAI_EXTRA_BODY');
+    fails({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai', OPENAI_MODEL: 'm', OPENAI_BASE_URL: 'localhost:11434' }, 'OPENAI_BASE_URL');
+  });
+});

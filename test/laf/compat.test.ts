@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildLaf } from '../../scripts/build-laf';
 import type { BuiltFunction } from '../../scripts/build-laf';
 import { startDifySim } from '../../lib/sim/dify-sim';
+import { startOpenAISim } from '../../lib/sim/openai-sim';
 import type { DifySim } from '../../lib/sim/dify-sim';
 import { sha1Signature } from '../../lib/wechat/signature';
 import { parseXmlFields } from '../../lib/wechat/xml';
@@ -232,6 +233,27 @@ describe('the store on laf', () => {
     const next = await deliverLaf(b, textXml('oLafTwo', '1'));
     expect(parseXmlFields(next.body, 1 << 20)['Content']).toMatch(/\(2\/\d\)/);
     expect(dify.calls.filter((c) => c.body.user === 'oLafTwo')).toHaveLength(1);
+  });
+});
+
+describe('an OpenAI-compatible backend on laf', () => {
+  it('answers with LLM_PROVIDER=openai, reasoning stripped, history kept in laf’s MongoDB', async () => {
+    const sim = await startOpenAISim({ model: 'laf-model', script: (b) => ({ kind: 'answer', text: `laf-openai:${String(b.messages?.at(-1)?.content)}`, reasoning: '想一想', reasoningAs: 'think-tags' }) });
+    Object.assign(process.env, { LLM_PROVIDER: 'openai', OPENAI_BASE_URL: sim.url, OPENAI_MODEL: 'laf-model' });
+    try {
+      const wechat = load('wechat');
+      const first = await deliverLaf(wechat, textXml('oLafAI', '你好'));
+      expect(parseXmlFields(first.body, 1 << 20)['Content']).toBe('laf-openai:你好');
+      await deliverLaf(wechat, textXml('oLafAI', '再问'));
+      expect(sim.calls[1]?.body.messages).toEqual([
+        { role: 'user', content: '你好' },
+        { role: 'assistant', content: 'laf-openai:你好' },
+        { role: 'user', content: '再问' },
+      ]);
+    } finally {
+      for (const k of ['LLM_PROVIDER', 'OPENAI_BASE_URL', 'OPENAI_MODEL']) delete process.env[k];
+      await sim.close();
+    }
   });
 });
 
