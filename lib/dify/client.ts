@@ -6,6 +6,7 @@
 import axios from 'axios';
 import type { AxiosInstance, CancelTokenSource } from 'axios';
 import type { Readable } from 'stream';
+import { networkFailure, readSmall } from '../sse';
 import { DifyError, classifyDifyHttp } from '../errors';
 import type { Answerer, AnswerRequest, ChatHooks } from '../answerer';
 import { AnswerBuilder, createDifyDecoder } from './events';
@@ -29,19 +30,6 @@ export interface DifyClientOptions {
   drainMs?: number;
 }
 
-const MAX_ERROR_BODY = 64 * 1024;
-
-async function readSmall(stream: Readable): Promise<string> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
-    size += b.length;
-    if (size > MAX_ERROR_BODY) break;
-    parts.push(b);
-  }
-  return Buffer.concat(parts).toString('utf8');
-}
 
 function httpError(status: number, body: string): DifyError {
   let code = '';
@@ -57,9 +45,8 @@ function httpError(status: number, body: string): DifyError {
 }
 
 function networkError(err: unknown): DifyError {
-  const e = err as { code?: string; message?: string };
-  const timedOut = e.code === 'ECONNABORTED' || e.code === 'ETIMEDOUT';
-  return new DifyError('down', timedOut ? 'dify_timeout' : 'dify_unreachable', `${e.code ?? 'network error'}: ${e.message ?? ''}`, { cause: err });
+  const { timedOut, message } = networkFailure(err);
+  return new DifyError('down', timedOut ? 'dify_timeout' : 'dify_unreachable', message, { cause: err });
 }
 
 const badStream = (err: unknown) => (err instanceof DifyError ? err : new DifyError('failed', 'dify_bad_stream', String(err), { cause: err }));

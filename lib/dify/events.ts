@@ -2,8 +2,7 @@
  * Dify `chat-messages` stream decoding (docs/dify.md), pure: bytes in, typed events out,
  * and an answer builder that applies each event by its type. No I/O, no timers.
  */
-import { createParser } from 'eventsource-parser';
-import { StringDecoder } from 'string_decoder';
+import { createSseDecoder } from '../sse';
 import { DifyError, classifyDifyStream } from '../errors';
 
 /** One decoded event: the JSON payload of a `data:` frame. */
@@ -21,33 +20,19 @@ export type { Usage } from '../answerer';
  * raises a `DifyError` (the answer can't be trusted any more).
  */
 export function createDifyDecoder(onEvent: (e: DifyEvent) => void): { feed(chunk: Buffer | string): void; end(): void } {
-  const utf8 = new StringDecoder('utf8');
-  const parser = createParser({
-    onEvent(msg) {
-      let data: unknown;
-      try {
-        data = JSON.parse(msg.data);
-      } catch (cause) {
-        throw new DifyError('failed', 'dify_bad_event', 'Dify sent an event that is not JSON', { cause });
-      }
-      if (!data || typeof data !== 'object' || typeof (data as DifyEvent).event !== 'string') {
-        // `event: ping` frames have no data and never reach here; anything else without a name is ignored.
-        return;
-      }
-      onEvent(data as DifyEvent);
-    },
+  return createSseDecoder((msg) => {
+    let data: unknown;
+    try {
+      data = JSON.parse(msg.data);
+    } catch (cause) {
+      throw new DifyError('failed', 'dify_bad_event', 'Dify sent an event that is not JSON', { cause });
+    }
+    if (!data || typeof data !== 'object' || typeof (data as DifyEvent).event !== 'string') {
+      // `event: ping` frames have no data and never reach here; anything else without a name is ignored.
+      return;
+    }
+    onEvent(data as DifyEvent);
   });
-  return {
-    feed(chunk) {
-      parser.feed(typeof chunk === 'string' ? chunk : utf8.write(chunk));
-    },
-    end() {
-      const rest = utf8.end();
-      if (rest) parser.feed(rest);
-      // A final frame without its blank line is still a frame (dispatch it).
-      parser.feed('\n\n');
-    },
-  };
 }
 
 export interface DifyAnswer {

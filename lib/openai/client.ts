@@ -7,24 +7,12 @@
 import axios from 'axios';
 import type { AxiosInstance } from 'axios';
 import type { Readable } from 'stream';
+import { networkFailure, readSmall } from '../sse';
 import type { Answer, AnswerRequest, Answerer, ChatHooks } from '../answerer';
 import type { OpenAIConfig } from '../config';
 import { OpenAIError } from '../errors';
 import { CompletionBuilder, createOpenAIDecoder, errorFrom } from './events';
 
-const MAX_ERROR_BODY = 64 * 1024;
-
-async function readSmall(stream: Readable): Promise<string> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
-    size += b.length;
-    if (size > MAX_ERROR_BODY) break;
-    parts.push(b);
-  }
-  return Buffer.concat(parts).toString('utf8');
-}
 
 function httpError(status: number, body: string, retryAfter: string | undefined): OpenAIError {
   let parsed: unknown;
@@ -39,9 +27,8 @@ function httpError(status: number, body: string, retryAfter: string | undefined)
 }
 
 function networkError(err: unknown): OpenAIError {
-  const e = err as { code?: string; message?: string };
-  const timedOut = e.code === 'ECONNABORTED' || e.code === 'ETIMEDOUT';
-  return new OpenAIError('down', timedOut ? 'openai_timeout' : 'openai_unreachable', `${e.code ?? 'network error'}: ${e.message ?? ''}`, { cause: err });
+  const { timedOut, message } = networkFailure(err);
+  return new OpenAIError('down', timedOut ? 'openai_timeout' : 'openai_unreachable', message, { cause: err });
 }
 
 /** The messages of a request: system prompt, earlier turns (oldest first), the question. */

@@ -4,8 +4,7 @@
  * deltas (`reasoning_content`, `reasoning`) are activity, never answer text; the usage chunk has no
  * choices; an `error` object (or an `event: error` frame) after HTTP 200 is a failure, not an answer.
  */
-import { createParser } from 'eventsource-parser';
-import { StringDecoder } from 'string_decoder';
+import { createSseDecoder } from '../sse';
 import type { Answer, Usage } from '../answerer';
 import { OpenAIError } from '../errors';
 import type { FailureKind } from '../errors';
@@ -63,36 +62,23 @@ export class CompletionBuilder {
   }
 }
 
-/** Bytes → payloads. UTF-8 split across chunks is held by a streaming decoder, frames by eventsource-parser. */
+/** Bytes → chunk payloads (lib/sse.ts), until `data: [DONE]`. */
 export function createOpenAIDecoder(onData: (data: unknown) => void, onDone: () => void): { feed(chunk: Buffer | string): void; end(): void } {
-  const utf8 = new StringDecoder('utf8');
   let done = false;
-  const parser = createParser({
-    onEvent(msg) {
-      if (done) return;
-      if (msg.data === '[DONE]') {
-        done = true;
-        onDone();
-        return;
-      }
-      let data: unknown;
-      try {
-        data = JSON.parse(msg.data);
-      } catch (cause) {
-        throw new OpenAIError('failed', 'openai_bad_event', 'the server sent a chunk that is not JSON', { cause });
-      }
-      if (msg.event === 'error') throw errorFrom(0, data && typeof data === 'object' && 'error' in data ? data : { error: data }, 'the server reported an error mid-stream');
-      onData(data);
-    },
+  return createSseDecoder((msg) => {
+    if (done) return;
+    if (msg.data === '[DONE]') {
+      done = true;
+      onDone();
+      return;
+    }
+    let data: unknown;
+    try {
+      data = JSON.parse(msg.data);
+    } catch (cause) {
+      throw new OpenAIError('failed', 'openai_bad_event', 'the server sent a chunk that is not JSON', { cause });
+    }
+    if (msg.event === 'error') throw errorFrom(0, data && typeof data === 'object' && 'error' in data ? data : { error: data }, 'the server reported an error mid-stream');
+    onData(data);
   });
-  return {
-    feed(chunk) {
-      parser.feed(typeof chunk === 'string' ? chunk : utf8.write(chunk));
-    },
-    end() {
-      const rest = utf8.end();
-      if (rest) parser.feed(rest);
-      parser.feed('\n\n');
-    },
-  };
 }

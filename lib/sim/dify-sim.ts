@@ -158,7 +158,8 @@ export function answerFrames(text: string, ids: { conversation_id: string; messa
   return out;
 }
 
-function readJson(req: IncomingMessage): Promise<unknown> {
+/** A request's JSON body (undefined when it is not JSON). */
+export function readJson(req: IncomingMessage): Promise<unknown> {
   return new Promise((resolve) => {
     const parts: Buffer[] = [];
     req.on('data', (c: Buffer) => parts.push(c));

@@ -8,7 +8,7 @@
 import { createServer } from 'http';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
 import type { AddressInfo } from 'net';
-import { splitAwkward } from './dify-sim';
+import { readJson, splitAwkward } from './dify-sim';
 
 export interface CompletionBody {
   model?: unknown;
@@ -92,19 +92,6 @@ export function completionFrames(s: Extract<OpenAIScript, { kind: 'answer' }>, m
   return out;
 }
 
-function readJson(req: IncomingMessage): Promise<unknown> {
-  return new Promise((resolve) => {
-    const parts: Buffer[] = [];
-    req.on('data', (c: Buffer) => parts.push(c));
-    req.on('end', () => {
-      try {
-        resolve(JSON.parse(Buffer.concat(parts).toString('utf8')));
-      } catch {
-        resolve(undefined);
-      }
-    });
-  });
-}
 
 function error(res: ServerResponse, status: number, message: string, type: string, code: string | null): void {
   const text = JSON.stringify({ error: { message, type, param: null, code } });
