@@ -338,8 +338,11 @@ function openaiConfig(env: Env): OpenAIConfig {
     return v as Record<string, unknown>;
   }, {});
   const maxTokens = num(env, 'OPENAI_MAX_TOKENS', 1, 10_000_000);
+  const baseUrl = url(env, 'OPENAI_BASE_URL', 'https://api.openai.com/v1');
+  // A common slip: the full endpoint instead of its base (requests would go to …/chat/completions/chat/completions).
+  if (/\/chat\/completions$/i.test(baseUrl)) throw new ConfigError('OPENAI_BASE_URL', `must be the base URL, without /chat/completions (e.g. ${baseUrl.replace(/\/chat\/completions$/i, '')})`);
   return {
-    baseUrl: url(env, 'OPENAI_BASE_URL', 'https://api.openai.com/v1'),
+    baseUrl,
     apiKey: str(env, 'OPENAI_API_KEY'),
     model: required(env, 'OPENAI_MODEL', 'the model name your server knows, e.g. gpt-4o-mini, deepseek-chat, qwen-plus, llama3.1'),
     systemPrompt: env['SYSTEM_PROMPT']?.trim() ? (env['SYSTEM_PROMPT'] as string).trim() : undefined,
@@ -409,7 +412,7 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
     history: {
       maxTurns: int(env, 'HISTORY_MAX_TURNS', 10, 0, 100),
       maxChars: int(env, 'HISTORY_MAX_CHARS', 12_000, 0, 1_000_000),
-      idleResetMs: duration(env, 'HISTORY_IDLE_RESET', 2 * 3_600_000, 60_000, 30 * 86_400_000),
+      idleResetMs: duration(env, 'HISTORY_IDLE_RESET', 2 * 3_600_000, 1000, 30 * 86_400_000),
     },
     dify: {
       apiKey,

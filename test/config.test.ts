@@ -154,5 +154,6 @@ describe('model backend settings', () => {
     fails({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai', OPENAI_MODEL: 'm', OPENAI_EXTRA_BODY: '[1]' }, 'OPENAI_EXTRA_BODY');
     fails({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai', OPENAI_MODEL: 'm', OPENAI_EXTRA_BODY: '{"messages": []}' }, 'OPENAI_EXTRA_BODY');
     fails({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai', OPENAI_MODEL: 'm', OPENAI_BASE_URL: 'localhost:11434' }, 'OPENAI_BASE_URL');
+    fails({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai', OPENAI_MODEL: 'm', OPENAI_BASE_URL: 'https://api.deepseek.com/v1/chat/completions' }, 'OPENAI_BASE_URL');
   });
 });

@@ -102,6 +102,16 @@ describe('history in the store', () => {
     ]);
   });
 
+  it('after a silence longer than HISTORY_IDLE_RESET, the next question starts a fresh conversation', async () => {
+    h = await start({}, { HISTORY_IDLE_RESET: '1s' });
+    await h.wechat.send('oIdle', '早上好');
+    await h.wechat.send('oIdle', '紧接着');
+    await new Promise((r) => setTimeout(r, 1200));
+    await h.wechat.send('oIdle', '过了很久');
+    expect(messagesOf(1)).toHaveLength(3);
+    expect(messagesOf(2)).toEqual([{ role: 'user', content: '过了很久' }]);
+  });
+
   it('starts afresh after a silence longer than HISTORY_IDLE_RESET, and counts only earlier questions', () => {
     const limits = loadConfig({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai', OPENAI_MODEL: 'm' }).history;
     const hour = 3_600_000;
