@@ -177,6 +177,20 @@ describe('the page', () => {
     expect(JSON.parse(final.data).html).toContain('另一个实例也能看到的回答');
   });
 
+  it('with an OpenAI-compatible model that thinks, the page never shows the thinking', async () => {
+    h = await startHarness({
+      answerPage: true,
+      env: FIRST,
+      openai: { script: () => ({ kind: 'answer', text: '思考之后的回答。'.repeat(10), reasoning: '秘密的推理过程'.repeat(10), reasoningAs: 'think-tags', pieceChars: 2, durationMs: 2000 }) },
+    });
+    const url = linkIn((await h.wechat.send('oPageThink', '想想')).text);
+    const sse = await openSse(`${url}/events`);
+    const final = await sse.until((e) => e.event === 'final');
+    for (const e of sse.events) expect(e.data).not.toMatch(/推理|think/);
+    expect(sse.events.some((e) => e.event === 'text' && JSON.parse(e.data).add !== '')).toBe(true);
+    expect(JSON.parse(final.data).html).toContain('思考之后的回答。');
+  });
+
   it('a failed answer shows the reason the chat would give', async () => {
     h = await pageHarness({ 坏: { kind: 'http', status: 400, body: JSON.stringify({ code: 'provider_quota_exceeded', message: 'quota', status: 400 }), headerDelayMs: 600 } });
     const url = linkIn((await h.wechat.send('oFail', '坏')).text);
