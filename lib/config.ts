@@ -84,6 +84,37 @@ export const DEFAULT_TEXTS: Texts = {
   answerFiltered: '（部分内容被模型的安全策略过滤了。）',
 };
 
+/** Keyword replies: exact matches, and prefixes longest first; keys are normalised (`normalizeKeyword`). */
+export interface KeywordReplies {
+  exact: Record<string, string>;
+  prefixes: [prefix: string, reply: string][];
+}
+
+/** How text is compared with keywords: NFKC (full-width letters and digits become ASCII), trimmed, lower case. */
+export function normalizeKeyword(text: string): string {
+  return text.normalize('NFKC').trim().toLowerCase();
+}
+
+/**
+ * `{"价格": "…", "prefix:订单": "…"}`: a key matches the whole message, or with `prefix:` its start.
+ * Replies must fit one WeChat reply.
+ */
+function parseKeywords(v: unknown, maxBytes: number): KeywordReplies {
+  const rec = stringRecord('KEYWORD_REPLIES', v);
+  const out: KeywordReplies = { exact: Object.create(null) as Record<string, string>, prefixes: [] };
+  for (const [key, reply] of Object.entries(rec)) {
+    const isPrefix = key.startsWith('prefix:');
+    const word = normalizeKeyword(isPrefix ? key.slice('prefix:'.length) : key);
+    if (word === '') throw new ConfigError('KEYWORD_REPLIES', `"${key}" has no keyword`);
+    if (reply.trim() === '') throw new ConfigError('KEYWORD_REPLIES', `the reply to "${key}" is empty`);
+    if (Buffer.byteLength(reply) > maxBytes) throw new ConfigError('KEYWORD_REPLIES', `the reply to "${key}" is over ${maxBytes} bytes (PAGE_BYTES); WeChat would not show it`);
+    if (isPrefix) out.prefixes.push([word, reply]);
+    else out.exact[word] = reply;
+  }
+  out.prefixes.sort((a, b) => b[0].length - a[0].length);
+  return out;
+}
+
 /** What a menu CLICK EventKey does: run a command, or ask Dify a fixed question. */
 export type MenuAction = { command: string } | { ask: string };
 
@@ -136,6 +167,8 @@ export interface Config {
   server: { port: number; host: string; maxBodyBytes: number };
   texts: Texts;
   menu: Record<string, MenuAction>;
+  /** Fixed replies to keywords, answered before the model and never sent to it (lib/bot/keywords.ts). */
+  keywords: KeywordReplies;
   /** Replies to subscribe-with-scene and SCAN events, by scene value; `*` is the default. */
   scenes: Record<string, string>;
   /** The answer page (lib/page/): off unless a public base URL is known. */
@@ -435,6 +468,7 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
     },
     texts,
     menu: json(env, 'MENU_KEYS', (v) => parseMenu(v, COMMAND_NAMES), {}),
+    keywords: json(env, 'KEYWORD_REPLIES', (v) => parseKeywords(v, pageBytes), { exact: {}, prefixes: [] }),
     scenes: json(env, 'SCENE_REPLIES', (v) => stringRecord('SCENE_REPLIES', v), {}),
     page,
     logLevel: logLevel as LogLevel,
@@ -446,7 +480,7 @@ export const CONFIG_VARIABLES = [
   'WECHAT_TOKEN', 'WECHAT_AES_KEY', 'WECHAT_APPID', 'WECHAT_APPSECRET', 'WECHAT_PUSH', 'WECHAT_API_BASE',
   'SIGNATURE_TOLERANCE_S', 'WECHAT_TIMEOUT_MS', 'WECHAT_DELIVERIES', 'DIFY_API_KEY', 'DIFY_BASE_URL', 'DIFY_TIMEOUT_MS', 'DIFY_ANSWER_TIMEOUT_MS',
   'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'PAGE_BYTES', 'STALE_AFTER_MS', 'POLL_MS', 'STORE', 'MONGODB_URI', 'MONGODB_DB',
-  'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'BOT_TEXTS', 'MENU_KEYS', 'SCENE_REPLIES', 'LOG_LEVEL',
+  'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'BOT_TEXTS', 'MENU_KEYS', 'KEYWORD_REPLIES', 'SCENE_REPLIES', 'LOG_LEVEL',
   'LLM_PROVIDER', 'OPENAI_BASE_URL', 'OPENAI_API_KEY', 'OPENAI_MODEL', 'SYSTEM_PROMPT', 'OPENAI_TEMPERATURE', 'OPENAI_MAX_TOKENS',
   'OPENAI_EXTRA_BODY', 'OPENAI_TIMEOUT_MS', 'OPENAI_ANSWER_TIMEOUT_MS', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
   'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',

@@ -18,6 +18,7 @@ import type { MessageRecord, Store } from '../store';
 import { pageCount } from '../store';
 import type { PageLinks } from '../page/links';
 import type { InboundMessage } from '../wechat/xml';
+import { keywordReply } from './keywords';
 import type { Pusher } from './push';
 import { pageReply, quote } from './replies';
 import type { Wakeups } from './wakeups';
@@ -119,11 +120,12 @@ export class Bot {
         if (command) return command(this, m);
         if (msg.content.trim() === '') return { reply: texts.help };
         if (msg.content.trim() === UNSUPPORTED_PLACEHOLDER) return { reply: texts.unsupported };
-        return this.ask(m, msg.content);
+        return this.askOrKeyword(m, msg.content);
       }
       case 'voice':
         // Recognition is optional and reported empty in production (docs/wechat.md).
-        return msg.recognition ? this.ask(m, msg.recognition) : { reply: texts.voiceNoRecognition };
+        if (!msg.recognition) return { reply: texts.voiceNoRecognition };
+        return this.askOrKeyword(m, msg.recognition);
       case 'image':
       case 'video':
       case 'shortvideo':
@@ -156,6 +158,12 @@ export class Bot {
         // An unknown message type gets a polite text; unknown events (LOCATION, …) need no answer.
         return msg.msgType === 'event' ? SUCCESS : { reply: texts.unsupported };
     }
+  }
+
+  /** A keyword's fixed reply (the model never sees it), or else a question for the model. */
+  private askOrKeyword(m: Incoming, text: string): Promise<Decision> {
+    const fixed = keywordReply(this.deps.config.keywords, text);
+    return fixed !== undefined ? Promise.resolve({ reply: fixed }) : this.ask(m, text);
   }
 
   /** A question for Dify: claim it (one Dify call however many deliveries), then wait for it. */

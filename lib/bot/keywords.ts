@@ -1,0 +1,17 @@
+/**
+ * Keyword replies (README "Keyword replies"): the account's fixed answers, such as opening hours or
+ * prices, which server mode would otherwise hide (WeChat turns off the console's own keyword replies
+ * when a server URL is enabled). Checked after commands and before the model, which never sees them.
+ */
+import type { KeywordReplies } from '../config';
+import { normalizeKeyword } from '../config';
+
+/** The fixed reply for `text`, if a keyword matches: the whole message first, then the longest prefix. */
+export function keywordReply(table: KeywordReplies, text: string): string | undefined {
+  const key = normalizeKeyword(text);
+  if (key === '') return undefined;
+  const exact = Object.prototype.hasOwnProperty.call(table.exact, key) ? table.exact[key] : undefined;
+  if (exact !== undefined) return exact;
+  for (const [prefix, reply] of table.prefixes) if (key.startsWith(prefix)) return reply;
+  return undefined;
+}
