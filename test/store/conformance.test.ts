@@ -301,6 +301,24 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(await s.markReadOnPage((await s.message('oRead:2')) as MessageRecord, T0, 'q')).toBe(false);
   });
 
+  it('history: turns appended atomically and capped, not after a /clear, gone with the user', async () => {
+    const s = await open();
+    const turn = (n: number) => ({ question: `q${n}`, answer: `a${n}`, askedAt: T0 + n });
+    await Promise.all([1, 2, 3, 4, 5].map((n) => s.addTurn('oT', 0, turn(n), 3, T0 + n)));
+    const kept = (await s.user('oT'))?.history ?? [];
+    expect(kept).toHaveLength(3);
+    expect(new Set(kept.map((t) => t.question)).size).toBe(3);
+    await s.clearUser('oT', T0 + 10);
+    expect((await s.user('oT'))?.history).toBeUndefined();
+    // An answer to a question asked before the /clear (generation 0) does not join the new conversation.
+    await s.addTurn('oT', 0, turn(6), 3, T0 + 11);
+    expect((await s.user('oT'))?.history).toBeUndefined();
+    await s.addTurn('oT', 1, turn(7), 3, T0 + 12);
+    expect((await s.user('oT'))?.history?.map((t) => t.question)).toEqual(['q7']);
+    await s.forgetUser('oT', Math.floor((T0 + 13) / 1000), T0 + 13);
+    expect(await s.user('oT')).toBeNull();
+  });
+
   it('removes messages once their retention has passed (TTL on expireAt)', async () => {
     const s = await open();
     claimed(await s.claim(question('oX:old', 'oX', T0 - 8 * 86_400_000)));
