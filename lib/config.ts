@@ -4,6 +4,8 @@
  */
 import { ConfigError } from './errors';
 import type { LogLevel } from './log';
+import type { Menu } from './menu';
+import { menuProblems } from './menu';
 
 /** All user-facing texts. Defaults are Chinese; override any subset with the JSON in `BOT_TEXTS`. */
 export interface Texts {
@@ -167,6 +169,8 @@ export interface Config {
   server: { port: number; host: string; maxBodyBytes: number };
   texts: Texts;
   menu: Record<string, MenuAction>;
+  /** The custom menu to publish (`MENU`, WeChat's format), checked against MENU_KEYS. */
+  menuDefinition: Menu | undefined;
   /** Fixed replies to keywords, answered before the model and never sent to it (lib/bot/keywords.ts). */
   keywords: KeywordReplies;
   /** Replies to subscribe-with-scene and SCAN events, by scene value; `*` is the default. */
@@ -297,6 +301,23 @@ function parseMenu(v: unknown, commands: readonly string[]): Record<string, Menu
   return out;
 }
 
+/** `MENU`: the menu to publish, every problem named at once. */
+function menuDefinition(env: Env, keys: Record<string, MenuAction>): Menu | undefined {
+  return json(env, 'MENU', (v) => {
+    const problems = menuProblems(v, Object.keys(keys));
+    if (problems.length > 0) throw new ConfigError('MENU', problems.join('; '));
+    return v as Menu;
+  }, undefined);
+}
+
+/** What `npm run menu` needs: the account's credentials and the menu, without the bot's other settings. */
+export function loadMenuSettings(env: Env = process.env): { appId: string; appSecret: string; apiBase: string; menu: Menu | undefined } {
+  const appId = required(env, 'WECHAT_APPID', 'the account\'s AppID (公众号后台 → 设置与开发 → 基本配置)');
+  const appSecret = required(env, 'WECHAT_APPSECRET', 'the account\'s AppSecret (same page; the menu API needs it)');
+  const keys = json(env, 'MENU_KEYS', (v) => parseMenu(v, COMMAND_NAMES), {});
+  return { appId, appSecret, apiBase: url(env, 'WECHAT_API_BASE', 'https://api.weixin.qq.com'), menu: menuDefinition(env, keys) };
+}
+
 /** Commands a menu key may name; kept here so config validation needs no import of the bot. */
 export const COMMAND_NAMES = ['1', '/clear', '/help'] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
@@ -422,6 +443,7 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
 
   const texts = json(env, 'BOT_TEXTS', parseTexts, DEFAULT_TEXTS);
   const page = pageConfig(env, opts.platform ?? 'node');
+  const menu = json(env, 'MENU_KEYS', (v) => parseMenu(v, COMMAND_NAMES), {});
   const pageBytes = int(env, 'PAGE_BYTES', 1800, 200, 2048);
   const room = pageBytes - replyReserveBytes(texts, page) - Buffer.byteLength('\n\n' + fill(texts.pageHint, { page: 9999, total: 9999 }));
   if (room < 100) {
@@ -467,7 +489,8 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
       maxBodyBytes: int(env, 'MAX_BODY_BYTES', 256 * 1024, 1024, 16 * 1024 * 1024),
     },
     texts,
-    menu: json(env, 'MENU_KEYS', (v) => parseMenu(v, COMMAND_NAMES), {}),
+    menu,
+    menuDefinition: menuDefinition(env, menu),
     keywords: json(env, 'KEYWORD_REPLIES', (v) => parseKeywords(v, pageBytes), { exact: {}, prefixes: [] }),
     scenes: json(env, 'SCENE_REPLIES', (v) => stringRecord('SCENE_REPLIES', v), {}),
     page,
@@ -480,7 +503,7 @@ export const CONFIG_VARIABLES = [
   'WECHAT_TOKEN', 'WECHAT_AES_KEY', 'WECHAT_APPID', 'WECHAT_APPSECRET', 'WECHAT_PUSH', 'WECHAT_API_BASE',
   'SIGNATURE_TOLERANCE_S', 'WECHAT_TIMEOUT_MS', 'WECHAT_DELIVERIES', 'DIFY_API_KEY', 'DIFY_BASE_URL', 'DIFY_TIMEOUT_MS', 'DIFY_ANSWER_TIMEOUT_MS',
   'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'PAGE_BYTES', 'STALE_AFTER_MS', 'POLL_MS', 'STORE', 'MONGODB_URI', 'MONGODB_DB',
-  'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'BOT_TEXTS', 'MENU_KEYS', 'KEYWORD_REPLIES', 'SCENE_REPLIES', 'LOG_LEVEL',
+  'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'BOT_TEXTS', 'MENU_KEYS', 'MENU', 'KEYWORD_REPLIES', 'SCENE_REPLIES', 'LOG_LEVEL',
   'LLM_PROVIDER', 'OPENAI_BASE_URL', 'OPENAI_API_KEY', 'OPENAI_MODEL', 'SYSTEM_PROMPT', 'OPENAI_TEMPERATURE', 'OPENAI_MAX_TOKENS',
   'OPENAI_EXTRA_BODY', 'OPENAI_TIMEOUT_MS', 'OPENAI_ANSWER_TIMEOUT_MS', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
   'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',

@@ -15,6 +15,8 @@ export interface WechatApiSimOptions {
   tokenTtlS?: number;
   /** An errcode to answer a send to this user with (45015, 45047, 48001, …), or undefined to accept. */
   refuse?: (openId: string) => number | undefined;
+  /** An errcode for every menu call (48001 for an unverified subscription account). */
+  refuseMenu?: number;
 }
 
 export interface WechatApiSim {
@@ -22,6 +24,8 @@ export interface WechatApiSim {
   server: Server;
   sent: { touser: string; content: string }[];
   typing: string[];
+  /** The published custom menu, as WeChat holds it. */
+  menu: { button: unknown[] } | undefined;
   stableTokenCalls: number;
   /** Every token issued (for leak checks). */
   issued: string[];
@@ -37,7 +41,30 @@ const ERRMSG: Record<number, string> = {
   45015: 'response out of time limit or subscription is canceled',
   45047: 'out of response count limit',
   48001: 'api unauthorized',
+  40016: 'invalid button size',
+  40017: 'invalid button type',
+  40018: 'invalid button name size',
+  40019: 'invalid button key size',
+  46003: 'menu no exist',
 };
+
+/** WeChat's own checks on menu/create, as its error codes. */
+function menuError(menu: unknown): number | undefined {
+  const top = (menu as { button?: unknown })?.button;
+  if (!Array.isArray(top) || top.length === 0 || top.length > 3) return 40016;
+  for (const b of top as { name?: unknown; type?: unknown; key?: unknown; sub_button?: unknown[] }[]) {
+    if (typeof b.name !== 'string' || Buffer.byteLength(b.name) > 16) return 40018;
+    const subs = Array.isArray(b.sub_button) ? b.sub_button : [];
+    if (subs.length > 5) return 40016;
+    for (const s of subs as { name?: unknown; type?: unknown; key?: unknown }[]) {
+      if (typeof s.name !== 'string' || Buffer.byteLength(s.name) > 60) return 40018;
+      if (typeof s.type !== 'string') return 40017;
+    }
+    if (subs.length === 0 && typeof b.type !== 'string') return 40017;
+    if (b.type === 'click' && (typeof b.key !== 'string' || Buffer.byteLength(b.key) > 128)) return 40019;
+  }
+  return undefined;
+}
 
 export async function startWechatApiSim(opts: WechatApiSimOptions): Promise<WechatApiSim> {
   const ttlMs = (opts.tokenTtlS ?? 7200) * 1000;
@@ -46,6 +73,7 @@ export async function startWechatApiSim(opts: WechatApiSimOptions): Promise<Wech
   const sim = {
     sent: [] as { touser: string; content: string }[],
     typing: [] as string[],
+    menu: undefined as { button: unknown[] } | undefined,
     stableTokenCalls: 0,
     issued: [] as string[],
   };
@@ -85,6 +113,22 @@ export async function startWechatApiSim(opts: WechatApiSimOptions): Promise<Wech
       const expires = tokens.get(token);
       if (expires === undefined) return err(40001);
       if (expires <= Date.now()) return err(42001);
+      if (url.pathname.startsWith('/cgi-bin/menu/') || url.pathname === '/cgi-bin/get_current_selfmenu_info') {
+        if (opts.refuseMenu) return err(opts.refuseMenu);
+        if (req.method === 'POST' && url.pathname === '/cgi-bin/menu/create') {
+          const bad = menuError(body);
+          if (bad) return err(bad);
+          sim.menu = body as { button: unknown[] };
+          return reply({ errcode: 0, errmsg: 'ok' });
+        }
+        if (req.method === 'GET' && url.pathname === '/cgi-bin/get_current_selfmenu_info') {
+          return reply(sim.menu ? { is_menu_open: 1, selfmenu_info: sim.menu } : { is_menu_open: 0 });
+        }
+        if (req.method === 'GET' && url.pathname === '/cgi-bin/menu/delete') {
+          sim.menu = undefined;
+          return reply({ errcode: 0, errmsg: 'ok' });
+        }
+      }
       const touser = String(body['touser'] ?? '');
       if (req.method === 'POST' && url.pathname === '/cgi-bin/message/custom/typing') {
         sim.typing.push(touser);

@@ -1,11 +1,12 @@
 /**
- * The WeChat server API calls push mode needs (docs/wechat.md): the stable access token,
- * customer-service text messages and the typing indicator. The base URL is configurable (owners
+ * The WeChat server API calls the bot makes (docs/wechat.md): the stable access token,
+ * customer-service text messages and the typing indicator (push mode), and the custom menu. The base URL is configurable (owners
  * behind an IP whitelist route through a proxy). No access token or secret ever reaches an error.
  */
 import axios from 'axios';
 import type { AxiosInstance } from 'axios';
 import { WechatApiError } from '../errors';
+import type { Menu } from '../menu';
 
 export interface WechatApi {
   /** getStableAccessToken (§7.2): the same token while valid; `expires_in` seconds. */
@@ -14,6 +15,12 @@ export interface WechatApi {
   sendText(accessToken: string, openId: string, content: string): Promise<void>;
   /** message/custom/typing: "Typing" shows the indicator for about 15 s. */
   typing(accessToken: string, openId: string): Promise<void>;
+  /** menu/create: replace the account's custom menu. */
+  createMenu(accessToken: string, menu: Menu): Promise<void>;
+  /** get_current_selfmenu_info: the menu users see (made here or in the console), and whether it is on. */
+  currentMenu(accessToken: string): Promise<{ open: boolean; menu: Menu | undefined }>;
+  /** menu/delete: remove the custom menu. */
+  deleteMenu(accessToken: string): Promise<void>;
 }
 
 export interface WechatApiOptions {
@@ -28,7 +35,9 @@ export interface WechatApiOptions {
 async function call(http: AxiosInstance, url: string, body: unknown, timeoutMs: number): Promise<Record<string, unknown>> {
   let data: unknown;
   try {
-    const res = await http.post(url, body, { timeout: timeoutMs, validateStatus: () => true, headers: { 'Content-Type': 'application/json' } });
+    const opts = { timeout: timeoutMs, validateStatus: () => true, headers: { 'Content-Type': 'application/json' } };
+    // GET for the calls that take no body.
+    const res = body === undefined ? await http.get(url, opts) : await http.post(url, body, opts);
     data = res.data;
     if (res.status !== 200) throw new WechatApiError(-1, `HTTP ${res.status}`);
   } catch (err) {
@@ -60,6 +69,17 @@ export function createWechatApi(opts: WechatApiOptions): WechatApi {
     },
     async typing(accessToken, openId) {
       await call(http, `${base}/cgi-bin/message/custom/typing?access_token=${encodeURIComponent(accessToken)}`, { touser: openId, command: 'Typing' }, timeoutMs);
+    },
+    async createMenu(accessToken, menu) {
+      await call(http, `${base}/cgi-bin/menu/create?access_token=${encodeURIComponent(accessToken)}`, menu, timeoutMs);
+    },
+    async currentMenu(accessToken) {
+      const d = await call(http, `${base}/cgi-bin/get_current_selfmenu_info?access_token=${encodeURIComponent(accessToken)}`, undefined, timeoutMs);
+      const info = d['selfmenu_info'] as { button?: unknown } | undefined;
+      return { open: d['is_menu_open'] === 1, menu: Array.isArray(info?.button) ? (info as Menu) : undefined };
+    },
+    async deleteMenu(accessToken) {
+      await call(http, `${base}/cgi-bin/menu/delete?access_token=${encodeURIComponent(accessToken)}`, undefined, timeoutMs);
     },
   };
 }
