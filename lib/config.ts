@@ -165,7 +165,14 @@ export interface Config {
     pollMs: number;
   };
   /** `auto`: MongoDB when one is configured (MONGODB_URI, or laf's cloud.mongo.db), else the embedded store. */
-  store: { kind: 'auto' | 'mongodb' | 'embedded'; mongoUri: string | undefined; mongoDb: string | undefined; dataDir: string };
+  store: {
+    kind: 'auto' | 'mongodb' | 'embedded';
+    mongoUri: string | undefined;
+    mongoDb: string | undefined;
+    dataDir: string;
+    /** Daily statistics count days in this time zone (minutes east of UTC; China +480). */
+    statsUtcOffsetMin: number;
+  };
   server: { port: number; host: string; maxBodyBytes: number };
   texts: Texts;
   menu: Record<string, MenuAction>;
@@ -482,7 +489,13 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
       staleAfterMs: int(env, 'STALE_AFTER_MS', 30_000, 300, 3_600_000),
       pollMs: int(env, 'POLL_MS', 150, 5, 5000),
     },
-    store: { kind: storeKind, mongoUri: str(env, 'MONGODB_URI'), mongoDb: str(env, 'MONGODB_DB'), dataDir: str(env, 'DATA_DIR') ?? './data' },
+    store: {
+      kind: storeKind,
+      mongoUri: str(env, 'MONGODB_URI'),
+      mongoDb: str(env, 'MONGODB_DB'),
+      dataDir: str(env, 'DATA_DIR') ?? './data',
+      statsUtcOffsetMin: int(env, 'STATS_UTC_OFFSET_MIN', 480, -720, 840),
+    },
     server: {
       port: int(env, 'PORT', 3000, 0, 65_535),
       host: str(env, 'HOST') ?? '0.0.0.0',
@@ -502,7 +515,7 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
 export const CONFIG_VARIABLES = [
   'WECHAT_TOKEN', 'WECHAT_AES_KEY', 'WECHAT_APPID', 'WECHAT_APPSECRET', 'WECHAT_PUSH', 'WECHAT_API_BASE',
   'SIGNATURE_TOLERANCE_S', 'WECHAT_TIMEOUT_MS', 'WECHAT_DELIVERIES', 'DIFY_API_KEY', 'DIFY_BASE_URL', 'DIFY_TIMEOUT_MS', 'DIFY_ANSWER_TIMEOUT_MS',
-  'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'PAGE_BYTES', 'STALE_AFTER_MS', 'POLL_MS', 'STORE', 'MONGODB_URI', 'MONGODB_DB',
+  'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'PAGE_BYTES', 'STALE_AFTER_MS', 'POLL_MS', 'STORE', 'MONGODB_URI', 'MONGODB_DB', 'STATS_UTC_OFFSET_MIN',
   'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'BOT_TEXTS', 'MENU_KEYS', 'MENU', 'KEYWORD_REPLIES', 'SCENE_REPLIES', 'LOG_LEVEL',
   'LLM_PROVIDER', 'OPENAI_BASE_URL', 'OPENAI_API_KEY', 'OPENAI_MODEL', 'SYSTEM_PROMPT', 'OPENAI_TEMPERATURE', 'OPENAI_MAX_TOKENS',
   'OPENAI_EXTRA_BODY', 'OPENAI_TIMEOUT_MS', 'OPENAI_ANSWER_TIMEOUT_MS', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',

@@ -19,7 +19,7 @@ describe('loadConfig', () => {
   it('has documented defaults', () => {
     const c = loadConfig(base);
     expect(c.dify.baseUrl).toBe('https://api.dify.ai/v1');
-    expect(c.store).toEqual({ kind: 'auto', mongoUri: undefined, mongoDb: undefined, dataDir: './data' });
+    expect(c.store).toEqual({ kind: 'auto', mongoUri: undefined, mongoDb: undefined, dataDir: './data', statsUtcOffsetMin: 480 });
     expect(c.server).toEqual({ port: 3000, host: '0.0.0.0', maxBodyBytes: 262144 });
     expect(c.delivery).toMatchObject({ replyDeadlineMs: 4500, placeholderMode: 'last', pageBytes: 1800 });
     expect(c.wechat).toMatchObject({ deliveries: 3, timeoutMs: 5000, timestampToleranceS: 300, push: false });

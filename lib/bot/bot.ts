@@ -211,14 +211,14 @@ export class Bot {
     if (outcome === 'drop') return DROP;
     if (outcome === 'deadline') return this.placeholder(latest as MessageRecord);
     if (outcome === 'gone') return SUCCESS;
-    return this.answerOwn(m.key, outcome, m.arrival, othersWaiting);
+    return this.answerOwn(m.key, outcome, m.arrival, claim.record.deliveries, othersWaiting);
   }
 
   /**
    * A settled question, in its own delivery: its first page, once. `othersWaiting`: answers the
    * user was already waiting for when this question arrived (read again when not known).
    */
-  private async answerOwn(key: string, q: MessageRecord, arrival: number, othersWaiting?: number): Promise<Decision> {
+  private async answerOwn(key: string, q: MessageRecord, arrival: number, deliveryNo: number, othersWaiting?: number): Promise<Decision> {
     const { store, config } = this.deps;
     let took: MessageRecord | null = null;
     // A few rounds: an earlier delivery of this message may be giving the page back right now.
@@ -232,7 +232,7 @@ export class Bot {
       // Someone else (a `1`, push) already gave the user this page: nothing to add.
       if ((cur.pagesDelivered ?? 0) > 0 || cur.inbox === undefined) return SUCCESS;
       if (this.tooLate(arrival)) return DROP;
-      took = await store.takePage(cur, 0, key);
+      took = await store.takePage(cur, 0, key, `reply${deliveryNo}`, this.deps.clock.now());
       if (took) break;
     }
     if (!took) return SUCCESS;
@@ -321,7 +321,7 @@ export class Bot {
         }
         const page = q.pagesDelivered ?? 0;
         if (this.tooLate(m.arrival)) return DROP;
-        const took = await store.takePage(q, page, m.key);
+        const took = await store.takePage(q, page, m.key, 'fetch', this.deps.clock.now());
         if (!took) continue;
         const others = items.filter((i) => i._id !== q._id && (waitedFor(i) || deliverable(i)));
         const last = page + 1 >= pageCount(took);

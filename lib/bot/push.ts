@@ -84,7 +84,7 @@ export class Pusher {
     try {
       for (let k = q.pagesDelivered ?? 0; k < pageCount(q) && !this.stopped; k++) {
         // Take the page first, so a concurrent `1` or another instance never sends it too.
-        const took: MessageRecord | null = await store.takePage(q, k, 'push');
+        const took: MessageRecord | null = await store.takePage(q, k, 'push', 'push', this.d.clock.now());
         if (!took) return;
         q = took;
         // The failure notice is one message, counted as the one page.

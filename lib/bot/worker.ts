@@ -158,8 +158,10 @@ export class AnswerWorker {
       : undefined;
     const live = this.deps.live;
     let published = '';
+    let firstTextAt: number | undefined;
     const onText = (t: string) => {
       raw = t;
+      firstTextAt ??= clock.now();
       if (!live) return;
       const text = visible();
       if (text === published) return; // only thinking, or a tag held back: nothing new to show
@@ -202,6 +204,8 @@ export class AnswerWorker {
         const code = answer.cut === 'content_filter' ? `${answerer.kind}_content_filter` : `${answerer.kind}_empty_answer`;
         result = { status: 'failed', answer: shownAnswer, failure: { kind: 'failed', code, status: 200, backendCode: answer.cut ?? '' } };
       }
+      result.backend = answerer.kind;
+      if (firstTextAt !== undefined) result.firstTextAt = firstTextAt;
       const done = await store.settle(q._id, attempt, result, clock.now());
       // Not saved means the question is gone (cleared, unsubscribed) or another worker owns it now.
       // A continued conversation keeps its id: nothing to write then.
@@ -228,7 +232,7 @@ export class AnswerWorker {
         logger.info('answer stopped: the question was cleared or its user left', { key: q._id, attempt, ms: clock.now() - started });
         return;
       }
-      const done = await store.settle(q._id, attempt, { status: 'failed', failure: toFailure(err) }, clock.now());
+      const done = await store.settle(q._id, attempt, { status: 'failed', failure: toFailure(err), backend: answerer.kind }, clock.now());
       logger.warn('answer failed', { key: q._id, attempt, ms: clock.now() - started, ...errorLogFields(err) });
       if (done) await this.settled(done);
     } finally {

@@ -24,7 +24,7 @@ export interface OpenStoreOptions {
 }
 
 /** Which backend `openStore` picks for this configuration. */
-export function storeKind(config: Config['store'], opts: OpenStoreOptions = {}): 'mongodb' | 'embedded' {
+export function storeKind(config: Pick<Config['store'], 'kind' | 'mongoUri'>, opts: OpenStoreOptions = {}): 'mongodb' | 'embedded' {
   if (config.kind === 'embedded') return 'embedded';
   const mongo = opts.db !== undefined || config.mongoUri !== undefined;
   if (config.kind === 'mongodb' && !mongo) throw new ConfigError('MONGODB_URI', 'is required when STORE=mongodb');
@@ -39,5 +39,5 @@ export async function openStore(config: Config['store'], opts: OpenStoreOptions 
     if (!opts.embedded) throw new ConfigError('STORE', 'the embedded store is not available here; configure MongoDB');
     backend = opts.embedded({ dataDir: config.dataDir, ...(opts.warn ? { warn: opts.warn } : {}) });
   }
-  return Store.open(backend);
+  return Store.open(backend, { statsUtcOffsetMin: config.statsUtcOffsetMin });
 }

@@ -77,6 +77,13 @@ export interface MessageRecord {
   readOnPage?: boolean;
   /** An answer page is open on this question until then (push waits for it). */
   pageViewUntil?: number;
+  /** Which backend answered (`dify`, `openai`). */
+  backend?: string;
+  /** When the model's first text arrived (ms). */
+  firstTextAt?: number;
+  /** How the first page reached the user, and when. */
+  deliveredVia?: DeliveryPath;
+  deliveredAt?: number;
 }
 
 export interface UserRecord {
@@ -101,10 +108,41 @@ export interface KvRecord {
   expireAt: Date;
 }
 
-/** What the worker saves when an answer settles. */
-export type Settlement =
+/** What the worker saves when an answer settles (`backend`: which answered; `firstTextAt`: its first text). */
+export type Settlement = { backend?: string; firstTextAt?: number } & (
   | { status: 'answered'; answer: string; pages: string[]; conversationId?: string; messageId?: string; usage?: Usage }
-  | { status: 'failed'; failure: Failure; answer?: string };
+  | { status: 'failed'; failure: Failure; answer?: string }
+);
+
+/** How a question's first page reached its user: its own reply on delivery N, `1`, push, or the answer page. */
+export type DeliveryPath = `reply${number}` | 'fetch' | 'push' | 'page';
+
+/**
+ * One day's counters (docs/store.md "Statistics"), each changed only by `$inc` at a transition that
+ * happens once per question (the claim, the settle, the first page taken), so no number drifts
+ * however many deliveries or instances touch a question.
+ */
+export interface StatsRecord {
+  _id: string;
+  expireAt: Date;
+  /** Flat counters (`questions`, `answered`, `failed`, `cleared`, `tokens`) and groups of them
+   * (`hour`, `latency`, `via`, `fail`, `backend`), as `$inc` on dotted names makes them. */
+  [counter: string]: number | string | Date | Record<string, number>;
+}
+
+/** Counts are written together at most this long after they happen. */
+const COUNT_FLUSH_MS = 1000;
+
+/** Daily statistics are kept this long. */
+export const STATS_DAYS = 90;
+
+/** Answer time buckets (upper bounds in seconds), WeChat's 5, 10 and 15 s windows among them. */
+export const LATENCY_BUCKETS = [1, 2, 3, 5, 10, 15, 30, 60, 120] as const;
+
+export function latencyBucket(ms: number): string {
+  const b = LATENCY_BUCKETS.find((limit) => ms < limit * 1000);
+  return b === undefined ? 'inf' : String(b);
+}
 
 export type ClaimResult = { record: MessageRecord; first: boolean; gone?: false } | { gone: true };
 
@@ -116,15 +154,20 @@ export function pageCount(q: MessageRecord): number {
 }
 
 export class Store {
+  private readonly pendingCounts = new Map<string, Record<string, number>>();
+  private countTimer: ReturnType<typeof setTimeout> | undefined;
+
   private constructor(
     private readonly messages: Collection<MessageRecord>,
     private readonly users: Collection<UserRecord>,
     private readonly kv: Collection<KvRecord>,
+    private readonly stats: Collection<StatsRecord>,
     private readonly backend: Backend,
+    private readonly utcOffsetMs: number,
   ) {}
 
-  /** Open the collections and create their indexes (idempotent). */
-  static async open(backend: Backend): Promise<Store> {
+  /** Open the collections and create their indexes (idempotent). `statsUtcOffsetMin`: the time zone days are counted in. */
+  static async open(backend: Backend, opts: { statsUtcOffsetMin?: number } = {}): Promise<Store> {
     try {
       const messages = await backend.collection<MessageRecord>('messages', [
         // Each user's undelivered answers; only those carry the field.
@@ -142,8 +185,9 @@ export class Store {
       ]);
       const users = await backend.collection<UserRecord>('users', []);
       const kv = await backend.collection<KvRecord>('kv', [{ field: 'expireAt', expireAfterSeconds: 0 }]);
+      const stats = await backend.collection<StatsRecord>('stats', [{ field: 'expireAt', expireAfterSeconds: 0 }]);
       await Store.migrate(messages);
-      return new Store(messages, users, kv, backend);
+      return new Store(messages, users, kv, stats, backend, (opts.statsUtcOffsetMin ?? 480) * 60_000);
     } catch (err) {
       await backend.close().catch(() => undefined);
       throw err;
@@ -174,6 +218,7 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    await this.flushCounts().catch(() => undefined);
     await this.backend.close();
   }
 
@@ -234,6 +279,7 @@ export class Store {
           await this.messages.deleteMany({ _id: doc._id });
           return { gone: true };
         }
+        if (doc.kind === 'question') await this.count(doc.createdAt, { questions: 1, [`hour.${this.hourOf(doc.createdAt)}`]: 1 });
         return { record: fresh, first: true };
       }
       const record = await this.messages.updateOne({ _id: doc._id }, { $inc: { deliveries: 1 } });
@@ -259,10 +305,26 @@ export class Store {
 
   /** Save a settled answer, if the question is still this attempt's to answer. */
   async settle(key: string, attempt: number, result: Settlement, now: number): Promise<MessageRecord | null> {
-    return this.messages.updateOne(
+    const done = await this.messages.updateOne(
       { _id: key, status: 'pending', attempts: attempt },
       { $set: { ...result, answeredAt: now }, $unset: { heartbeatAt: true } },
     );
+    if (done) await this.countSettled(done, now);
+    return done;
+  }
+
+  /** The counters of a question that just settled (once: only the settle that matched gets here). */
+  private countSettled(q: MessageRecord, now: number): Promise<void> {
+    const fields: Record<string, number> = { [`latency.${latencyBucket(now - q.createdAt)}`]: 1 };
+    if (q.backend) fields[`backend.${q.backend}`] = 1;
+    if (q.status === 'answered') {
+      fields['answered'] = 1;
+      if (q.usage?.total_tokens) fields['tokens'] = q.usage.total_tokens;
+    } else {
+      fields['failed'] = 1;
+      fields[`fail.${(q.failure?.code ?? 'unknown').replace(/[.$]/g, '_')}`] = 1;
+    }
+    return this.count(now, fields);
   }
 
   /** Take over a pending question whose worker went silent before `staleBefore` (one instance wins). */
@@ -276,10 +338,12 @@ export class Store {
 
   /** Give up on a question whose workers died too often. */
   async abandon(q: MessageRecord, staleBefore: number, failure: Failure, now: number): Promise<MessageRecord | null> {
-    return this.messages.updateOne(
+    const done = await this.messages.updateOne(
       { _id: q._id, status: 'pending', attempts: q.attempts ?? 1, heartbeatAt: { $lt: staleBefore } },
       { $set: { status: 'failed', failure, answeredAt: now }, $unset: { heartbeatAt: true } },
     );
+    if (done) await this.countSettled(done, now);
+    return done;
   }
 
   async markPlaceholderSent(key: string): Promise<void> {
@@ -290,10 +354,14 @@ export class Store {
    * Hand out page `page` of a settled question to `taker` (compare-and-set on the cursor, so each
    * page goes out once across all requests and instances). The last page leaves the inbox.
    */
-  async takePage(q: MessageRecord, page: number, taker: string): Promise<MessageRecord | null> {
-    const update: Update = { $set: { pagesDelivered: page + 1 }, $push: { takers: taker } };
+  async takePage(q: MessageRecord, page: number, taker: string, via: DeliveryPath, now: number): Promise<MessageRecord | null> {
+    const set: Record<string, unknown> = { pagesDelivered: page + 1 };
+    if (page === 0) Object.assign(set, { deliveredVia: via, deliveredAt: now });
+    const update: Update = { $set: set, $push: { takers: taker } };
     if (page + 1 >= pageCount(q)) update.$unset = { inbox: true };
-    return this.messages.updateOne({ _id: q._id, pagesDelivered: page, inbox: { $exists: true } }, update);
+    const took = await this.messages.updateOne({ _id: q._id, pagesDelivered: page, inbox: { $exists: true } }, update);
+    if (took && page === 0) await this.count(now, { [`via.${via}`]: 1 });
+    return took;
   }
 
   /**
@@ -301,10 +369,14 @@ export class Store {
    * give it back to the inbox, if it is still the last page taken and still `taker`'s.
    */
   async returnPage(q: MessageRecord, page: number, taker: string): Promise<boolean> {
+    const update: Update = { $set: { pagesDelivered: page, inbox: q.user }, $pop: { takers: 1 } };
+    if (page === 0) update.$unset = { deliveredVia: true, deliveredAt: true };
     const back = await this.messages.updateOne(
       { _id: q._id, pagesDelivered: page + 1, [`takers.${page}`]: taker, status: { $in: ['answered', 'failed'] } },
-      { $set: { pagesDelivered: page, inbox: q.user }, $pop: { takers: 1 } },
+      update,
     );
+    // The first page did not arrive after all: it is counted again by whoever delivers it.
+    if (back && page === 0 && q.deliveredVia) await this.count(q.deliveredAt ?? 0, { [`via.${q.deliveredVia}`]: -1 });
     return back !== null;
   }
 
@@ -318,11 +390,13 @@ export class Store {
     const total = pageCount(q);
     if (sent >= total) return false;
     const takers = [...(q.takers ?? []).slice(0, sent), ...Array.from({ length: total - sent }, () => 'page')];
+    const first = sent === 0 ? { deliveredVia: 'page', deliveredAt: now } : {};
     const done = await this.messages.updateOne(
       { _id: q._id, pagesDelivered: sent, inbox: { $exists: true }, status: { $in: ['answered', 'failed'] } },
-      { $set: { pagesDelivered: total, takers, readOnPage: true }, $unset: { inbox: true } },
+      { $set: { pagesDelivered: total, takers, readOnPage: true, ...first }, $unset: { inbox: true } },
     );
     if (!done) return false;
+    if (sent === 0) await this.count(now, { 'via.page': 1 });
     await this.users.upsert(q.user, { $set: { pageRead: { question, at: now }, updatedAt: now }, $max: { generation: 0 } });
     return true;
   }
@@ -366,6 +440,7 @@ export class Store {
       { inbox: user },
       { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true } },
     );
+    if (cancelled > 0) await this.count(now, { cleared: cancelled });
     return { conversationId: before?.conversationId, cancelled };
   }
 
@@ -418,6 +493,53 @@ export class Store {
   /** WeChat refused to push to this user (45015/45047) at `now`. */
   async blockUserPush(user: string, now: number): Promise<void> {
     await this.users.updateOne({ _id: user }, { $set: { pushBlockedUntil: now } });
+  }
+
+  // ---- statistics
+
+  /** The day (`YYYY-MM-DD` in the configured time zone) and hour a moment falls in. */
+  dayOf(at: number): string {
+    return new Date(at + this.utcOffsetMs).toISOString().slice(0, 10);
+  }
+
+  private hourOf(at: number): string {
+    return new Date(at + this.utcOffsetMs).toISOString().slice(11, 13);
+  }
+
+  /**
+   * Add to a day's counters. Increments are summed here and written together at most a second
+   * later (one `$inc` per day), so a burst of questions costs one write a second instead of three
+   * each; a crash can lose the last second's counts, never double one.
+   */
+  private count(at: number, fields: Record<string, number>): Promise<void> {
+    const day = this.dayOf(at);
+    const sums = this.pendingCounts.get(day) ?? {};
+    for (const [k, v] of Object.entries(fields)) sums[k] = (sums[k] ?? 0) + v;
+    this.pendingCounts.set(day, sums);
+    if (!this.countTimer) {
+      this.countTimer = setTimeout(() => void this.flushCounts().catch(() => undefined), COUNT_FLUSH_MS);
+      this.countTimer.unref?.();
+    }
+    return Promise.resolve();
+  }
+
+  private async flushCounts(): Promise<void> {
+    clearTimeout(this.countTimer);
+    this.countTimer = undefined;
+    const days = [...this.pendingCounts];
+    this.pendingCounts.clear();
+    for (const [day, sums] of days) {
+      const keep = Date.parse(day) - this.utcOffsetMs + (STATS_DAYS + 1) * 86_400_000;
+      const inc = Object.fromEntries(Object.entries(sums).filter(([, v]) => v !== 0));
+      if (Object.keys(inc).length > 0) await this.stats.upsert(day, { $inc: inc, $set: { expireAt: new Date(keep) } });
+    }
+  }
+
+  /** The counters of the days from `fromDay` to `toDay` (inclusive, `YYYY-MM-DD`), oldest first. */
+  async statsBetween(fromDay: string, toDay: string): Promise<StatsRecord[]> {
+    await this.flushCounts();
+    const all = await this.stats.find({}, STATS_DAYS * 2);
+    return all.filter((d) => d._id >= fromDay && d._id <= toDay).sort((a, b) => (a._id < b._id ? -1 : 1));
   }
 
   // ---- shared values (kv)

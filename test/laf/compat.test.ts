@@ -206,7 +206,7 @@ describe('the __init__ function on laf', () => {
   it('opens the store (creating its indexes) and runs the recovery sweep', async () => {
     const r = await invokeLaf(load('__init__'), { method: 'INIT', query: {} });
     expect(JSON.parse(r.body)).toEqual({ ok: true, recovered: 0 });
-    expect([...mongo.collections.keys()].sort()).toEqual(['kv', 'messages', 'users']);
+    expect([...mongo.collections.keys()].sort()).toEqual(['kv', 'messages', 'stats', 'users']);
   });
 });
 

@@ -34,7 +34,7 @@ describe('Store.claim', () => {
 });
 
 describe('store selection (one rule for every entry)', () => {
-  const base = { dataDir: '/nonexistent', mongoDb: undefined };
+  const base = { dataDir: '/nonexistent', mongoDb: undefined, statsUtcOffsetMin: 480 };
   it('follows STORE, then MONGODB_URI or a platform database', () => {
     expect(storeKind({ ...base, kind: 'embedded', mongoUri: 'mongodb://x' })).toBe('embedded');
     expect(storeKind({ ...base, kind: 'auto', mongoUri: 'mongodb://x' })).toBe('mongodb');

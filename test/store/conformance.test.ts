@@ -112,16 +112,16 @@ describe.each(kinds)('store conformance: $name', (kind) => {
   it('hands out each page once across racing takers, remembers who took it, and empties the inbox after the last', async () => {
     const s = await open();
     const q = await answered(s, 'oP:1', 'oP', ['p1', 'p2']);
-    const first = await Promise.all(['oP:a', 'oP:b', 'oP:c'].map((k) => s.takePage(q, 0, k)));
+    const first = await Promise.all(['oP:a', 'oP:b', 'oP:c'].map((k) => s.takePage(q, 0, k, 'fetch', T0)));
     expect(first.filter(Boolean)).toHaveLength(1);
     const winner = first.find(Boolean) as MessageRecord;
     expect(winner.pagesDelivered).toBe(1);
-    expect(await s.takePage(q, 0, 'oP:late')).toBeNull();
+    expect(await s.takePage(q, 0, 'oP:late', 'fetch', T0)).toBeNull();
     expect((await s.inbox('oP')).map((r) => r._id)).toEqual(['oP:1']);
-    const second = await s.takePage(winner, 1, 'oP:d');
+    const second = await s.takePage(winner, 1, 'oP:d', 'fetch', T0);
     expect(second?.takers).toEqual([winner.takers?.[0], 'oP:d']);
     expect(await s.inbox('oP')).toEqual([]);
-    expect(await s.takePage(second as MessageRecord, 2, 'oP:e')).toBeNull();
+    expect(await s.takePage(second as MessageRecord, 2, 'oP:e', 'fetch', T0)).toBeNull();
     expect(await s.takenBy('oP', 'oP:d')).toMatchObject({ page: 1, record: { _id: 'oP:1' } });
     expect(await s.takenBy('oP', 'oP:nobody')).toBeNull();
   });
@@ -130,20 +130,20 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     const s = await open();
     const q = await answered(s, 'oF:1', 'oF', null);
     expect(pageCount(q)).toBe(1);
-    expect(await s.takePage(q, 0, 'oF:one')).not.toBeNull();
+    expect(await s.takePage(q, 0, 'oF:one', 'fetch', T0)).not.toBeNull();
     expect(await s.inbox('oF')).toEqual([]);
   });
 
   it('gives a page that could not be sent back to the inbox', async () => {
     const s = await open();
     const q = await answered(s, 'oR:1', 'oR', ['only']);
-    const took = (await s.takePage(q, 0, 'push')) as MessageRecord;
+    const took = (await s.takePage(q, 0, 'push', 'fetch', T0)) as MessageRecord;
     expect(await s.inbox('oR')).toEqual([]);
     expect(await s.returnPage(took, 0, 'someone-else')).toBe(false);
     expect(await s.returnPage(took, 0, 'push')).toBe(true);
     const back = await s.inbox('oR');
     expect(back.map((r) => [r._id, r.pagesDelivered, r.takers])).toEqual([['oR:1', 0, []]]);
-    expect(await s.takePage(back[0] as MessageRecord, 0, 'oR:one')).not.toBeNull();
+    expect(await s.takePage(back[0] as MessageRecord, 0, 'oR:one', 'fetch', T0)).not.toBeNull();
   });
 
   it('keeps a heartbeat only while the question is this attempt’s to answer', async () => {
@@ -201,8 +201,8 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     claimed(await s.claim(question('oC:pending', 'oC')));
     const ready = await answered(s, 'oC:ready', 'oC', ['a', 'b']);
     const done = await answered(s, 'oC:done', 'oC', ['x']);
-    await s.takePage(done, 0, 'oC:done');
-    await s.takePage(ready, 0, 'oC:ready');
+    await s.takePage(done, 0, 'oC:done', 'fetch', T0);
+    await s.takePage(ready, 0, 'oC:ready', 'fetch', T0);
     const { conversationId, cancelled } = await s.clearUser('oC', 2);
     expect(conversationId).toBe('conv-1');
     expect(cancelled).toBe(2);
@@ -287,13 +287,13 @@ describe.each(kinds)('store conformance: $name', (kind) => {
   it('answer pages: reading to the end delivers the rest once, keeps who took the first pages, notes it for `1`', async () => {
     const s = await open();
     const q = await answered(s, 'oRead:1', 'oRead', ['p1', 'p2', 'p3']);
-    const after1 = (await s.takePage(q, 0, 'oRead:reply')) as MessageRecord;
+    const after1 = (await s.takePage(q, 0, 'oRead:reply', 'fetch', T0)) as MessageRecord;
     const [a, b] = await Promise.all([s.markReadOnPage(after1, T0 + 10, 'q'), s.markReadOnPage(after1, T0 + 10, 'q')]);
     expect([a, b].filter(Boolean)).toHaveLength(1);
     const read = await s.message('oRead:1');
     expect(read).toMatchObject({ pagesDelivered: 3, takers: ['oRead:reply', 'page', 'page'], readOnPage: true });
     expect(read?.inbox).toBeUndefined();
-    expect(await s.takePage(read as MessageRecord, 3, 'oRead:late')).toBeNull();
+    expect(await s.takePage(read as MessageRecord, 3, 'oRead:late', 'fetch', T0)).toBeNull();
     expect((await s.user('oRead'))?.pageRead).toEqual({ question: 'q', at: T0 + 10 });
     expect(await s.markReadOnPage(read as MessageRecord, T0 + 20, 'q')).toBe(false);
     // A pending question has nothing to mark.
@@ -317,6 +317,40 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect((await s.user('oT'))?.history?.map((t) => t.question)).toEqual(['q7']);
     await s.forgetUser('oT', Math.floor((T0 + 13) / 1000), T0 + 13);
     expect(await s.user('oT')).toBeNull();
+  });
+
+  it('statistics: each question counted once at its claim, settle and first page, whatever races', async () => {
+    const s = await open();
+    const day = s.dayOf(T0);
+    const before = (await s.statsBetween(day, day))[0] ?? {};
+    // Counters are nested by their dotted names: `via.fetch` is `{via: {fetch}}`.
+    const n = (rec: object, path: string) => Number(path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), rec) ?? 0);
+    await Promise.all(Array.from({ length: 10 }, () => s.claim(question('oS:1', 'oS'))));
+    await Promise.all([1, 1, 1].map((a) => s.settle('oS:1', a, { status: 'answered', answer: 'x', pages: ['x'], usage: { total_tokens: 7 }, backend: 'dify' }, T0 + 2500)));
+    const q = (await s.message('oS:1')) as MessageRecord;
+    const takes = await Promise.all(['oS:1', 'oS:f1', 'oS:f2'].map((k, i) => s.takePage(q, 0, k, i === 0 ? 'reply1' : 'fetch', T0 + 3000)));
+    const winner = takes.find(Boolean) as MessageRecord;
+    let now = (await s.statsBetween(day, day))[0] ?? {};
+    expect(n(now, 'questions') - n(before, 'questions')).toBe(1);
+    expect(n(now, 'answered') - n(before, 'answered')).toBe(1);
+    expect(n(now, 'latency.3') - n(before, 'latency.3')).toBe(1);
+    expect(n(now, 'tokens') - n(before, 'tokens')).toBe(7);
+    expect(n(now, 'backend.dify') - n(before, 'backend.dify')).toBe(1);
+    expect(n(now, 'via.reply1') + n(now, 'via.fetch') - n(before, 'via.reply1') - n(before, 'via.fetch')).toBe(1);
+    // A first page given back is uncounted, and counted again by whoever delivers it.
+    expect(await s.returnPage(winner, 0, winner.takers?.[0] as string)).toBe(true);
+    await s.takePage((await s.message('oS:1')) as MessageRecord, 0, 'push', 'push', T0 + 4000);
+    now = (await s.statsBetween(day, day))[0] ?? {};
+    expect(n(now, 'via.reply1') + n(now, 'via.fetch') - n(before, 'via.reply1') - n(before, 'via.fetch')).toBe(0);
+    expect(n(now, 'via.push') - n(before, 'via.push')).toBe(1);
+    expect((await s.message('oS:1'))?.deliveredVia).toBe('push');
+    // Failures by code; hours of the day.
+    claimed(await s.claim(question('oS:2', 'oS')));
+    await s.settle('oS:2', 1, { status: 'failed', failure: { kind: 'busy', code: 'dify_http_503', status: 503, backendCode: '' } }, T0 + 100);
+    now = (await s.statsBetween(day, day))[0] ?? {};
+    expect(n(now, 'fail.dify_http_503') - n(before, 'fail.dify_http_503')).toBe(1);
+    expect(Object.keys((now as { hour?: object }).hour ?? {}).every((k) => /^\d\d$/.test(k))).toBe(true);
+    expect(n(now, `hour.${new Date(T0 + 480 * 60_000).toISOString().slice(11, 13)}`)).toBeGreaterThan(0);
   });
 
   it('removes messages once their retention has passed (TTL on expireAt)', async () => {

@@ -96,7 +96,7 @@ describe('data written before the inbox existed', () => {
     const inbox = await store.inbox('oOld');
     expect(inbox.map((r) => r._id)).toEqual(['oOld:1', 'oOld:2']);
     // Page 2 of the promised answer is the next to go out, to whoever asks.
-    const took = await store.takePage(inbox[1] as MessageRecord, 1, 'oOld:one');
+    const took = await store.takePage(inbox[1] as MessageRecord, 1, 'oOld:one', 'fetch', Date.now());
     expect(took?.takers).toEqual(['before-upgrade', 'oOld:one']);
     expect((await store.stalePending(now + 60_000)).map((r) => r._id)).toEqual(['oOld:1']);
     await store.close();
