@@ -18,6 +18,8 @@ import { createOpenAIClient } from './openai/client';
 import { LiveAnswers } from './live';
 import type { Logger } from './log';
 import { createLogger } from './log';
+import { createConsoleHandler } from './console/handler';
+import type { ConsoleHandler } from './console/handler';
 import { PageLinks } from './page/links';
 import { createPageHandler } from './page/handler';
 import type { PageHandler, StreamTimings } from './page/handler';
@@ -30,6 +32,8 @@ export interface App {
   handler: Handler;
   /** The answer page's requests (lib/page/handler.ts); 404 for everything while the page is off. */
   page: PageHandler;
+  /** The operator console's requests (lib/console/handler.ts); 404 for everything without ADMIN_TOKEN. */
+  console: ConsoleHandler;
   worker: AnswerWorker;
   store: Store;
   logger: Logger;
@@ -76,9 +80,11 @@ export function createApp(config: Config, deps: AppDeps): App {
   const bot = new Bot({ config, store, clock, logger, worker, answerer, wakeups, push: pusher, links });
   const handler = createHandler({ config, bot, clock, logger });
   const page = createPageHandler({ config, store, clock, logger, live }, deps.pageTimings);
+  const consoleHandler = createConsoleHandler({ config, store, clock, logger });
   return {
     handler,
     page,
+    console: consoleHandler,
     worker,
     store,
     logger,

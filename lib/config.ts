@@ -184,6 +184,8 @@ export interface Config {
   scenes: Record<string, string>;
   /** The answer page (lib/page/): off unless a public base URL is known. */
   page: PageConfig;
+  /** The operator console (lib/console/): off without ADMIN_TOKEN. */
+  console: { token: string | undefined };
   logLevel: LogLevel;
 }
 
@@ -306,6 +308,13 @@ function parseMenu(v: unknown, commands: readonly string[]): Record<string, Menu
     }
   }
   return out;
+}
+
+/** ADMIN_TOKEN: long enough that guessing it is hopeless (the console also limits attempts). */
+function adminToken(env: Env): string | undefined {
+  const t = str(env, 'ADMIN_TOKEN');
+  if (t !== undefined && t.length < 24) throw new ConfigError('ADMIN_TOKEN', `must be at least 24 characters (got ${t.length}); e.g. the output of: openssl rand -base64 24`);
+  return t;
 }
 
 /** `MENU`: the menu to publish, every problem named at once. */
@@ -507,6 +516,7 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
     keywords: json(env, 'KEYWORD_REPLIES', (v) => parseKeywords(v, pageBytes), { exact: {}, prefixes: [] }),
     scenes: json(env, 'SCENE_REPLIES', (v) => stringRecord('SCENE_REPLIES', v), {}),
     page,
+    console: { token: adminToken(env) },
     logLevel: logLevel as LogLevel,
   };
 }
@@ -519,12 +529,12 @@ export const CONFIG_VARIABLES = [
   'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'BOT_TEXTS', 'MENU_KEYS', 'MENU', 'KEYWORD_REPLIES', 'SCENE_REPLIES', 'LOG_LEVEL',
   'LLM_PROVIDER', 'OPENAI_BASE_URL', 'OPENAI_API_KEY', 'OPENAI_MODEL', 'SYSTEM_PROMPT', 'OPENAI_TEMPERATURE', 'OPENAI_MAX_TOKENS',
   'OPENAI_EXTRA_BODY', 'OPENAI_TIMEOUT_MS', 'OPENAI_ANSWER_TIMEOUT_MS', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
-  'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
+  'ADMIN_TOKEN', 'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
 ] as const;
 
 /** The secrets in a config, for log redaction. */
 export function secretsOf(config: Config): string[] {
-  return [config.wechat.token, config.dify.apiKey, config.openai?.apiKey, config.wechat.aesKey, config.wechat.appSecret, config.store.mongoUri].filter(
+  return [config.wechat.token, config.dify.apiKey, config.openai?.apiKey, config.console.token, config.wechat.aesKey, config.wechat.appSecret, config.store.mongoUri].filter(
     (s): s is string => typeof s === 'string' && s !== '',
   );
 }

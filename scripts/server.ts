@@ -39,6 +39,7 @@ async function main(): Promise<void> {
     logger: app.logger,
     maxBodyBytes: config.server.maxBodyBytes,
     page: app.page,
+    console: app.console,
     health: async () => ({ store: storeKind }),
   });
   // Answers left pending by a process that died are taken over once they go stale.

@@ -7,6 +7,7 @@ import { createServer } from 'http';
 import { parse as parseQuery } from 'querystring';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
 import type { Handler } from '../bot/handler';
+import type { ConsoleHandler } from '../console/handler';
 import type { PageHandler, PageOp, PageRequest, PageResponse } from '../page/handler';
 import type { Logger } from '../log';
 import { errorLogFields } from '../errors';
@@ -17,6 +18,8 @@ export interface ServerOptions {
   maxBodyBytes: number;
   /** Answer pages under /a/. */
   page?: PageHandler;
+  /** The operator console under /admin. */
+  console?: ConsoleHandler;
   /** Extra health facts (store kind, …). */
   health?: () => Promise<Record<string, unknown>>;
 }
@@ -111,6 +114,28 @@ export function createHttpServer(opts: ServerOptions): Server {
             sendPage(req, res, await opts.page(pr));
             return;
           }
+        }
+        if (opts.console && (pathname === '/admin' || pathname.startsWith('/admin/'))) {
+          // A login form is small: anything larger is refused while it streams in.
+          const body = req.method === 'POST' ? await readBody(req, 4096).catch(() => undefined) : '';
+          if (body === undefined) {
+            res.setHeader('Connection', 'close');
+            send(res, 413, 'text/plain; charset=utf-8', 'Payload Too Large');
+            return;
+          }
+          const q = qAt === -1 ? {} : parseQuery(raw.slice(qAt + 1));
+          const csrf = req.headers['x-csrf-token'];
+          const out = await opts.console({
+            method: req.method ?? 'GET',
+            path: pathname.slice('/admin'.length),
+            cookie: req.headers.cookie,
+            body,
+            csrfHeader: typeof csrf === 'string' ? csrf : undefined,
+            query: Object.fromEntries(Object.entries(q).map(([k, v]) => [k, Array.isArray(v) ? v[0] : v])),
+          });
+          res.writeHead(out.status, { ...out.headers, 'Content-Length': Buffer.byteLength(out.body) });
+          res.end(req.method === 'HEAD' ? undefined : out.body);
+          return;
         }
         if (pathname !== '/wechat' && pathname !== '/wechat/') {
           send(res, 404, 'text/plain; charset=utf-8', 'Not Found');

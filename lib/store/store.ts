@@ -106,6 +106,8 @@ export interface KvRecord {
   value: string;
   expiresAt: number;
   expireAt: Date;
+  /** A counter (`bump`). */
+  hits?: number;
 }
 
 /** What the worker saves when an answer settles (`backend`: which answered; `firstTextAt`: its first text). */
@@ -557,6 +559,23 @@ export class Store {
   /** Mark `id` expired if it still holds `value`. */
   async kvExpire(id: string, value: string): Promise<void> {
     await this.kv.updateOne({ _id: id, value }, { $set: { expiresAt: 0 } });
+  }
+
+  /**
+   * Count one more event in the window `id` (sliding: each event extends it to `now + windowMs`);
+   * how many the window holds now. A window that has run out starts again from zero.
+   */
+  async bump(id: string, windowMs: number, now: number): Promise<number> {
+    await this.kv.updateOne({ _id: id, expiresAt: { $lt: now } }, { $set: { hits: 0 } });
+    const until = now + windowMs;
+    await this.kv.upsert(id, { $inc: { hits: 1 }, $set: { value: 'counter', expiresAt: until, expireAt: new Date(until) } });
+    return (await this.kv.findOne({ _id: id }))?.hits ?? 1;
+  }
+
+  /** The count in window `id`, 0 once it has run out. */
+  async hits(id: string, now: number): Promise<number> {
+    const r = await this.kv.findOne({ _id: id });
+    return r && r.expiresAt > now ? (r.hits ?? 0) : 0;
   }
 
   /** Take the lease `id` for `owner` until `until`: free, expired, or already ours. */

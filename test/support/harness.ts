@@ -76,6 +76,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const server = createHttpServer({
     handler: (r) => (ref.app as App).handler(r),
     page: (r) => (ref.app as App).page(r),
+    console: (r) => (ref.app as App).console(r),
     logger,
     maxBodyBytes: Number(opts.env?.['MAX_BODY_BYTES'] ?? 256 * 1024),
   });
