@@ -9,6 +9,7 @@
  * DEMO_BACKEND=openai asks the OpenAI-compatible simulator instead (a model that thinks first).
  */
 import { spawn } from 'child_process';
+import { randomBytes } from 'crypto';
 import { mkdtempSync, rmSync } from 'fs';
 import type { AddressInfo } from 'net';
 import { tmpdir } from 'os';
@@ -107,8 +108,10 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const url = `${origin}/wechat`;
+  const adminToken = randomBytes(18).toString('base64url');
   const config = loadConfig({
     PUBLIC_URL: origin,
+    ADMIN_TOKEN: adminToken,
     WECHAT_TOKEN: 'demotoken',
     ...backend,
     DATA_DIR: dataDir,
@@ -150,6 +153,7 @@ async function main(): Promise<void> {
   await say('/help', 'help');
   console.log(`The model was called ${sim.calls.length} times for ${Object.keys(ANSWERS).length} questions: WeChat's re-deliveries never ask twice.`);
 
+  console.log(`Console for this run: ${origin}/admin  (ADMIN_TOKEN ${adminToken})${process.env['DEMO_OPEN'] === '1' ? '' : ' — run with DEMO_OPEN=1 to keep it up'}`);
   if (link && process.env['DEMO_OPEN'] === '1') {
     console.log(`The answer page stays open at ${link} — press Ctrl-C to stop.`);
     await new Promise<void>((r) => process.once('SIGINT', () => r()));
