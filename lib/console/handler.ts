@@ -87,6 +87,9 @@ function cookieValue(header: string | undefined): string | undefined {
   return undefined;
 }
 
+/** The answer page's stylesheet, wider, with numbers that never wrap. */
+const CONSOLE_CSS = `${PAGE_CSS}main{max-width:1120px}.md td,.md th{white-space:nowrap;min-width:0}.md td{font-variant-numeric:tabular-nums}button{font:inherit;padding:4px 14px}\n`;
+
 const COUNTERS: [string, string][] = [
   ['questions', '问题'],
   ['answered', '已回答'],
@@ -157,7 +160,7 @@ export function createConsoleHandler(deps: ConsoleDeps) {
   return async function handleConsole(req: ConsoleRequest): Promise<ConsoleResponse> {
     if (!token) return { status: 404, headers: { ...HEADERS, 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Not Found' };
     if (req.path === '/console.css' && req.method === 'GET') {
-      return { status: 200, headers: { ...SECURITY_HEADERS, 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'public, max-age=3600' }, body: PAGE_CSS };
+      return { status: 200, headers: { ...SECURITY_HEADERS, 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'public, max-age=3600' }, body: CONSOLE_CSS };
     }
     if (req.path === '/login' && req.method === 'POST') {
       const now = clock.now();
