@@ -8,11 +8,13 @@
  * hash, in an HttpOnly SameSite=Strict cookie (Secure behind HTTPS); every state change needs the
  * session's CSRF token; the same strict headers as the answer page, nothing loaded from elsewhere.
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'crypto';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Logger } from '../log';
-import type { Store, StatsRecord } from '../store';
+import type { QuestionStatus, Store, StatsRecord } from '../store';
+import { pageCount } from '../store';
+import { quote } from '../text/quote';
 import { escapeHtml } from '../text/html';
 import { SECURITY_HEADERS } from '../page/handler';
 import { PAGE_CSS } from '../page/assets';
@@ -104,6 +106,13 @@ const COUNTERS: [string, string][] = [
   ['tokens', 'tokens'],
 ];
 
+/** An OpenID as the console's lists show it: enough to tell users apart, not enough to reuse. */
+export function maskOpenId(id: string): string {
+  return id.length <= 8 ? '…' : `${id.slice(0, 4)}…${id.slice(-4)}`;
+}
+
+const STATUSES: readonly QuestionStatus[] = ['pending', 'answered', 'failed', 'cleared'];
+
 function counter(rec: StatsRecord | undefined, path: string): number {
   let v: unknown = rec;
   for (const k of path.split('.')) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
@@ -130,6 +139,26 @@ export function createConsoleHandler(deps: ConsoleDeps) {
       `<h1>控制台</h1>${message ? `<p class="failed">${escapeHtml(message)}</p>` : ''}` +
         '<form method="post" action="/admin/login"><label>ADMIN_TOKEN <input type="password" name="token" autocomplete="current-password" required></label> <button type="submit">登录</button></form>',
     );
+  // Record links carry the question's key sealed (AES-256-GCM under a key derived from ADMIN_TOKEN):
+  // the key contains the OpenID, which the lists only show masked, also in their URLs.
+  const sealKey = createHmac('sha256', token ?? '').update('console-record-links').digest();
+  const seal = (key: string) => {
+    const iv = randomBytes(12);
+    const c = createCipheriv('aes-256-gcm', sealKey, iv);
+    const body = Buffer.concat([c.update(key, 'utf8'), c.final()]);
+    return Buffer.concat([iv, c.getAuthTag(), body]).toString('base64url');
+  };
+  const unseal = (ref: string): string | undefined => {
+    try {
+      const raw = Buffer.from(ref, 'base64url');
+      if (raw.length < 29) return undefined;
+      const d = createDecipheriv('aes-256-gcm', sealKey, raw.subarray(0, 12));
+      d.setAuthTag(raw.subarray(12, 28));
+      return Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8');
+    } catch {
+      return undefined; // not ours, or tampered with
+    }
+  };
   const csrfFor = (session: string) => createHmac('sha256', session).update('console-csrf').digest('hex');
   const json = (status: number, value: unknown): ConsoleResponse => ({ status, headers: { ...HEADERS, 'Content-Type': 'application/json; charset=utf-8' }, body: JSON.stringify(value) });
 
@@ -139,7 +168,58 @@ export function createConsoleHandler(deps: ConsoleDeps) {
     return (await store.kvGet(sessionKey(id), clock.now())) === 'ok' ? id : undefined;
   }
 
-  async function overview(id: string): Promise<ConsoleResponse> {
+  const when = (ms: number | undefined) => (ms === undefined ? '' : new Date(ms + config.store.statsUtcOffsetMin * 60_000).toISOString().slice(5, 19).replace('T', ' '));
+  const seconds = (from: number, to: number | undefined) => (to === undefined ? '' : ((to - from) / 1000).toFixed(1));
+
+  /** The newest questions: masked sender, the question cut short, how it ended. */
+  async function recent(status: QuestionStatus | undefined): Promise<string> {
+    const items = await store.recentQuestions(50, status);
+    const filters = ['', ...STATUSES].map((s) => `<a href="/admin${s ? `?status=${s}` : ''}">${s || '全部'}</a>`).join(' · ');
+    const rows = items
+      .map(
+        (q) =>
+          `<tr><td>${when(q.createdAt)}</td><td>${escapeHtml(maskOpenId(q.user))}</td>` +
+          `<td><a href="/admin/q?r=${seal(q._id)}">${escapeHtml(quote(q.question ?? ''))}</a></td>` +
+          `<td>${escapeHtml(q.status ?? '')}</td><td>${escapeHtml(q.deliveredVia ?? '')}</td><td>${seconds(q.createdAt, q.answeredAt)}</td>` +
+          `<td>${escapeHtml(q.backend ?? '')}</td><td>${escapeHtml(q.failure?.code ?? '')}</td></tr>`,
+      )
+      .join('');
+    return (
+      `<h2>最近的问题</h2><p>${filters}</p>` +
+      '<div class="md"><div class="table"><table><thead><tr><th>时间</th><th>用户</th><th>问题</th><th>状态</th><th>送达方式</th><th>回答用时 s</th><th>后端</th><th>错误</th></tr></thead>' +
+      `<tbody>${rows || '<tr><td colspan="8">还没有问题。</td></tr>'}</tbody></table></div></div>`
+    );
+  }
+
+  /** One question in full: the record view (the only place the OpenID is shown whole). */
+  async function record(key: string): Promise<ConsoleResponse> {
+    const q = await store.message(key);
+    if (!q || q.kind !== 'question') return page(404, '没有这个问题', '<p><a href="/admin">← 控制台</a></p><p>没有这个问题（可能已过期）。</p>');
+    const row = (k: string, v: string) => `<tr><th>${k}</th><td>${v}</td></tr>`;
+    const fields = [
+      row('用户', escapeHtml(q.user)),
+      row('状态', escapeHtml(q.status ?? '')),
+      row('后端', escapeHtml(q.backend ?? '')),
+      row('提问', escapeHtml(when(q.createdAt))),
+      row('首个字', `${escapeHtml(when(q.firstTextAt))} ${q.firstTextAt ? `(+${seconds(q.createdAt, q.firstTextAt)} s)` : ''}`),
+      row('回答完成', `${escapeHtml(when(q.answeredAt))} ${q.answeredAt ? `(+${seconds(q.createdAt, q.answeredAt)} s)` : ''}`),
+      row('送达', `${escapeHtml(q.deliveredVia ?? '未送达')} ${escapeHtml(when(q.deliveredAt))}`),
+      row('微信投递次数', String(q.deliveries)),
+      row('已送出页数', `${q.pagesDelivered ?? 0} / ${pageCount(q)}`),
+      row('模型调用次数', String(q.attempts ?? 1)),
+      row('tokens', String(q.usage?.total_tokens ?? '')),
+      row('错误', q.failure ? escapeHtml(`${q.failure.code} (${q.failure.kind}, HTTP ${q.failure.status}${q.failure.backendCode ? `, ${q.failure.backendCode}` : ''})`) : ''),
+    ].join('');
+    return page(
+      200,
+      '问题详情',
+      `<p><a href="/admin">← 控制台</a></p><h1>问题详情</h1><blockquote class="q">${escapeHtml(q.question ?? '')}</blockquote>` +
+        `<div class="md"><div class="table"><table><tbody>${fields}</tbody></table></div></div>` +
+        `<h2>回答</h2><pre class="plain">${escapeHtml(q.answer ?? '')}</pre>`,
+    );
+  }
+
+  async function overview(id: string, status: QuestionStatus | undefined): Promise<ConsoleResponse> {
     const now = clock.now();
     const days = Array.from({ length: 7 }, (_, i) => store.dayOf(now - (6 - i) * 86_400_000));
     const stats = await store.statsBetween(days[0] as string, days[6] as string);
@@ -153,6 +233,7 @@ export function createConsoleHandler(deps: ConsoleDeps) {
       '控制台',
       '<h1>控制台</h1><p>最近 7 天，每个问题的结局（按天统计）。</p>' +
         `<div class="md"><div class="table"><table><thead>${head}</thead><tbody>${rows}</tbody></table></div></div>` +
+        (await recent(status)) +
         `<form method="post" action="/admin/logout"><input type="hidden" name="csrf" value="${csrfFor(id)}"><button type="submit">退出</button></form>`,
     );
   }
@@ -196,7 +277,11 @@ export function createConsoleHandler(deps: ConsoleDeps) {
       return json(404, { error: 'not found' });
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return { status: 405, headers: { ...HEADERS, Allow: 'GET, POST', 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Method Not Allowed' };
-    if (req.path === '' || req.path === '/') return overview(id);
+    if (req.path === '' || req.path === '/') {
+      const status = STATUSES.find((s) => s === req.query['status']);
+      return overview(id, status);
+    }
+    if (req.path === '/q') return record(unseal(req.query['r'] ?? '') ?? '');
     if (req.path === '/api/stats') {
       const days = Math.min(90, Math.max(1, Number(req.query['days'] ?? 7) || 7));
       const now = clock.now();

@@ -23,7 +23,8 @@ export interface Collection<T extends { _id: string }> {
   /** Insert; `false` when a document with this `_id` already exists (the atomic claim). */
   insert(doc: T): Promise<boolean>;
   findOne(filter: Filter): Promise<T | null>;
-  find(filter: Filter, limit: number): Promise<T[]>;
+  /** Up to `limit` matches; with `newestBy`, those with the highest values of that field first. */
+  find(filter: Filter, limit: number, newestBy?: string): Promise<T[]>;
   /** Update the first match; the document after the update, or null when nothing matched. */
   updateOne(filter: Filter, update: Update): Promise<T | null>;
   /** Update every match; how many matched. */

@@ -38,8 +38,9 @@ export function mongoBackend(db: Db, client?: MongoClient): Backend {
         async findOne(filter: Filter) {
           return (await c.findOne(filter as never)) as T | null;
         },
-        async find(filter: Filter, limit) {
-          return (await c.find(filter as never).limit(limit).toArray()) as unknown as T[];
+        async find(filter: Filter, limit, newestBy) {
+          const cursor = c.find(filter as never);
+          return (await (newestBy ? cursor.sort({ [newestBy]: -1 }) : cursor).limit(limit).toArray()) as unknown as T[];
         },
         async updateOne(filter: Filter, update: Update) {
           const res: unknown = await c.findOneAndUpdate(filter as never, update as never, { returnDocument: 'after' });

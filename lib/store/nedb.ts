@@ -36,8 +36,9 @@ function wrap<T extends { _id: string }>(db: Datastore<T>, journal: Journal): Co
     async findOne(filter: Filter) {
       return afterSync((await db.findOneAsync(filter as never)) ?? null);
     },
-    async find(filter: Filter, limit) {
-      return afterSync(await db.findAsync(filter as never).limit(limit));
+    async find(filter: Filter, limit, newestBy) {
+      const cursor = db.findAsync(filter as never);
+      return afterSync(await (newestBy ? cursor.sort({ [newestBy]: -1 }) : cursor).limit(limit));
     },
     async updateOne(filter: Filter, update: Update) {
       const res = await db.updateAsync(filter as never, update as never, { multi: false, returnUpdatedDocs: true });

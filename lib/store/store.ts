@@ -181,6 +181,8 @@ export class Store {
         { field: 'user', only: 'mongodb' },
         // Only pending questions carry a heartbeat, so the recovery scan's index stays small.
         { field: 'heartbeatAt', sparse: true },
+        // The console's newest questions (MongoDB; the embedded store sorts in memory).
+        { field: 'createdAt', only: 'mongodb' },
         // Answer-page lookups; only questions asked with the page on carry it.
         { field: 'pageToken', sparse: true },
         { field: 'expireAt', expireAfterSeconds: 0 },
@@ -255,6 +257,11 @@ export class Store {
   /** Pending questions whose worker has shown no sign of life since `before`. */
   async stalePending(before: number, limit = 50): Promise<MessageRecord[]> {
     return this.messages.find({ heartbeatAt: { $lt: before }, status: 'pending' }, limit);
+  }
+
+  /** The newest questions, for the console (bounded); only those in `status` when given. */
+  async recentQuestions(limit: number, status?: QuestionStatus): Promise<MessageRecord[]> {
+    return this.messages.find({ kind: 'question', ...(status ? { status } : {}) }, Math.min(limit, 500), 'createdAt');
   }
 
   /** Everything, for tests and diagnostics (bounded). */

@@ -64,6 +64,28 @@ describe('the console', () => {
     expect(html).toContain(`<td>${h.app.store.dayOf(Date.now())}</td><td>2</td><td>2</td>`);
   });
 
+  it('lists the newest questions with masked senders, filters by status, and opens a record', async () => {
+    h = await startHarness({ env: { ADMIN_TOKEN: ADMIN }, dify: { script: (b) => (b.query === '坏' ? { kind: 'http', status: 503, body: '{"code":"x","message":"x","status":503}' } : { kind: 'answer', text: `答:${String(b.query)}` }) } });
+    await h.wechat.send('oListUser0001', '第一个问题');
+    await h.wechat.send('oListUser0001', '坏');
+    const { cookie } = await login();
+    const html = await (await fetch(`${h.origin}/admin`, { headers: { cookie } })).text();
+    expect(html).toContain('最近的问题');
+    expect(html).toContain('oLis…0001');
+    expect(html).not.toContain('oListUser0001');
+    expect(html.indexOf('坏')).toBeLessThan(html.indexOf('第一个问题')); // newest first
+    const failedOnly = await (await fetch(`${h.origin}/admin?status=failed`, { headers: { cookie } })).text();
+    expect(failedOnly).toContain('dify_http_503');
+    expect(failedOnly).not.toContain('第一个问题');
+    const href = /href="(\/admin\/q\?r=[^"]+)"/.exec(html)?.[1] as string;
+    const rec = await (await fetch(`${h.origin}${href}`, { headers: { cookie } })).text();
+    expect(rec).toContain('oListUser0001'); // the record view is where the OpenID is shown whole
+    expect(rec).toContain('问题详情');
+    // Without a session, no record either; a forged reference opens nothing.
+    expect((await call(`${h.origin}${href}`)).body).not.toContain('oListUser0001');
+    expect((await fetch(`${h.origin}/admin/q?r=${href.slice(-10)}AAAA`, { headers: { cookie } })).status).toBe(404);
+  });
+
   it('needs the CSRF token to log out; logging out ends the session', async () => {
     h = await startHarness({ env: { ADMIN_TOKEN: ADMIN } });
     const { cookie } = await login();

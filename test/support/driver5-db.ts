@@ -40,12 +40,20 @@ export function driver5Db(): { db: Db; collections: Map<string, Datastore<Doc>> 
       },
       find(filter: object) {
         let limit = 0;
+        let sort: Record<string, 1 | -1> | undefined;
         const cursor = {
           limit(n: number) {
             limit = n;
             return cursor;
           },
-          toArray: async () => await c.findAsync(filter as never).limit(limit),
+          sort(s: Record<string, 1 | -1>) {
+            sort = s;
+            return cursor;
+          },
+          toArray: async () => {
+            const found = c.findAsync(filter as never);
+            return await (sort ? found.sort(sort) : found).limit(limit);
+          },
         };
         return cursor;
       },
