@@ -18,6 +18,7 @@ import { quote } from '../text/quote';
 import { escapeHtml } from '../text/html';
 import { SECURITY_HEADERS } from '../page/handler';
 import { PAGE_CSS } from '../page/assets';
+import { CONSOLE_JS, uplotAsset } from './assets';
 
 export interface ConsoleRequest {
   method: string;
@@ -90,7 +91,7 @@ function cookieValue(header: string | undefined): string | undefined {
 }
 
 /** The answer page's stylesheet, wider, with numbers that never wrap. */
-const CONSOLE_CSS = `${PAGE_CSS}main{max-width:1120px}.md td,.md th{white-space:nowrap;min-width:0}.md td{font-variant-numeric:tabular-nums}button{font:inherit;padding:4px 14px}\n`;
+const CONSOLE_CSS = `${PAGE_CSS}main{max-width:1120px}#charts{display:grid;gap:12px}.chart h3{margin:8px 0 4px;font-size:15px}.md td,.md th{white-space:nowrap;min-width:0}.md td{font-variant-numeric:tabular-nums}button{font:inherit;padding:4px 14px}\n`;
 
 const COUNTERS: [string, string][] = [
   ['questions', '问题'],
@@ -124,13 +125,14 @@ export function createConsoleHandler(deps: ConsoleDeps) {
   const token = config.console.token;
   const secure = (config.page.publicUrl ?? '').startsWith('https://');
 
-  const page = (status: number, title: string, main: string, extra: Record<string, string> = {}): ConsoleResponse => ({
+  const page = (status: number, title: string, main: string, extra: Record<string, string> = {}, scripts = false): ConsoleResponse => ({
     status,
     headers: { ...HEADERS, 'Content-Type': 'text/html; charset=utf-8', ...extra },
     body:
       '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">' +
-      `<meta name="robots" content="noindex,nofollow"><title>${escapeHtml(title)}</title><link rel="stylesheet" href="/admin/console.css"></head>` +
-      `<body><main>${main}</main></body></html>`,
+      `<meta name="robots" content="noindex,nofollow"><title>${escapeHtml(title)}</title><link rel="stylesheet" href="/admin/console.css">` +
+      `${scripts ? '<link rel="stylesheet" href="/admin/uplot.css">' : ''}</head>` +
+      `<body><main>${main}</main>${scripts ? '<script src="/admin/uplot.js"></script><script src="/admin/console.js"></script>' : ''}</body></html>`,
   });
   const loginPage = (status: number, message = '') =>
     page(
@@ -222,6 +224,7 @@ export function createConsoleHandler(deps: ConsoleDeps) {
   async function overview(id: string, status: QuestionStatus | undefined): Promise<ConsoleResponse> {
     const now = clock.now();
     const days = Array.from({ length: 7 }, (_, i) => store.dayOf(now - (6 - i) * 86_400_000));
+    const chartDays = Array.from({ length: 14 }, (_, i) => store.dayOf(now - (13 - i) * 86_400_000));
     const stats = await store.statsBetween(days[0] as string, days[6] as string);
     const byDay = new Map(stats.map((s) => [s._id, s]));
     const head = `<tr><th>日期</th>${COUNTERS.map(([, label]) => `<th>${escapeHtml(label)}</th>`).join('')}</tr>`;
@@ -231,15 +234,23 @@ export function createConsoleHandler(deps: ConsoleDeps) {
     return page(
       200,
       '控制台',
-      '<h1>控制台</h1><p>最近 7 天，每个问题的结局（按天统计）。</p>' +
+      '<h1>控制台</h1>' +
+        `<div id="charts" data-api="/admin/api/stats?days=14" data-days="${chartDays.join(',')}" data-offset-min="${config.store.statsUtcOffsetMin}"></div>` +
+        '<p>最近 7 天，每个问题的结局（按天统计）。</p>' +
         `<div class="md"><div class="table"><table><thead>${head}</thead><tbody>${rows}</tbody></table></div></div>` +
         (await recent(status)) +
         `<form method="post" action="/admin/logout"><input type="hidden" name="csrf" value="${csrfFor(id)}"><button type="submit">退出</button></form>`,
+      {},
+      uplotAsset('uPlot.iife.min.js') !== null,
     );
   }
 
   return async function handleConsole(req: ConsoleRequest): Promise<ConsoleResponse> {
     if (!token) return { status: 404, headers: { ...HEADERS, 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Not Found' };
+    const asset = ({ '/uplot.js': ['text/javascript', uplotAsset('uPlot.iife.min.js')], '/uplot.css': ['text/css', uplotAsset('uPlot.min.css')], '/console.js': ['text/javascript', CONSOLE_JS] } as Record<string, [string, string | null]>)[req.path];
+    if (asset && asset[1] !== null && req.method === 'GET') {
+      return { status: 200, headers: { ...SECURITY_HEADERS, 'Content-Type': `${asset[0]}; charset=utf-8`, 'Cache-Control': 'public, max-age=3600' }, body: asset[1] };
+    }
     if (req.path === '/console.css' && req.method === 'GET') {
       return { status: 200, headers: { ...SECURITY_HEADERS, 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'public, max-age=3600' }, body: CONSOLE_CSS };
     }

@@ -8,6 +8,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { haveChromium, launchChromium } from '../support/browser';
 import { startHarness } from '../support/harness';
+
+/** The page globals the browser-side checks use (the project has no DOM types). */
+declare const document: { querySelectorAll(selector: string): ArrayLike<unknown> };
 import type { Harness } from '../support/harness';
 
 const SHOTS = 'dist/screenshots';
@@ -29,6 +32,10 @@ describe.skipIf(!haveChromium)('the console in Chromium', () => {
     for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
       const context = await browser.newContext({ viewport, locale: 'zh-CN' });
       const page = await context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      // Script errors and CSP refusals (a 401 login page or a missing favicon is not one).
+      page.on('console', (m) => m.type() === 'error' && /Content Security Policy|Refused/.test(m.text()) && errors.push(m.text()));
       await page.goto(`${h.origin}/admin`);
       await page.fill('input[name=token]', 'not-the-token-at-all-000000');
       await page.click('button[type=submit]');
@@ -36,9 +43,12 @@ describe.skipIf(!haveChromium)('the console in Chromium', () => {
       expect(await page.$('table')).toBeNull();
       await page.fill('input[name=token]', ADMIN);
       await Promise.all([page.waitForURL(`${h.origin}/admin`), page.click('button[type=submit]')]);
-      await page.waitForSelector('table');
-      expect(await page.textContent('tbody')).toContain(h.app.store.dayOf(Date.now()));
-      await page.screenshot({ path: `${SHOTS}/console-${viewport.width}.png` });
+      await page.waitForSelector('.md table');
+      expect(await page.textContent('.md tbody')).toContain(h.app.store.dayOf(Date.now()));
+      // The plots draw (uPlot, served by us), one canvas each.
+      await page.waitForFunction(() => document.querySelectorAll('#charts canvas').length >= 4);
+      await page.screenshot({ path: `${SHOTS}/console-${viewport.width}.png`, fullPage: true });
+      expect(errors).toEqual([]);
       await Promise.all([page.waitForURL(`${h.origin}/admin`), page.click('text=退出')]);
       expect(await page.$('input[name=token]')).not.toBeNull();
       await context.close();
