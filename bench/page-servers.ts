@@ -4,8 +4,7 @@
  * serves answer pages, so a page on B follows an answer through the store alone, as a page
  * served by another instance would. Prints {"a": url, "b": url} once both listen.
  */
-import type { AddressInfo } from 'net';
-import { createServer } from 'net';
+import { freePort } from './support';
 import { createApp } from '../lib/app';
 import type { App } from '../lib/app';
 import { loadConfig } from '../lib/config';
@@ -13,14 +12,6 @@ import { createLogger } from '../lib/log';
 import { createHttpServer } from '../lib/server/http';
 import { openStore } from '../lib/store';
 import { nedbBackend } from '../lib/store/nedb';
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 
 async function main(): Promise<void> {
   const [portA, portB] = [await freePort(), await freePort()];

@@ -7,27 +7,17 @@
  */
 import { spawn } from 'child_process';
 import { mkdtempSync, rmSync } from 'fs';
-import type { AddressInfo } from 'net';
-import { createServer } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { startDifySim } from '../lib/sim/dify-sim';
 import { openSse } from '../lib/sim/sse-client';
 import type { SseStream } from '../lib/sim/sse-client';
 import { WechatSim } from '../lib/sim/wechat-sim';
-import { BUILT_SERVER, KEY, ROOT, TOKEN, rssMb, spawnChild, stop } from './support';
+import { BUILT_SERVER, KEY, ROOT, TOKEN, freePort, rssMb, spawnChild, stop } from './support';
 
 const QUESTIONS = Number(process.env['BENCH_PAGE_QUESTIONS'] ?? 20);
 const STREAMS = (process.env['BENCH_PAGE_STREAMS'] ?? '1000,2000').split(',').map(Number);
 const FAST = { PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '100', LOG_LEVEL: 'warn' };
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 
 const linkIn = (text: string | null) => /<a href="([^"]+)">/.exec(text ?? '')?.[1];
 const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))] as number;
@@ -58,9 +48,8 @@ async function firstToken(say: (line?: string) => void): Promise<void> {
         if (!link) throw new Error('no link in the placeholder');
         const call = dify.calls.at(-1);
         const sse = await openSse(`${link.replace(urls.a, urls[where])}/events`);
-        const shown = await sse.until((e) => e.event === 'text' && (JSON.parse(e.data) as { add: string }).add !== '', 10_000);
+        await sse.until((e) => e.event === 'text' && (JSON.parse(e.data) as { add: string }).add !== '', 10_000);
         const at = Date.now();
-        void shown;
         sse.close();
         if (call?.firstFrameAt === undefined) throw new Error('the page showed text before Dify sent any');
         delays[where].push(at - call.firstFrameAt);

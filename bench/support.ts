@@ -2,6 +2,8 @@
 import { spawn } from 'child_process';
 import type { ChildProcess } from 'child_process';
 import { readFileSync } from 'fs';
+import type { AddressInfo } from 'net';
+import { createServer } from 'net';
 import { resolve } from 'path';
 
 export const ROOT = resolve(__dirname, '..');
@@ -43,4 +45,14 @@ export function prng(seed: number): () => number {
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** A port nothing listens on right now (for a child that must know its own URL before it starts). */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as AddressInfo).port;
+      s.close(() => resolvePort(port));
+    });
+  });
 }

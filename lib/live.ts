@@ -35,9 +35,4 @@ export class LiveAnswers {
       if (mine.size === 0 && this.listeners.get(key) === mine) this.listeners.delete(key);
     };
   }
-
-  /** How many answers have listeners (diagnostics, tests). */
-  get size(): number {
-    return this.listeners.size;
-  }
 }

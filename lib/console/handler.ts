@@ -12,8 +12,8 @@ import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, 
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Logger } from '../log';
-import type { QuestionStatus, Store, StatsRecord } from '../store';
-import { pageCount } from '../store';
+import type { QuestionStatus, Store } from '../store';
+import { pageCount, statCount } from '../store';
 import { quote } from '../text/quote';
 import { escapeHtml } from '../text/html';
 import { SECURITY_HEADERS } from '../page/handler';
@@ -114,11 +114,6 @@ export function maskOpenId(id: string): string {
 
 const STATUSES: readonly QuestionStatus[] = ['pending', 'answered', 'failed', 'cleared'];
 
-function counter(rec: StatsRecord | undefined, path: string): number {
-  let v: unknown = rec;
-  for (const k of path.split('.')) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
-  return typeof v === 'number' ? v : 0;
-}
 
 export function createConsoleHandler(deps: ConsoleDeps) {
   const { config, store, clock, logger } = deps;
@@ -229,7 +224,7 @@ export function createConsoleHandler(deps: ConsoleDeps) {
     const byDay = new Map(stats.map((s) => [s._id, s]));
     const head = `<tr><th>日期</th>${COUNTERS.map(([, label]) => `<th>${escapeHtml(label)}</th>`).join('')}</tr>`;
     const rows = days
-      .map((d) => `<tr><td>${d}</td>${COUNTERS.map(([k]) => `<td>${counter(byDay.get(d), k)}</td>`).join('')}</tr>`)
+      .map((d) => `<tr><td>${d}</td>${COUNTERS.map(([k]) => `<td>${statCount(byDay.get(d), k)}</td>`).join('')}</tr>`)
       .join('');
     return page(
       200,

@@ -40,9 +40,4 @@ export class PageLinks {
   async markup(questionKey: string, text: string): Promise<string> {
     return linkMarkup(this.page, await this.token(questionKey), text);
   }
-
-  /** The page's full URL (demo, tests). */
-  async url(questionKey: string): Promise<string> {
-    return /href="([^"]+)"/.exec(await this.markup(questionKey, ''))?.[1] as string;
-  }
 }

@@ -141,6 +141,13 @@ export const STATS_DAYS = 90;
 /** Answer time buckets (upper bounds in seconds), WeChat's 5, 10 and 15 s windows among them. */
 export const LATENCY_BUCKETS = [1, 2, 3, 5, 10, 15, 30, 60, 120] as const;
 
+/** A counter of a day's record by its dotted name (`via.fetch` is `{via: {fetch}}`); 0 when absent. */
+export function statCount(rec: object | undefined, path: string): number {
+  let v: unknown = rec;
+  for (const k of path.split('.')) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
+  return typeof v === 'number' ? v : 0;
+}
+
 export function latencyBucket(ms: number): string {
   const b = LATENCY_BUCKETS.find((limit) => ms < limit * 1000);
   return b === undefined ? 'inf' : String(b);

@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Script } from '../../lib/sim/dify-sim';
 import type { StatsRecord } from '../../lib/store/store';
+import { statCount } from '../../lib/store/store';
 import { SCALE, TOKEN, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
 import { deliver, textXml } from '../support/wire';
@@ -13,7 +14,6 @@ let h: Harness;
 afterEach(async () => h?.close());
 
 const slow = (text: string, seconds: number): Script => ({ kind: 'answer', text, durationMs: seconds * 1000 * SCALE });
-const n = (rec: object | undefined, path: string) => Number(path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), rec) ?? 0);
 async function today(): Promise<StatsRecord | undefined> {
   const day = h.app.store.dayOf(Date.now());
   return (await h.app.store.statsBetween(day, day))[0];
@@ -45,12 +45,12 @@ describe('statistics', () => {
     await clearing;
     await h.app.worker.idle();
     const s = await today();
-    expect(n(s, 'questions')).toBe(5);
-    expect([n(s, 'via.reply1'), n(s, 'via.reply2'), n(s, 'via.fetch')]).toEqual([2, 1, 1]);
-    expect([n(s, 'answered'), n(s, 'failed'), n(s, 'cleared')]).toEqual([3, 1, 1]);
-    expect(n(s, 'fail.dify_http_503')).toBe(1);
-    expect(n(s, 'backend.dify')).toBe(4);
-    expect(n(s, 'tokens')).toBeGreaterThan(0);
+    expect(statCount(s, 'questions')).toBe(5);
+    expect([statCount(s, 'via.reply1'), statCount(s, 'via.reply2'), statCount(s, 'via.fetch')]).toEqual([2, 1, 1]);
+    expect([statCount(s, 'answered'), statCount(s, 'failed'), statCount(s, 'cleared')]).toEqual([3, 1, 1]);
+    expect(statCount(s, 'fail.dify_http_503')).toBe(1);
+    expect(statCount(s, 'backend.dify')).toBe(4);
+    expect(statCount(s, 'tokens')).toBeGreaterThan(0);
     const latency = (s as { latency?: Record<string, number> }).latency ?? {};
     expect(Object.values(latency).reduce((a, b) => a + b, 0)).toBe(4);
     const q = (await h.app.store.snapshot()).messages.find((m) => m.question === '慢');
@@ -68,8 +68,8 @@ describe('statistics', () => {
     );
     await h.app.worker.idle();
     const s = await today();
-    expect(n(s, 'questions')).toBe(200);
-    expect(n(s, 'answered')).toBe(200);
+    expect(statCount(s, 'questions')).toBe(200);
+    expect(statCount(s, 'answered')).toBe(200);
     const via = (s as { via?: Record<string, number> }).via ?? {};
     expect(Object.values(via).reduce((a, b) => a + b, 0)).toBe(200);
   });

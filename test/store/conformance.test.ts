@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../../lib/store/collection';
 import { connectMongo } from '../../lib/store/mongo';
 import { nedbBackend } from '../../lib/store/nedb';
-import { Store, pageCount } from '../../lib/store/store';
+import { Store, pageCount, statCount } from '../../lib/store/store';
 import type { ClaimResult, MessageRecord, Settlement } from '../../lib/store/store';
 
 interface Kind {
@@ -323,34 +323,32 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     const s = await open();
     const day = s.dayOf(T0);
     const before = (await s.statsBetween(day, day))[0] ?? {};
-    // Counters are nested by their dotted names: `via.fetch` is `{via: {fetch}}`.
-    const n = (rec: object, path: string) => Number(path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), rec) ?? 0);
     await Promise.all(Array.from({ length: 10 }, () => s.claim(question('oS:1', 'oS'))));
     await Promise.all([1, 1, 1].map((a) => s.settle('oS:1', a, { status: 'answered', answer: 'x', pages: ['x'], usage: { total_tokens: 7 }, backend: 'dify' }, T0 + 2500)));
     const q = (await s.message('oS:1')) as MessageRecord;
     const takes = await Promise.all(['oS:1', 'oS:f1', 'oS:f2'].map((k, i) => s.takePage(q, 0, k, i === 0 ? 'reply1' : 'fetch', T0 + 3000)));
     const winner = takes.find(Boolean) as MessageRecord;
     let now = (await s.statsBetween(day, day))[0] ?? {};
-    expect(n(now, 'questions') - n(before, 'questions')).toBe(1);
-    expect(n(now, 'answered') - n(before, 'answered')).toBe(1);
-    expect(n(now, 'latency.3') - n(before, 'latency.3')).toBe(1);
-    expect(n(now, 'tokens') - n(before, 'tokens')).toBe(7);
-    expect(n(now, 'backend.dify') - n(before, 'backend.dify')).toBe(1);
-    expect(n(now, 'via.reply1') + n(now, 'via.fetch') - n(before, 'via.reply1') - n(before, 'via.fetch')).toBe(1);
+    expect(statCount(now, 'questions') - statCount(before, 'questions')).toBe(1);
+    expect(statCount(now, 'answered') - statCount(before, 'answered')).toBe(1);
+    expect(statCount(now, 'latency.3') - statCount(before, 'latency.3')).toBe(1);
+    expect(statCount(now, 'tokens') - statCount(before, 'tokens')).toBe(7);
+    expect(statCount(now, 'backend.dify') - statCount(before, 'backend.dify')).toBe(1);
+    expect(statCount(now, 'via.reply1') + statCount(now, 'via.fetch') - statCount(before, 'via.reply1') - statCount(before, 'via.fetch')).toBe(1);
     // A first page given back is uncounted, and counted again by whoever delivers it.
     expect(await s.returnPage(winner, 0, winner.takers?.[0] as string)).toBe(true);
     await s.takePage((await s.message('oS:1')) as MessageRecord, 0, 'push', 'push', T0 + 4000);
     now = (await s.statsBetween(day, day))[0] ?? {};
-    expect(n(now, 'via.reply1') + n(now, 'via.fetch') - n(before, 'via.reply1') - n(before, 'via.fetch')).toBe(0);
-    expect(n(now, 'via.push') - n(before, 'via.push')).toBe(1);
+    expect(statCount(now, 'via.reply1') + statCount(now, 'via.fetch') - statCount(before, 'via.reply1') - statCount(before, 'via.fetch')).toBe(0);
+    expect(statCount(now, 'via.push') - statCount(before, 'via.push')).toBe(1);
     expect((await s.message('oS:1'))?.deliveredVia).toBe('push');
     // Failures by code; hours of the day.
     claimed(await s.claim(question('oS:2', 'oS')));
     await s.settle('oS:2', 1, { status: 'failed', failure: { kind: 'busy', code: 'dify_http_503', status: 503, backendCode: '' } }, T0 + 100);
     now = (await s.statsBetween(day, day))[0] ?? {};
-    expect(n(now, 'fail.dify_http_503') - n(before, 'fail.dify_http_503')).toBe(1);
+    expect(statCount(now, 'fail.dify_http_503') - statCount(before, 'fail.dify_http_503')).toBe(1);
     expect(Object.keys((now as { hour?: object }).hour ?? {}).every((k) => /^\d\d$/.test(k))).toBe(true);
-    expect(n(now, `hour.${new Date(T0 + 480 * 60_000).toISOString().slice(11, 13)}`)).toBeGreaterThan(0);
+    expect(statCount(now, `hour.${new Date(T0 + 480 * 60_000).toISOString().slice(11, 13)}`)).toBeGreaterThan(0);
   });
 
   it('removes messages once their retention has passed (TTL on expireAt)', async () => {
