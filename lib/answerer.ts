@@ -66,4 +66,9 @@ export interface Answerer {
   chat(req: AnswerRequest, hooks?: ChatHooks): Promise<Answer>;
   /** Forget a conversation at the backend (Dify; nothing to do elsewhere); "not found" counts as done. */
   deleteConversation(conversationId: string, user: string): Promise<void>;
+  /**
+   * A cheap authenticated call that asks no model (the console's health view): what the backend
+   * said, in a few words. Throws the backend's `ModelError` when it is unreachable or refuses the key.
+   */
+  probe(): Promise<string>;
 }

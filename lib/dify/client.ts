@@ -196,6 +196,25 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
       }
     },
 
+    async probe() {
+      // GET /parameters: authenticated by the app key, answered without running the app (docs/dify.md).
+      let res;
+      try {
+        res = await http.get(`${opts.baseUrl}/parameters`, { headers, validateStatus: () => true, timeout: opts.idleTimeoutMs, maxRedirects: 0, responseType: 'text' });
+      } catch (err) {
+        throw networkError(err);
+      }
+      if (res.status !== 200) throw httpError(res.status, String(res.data ?? ''));
+      let inputs = 0;
+      try {
+        const form = (JSON.parse(String(res.data)) as { user_input_form?: unknown }).user_input_form;
+        inputs = Array.isArray(form) ? form.length : 0;
+      } catch {
+        throw new DifyError('failed', 'dify_bad_response', 'GET /parameters did not answer JSON');
+      }
+      return `app reachable, key accepted, ${inputs} input variable${inputs === 1 ? '' : 's'}`;
+    },
+
     async deleteConversation(conversationId, user) {
       let res;
       try {

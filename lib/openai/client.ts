@@ -157,6 +157,24 @@ export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = a
         clearTimeout(overall);
       }
     },
+    async probe() {
+      // GET /models: authenticated, asks no model, and says whether OPENAI_MODEL is served there.
+      let res;
+      try {
+        res = await http.get(`${config.baseUrl}/models`, { headers, validateStatus: () => true, timeout: config.idleTimeoutMs, maxRedirects: 0, responseType: 'text' });
+      } catch (err) {
+        throw networkError(err);
+      }
+      if (res.status !== 200) throw httpError(res.status, String(res.data ?? ''), undefined);
+      let ids: string[] = [];
+      try {
+        const data = (JSON.parse(String(res.data)) as { data?: unknown }).data;
+        ids = Array.isArray(data) ? data.map((m) => (m && typeof m === 'object' ? String((m as { id?: unknown }).id) : '')) : [];
+      } catch {
+        throw new OpenAIError('failed', 'openai_bad_response', 'GET /models did not answer JSON');
+      }
+      return ids.includes(config.model) ? `reachable, key accepted, model ${config.model} listed` : `reachable, key accepted, but ${config.model} is not among its ${ids.length} models`;
+    },
     async deleteConversation() {
       // Nothing is kept at the server: the history lives in our store (cleared by /clear).
     },

@@ -69,7 +69,23 @@ export interface DifySimOptions {
   awkwardChunks?: boolean;
   /** Port on 127.0.0.1 (default: any free port). */
   port?: number;
+  /** What `GET /parameters` answers (the app's input form, file upload settings); a chat app's
+   * defaults when omitted. */
+  parameters?: Record<string, unknown>;
 }
+
+/** `GET /parameters` of a plain chat app with no inputs, as Dify answers it (docs/dify.md). */
+export const DEFAULT_PARAMETERS: Readonly<Record<string, unknown>> = {
+  opening_statement: '',
+  suggested_questions: [],
+  suggested_questions_after_answer: { enabled: false },
+  speech_to_text: { enabled: false },
+  retriever_resource: { enabled: false },
+  annotation_reply: { enabled: false },
+  user_input_form: [],
+  file_upload: { image: { enabled: false, number_limits: 3, detail: 'high', transfer_methods: ['remote_url', 'local_file'] } },
+  system_parameters: { file_size_limit: 15, image_file_size_limit: 10, audio_file_size_limit: 50, video_file_size_limit: 100 },
+};
 
 export interface DifySim {
   url: string;
@@ -310,6 +326,8 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
     const url = new URL(req.url ?? '/', 'http://sim');
     void (async () => {
       if (req.method === 'POST' && url.pathname === '/v1/chat-messages') return chat(req, res);
+      if (req.headers.authorization !== `Bearer ${opts.apiKey}`) return json(res, 401, { code: 'unauthorized', message: 'Access token is invalid', status: 401 });
+      if (req.method === 'GET' && url.pathname === '/v1/parameters') return json(res, 200, opts.parameters ?? DEFAULT_PARAMETERS);
       const stop = /^\/v1\/chat-messages\/([^/]+)\/stop$/.exec(url.pathname);
       if (req.method === 'POST' && stop) {
         const body = ((await readJson(req)) ?? {}) as { user?: string };

@@ -183,6 +183,12 @@ export async function startOpenAISim(opts: OpenAISimOptions = {}): Promise<OpenA
       void completions(req, res).catch(() => res.destroy());
       return;
     }
+    if (req.method === 'GET' && path === '/v1/models') {
+      if (opts.apiKey !== undefined && req.headers.authorization !== `Bearer ${opts.apiKey}`) return error(res, 401, 'Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key');
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model', created: 1_700_000_000, owned_by: 'sim' }] }));
+      return;
+    }
     error(res, 404, 'Not found', 'invalid_request_error', null);
   });
   await new Promise<void>((r) => server.listen(opts.port ?? 0, '127.0.0.1', r));

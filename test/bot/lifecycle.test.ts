@@ -35,6 +35,9 @@ class ScriptedDify implements Answerer {
     this.pending.delete(query);
   }
   async deleteConversation(): Promise<void> {}
+  async probe(): Promise<string> {
+    return 'scripted';
+  }
 }
 
 async function setup(env: Record<string, string> = {}) {
