@@ -27,11 +27,13 @@ import type { Store } from './store';
 import { createWechatApi } from './wechat/api';
 import type { WechatApi } from './wechat/api';
 import { TokenCache } from './wechat/token';
+import { version } from '../package.json';
 
 export interface App {
   handler: Handler;
   /** The answer page's requests (lib/page/handler.ts); 404 for everything while the page is off. */
   page: PageHandler;
+  version: string;
   /** The operator console's requests (lib/console/handler.ts); 404 for everything without ADMIN_TOKEN. */
   console: ConsoleHandler;
   worker: AnswerWorker;
@@ -65,25 +67,29 @@ export function createApp(config: Config, deps: AppDeps): App {
   const answerer = deps.answerer ?? createAnswerer(config);
   const { store } = deps;
   const { appId, appSecret } = config.wechat;
-  let pusher: Pusher | undefined;
-  if (config.wechat.push && appId && appSecret) {
+  // The server API (push, the console's menu) needs the app's id and secret.
+  let wechat: { api: WechatApi; tokens: TokenCache } | undefined;
+  if (appId && appSecret) {
     const api = deps.wechatApi ?? createWechatApi({ baseUrl: config.wechat.apiBase, appId, appSecret });
-    const tokens = new TokenCache({ store, api, clock, logger, appId });
-    pusher = new Pusher({ config, store, clock, logger, api, tokens });
+    wechat = { api, tokens: new TokenCache({ store, api, clock, logger, appId }) };
   }
+  const pusher = config.wechat.push && wechat ? new Pusher({ config, store, clock, logger, ...wechat }) : undefined;
   const onSettled = pusher ? (q: { _id: string }) => (pusher as Pusher).deliver(q._id) : undefined;
   const wakeups = new Wakeups(clock);
   const live = new LiveAnswers();
   if (config.page.warning) logger.warn(config.page.warning);
   const links = config.page.enabled ? new PageLinks(store, config.page) : undefined;
-  const worker = new AnswerWorker({ config, store, answerer, clock, logger, wakeups, onSettled, live: links ? live : undefined });
+  // In-process news of answers being written, for answer pages and the console's Try it.
+  const watched = links !== undefined || config.console.token !== undefined;
+  const worker = new AnswerWorker({ config, store, answerer, clock, logger, wakeups, onSettled, live: watched ? live : undefined });
   const bot = new Bot({ config, store, clock, logger, worker, answerer, wakeups, push: pusher, links });
   const handler = createHandler({ config, bot, clock, logger });
   const page = createPageHandler({ config, store, clock, logger, live }, deps.pageTimings);
-  const consoleHandler = createConsoleHandler({ config, store, clock, logger });
+  const consoleHandler = createConsoleHandler({ config, store, clock, logger, bot, follow: page.follow, answerer, wechat, push: pusher, version });
   return {
     handler,
     page,
+    version,
     console: consoleHandler,
     worker,
     store,

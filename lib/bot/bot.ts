@@ -7,6 +7,7 @@
  * Each page is handed out once, by a compare-and-set in the store, whoever asks for it; only a
  * re-delivery of the same message gets the same page again.
  */
+import { randomInt } from 'crypto';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import { fill } from '../config';
@@ -15,7 +16,7 @@ import type { Answerer } from '../answerer';
 import { errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import type { MessageRecord, Store } from '../store';
-import { pageCount } from '../store';
+import { TEST_USER, pageCount } from '../store';
 import type { PageLinks } from '../page/links';
 import type { InboundMessage } from '../wechat/xml';
 import { keywordReply } from './keywords';
@@ -59,6 +60,8 @@ interface Incoming {
   key: string;
   /** When this delivery arrived (ms). */
   arrival: number;
+  /** No re-delivery will come (the console's Try it): the first delivery is the last. */
+  single?: boolean;
 }
 
 type Command = (bot: Bot, m: Incoming) => Promise<Decision>;
@@ -110,9 +113,25 @@ export class Bot {
     return this.deps.config.texts;
   }
 
+  /**
+   * The console's Try it: `text` from the test user (lib/store TEST_USER), handled exactly like a
+   * WeChat text message that gets one delivery: commands, keywords and `1` included. The reply the
+   * user would read, and the key of the message (a question's answer can be followed by it).
+   */
+  async tryIt(text: string, arrival: number): Promise<{ reply: string | undefined; key: string }> {
+    const msg: InboundMessage = { kind: 'text', fromUser: TEST_USER, toUser: 'console', createTime: Math.floor(arrival / 1000), msgId: randomInt(1, 2 ** 47).toString(), content: text };
+    const m: Incoming = { msg, key: dedupeKey(msg), arrival, single: true };
+    const decision = await this.route(m);
+    return { reply: 'reply' in decision ? decision.reply : undefined, key: m.key };
+  }
+
   /** Route one delivery of a parsed message. */
-  async handle(msg: InboundMessage, arrival: number): Promise<Decision> {
-    const m: Incoming = { msg, key: dedupeKey(msg), arrival };
+  handle(msg: InboundMessage, arrival: number): Promise<Decision> {
+    return this.route({ msg, key: dedupeKey(msg), arrival });
+  }
+
+  private async route(m: Incoming): Promise<Decision> {
+    const { msg } = m;
     const { texts, menu, scenes } = this.deps.config;
     switch (msg.kind) {
       case 'text': {
@@ -161,9 +180,12 @@ export class Bot {
   }
 
   /** A keyword's fixed reply (the model never sees it), or else a question for the model. */
-  private askOrKeyword(m: Incoming, text: string): Promise<Decision> {
+  private async askOrKeyword(m: Incoming, text: string): Promise<Decision> {
     const fixed = keywordReply(this.deps.config.keywords, text);
-    return fixed !== undefined ? Promise.resolve({ reply: fixed }) : this.ask(m, text);
+    if (fixed === undefined) return this.ask(m, text);
+    // Counted once per message (its first delivery); a re-delivery gets the same reply.
+    await this.deps.store.keywordReplied(m.key, m.msg.fromUser, fixed.keyword, m.msg.createTime, this.deps.clock.now());
+    return { reply: fixed.reply };
   }
 
   /** A question for Dify: claim it (one Dify call however many deliveries), then wait for it. */
@@ -200,7 +222,8 @@ export class Bot {
       othersWaiting = waitingBesides(kept, m.key);
     }
     let latest: MessageRecord | undefined;
-    const outcome = await this.until(user, m.arrival, claim.record.deliveries, async () => {
+    const deliveryNo = m.single ? this.deps.config.wechat.deliveries : claim.record.deliveries;
+    const outcome = await this.until(user, m.arrival, deliveryNo, async () => {
       const q = await store.message(m.key);
       if (!q) return 'gone' as const;
       if (q.status !== 'pending') return q;
@@ -211,7 +234,7 @@ export class Bot {
     if (outcome === 'drop') return DROP;
     if (outcome === 'deadline') return this.placeholder(latest as MessageRecord);
     if (outcome === 'gone') return SUCCESS;
-    return this.answerOwn(m.key, outcome, m.arrival, claim.record.deliveries, othersWaiting);
+    return this.answerOwn(m.key, outcome, m.arrival, m.single ? 1 : claim.record.deliveries, othersWaiting);
   }
 
   /**
@@ -308,7 +331,7 @@ export class Bot {
       }
     }
     let oldestPending: MessageRecord | undefined;
-    const outcome = await this.until(user, m.arrival, claim.record.deliveries, async () => {
+    const outcome = await this.until(user, m.arrival, m.single ? this.deps.config.wechat.deliveries : claim.record.deliveries, async () => {
       // A page lost to a concurrent taker means the inbox changed: look again, a bounded number of times.
       for (let round = 0; round < 5; round++) {
         const items = await store.inbox(user);

@@ -6,12 +6,12 @@
 import type { KeywordReplies } from '../config';
 import { normalizeKeyword } from '../config';
 
-/** The fixed reply for `text`, if a keyword matches: the whole message first, then the longest prefix. */
-export function keywordReply(table: KeywordReplies, text: string): string | undefined {
+/** The fixed reply for `text` and the keyword that matched, if one does: the whole message first, then the longest prefix. */
+export function keywordReply(table: KeywordReplies, text: string): { keyword: string; reply: string } | undefined {
   const key = normalizeKeyword(text);
   if (key === '') return undefined;
   const exact = Object.prototype.hasOwnProperty.call(table.exact, key) ? table.exact[key] : undefined;
-  if (exact !== undefined) return exact;
-  for (const [prefix, reply] of table.prefixes) if (key.startsWith(prefix)) return reply;
+  if (exact !== undefined) return { keyword: key, reply: exact };
+  for (const [prefix, reply] of table.prefixes) if (key.startsWith(prefix)) return { keyword: `prefix:${prefix}`, reply };
   return undefined;
 }

@@ -8,7 +8,7 @@ import type { Config } from '../config';
 import { WechatApiError, errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import type { MessageRecord, Store, UserRecord } from '../store';
-import { pageCount } from '../store';
+import { isTestUser, pageCount } from '../store';
 import type { WechatApi } from '../wechat/api';
 import { ACCOUNT_PUSH_UNAVAILABLE, TOKEN_INVALID, USER_PUSH_CLOSED } from '../wechat/api';
 import type { TokenCache } from '../wechat/token';
@@ -41,7 +41,14 @@ export class Pusher {
 
   /** Can an answer to a question asked at `askedAt` be pushed to `user`? */
   async available(user: string, askedAt: number): Promise<boolean> {
-    return this.allows(await this.d.store.user(user), askedAt);
+    // The console's test user has no OpenID to push to.
+    return !isTestUser(user) && this.allows(await this.d.store.user(user), askedAt);
+  }
+
+  /** The account's push state, for the console: suspended after WeChat refused it (48001), until when. */
+  async status(): Promise<{ state: 'on' } | { state: 'suspended'; errcode: number; until: number }> {
+    const block = await this.d.store.kvEntry(ACCOUNT_BLOCK_KEY, this.d.clock.now());
+    return block ? { state: 'suspended', errcode: Number(block.value), until: block.expiresAt } : { state: 'on' };
   }
 
   private async allows(u: UserRecord | null, askedAt: number): Promise<boolean> {
@@ -80,7 +87,7 @@ export class Pusher {
         .catch((err) => logger.warn('push failed', { key, ...errorLogFields(err) }));
       return;
     }
-    if (!(await this.allows(await store.user(q.user), q.createdAt))) return;
+    if (isTestUser(q.user) || !(await this.allows(await store.user(q.user), q.createdAt))) return;
     try {
       for (let k = q.pagesDelivered ?? 0; k < pageCount(q) && !this.stopped; k++) {
         // Take the page first, so a concurrent `1` or another instance never sends it too.

@@ -1,6 +1,7 @@
 /**
- * The operator console, first part (docs/console.md): log in with ADMIN_TOKEN, see each day's
- * numbers of how questions ended, log out. Everything under /admin; off (404) without ADMIN_TOKEN.
+ * The operator console (docs/console.md): log in with ADMIN_TOKEN; the overview's plots and
+ * numbers, the newest questions and each one's record, Try it, the menu and keyword replies, and
+ * health. Everything under /admin (laf: `/admin?p=…`); off (404) without ADMIN_TOKEN.
  *
  * Attacked from the internet by design: the token is compared in constant time; failed logins are
  * limited for the whole account (a proxy hides client addresses, and a 24+ character token is not
@@ -9,40 +10,59 @@
  * session's CSRF token; the same strict headers as the answer page, nothing loaded from elsewhere.
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'crypto';
+import type { Answerer } from '../answerer';
+import type { Bot } from '../bot/bot';
+import type { Pusher } from '../bot/push';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
+import { ModelError, WechatApiError, errorLogFields } from '../errors';
 import type { Logger } from '../log';
-import type { QuestionStatus, Store } from '../store';
-import { pageCount, statCount } from '../store';
-import { quote } from '../text/quote';
-import { escapeHtml } from '../text/html';
+import { MENU_ERRORS } from '../menu';
+import type { PageResponse } from '../page/handler';
 import { SECURITY_HEADERS } from '../page/handler';
 import { PAGE_CSS } from '../page/assets';
+import type { Store } from '../store';
+import { statCount, statKey } from '../store';
+import { escapeHtml } from '../text/html';
+import type { WechatApi } from '../wechat/api';
+import type { TokenCache } from '../wechat/token';
 import { CONSOLE_JS, uplotAsset } from './assets';
+import type { HealthItem, MenuData, Shell } from './views';
+import { STATUSES, consoleUrls, healthPage, menuPage, overviewPage, recordPage, tryPage } from './views';
 
 export interface ConsoleRequest {
   method: string;
-  /** The path below /admin: '' (overview), '/login', '/logout', '/api/stats', '/console.css'. */
+  /** The path below /admin: '' (overview), '/login', '/logout', '/q', '/try', '/menu', '/health', '/api/…', assets. */
   path: string;
   cookie: string | undefined;
-  /** A form body (application/x-www-form-urlencoded), for POSTs. */
-  body: string;
+  /** The fields of a form body (application/x-www-form-urlencoded), for POSTs; the adapter parses it. */
+  form: Record<string, string | undefined>;
   /** The X-CSRF-Token header, if any. */
   csrfHeader: string | undefined;
   query: Record<string, string | undefined>;
+  /** The Last-Event-ID header, for Try it's stream. */
+  lastEventId?: string | undefined;
 }
 
-export interface ConsoleResponse {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
+/** A page, JSON, or a stream (Try it's answer), as the answer page's responses are. */
+export type ConsoleResponse = PageResponse;
 
 export interface ConsoleDeps {
   config: Config;
   store: Store;
   clock: Clock;
   logger: Logger;
+  /** Try it: messages from the console's test user (lib/bot/bot.ts `tryIt`). */
+  bot: Pick<Bot, 'tryIt'>;
+  /** Try it: the answer page's stream of a question, by its key (lib/page/handler.ts `follow`). */
+  follow: (key: string, from: string | undefined) => Promise<PageResponse>;
+  /** Health: a cheap call to the model backend. */
+  answerer: Pick<Answerer, 'kind' | 'probe'>;
+  /** The menu and the access token's health: with WECHAT_APPID and WECHAT_APPSECRET only. */
+  wechat?: { api: WechatApi; tokens: TokenCache } | undefined;
+  /** Push mode is on (and configured). */
+  push?: Pick<Pusher, 'status'> | undefined;
+  version: string;
 }
 
 const COOKIE = 'wdb_admin';
@@ -51,9 +71,13 @@ export const SESSION_MS = 12 * 3_600_000;
 export const LOGIN_FAILURES_ALLOWED = 20;
 const LOGIN_WINDOW_MS = 10 * 60_000;
 const FAILURES_KEY = 'console:login-failures';
+/** Try it's messages are WeChat-sized. */
+export const TRY_MAX_CHARS = 2000;
+/** Health checks that wait on the network give up after this long. */
+const HEALTH_TIMEOUT_MS = 5000;
 const sessionKey = (id: string) => `console:session:${createHash('sha256').update(id).digest('hex')}`;
 
-// The answer page's headers, except that the console's own forms may post (to /admin only).
+// The answer page's headers, except that the console's own forms may post (to the console only).
 const HEADERS = {
   ...SECURITY_HEADERS,
   'Content-Security-Policy': (SECURITY_HEADERS['Content-Security-Policy'] ?? '').replace("form-action 'none'", "form-action 'self'"),
@@ -67,19 +91,24 @@ function sameSecret(a: string, b: string): boolean {
   return timingSafeEqual(da, db);
 }
 
-/** One field of an application/x-www-form-urlencoded body (laf's sandbox has no URLSearchParams). */
-function formField(body: string, name: string): string | undefined {
+/**
+ * The fields of an application/x-www-form-urlencoded body (laf's sandbox has no URLSearchParams;
+ * laf's own body parser hands the console an object instead). A field given twice counts once.
+ */
+export function parseForm(body: string): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
   for (const pair of body.split('&')) {
+    if (pair === '') continue;
     const at = pair.indexOf('=');
     const key = at === -1 ? pair : pair.slice(0, at);
-    if (key !== name) continue;
+    if (Object.prototype.hasOwnProperty.call(out, key)) continue;
     try {
-      return decodeURIComponent(pair.slice(at + 1).replace(/\+/g, ' '));
+      out[key] = decodeURIComponent((at === -1 ? '' : pair.slice(at + 1)).replace(/\+/g, ' '));
     } catch {
-      return undefined; // malformed percent-encoding
+      out[key] = undefined; // malformed percent-encoding
     }
   }
-  return undefined;
+  return out;
 }
 
 function cookieValue(header: string | undefined): string | undefined {
@@ -90,52 +119,62 @@ function cookieValue(header: string | undefined): string | undefined {
   return undefined;
 }
 
-/** The answer page's stylesheet, wider, with numbers that never wrap. */
-const CONSOLE_CSS = `${PAGE_CSS}main{max-width:1120px}#charts{display:grid;gap:12px}.chart h3{margin:8px 0 4px;font-size:15px}.md td,.md th{white-space:nowrap;min-width:0}.md td{font-variant-numeric:tabular-nums}button{font:inherit;padding:4px 14px}\n`;
+/** The answer page's stylesheet, wider, with numbers that never wrap, a navigation bar and Try it's chat. */
+const CONSOLE_CSS =
+  `${PAGE_CSS}main{max-width:1120px}#charts{display:grid;gap:12px}.chart h3{margin:8px 0 4px;font-size:15px}.chart .sum{margin:2px 0 0;font-size:13px;opacity:.8}` +
+  '.md td,.md th{white-space:nowrap;min-width:0}.md td{font-variant-numeric:tabular-nums}button{font:inherit;padding:4px 14px}' +
+  '.nav{margin:8px 0 12px;font-size:15px}.inline{display:inline}.ok{color:#1a7f37}' +
+  '.chat{display:flex;flex-direction:column;gap:8px;margin:12px 0}.bubble{max-width:85%;padding:8px 12px;border-radius:10px;white-space:pre-wrap;overflow-wrap:anywhere}' +
+  '.bubble.me{align-self:flex-end;background:#95ec69;color:#111}.bubble.bot{align-self:flex-start;background:rgba(127,127,127,.15)}.bubble.live{white-space:normal}' +
+  '#ask textarea{width:100%;box-sizing:border-box;font:inherit;padding:8px}#ask button{margin-top:6px}\n';
 
-const COUNTERS: [string, string][] = [
-  ['questions', '问题'],
-  ['answered', '已回答'],
-  ['failed', '失败'],
-  ['cleared', '已清除'],
-  ['via.reply1', '首次回复送达'],
-  ['via.reply2', '第二次'],
-  ['via.reply3', '第三次'],
-  ['via.fetch', '回复 1'],
-  ['via.push', '推送'],
-  ['via.page', '网页'],
-  ['tokens', 'tokens'],
-];
-
-/** An OpenID as the console's lists show it: enough to tell users apart, not enough to reuse. */
-export function maskOpenId(id: string): string {
-  return id.length <= 8 ? '…' : `${id.slice(0, 4)}…${id.slice(-4)}`;
+/** What a WeChat API error means, with its code. */
+function wechatProblem(err: unknown): string {
+  if (err instanceof WechatApiError) {
+    const meaning = MENU_ERRORS[err.errcode];
+    return `微信返回错误 ${err.errcode}${meaning ? `（${meaning}）` : ''}`;
+  }
+  return `无法调用微信接口：${err instanceof Error ? err.message : String(err)}`;
 }
 
-const STATUSES: readonly QuestionStatus[] = ['pending', 'answered', 'failed', 'cleared'];
-
+/** `p`, or a rejection naming what took too long. */
+function within<T>(p: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${HEALTH_TIMEOUT_MS / 1000} s`)), HEALTH_TIMEOUT_MS);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
 
 export function createConsoleHandler(deps: ConsoleDeps) {
   const { config, store, clock, logger } = deps;
   const token = config.console.token;
   const secure = (config.page.publicUrl ?? '').startsWith('https://');
+  const u = consoleUrls(config.page.routes);
+  const NEEDS_APP = '需要设置 WECHAT_APPID 和 WECHAT_APPSECRET（公众号后台 → 基本配置），控制台才能读取和发布菜单。';
 
-  const page = (status: number, title: string, main: string, extra: Record<string, string> = {}, scripts = false): ConsoleResponse => ({
+  const html = (status: number, title: string, main: string, opts: { extra?: Record<string, string>; scripts?: boolean } = {}): ConsoleResponse => ({
     status,
-    headers: { ...HEADERS, 'Content-Type': 'text/html; charset=utf-8', ...extra },
+    headers: { ...HEADERS, 'Content-Type': 'text/html; charset=utf-8', ...opts.extra },
     body:
       '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">' +
-      `<meta name="robots" content="noindex,nofollow"><title>${escapeHtml(title)}</title><link rel="stylesheet" href="/admin/console.css">` +
-      `${scripts ? '<link rel="stylesheet" href="/admin/uplot.css">' : ''}</head>` +
-      `<body><main>${main}</main>${scripts ? '<script src="/admin/uplot.js"></script><script src="/admin/console.js"></script>' : ''}</body></html>`,
+      `<meta name="robots" content="noindex,nofollow"><title>${escapeHtml(title)}</title><link rel="stylesheet" href="${escapeHtml(u('/console.css'))}">` +
+      `${opts.scripts && uplot ? `<link rel="stylesheet" href="${escapeHtml(u('/uplot.css'))}">` : ''}</head>` +
+      `<body><main>${main}</main>${opts.scripts ? `${uplot ? `<script src="${escapeHtml(u('/uplot.js'))}"></script>` : ''}<script src="${escapeHtml(u('/console.js'))}"></script>` : ''}</body></html>`,
   });
+  const uplot = uplotAsset('uPlot.iife.min.js') !== null;
   const loginPage = (status: number, message = '') =>
-    page(
+    html(
       status,
       '登录控制台',
       `<h1>控制台</h1>${message ? `<p class="failed">${escapeHtml(message)}</p>` : ''}` +
-        '<form method="post" action="/admin/login"><label>ADMIN_TOKEN <input type="password" name="token" autocomplete="current-password" required></label> <button type="submit">登录</button></form>',
+        `<form method="post" action="${escapeHtml(u('/login'))}"><label>ADMIN_TOKEN <input type="password" name="token" autocomplete="current-password" required></label> <button type="submit">登录</button></form>`,
     );
+  const redirect = (to: string, cookie?: string): ConsoleResponse => ({
+    status: 303,
+    headers: { ...HEADERS, Location: to, 'Content-Type': 'text/plain; charset=utf-8', ...(cookie ? { 'Set-Cookie': cookie } : {}) },
+    body: '',
+  });
   // Record links carry the question's key sealed (AES-256-GCM under a key derived from ADMIN_TOKEN):
   // the key contains the OpenID, which the lists only show masked, also in their URLs.
   const sealKey = createHmac('sha256', token ?? '').update('console-record-links').digest();
@@ -158,6 +197,7 @@ export function createConsoleHandler(deps: ConsoleDeps) {
   };
   const csrfFor = (session: string) => createHmac('sha256', session).update('console-csrf').digest('hex');
   const json = (status: number, value: unknown): ConsoleResponse => ({ status, headers: { ...HEADERS, 'Content-Type': 'application/json; charset=utf-8' }, body: JSON.stringify(value) });
+  const daysBack = (n: number) => Array.from({ length: n }, (_, i) => store.dayOf(clock.now() - (n - 1 - i) * 86_400_000));
 
   async function session(req: ConsoleRequest): Promise<string | undefined> {
     const id = cookieValue(req.cookie);
@@ -165,89 +205,116 @@ export function createConsoleHandler(deps: ConsoleDeps) {
     return (await store.kvGet(sessionKey(id), clock.now())) === 'ok' ? id : undefined;
   }
 
-  const when = (ms: number | undefined) => (ms === undefined ? '' : new Date(ms + config.store.statsUtcOffsetMin * 60_000).toISOString().slice(5, 19).replace('T', ' '));
-  const seconds = (from: number, to: number | undefined) => (to === undefined ? '' : ((to - from) / 1000).toFixed(1));
-
-  /** The newest questions: masked sender, the question cut short, how it ended. */
-  async function recent(status: QuestionStatus | undefined): Promise<string> {
-    const items = await store.recentQuestions(50, status);
-    const filters = ['', ...STATUSES].map((s) => `<a href="/admin${s ? `?status=${s}` : ''}">${s || '全部'}</a>`).join(' · ');
-    const rows = items
-      .map(
-        (q) =>
-          `<tr><td>${when(q.createdAt)}</td><td>${escapeHtml(maskOpenId(q.user))}</td>` +
-          `<td><a href="/admin/q?r=${seal(q._id)}">${escapeHtml(quote(q.question ?? ''))}</a></td>` +
-          `<td>${escapeHtml(q.status ?? '')}</td><td>${escapeHtml(q.deliveredVia ?? '')}</td><td>${seconds(q.createdAt, q.answeredAt)}</td>` +
-          `<td>${escapeHtml(q.backend ?? '')}</td><td>${escapeHtml(q.failure?.code ?? '')}</td></tr>`,
-      )
-      .join('');
-    return (
-      `<h2>最近的问题</h2><p>${filters}</p>` +
-      '<div class="md"><div class="table"><table><thead><tr><th>时间</th><th>用户</th><th>问题</th><th>状态</th><th>送达方式</th><th>回答用时 s</th><th>后端</th><th>错误</th></tr></thead>' +
-      `<tbody>${rows || '<tr><td colspan="8">还没有问题。</td></tr>'}</tbody></table></div></div>`
-    );
+  async function overview(s: Shell, req: ConsoleRequest): Promise<ConsoleResponse> {
+    const days = daysBack(7);
+    const status = STATUSES.find((st) => st === req.query['status']);
+    const [stats, recent] = await Promise.all([store.statsBetween(days[0] as string, days[6] as string), store.recentQuestions(50, status)]);
+    return html(200, '控制台', overviewPage(s, { days, chartDays: daysBack(14), stats, recent, status, offsetMin: config.store.statsUtcOffsetMin, seal }), { scripts: true });
   }
 
-  /** One question in full: the record view (the only place the OpenID is shown whole). */
-  async function record(key: string): Promise<ConsoleResponse> {
+  async function record(s: Shell, key: string): Promise<ConsoleResponse> {
     const q = await store.message(key);
-    if (!q || q.kind !== 'question') return page(404, '没有这个问题', '<p><a href="/admin">← 控制台</a></p><p>没有这个问题（可能已过期）。</p>');
-    const row = (k: string, v: string) => `<tr><th>${k}</th><td>${v}</td></tr>`;
-    const fields = [
-      row('用户', escapeHtml(q.user)),
-      row('状态', escapeHtml(q.status ?? '')),
-      row('后端', escapeHtml(q.backend ?? '')),
-      row('提问', escapeHtml(when(q.createdAt))),
-      row('首个字', `${escapeHtml(when(q.firstTextAt))} ${q.firstTextAt ? `(+${seconds(q.createdAt, q.firstTextAt)} s)` : ''}`),
-      row('回答完成', `${escapeHtml(when(q.answeredAt))} ${q.answeredAt ? `(+${seconds(q.createdAt, q.answeredAt)} s)` : ''}`),
-      row('送达', `${escapeHtml(q.deliveredVia ?? '未送达')} ${escapeHtml(when(q.deliveredAt))}`),
-      row('微信投递次数', String(q.deliveries)),
-      row('已送出页数', `${q.pagesDelivered ?? 0} / ${pageCount(q)}`),
-      row('模型调用次数', String(q.attempts ?? 1)),
-      row('tokens', String(q.usage?.total_tokens ?? '')),
-      row('错误', q.failure ? escapeHtml(`${q.failure.code} (${q.failure.kind}, HTTP ${q.failure.status}${q.failure.backendCode ? `, ${q.failure.backendCode}` : ''})`) : ''),
-    ].join('');
-    return page(
-      200,
-      '问题详情',
-      `<p><a href="/admin">← 控制台</a></p><h1>问题详情</h1><blockquote class="q">${escapeHtml(q.question ?? '')}</blockquote>` +
-        `<div class="md"><div class="table"><table><tbody>${fields}</tbody></table></div></div>` +
-        `<h2>回答</h2><pre class="plain">${escapeHtml(q.answer ?? '')}</pre>`,
-    );
+    if (!q || q.kind !== 'question') return html(404, '没有这个问题', `<p><a href="${escapeHtml(u(''))}">← 控制台</a></p><p>没有这个问题（可能已过期）。</p>`);
+    return html(200, '问题详情', recordPage(s, q, config.store.statsUtcOffsetMin));
   }
 
-  async function overview(id: string, status: QuestionStatus | undefined): Promise<ConsoleResponse> {
-    const now = clock.now();
-    const days = Array.from({ length: 7 }, (_, i) => store.dayOf(now - (6 - i) * 86_400_000));
-    const chartDays = Array.from({ length: 14 }, (_, i) => store.dayOf(now - (13 - i) * 86_400_000));
+  async function menu(s: Shell, notice?: MenuData['notice']): Promise<ConsoleResponse> {
+    let live: MenuData['live'];
+    if (!deps.wechat) live = { unconfigured: NEEDS_APP };
+    else {
+      try {
+        live = await deps.wechat.api.currentMenu(await deps.wechat.tokens.get());
+      } catch (err) {
+        logger.warn('console could not read the menu', errorLogFields(err));
+        live = { error: wechatProblem(err) };
+      }
+    }
+    const days = daysBack(7);
     const stats = await store.statsBetween(days[0] as string, days[6] as string);
-    const byDay = new Map(stats.map((s) => [s._id, s]));
-    const head = `<tr><th>日期</th>${COUNTERS.map(([, label]) => `<th>${escapeHtml(label)}</th>`).join('')}</tr>`;
-    const rows = days
-      .map((d) => `<tr><td>${d}</td>${COUNTERS.map(([k]) => `<td>${statCount(byDay.get(d), k)}</td>`).join('')}</tr>`)
-      .join('');
-    return page(
-      200,
-      '控制台',
-      '<h1>控制台</h1>' +
-        `<div id="charts" data-api="/admin/api/stats?days=14" data-days="${chartDays.join(',')}" data-offset-min="${config.store.statsUtcOffsetMin}"></div>` +
-        '<p>最近 7 天，每个问题的结局（按天统计）。</p>' +
-        `<div class="md"><div class="table"><table><thead>${head}</thead><tbody>${rows}</tbody></table></div></div>` +
-        (await recent(status)) +
-        `<form method="post" action="/admin/logout"><input type="hidden" name="csrf" value="${csrfFor(id)}"><button type="submit">退出</button></form>`,
-      {},
-      uplotAsset('uPlot.iife.min.js') !== null,
-    );
+    const keywordCounts = (name: string) => stats.reduce((sum, d) => sum + statCount(d, `keyword.${statKey(name)}`), 0);
+    const status = notice && !notice.ok ? 502 : 200;
+    return html(status, '菜单与关键词', menuPage(s, { configured: config.menuDefinition, live, notice, keywords: config.keywords, keywordCounts }));
   }
+
+  async function publishMenu(s: Shell): Promise<ConsoleResponse> {
+    const definition = config.menuDefinition;
+    if (!deps.wechat) return menu(s, { ok: false, text: NEEDS_APP });
+    if (!definition) return menu(s, { ok: false, text: '没有设置 MENU，没有可发布的菜单。' });
+    try {
+      await deps.wechat.api.createMenu(await deps.wechat.tokens.get(), definition);
+    } catch (err) {
+      logger.warn('console could not publish the menu', errorLogFields(err));
+      return menu(s, { ok: false, text: `发布失败：${wechatProblem(err)}` });
+    }
+    logger.info('menu published from the console', { buttons: definition.button.length });
+    return redirect(u('/menu', { published: String(definition.button.length) }));
+  }
+
+  async function health(): Promise<HealthItem[]> {
+    const now = clock.now();
+    const at = (ms: number) => new Date(ms + config.store.statsUtcOffsetMin * 60_000).toISOString().slice(0, 16).replace('T', ' ');
+    const check = async (name: string, run: () => Promise<Omit<HealthItem, 'name'>>): Promise<HealthItem> => {
+      try {
+        return { name, ...(await run()) };
+      } catch (err) {
+        const code = err instanceof ModelError ? `${err.code}${err.status ? `, HTTP ${err.status}` : ''}${err.backendCode ? `, ${err.backendCode}` : ''}: ` : '';
+        return { name, ok: false, text: `${code}${err instanceof Error ? err.message : String(err)}` };
+      }
+    };
+    const timed = async <T>(p: () => Promise<T>, what: string): Promise<[T, number]> => {
+      const t0 = Date.now();
+      const v = await within(p(), what);
+      return [v, Date.now() - t0];
+    };
+    return Promise.all([
+      Promise.resolve({ name: '版本', ok: undefined, text: `wechat-dify-bot ${deps.version}` }),
+      check('存储', async () => {
+        const [, ms] = await timed(() => store.ping(), 'the store');
+        return { ok: true, text: `${store.kind === 'mongodb' ? 'MongoDB' : '内置文件存储'}，可用（${ms} ms）` };
+      }),
+      check('模型后端', async () => {
+        const [said, ms] = await timed(() => deps.answerer.probe(), 'the backend');
+        return { ok: true, text: `${deps.answerer.kind}：${said}（${ms} ms）` };
+      }),
+      check('推送', async () => {
+        if (!config.wechat.push) return { ok: undefined, text: '关闭（WECHAT_PUSH 未开启：晚到的回答由用户回复 1 取回）' };
+        const st = deps.push ? await deps.push.status() : undefined;
+        if (!st) return { ok: false, text: '已开启，但缺少 WECHAT_APPID / WECHAT_APPSECRET' };
+        if (st.state === 'suspended') return { ok: false, text: `暂停到 ${at(st.until)}：微信拒绝推送（${st.errcode}${MENU_ERRORS[st.errcode] ? `，${MENU_ERRORS[st.errcode]}` : ''}），期间用回复 1` };
+        return { ok: true, text: '开启' };
+      }),
+      check('access token', async () => {
+        if (!deps.wechat) return { ok: undefined, text: '未配置 WECHAT_APPID / WECHAT_APPSECRET（推送和菜单需要）' };
+        const until = await deps.wechat.tokens.validUntil();
+        if (until === undefined) return { ok: undefined, text: '还没有取过（第一次推送或读取菜单时获取）' };
+        return { ok: true, text: `有效，还有 ${Math.round((until - now) / 60_000)} 分钟（到 ${at(until)}）` };
+      }),
+      Promise.resolve({ name: '回答网页', ok: config.page.enabled ? true : undefined, text: config.page.enabled ? `开启（${config.page.publicUrl ?? ''}）` : '关闭（没有 PUBLIC_URL）' }),
+    ]);
+  }
+
+  async function tryIt(req: ConsoleRequest): Promise<ConsoleResponse> {
+    const text = (req.form['text'] ?? '').trim();
+    if (text === '' || text.length > TRY_MAX_CHARS) return json(400, { error: `text must be 1 to ${TRY_MAX_CHARS} characters` });
+    const { reply, key } = await deps.bot.tryIt(text, clock.now());
+    const q = await store.message(key);
+    // A question still being answered: the page follows it live, as the answer page does.
+    const follow = q?.kind === 'question' && q.status === 'pending' ? u('/api/follow', { r: seal(key) }) : undefined;
+    return json(200, { reply: reply ?? '', ...(follow ? { follow } : {}) });
+  }
+
+  const ASSETS: Record<string, () => [string, string | null]> = {
+    '/uplot.js': () => ['text/javascript', uplotAsset('uPlot.iife.min.js')],
+    '/uplot.css': () => ['text/css', uplotAsset('uPlot.min.css')],
+    '/console.js': () => ['text/javascript', CONSOLE_JS],
+    '/console.css': () => ['text/css', CONSOLE_CSS],
+  };
 
   return async function handleConsole(req: ConsoleRequest): Promise<ConsoleResponse> {
     if (!token) return { status: 404, headers: { ...HEADERS, 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Not Found' };
-    const asset = ({ '/uplot.js': ['text/javascript', uplotAsset('uPlot.iife.min.js')], '/uplot.css': ['text/css', uplotAsset('uPlot.min.css')], '/console.js': ['text/javascript', CONSOLE_JS] } as Record<string, [string, string | null]>)[req.path];
+    const asset = Object.prototype.hasOwnProperty.call(ASSETS, req.path) ? (ASSETS[req.path] as () => [string, string | null])() : undefined;
     if (asset && asset[1] !== null && req.method === 'GET') {
       return { status: 200, headers: { ...SECURITY_HEADERS, 'Content-Type': `${asset[0]}; charset=utf-8`, 'Cache-Control': 'public, max-age=3600' }, body: asset[1] };
-    }
-    if (req.path === '/console.css' && req.method === 'GET') {
-      return { status: 200, headers: { ...SECURITY_HEADERS, 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'public, max-age=3600' }, body: CONSOLE_CSS };
     }
     if (req.path === '/login' && req.method === 'POST') {
       const now = clock.now();
@@ -255,7 +322,7 @@ export function createConsoleHandler(deps: ConsoleDeps) {
         logger.warn('console login refused: too many failed attempts');
         return loginPage(429, '尝试次数过多，请 10 分钟后再试。');
       }
-      const given = formField(req.body, 'token');
+      const given = req.form['token'];
       if (typeof given !== 'string' || !sameSecret(given, token)) {
         await store.bump(FAILURES_KEY, LOGIN_WINDOW_MS, now);
         logger.warn('console login failed');
@@ -264,8 +331,7 @@ export function createConsoleHandler(deps: ConsoleDeps) {
       const id = randomBytes(32).toString('base64url');
       await store.kvPut(sessionKey(id), 'ok', now + SESSION_MS);
       logger.info('console login');
-      const cookie = `${COOKIE}=${id}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=${SESSION_MS / 1000}${secure ? '; Secure' : ''}`;
-      return { status: 303, headers: { ...HEADERS, Location: '/admin', 'Set-Cookie': cookie, 'Content-Type': 'text/plain; charset=utf-8' }, body: '' };
+      return redirect(u(''), `${COOKIE}=${id}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=${SESSION_MS / 1000}${secure ? '; Secure' : ''}`);
     }
     const id = await session(req);
     if (!id) {
@@ -273,27 +339,53 @@ export function createConsoleHandler(deps: ConsoleDeps) {
       if (req.path.startsWith('/api/')) return json(401, { error: 'login required' });
       return req.path === '' || req.path === '/' || req.path === '/login' ? loginPage(req.path === '/login' ? 405 : 200) : loginPage(401);
     }
+    const s: Shell = { u, csrf: csrfFor(id) };
     if (req.method === 'POST') {
-      const sent = req.csrfHeader ?? formField(req.body, 'csrf');
-      if (typeof sent !== 'string' || !sameSecret(sent, csrfFor(id))) return page(403, '请求被拒绝', '<p class="failed">请求缺少有效的 CSRF 令牌。</p>');
-      if (req.path === '/logout') {
-        await store.kvExpire(sessionKey(id), 'ok');
-        return { status: 303, headers: { ...HEADERS, Location: '/admin', 'Set-Cookie': `${COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0${secure ? '; Secure' : ''}`, 'Content-Type': 'text/plain; charset=utf-8' }, body: '' };
+      const sent = req.csrfHeader ?? req.form['csrf'];
+      if (typeof sent !== 'string' || !sameSecret(sent, s.csrf)) {
+        return req.path.startsWith('/api/') ? json(403, { error: 'CSRF token missing or wrong' }) : html(403, '请求被拒绝', '<p class="failed">请求缺少有效的 CSRF 令牌。</p>');
       }
-      return json(404, { error: 'not found' });
+      switch (req.path) {
+        case '/logout':
+          await store.kvExpire(sessionKey(id), 'ok');
+          return redirect(u(''), `${COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0${secure ? '; Secure' : ''}`);
+        case '/menu/publish':
+          return publishMenu(s);
+        case '/api/try':
+          return tryIt(req);
+        default:
+          return json(404, { error: 'not found' });
+      }
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return { status: 405, headers: { ...HEADERS, Allow: 'GET, POST', 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Method Not Allowed' };
-    if (req.path === '' || req.path === '/') {
-      const status = STATUSES.find((s) => s === req.query['status']);
-      return overview(id, status);
+    switch (req.path) {
+      case '':
+      case '/':
+        return overview(s, req);
+      case '/q':
+        return record(s, unseal(req.query['r'] ?? '') ?? '');
+      case '/try':
+        return html(200, '试一试', tryPage(s), { scripts: true });
+      case '/menu': {
+        const published = Number(req.query['published']);
+        return menu(s, published > 0 ? { ok: true, text: `已发布 ${published} 个按钮。微信客户端约 5 分钟内更新（取消关注再关注可立即看到）。` } : undefined);
+      }
+      case '/health':
+        return html(200, '健康', healthPage(s, await health()));
+      case '/api/health':
+        return json(200, { items: await health() });
+      case '/api/follow': {
+        const key = unseal(req.query['r'] ?? '');
+        return key ? deps.follow(key, req.lastEventId ?? req.query['from']) : json(404, { status: 'gone' });
+      }
+      case '/api/stats': {
+        const days = Math.min(90, Math.max(1, Number(req.query['days'] ?? 7) || 7));
+        const now = clock.now();
+        return json(200, { days: await store.statsBetween(store.dayOf(now - (days - 1) * 86_400_000), store.dayOf(now)) });
+      }
+      default:
+        return json(404, { error: 'not found' });
     }
-    if (req.path === '/q') return record(unseal(req.query['r'] ?? '') ?? '');
-    if (req.path === '/api/stats') {
-      const days = Math.min(90, Math.max(1, Number(req.query['days'] ?? 7) || 7));
-      const now = clock.now();
-      return json(200, { days: await store.statsBetween(store.dayOf(now - (days - 1) * 86_400_000), store.dayOf(now)) });
-    }
-    return json(404, { error: 'not found' });
   };
 }
 

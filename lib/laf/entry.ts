@@ -130,7 +130,7 @@ const PAGE_OPS: Record<string, PageOp> = { events: 'events', state: 'state', rea
 /** `/answer?t=<token>[&x=events|state|read][&from=…]` or `/answer?asset=<name>` (laf routes by function name). */
 function lafPageRequest(ctx: FunctionContext): PageRequest {
   const q = (ctx.query ?? {}) as Record<string, unknown>;
-  const one = (v: unknown) => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined);
+  const one = oneString;
   const method = String(ctx.method ?? 'GET').toUpperCase();
   const asset = one(q['asset']);
   if (asset !== undefined) return { op: 'asset', method, name: asset };
@@ -141,15 +141,50 @@ function lafPageRequest(ctx: FunctionContext): PageRequest {
   return { op: op ?? 'page', method, token: op ? (one(q['t']) ?? '') : '', from: one(q['from']), lastEventId: typeof header === 'string' ? header : undefined };
 }
 
-/**
- * Handle one laf invocation of the `answer` function (docs/answer-page.md). laf hands over
- * Express's response: a stream is written to it and ended before returning, since the runtime
- * sends the return value of any function whose response is still open (docs/laf.md).
- */
+/** Handle one laf invocation of the `answer` function (docs/answer-page.md). */
 export async function handleLafAnswer(ctx: FunctionContext, cloud: LafCloud): Promise<unknown> {
   const app = await appOr500(ctx, cloud, false);
   if ('error' in app) return app.error;
-  const out: PageResponse = await app.page(lafPageRequest(ctx));
+  return sendLaf(ctx, await app.page(lafPageRequest(ctx)));
+}
+
+/** A first string value of a query or body field (laf's parsers may give arrays or objects). */
+const oneString = (v: unknown) => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined);
+
+/**
+ * Handle one laf invocation of the `admin` function: the console (docs/console.md), at
+ * `/admin?p=<path>`, since laf routes by function name and `/admin/login` would name another.
+ * laf has parsed a form body into `ctx.body` already.
+ */
+export async function handleLafConsole(ctx: FunctionContext, cloud: LafCloud): Promise<unknown> {
+  const app = await appOr500(ctx, cloud, false);
+  if ('error' in app) return app.error;
+  const query: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries((ctx.query ?? {}) as Record<string, unknown>)) if (k !== 'p') query[k] = oneString(v);
+  const form: Record<string, string | undefined> = {};
+  const body = ctx.body as unknown;
+  if (body && typeof body === 'object' && !Buffer.isBuffer(body)) for (const [k, v] of Object.entries(body as Record<string, unknown>)) form[k] = oneString(v);
+  const headers = (ctx.headers ?? {}) as Record<string, unknown>;
+  const path = oneString((ctx.query as Record<string, unknown> | undefined)?.['p']) ?? '';
+  const out = await app.console({
+    method: String(ctx.method ?? 'GET').toUpperCase(),
+    // Only a path of ours: anything else is an unknown page, answered like one.
+    path: /^(\/[a-z0-9./-]*)?$/.test(path) ? path : '/unknown',
+    cookie: oneString(headers['cookie']),
+    form,
+    csrfHeader: oneString(headers['x-csrf-token']),
+    query,
+    lastEventId: oneString(headers['last-event-id']),
+  });
+  return sendLaf(ctx, out);
+}
+
+/**
+ * Send a page or stream through laf. laf hands over Express's response: a stream is written to it
+ * and ended before returning, since the runtime sends the return value of any function whose
+ * response is still open (docs/laf.md).
+ */
+async function sendLaf(ctx: FunctionContext, out: PageResponse): Promise<unknown> {
   const res = ctx.response;
   res?.status(out.status);
   for (const [k, v] of Object.entries(out.headers)) res?.setHeader(k, v);

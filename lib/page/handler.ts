@@ -193,7 +193,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     return html(200, shell(quote(question), `<main id="app" ${attrs}><blockquote class="q">${escapeHtml(question)}</blockquote>${answer}${end}</main>`, urls));
   }
 
-  function events(q: MessageRecord, token: string, from: Position | undefined): PageResponse {
+  function events(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined): PageResponse {
     if (openStreams >= config.page.maxStreams || (perAnswer.get(q._id) ?? 0) >= STREAMS_PER_ANSWER) {
       // The page falls back to polling the JSON state.
       return { status: 503, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8', 'Retry-After': '5' }, body: 'Too many streams' };
@@ -249,7 +249,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
           if (tick && live.current(q._id) && ++ticks % 5 !== 0) return;
           checking = true;
           try {
-            const cur = await find(token);
+            const cur = await lookup();
             if (!cur) return finish(null);
             if (cur.status !== 'pending') return finish(cur);
             sendText(progress(cur));
@@ -286,7 +286,25 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     };
   }
 
-  return async function handlePage(req: PageRequest): Promise<PageResponse> {
+  /**
+   * The console's Try it (lib/console/): the same stream for a question found by its key, by a
+   * caller that has already checked who may see it (an operator's session), page setting or not.
+   */
+  async function follow(key: string, from: string | undefined): Promise<PageResponse> {
+    const lookup = async () => {
+      const q = await store.message(key);
+      return q && q.kind === 'question' && q.status !== 'cleared' ? q : null;
+    };
+    const q = await lookup();
+    if (!q) return json(404, { status: 'gone' });
+    const done = settled(q);
+    if (!done) return events(q, lookup, parsePosition(from));
+    return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: `retry: 2000\n\nevent: final\ndata: ${JSON.stringify(done)}\n\n` };
+  }
+
+  return Object.assign(handlePage, { follow });
+
+  async function handlePage(req: PageRequest): Promise<PageResponse> {
     if (req.op === 'asset') {
       const asset = req.name === 'page.js' ? { type: 'text/javascript; charset=utf-8', body: PAGE_JS } : req.name === 'page.css' ? { type: 'text/css; charset=utf-8', body: PAGE_CSS } : undefined;
       if (!asset || req.method !== 'GET') return { status: 404, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Not Found' };
@@ -305,7 +323,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
       case 'events': {
         const done = settled(q);
         if (req.method === 'HEAD') return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: '' };
-        if (!done) return events(q, req.token, from);
+        if (!done) return events(q, () => find(req.token), from);
         // Already settled: the whole answer at once, and the stream ends.
         const body = `retry: 2000\n\nevent: final\ndata: ${JSON.stringify(done)}\n\n`;
         return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body };
@@ -322,7 +340,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
         return { status: 204, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8' }, body: '' };
       }
     }
-  };
+  }
 }
 
 export type PageHandler = ReturnType<typeof createPageHandler>;

@@ -8,7 +8,8 @@ import { parse as parseQuery } from 'querystring';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
 import type { Handler } from '../bot/handler';
 import type { ConsoleHandler } from '../console/handler';
-import type { PageHandler, PageOp, PageRequest, PageResponse } from '../page/handler';
+import { parseForm } from '../console/handler';
+import type { PageOp, PageRequest, PageResponse } from '../page/handler';
 import type { Logger } from '../log';
 import { errorLogFields } from '../errors';
 
@@ -17,7 +18,7 @@ export interface ServerOptions {
   logger: Logger;
   maxBodyBytes: number;
   /** Answer pages under /a/. */
-  page?: PageHandler;
+  page?: (req: PageRequest) => Promise<PageResponse>;
   /** The operator console under /admin. */
   console?: ConsoleHandler;
   /** Extra health facts (store kind, …). */
@@ -25,6 +26,9 @@ export interface ServerOptions {
 }
 
 class BodyTooLarge extends Error {}
+
+/** The console's forms: a login, a Try it message of up to 2,000 characters percent-encoded. */
+const CONSOLE_MAX_BODY = 32 * 1024;
 
 function readBody(req: IncomingMessage, max: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -116,8 +120,8 @@ export function createHttpServer(opts: ServerOptions): Server {
           }
         }
         if (opts.console && (pathname === '/admin' || pathname.startsWith('/admin/'))) {
-          // A login form is small: anything larger is refused while it streams in.
-          const body = req.method === 'POST' ? await readBody(req, 4096).catch(() => undefined) : '';
+          // Forms are small (a login, a Try it message): anything larger is refused while it streams in.
+          const body = req.method === 'POST' ? await readBody(req, CONSOLE_MAX_BODY).catch(() => undefined) : '';
           if (body === undefined) {
             res.setHeader('Connection', 'close');
             send(res, 413, 'text/plain; charset=utf-8', 'Payload Too Large');
@@ -125,16 +129,17 @@ export function createHttpServer(opts: ServerOptions): Server {
           }
           const q = qAt === -1 ? {} : parseQuery(raw.slice(qAt + 1));
           const csrf = req.headers['x-csrf-token'];
+          const lastEventId = req.headers['last-event-id'];
           const out = await opts.console({
             method: req.method ?? 'GET',
             path: pathname.slice('/admin'.length),
             cookie: req.headers.cookie,
-            body,
+            form: parseForm(body),
             csrfHeader: typeof csrf === 'string' ? csrf : undefined,
             query: Object.fromEntries(Object.entries(q).map(([k, v]) => [k, Array.isArray(v) ? v[0] : v])),
+            lastEventId: typeof lastEventId === 'string' ? lastEventId : undefined,
           });
-          res.writeHead(out.status, { ...out.headers, 'Content-Length': Buffer.byteLength(out.body) });
-          res.end(req.method === 'HEAD' ? undefined : out.body);
+          sendPage(req, res, out);
           return;
         }
         if (pathname !== '/wechat' && pathname !== '/wechat/') {

@@ -10,7 +10,7 @@ import type { Backend } from './collection';
 import { connectMongo, mongoBackend } from './mongo';
 import { Store } from './store';
 
-export { Store, INBOX_MAX, RETENTION_DAYS, pageCount, statCount } from './store';
+export { Store, INBOX_MAX, RETENTION_DAYS, TEST_USER, isTestUser, pageCount, statCount, statKey } from './store';
 export type { MessageRecord, UserRecord, KvRecord, QuestionStatus, Failure, Settlement, ClaimResult, StatsRecord } from './store';
 
 export interface OpenStoreOptions {

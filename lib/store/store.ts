@@ -23,6 +23,14 @@ const UNSUBSCRIBE_MEMORY_MS = 10 * 60_000;
 
 export type QuestionStatus = 'pending' | 'answered' | 'failed' | 'cleared';
 
+/**
+ * The console's "Try it" user (lib/console/): no OpenID looks like this (they are 28 characters of
+ * base64url). Its questions go through the whole lifecycle, but are counted apart (`test.*`), so
+ * the owner's numbers are their users' only.
+ */
+export const TEST_USER = '~console-test';
+export const isTestUser = (user: string) => user === TEST_USER;
+
 export interface Failure {
   kind: FailureKind;
   code: string;
@@ -146,6 +154,11 @@ export function statCount(rec: object | undefined, path: string): number {
   let v: unknown = rec;
   for (const k of path.split('.')) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
   return typeof v === 'number' ? v : 0;
+}
+
+/** A name usable as one level of a dotted counter path (no dots, no leading `$`), bounded. */
+export function statKey(name: string): string {
+  return name.replace(/[.$]/g, '_').slice(0, 64) || '_';
 }
 
 export function latencyBucket(ms: number): string {
@@ -295,7 +308,7 @@ export class Store {
           await this.messages.deleteMany({ _id: doc._id });
           return { gone: true };
         }
-        if (doc.kind === 'question') await this.count(doc.createdAt, { questions: 1, [`hour.${this.hourOf(doc.createdAt)}`]: 1 });
+        if (doc.kind === 'question') await this.count(doc.createdAt, { questions: 1, [`hour.${this.hourOf(doc.createdAt)}`]: 1 }, doc.user);
         return { record: fresh, first: true };
       }
       const record = await this.messages.updateOne({ _id: doc._id }, { $inc: { deliveries: 1 } });
@@ -338,9 +351,9 @@ export class Store {
       if (q.usage?.total_tokens) fields['tokens'] = q.usage.total_tokens;
     } else {
       fields['failed'] = 1;
-      fields[`fail.${(q.failure?.code ?? 'unknown').replace(/[.$]/g, '_')}`] = 1;
+      fields[`fail.${statKey(q.failure?.code ?? 'unknown')}`] = 1;
     }
-    return this.count(now, fields);
+    return this.count(now, fields, q.user);
   }
 
   /** Take over a pending question whose worker went silent before `staleBefore` (one instance wins). */
@@ -376,7 +389,7 @@ export class Store {
     const update: Update = { $set: set, $push: { takers: taker } };
     if (page + 1 >= pageCount(q)) update.$unset = { inbox: true };
     const took = await this.messages.updateOne({ _id: q._id, pagesDelivered: page, inbox: { $exists: true } }, update);
-    if (took && page === 0) await this.count(now, { [`via.${via}`]: 1 });
+    if (took && page === 0) await this.count(now, { [`via.${via}`]: 1 }, q.user);
     return took;
   }
 
@@ -392,7 +405,7 @@ export class Store {
       update,
     );
     // The first page did not arrive after all: it is counted again by whoever delivers it.
-    if (back && page === 0 && q.deliveredVia) await this.count(q.deliveredAt ?? 0, { [`via.${q.deliveredVia}`]: -1 });
+    if (back && page === 0 && q.deliveredVia) await this.count(q.deliveredAt ?? 0, { [`via.${q.deliveredVia}`]: -1 }, q.user);
     return back !== null;
   }
 
@@ -412,7 +425,7 @@ export class Store {
       { $set: { pagesDelivered: total, takers, readOnPage: true, ...first }, $unset: { inbox: true } },
     );
     if (!done) return false;
-    if (sent === 0) await this.count(now, { 'via.page': 1 });
+    if (sent === 0) await this.count(now, { 'via.page': 1 }, q.user);
     await this.users.upsert(q.user, { $set: { pageRead: { question, at: now }, updatedAt: now }, $max: { generation: 0 } });
     return true;
   }
@@ -456,7 +469,7 @@ export class Store {
       { inbox: user },
       { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true } },
     );
-    if (cancelled > 0) await this.count(now, { cleared: cancelled });
+    if (cancelled > 0) await this.count(now, { cleared: cancelled }, user);
     return { conversationId: before?.conversationId, cancelled };
   }
 
@@ -523,14 +536,27 @@ export class Store {
   }
 
   /**
-   * Add to a day's counters. Increments are summed here and written together at most a second
-   * later (one `$inc` per day), so a burst of questions costs one write a second instead of three
-   * each; a crash can lose the last second's counts, never double one.
+   * A keyword's fixed reply went out, for the first delivery of message `key` (a re-delivery
+   * repeats the reply but is not counted again). True the first time.
    */
-  private count(at: number, fields: Record<string, number>): Promise<void> {
+  async keywordReplied(key: string, user: string, keyword: string, sentAt: number | undefined, now: number): Promise<boolean> {
+    const claim = await this.claim({ _id: key, user, kind: 'command', createdAt: now, ...(sentAt !== undefined ? { sentAt } : {}) });
+    if (claim.gone || !claim.first) return false;
+    await this.count(now, { keywords: 1, [`keyword.${statKey(keyword)}`]: 1 }, user);
+    return true;
+  }
+
+  /**
+   * Add to a day's counters (the console's test user's apart, under `test.`). Increments are
+   * summed here and written together at most a second later (one `$inc` per day), so a burst of
+   * questions costs one write a second instead of three each; a crash can lose the last second's
+   * counts, never double one.
+   */
+  private count(at: number, fields: Record<string, number>, user: string): Promise<void> {
     const day = this.dayOf(at);
     const sums = this.pendingCounts.get(day) ?? {};
-    for (const [k, v] of Object.entries(fields)) sums[k] = (sums[k] ?? 0) + v;
+    const prefix = isTestUser(user) ? 'test.' : '';
+    for (const [k, v] of Object.entries(fields)) sums[prefix + k] = (sums[prefix + k] ?? 0) + v;
     this.pendingCounts.set(day, sums);
     if (!this.countTimer) {
       this.countTimer = setTimeout(() => void this.flushCounts().catch(() => undefined), COUNT_FLUSH_MS);
@@ -568,6 +594,17 @@ export class Store {
   /** Set a value valid until `expiresAt`; the record itself is kept until `keepUntil`. */
   async kvPut(id: string, value: string, expiresAt: number, keepUntil = expiresAt): Promise<void> {
     await this.kv.upsert(id, { $set: { value, expiresAt, expireAt: new Date(keepUntil) } });
+  }
+
+  /** A value and until when it is valid, while it is (for the console's health view). */
+  async kvEntry(id: string, now: number): Promise<{ value: string; expiresAt: number } | undefined> {
+    const r = await this.kv.findOne({ _id: id });
+    return r && r.expiresAt > now ? { value: r.value, expiresAt: r.expiresAt } : undefined;
+  }
+
+  /** Is the store answering? A read of one small document; throws when it is not. */
+  async ping(): Promise<void> {
+    await this.kv.findOne({ _id: 'answer-page-secret' });
   }
 
   /** Mark `id` expired if it still holds `value`. */

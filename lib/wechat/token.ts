@@ -59,6 +59,11 @@ export class TokenCache {
   }
 
   /** An API call said `token` is invalid or expired: don't hand it out again. */
+  /** Until when the shared token is valid, if one is held (the console's health view; never the token). */
+  async validUntil(): Promise<number | undefined> {
+    return (await this.o.store.kvEntry(this.key, this.o.clock.now()))?.expiresAt;
+  }
+
   async invalidate(token: string): Promise<void> {
     await this.o.store.kvExpire(this.key, token);
   }

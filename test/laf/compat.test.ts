@@ -84,8 +84,8 @@ async function deliverLaf(mod: Record<string, unknown>, xml: string) {
 
 describe('the build', () => {
   it('writes every function with its yaml, and laf.yaml, under laf’s size limit', () => {
-    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'answer', 'wechat']);
-    expect(readdirSync(join(out, 'functions')).sort()).toEqual(['__init__.ts', '__init__.yaml', 'answer.ts', 'answer.yaml', 'wechat.ts', 'wechat.yaml']);
+    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'admin', 'answer', 'wechat']);
+    expect(readdirSync(join(out, 'functions')).sort()).toEqual(['__init__.ts', '__init__.yaml', 'admin.ts', 'admin.yaml', 'answer.ts', 'answer.yaml', 'wechat.ts', 'wechat.yaml']);
     expect(readFileSync(join(out, 'laf.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'laf.yaml'), 'utf8'));
     expect(readFileSync(join(out, 'functions', 'wechat.yaml'), 'utf8')).toMatch(/methods:\n\s+- GET\n\s+- POST/);
     for (const f of built) expect(f.bytes).toBeLessThan(512 * 1024);
@@ -285,6 +285,45 @@ describe('the answer function on laf', () => {
       await server.close();
       for (const k of ['APPID', 'OSS_EXTERNAL_ENDPOINT', 'PLACEHOLDER_MODE', 'REPLY_DEADLINE_MS']) delete process.env[k];
       Object.assign(process.env, TIMINGS);
+    }
+  });
+});
+
+describe('the admin function on laf', () => {
+  it('serves the console at /admin?p=…: login with laf’s parsed form, the plots’ scripts, Try it and its live stream', async () => {
+    const ADMIN = 'laf-console-token-0123456789';
+    Object.assign(process.env, { ADMIN_TOKEN: ADMIN });
+    const server = await serveLafOverExpress({ admin: load('admin') });
+    try {
+      expect((await fetch(`${server.url}/admin`)).status).toBe(200);
+      const login = await fetch(`${server.url}/admin?p=/login`, { method: 'POST', body: `token=${ADMIN}`, headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, redirect: 'manual' });
+      expect(login.status).toBe(303);
+      expect(login.headers.get('location')).toBe('/admin');
+      const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
+      const html = await (await fetch(`${server.url}/admin`, { headers: { cookie } })).text();
+      expect(html).toContain('data-api="/admin?p=%2Fapi%2Fstats&amp;days=14"');
+      // uPlot is inlined by the build (laf's require has no resolve), and served with our script.
+      for (const asset of ['/uplot.js', '/uplot.css', '/console.js', '/console.css']) {
+        const r = await fetch(`${server.url}/admin?p=${encodeURIComponent(asset)}`);
+        expect(r.status, asset).toBe(200);
+      }
+      expect(html).toContain('src="/admin?p=%2Fuplot.js"');
+      const stats = (await (await fetch(`${server.url}/admin?p=%2Fapi%2Fstats&days=14`, { headers: { cookie } })).json()) as { days: unknown[] };
+      expect(Array.isArray(stats.days)).toBe(true);
+      const tryPage = await (await fetch(`${server.url}/admin?p=/try`, { headers: { cookie } })).text();
+      const csrf = /data-csrf="([0-9a-f]{64})"/.exec(tryPage)?.[1] as string;
+      const ask = await fetch(`${server.url}/admin?p=/api/try`, { method: 'POST', body: `text=${encodeURIComponent('页面')}`, headers: { 'Content-Type': 'application/x-www-form-urlencoded', cookie, 'X-CSRF-Token': csrf } });
+      expect(ask.status).toBe(200);
+      const asked = (await ask.json()) as { reply: string; follow?: string };
+      expect(asked.follow).toMatch(/^\/admin\?p=%2Fapi%2Ffollow&r=/);
+      const sse = await openSse(`${server.url}${asked.follow as string}`, { cookie });
+      const final = await sse.until((e) => e.event === 'final', 20_000);
+      expect(JSON.parse(final.data).html).toContain('<h2>标题</h2>');
+      // A path that is not ours is an unknown page, not a file.
+      expect((await fetch(`${server.url}/admin?p=..%2F..%2Fetc%2Fpasswd`, { headers: { cookie } })).status).toBe(404);
+    } finally {
+      await server.close();
+      delete process.env['ADMIN_TOKEN'];
     }
   });
 });
