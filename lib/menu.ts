@@ -60,17 +60,3 @@ export function menuProblems(value: unknown, handledKeys: readonly string[]): st
   top.forEach((b, i) => check(b, `button ${i + 1}`, 'top'));
   return problems;
 }
-
-/** What WeChat's menu error codes mean, for people (the codes are kept beside). */
-export const MENU_ERRORS: Readonly<Record<number, string>> = {
-  40016: 'wrong number of buttons',
-  40017: 'a button type is invalid',
-  40018: 'a button name is too long',
-  40019: 'a button key is too long',
-  40054: 'a sub-button url is invalid',
-  40055: 'a button url is invalid',
-  40125: 'WECHAT_APPSECRET is wrong',
-  40164: "this machine's IP is not on the account's IP whitelist (公众号后台 → 基本配置 → IP白名单)",
-  46003: 'the account has no menu',
-  48001: 'this account may not use the menu API (unverified subscription accounts cannot; edit the menu in the console instead)',
-};

@@ -7,8 +7,7 @@
  */
 import { loadMenuSettings } from '../lib/config';
 import { ConfigError, WechatApiError } from '../lib/errors';
-import { MENU_ERRORS } from '../lib/menu';
-import { createWechatApi } from '../lib/wechat/api';
+import { WECHAT_ERRORS, createWechatApi } from '../lib/wechat/api';
 
 const USAGE = 'usage: npm run menu -- show | publish | delete';
 
@@ -49,7 +48,7 @@ async function main(): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof WechatApiError) {
-      const meaning = MENU_ERRORS[err.errcode];
+      const meaning = WECHAT_ERRORS[err.errcode];
       console.error(`WeChat refused: ${err.errcode}${meaning ? ` (${meaning})` : ''}: ${err.message}`);
       return 1;
     }

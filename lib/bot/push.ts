@@ -105,11 +105,14 @@ export class Pusher {
   /** Send one page; on refusal give the page back and remember why. */
   private async send(q: MessageRecord, text: string, page: number): Promise<void> {
     const { store, clock, logger } = this.d;
+    const note = (errcode: number) => store.notePush(q._id, { page: page + 1, at: clock.now(), errcode }).catch(() => undefined);
     try {
       await this.withToken((t) => this.d.api.sendText(t, q.user, text));
       logger.info('answer pushed', { key: q._id, page: page + 1 });
+      await note(0);
     } catch (err) {
       // Not sent: the page goes back to the inbox for `1`.
+      await note(err instanceof WechatApiError ? err.errcode : -1);
       await store.returnPage(q, page, 'push');
       if (err instanceof WechatApiError && USER_PUSH_CLOSED.has(err.errcode)) {
         await store.blockUserPush(q.user, clock.now());

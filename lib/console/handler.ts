@@ -17,7 +17,6 @@ import type { Clock } from '../clock';
 import type { Config } from '../config';
 import { ModelError, WechatApiError, errorLogFields } from '../errors';
 import type { Logger } from '../log';
-import { MENU_ERRORS } from '../menu';
 import type { PageResponse } from '../page/handler';
 import { SECURITY_HEADERS } from '../page/handler';
 import { PAGE_CSS } from '../page/assets';
@@ -25,6 +24,7 @@ import type { Store } from '../store';
 import { statCount, statKey } from '../store';
 import { escapeHtml } from '../text/html';
 import type { WechatApi } from '../wechat/api';
+import { WECHAT_ERRORS } from '../wechat/api';
 import type { TokenCache } from '../wechat/token';
 import { CONSOLE_JS, uplotAsset } from './assets';
 import type { HealthItem, MenuData, Shell } from './views';
@@ -131,7 +131,7 @@ const CONSOLE_CSS =
 /** What a WeChat API error means, with its code. */
 function wechatProblem(err: unknown): string {
   if (err instanceof WechatApiError) {
-    const meaning = MENU_ERRORS[err.errcode];
+    const meaning = WECHAT_ERRORS[err.errcode];
     return `微信返回错误 ${err.errcode}${meaning ? `（${meaning}）` : ''}`;
   }
   return `无法调用微信接口：${err instanceof Error ? err.message : String(err)}`;
@@ -280,7 +280,7 @@ export function createConsoleHandler(deps: ConsoleDeps) {
         if (!config.wechat.push) return { ok: undefined, text: '关闭（WECHAT_PUSH 未开启：晚到的回答由用户回复 1 取回）' };
         const st = deps.push ? await deps.push.status() : undefined;
         if (!st) return { ok: false, text: '已开启，但缺少 WECHAT_APPID / WECHAT_APPSECRET' };
-        if (st.state === 'suspended') return { ok: false, text: `暂停到 ${at(st.until)}：微信拒绝推送（${st.errcode}${MENU_ERRORS[st.errcode] ? `，${MENU_ERRORS[st.errcode]}` : ''}），期间用回复 1` };
+        if (st.state === 'suspended') return { ok: false, text: `暂停到 ${at(st.until)}：微信拒绝推送（${st.errcode}${WECHAT_ERRORS[st.errcode] ? `，${WECHAT_ERRORS[st.errcode]}` : ''}），期间用回复 1` };
         return { ok: true, text: '开启' };
       }),
       check('access token', async () => {

@@ -4,6 +4,7 @@
  */
 import type { KeywordReplies } from '../config';
 import type { Menu, MenuButton } from '../menu';
+import { WECHAT_ERRORS } from '../wechat/api';
 import type { MessageRecord, QuestionStatus, StatsRecord } from '../store';
 import { pageCount, statCount } from '../store';
 import { escapeHtml } from '../text/html';
@@ -128,6 +129,7 @@ export function recordPage(s: Shell, q: MessageRecord, offsetMin: number): strin
     row('占位回复', q.placeholderSent ? '已发出' : '没有'),
     row('已送出页数', `${q.pagesDelivered ?? 0} / ${pageCount(q)}${takers ? `（${escapeHtml(takers)}）` : ''}`),
     row('网页', q.readOnPage ? '已在网页中读完' : ''),
+    row('推送', (q.pushes ?? []).map((p) => `第 ${p.page} 页 ${escapeHtml(when(offsetMin, p.at))} ${p.errcode === 0 ? '已送达' : `微信错误 ${p.errcode}${WECHAT_ERRORS[p.errcode] ? `（${escapeHtml(WECHAT_ERRORS[p.errcode] as string)}）` : ''}`}`).join('<br>')),
     row('模型调用次数', String(q.attempts ?? 1)),
     row('tokens', String(q.usage?.total_tokens ?? '')),
     row('错误', q.failure ? escapeHtml(`${q.failure.code} (${q.failure.kind}, HTTP ${q.failure.status}${q.failure.backendCode ? `, ${q.failure.backendCode}` : ''})`) : ''),

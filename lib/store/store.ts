@@ -92,7 +92,18 @@ export interface MessageRecord {
   /** How the first page reached the user, and when. */
   deliveredVia?: DeliveryPath;
   deliveredAt?: number;
+  /** Push attempts (lib/bot/push.ts), the latest few: which page, when, and WeChat's errcode (0: sent). */
+  pushes?: PushAttempt[];
 }
+
+export interface PushAttempt {
+  page: number;
+  at: number;
+  errcode: number;
+}
+
+/** Push attempts a record keeps (a page refused again and again must not grow it without bound). */
+const PUSH_ATTEMPTS_KEPT = 20;
 
 export interface UserRecord {
   _id: string;
@@ -517,6 +528,11 @@ export class Store {
   private async unsubscribedAfter(user: string, sentAt: number): Promise<boolean> {
     const t = await this.kv.findOne({ _id: tombstoneKey(user) });
     return t !== null && Number(t.value) >= sentAt;
+  }
+
+  /** Note a push attempt on the question's record, for the console's record view. */
+  async notePush(key: string, attempt: PushAttempt): Promise<void> {
+    await this.messages.updateOne({ _id: key }, { $push: { pushes: { $each: [attempt], $slice: -PUSH_ATTEMPTS_KEPT } } });
   }
 
   /** WeChat refused to push to this user (45015/45047) at `now`. */

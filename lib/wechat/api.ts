@@ -90,3 +90,20 @@ export const TOKEN_INVALID = new Set([40001, 40014, 42001]);
 export const USER_PUSH_CLOSED = new Set([45015, 45047]);
 /** The account may not use the customer-service API (§6.4). */
 export const ACCOUNT_PUSH_UNAVAILABLE = new Set([48001]);
+
+/** What WeChat's error codes mean for the menu and push calls, for people (the codes are kept beside). */
+export const WECHAT_ERRORS: Readonly<Record<number, string>> = {
+  40016: 'wrong number of buttons',
+  40017: 'a button type is invalid',
+  40018: 'a button name is too long',
+  40019: 'a button key is too long',
+  40054: 'a sub-button url is invalid',
+  40055: 'a button url is invalid',
+  40125: 'WECHAT_APPSECRET is wrong',
+  40164: "this machine's IP is not on the account's IP whitelist (公众号后台 → 基本配置 → IP白名单)",
+  40003: 'not an OpenID of this account',
+  45015: 'the user has not written to the account in the last 48 hours',
+  45047: 'over the customer-service message quota for this user',
+  46003: 'the account has no menu',
+  48001: 'this account may not use this API (unverified subscription accounts cannot push or use the menu API; edit the menu in the WeChat console instead)',
+};

@@ -89,6 +89,9 @@ describe('push mode', () => {
     expect(api.typing).toContain('oPush');
     expect((await h.wechat.send('oPush', '1')).text).toBe(h.config.texts.nothingPending);
     expect(api.stableTokenCalls).toBe(1);
+    // The record keeps the attempt for the console's record view.
+    const rec = (await h.app.store.snapshot()).messages.find((m) => m.user === 'oPush' && m.kind === 'question');
+    expect(rec?.pushes).toEqual([{ page: 1, at: expect.any(Number), errcode: 0 }]);
   });
 
   it('pushes a long answer page by page, in order', async () => {
@@ -118,6 +121,8 @@ describe('push mode', () => {
     expect(api.sent).toEqual([]);
     expect((await h.wechat.send('oClosed', '1')).text).toBe('推送:问题'); // the page went back to `1`
     expect(h.logs.some((l) => l.includes('push stopped') && l.includes(`"errcode":${errcode}`))).toBe(true);
+    const rec = (await h.app.store.snapshot()).messages.find((m) => m.user === 'oClosed' && m.kind === 'question');
+    expect(rec?.pushes?.map((p) => p.errcode)).toEqual([errcode]);
   });
 
   it('on 48001 falls back to `1` for the whole account, and later placeholders say to send 1', async () => {

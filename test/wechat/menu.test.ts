@@ -88,7 +88,7 @@ describe('npm run menu', () => {
     expect((await menu(['publish'], env)).out).toMatch(/MENU is not set/);
     const refused = await menu(['show'], env);
     expect(refused.code).toBe(1);
-    expect(refused.out).toMatch(/48001 \(this account may not use the menu API/);
+    expect(refused.out).toMatch(/48001 \(this account may not use this API \(unverified subscription accounts cannot push or use the menu API/);
     expect((await menu(['wat'], env)).out).toMatch(/usage: npm run menu/);
   });
 });
