@@ -31,6 +31,19 @@ export interface AnswerRequest {
   conversationId?: string | undefined;
   /** OpenAI-compatible: the turns before this question, oldest first. */
   history?: readonly Turn[] | undefined;
+  /** Dify: the app's input variables, filled (lib/dify/inputs.ts). */
+  inputs?: Record<string, unknown> | undefined;
+  /** A picture the question is about: its URL (WeChat's PicUrl), or its bytes once downloaded. */
+  images?: readonly ImageInput[] | undefined;
+}
+
+export type ImageInput = { url: string } | { bytes: Buffer; contentType: string };
+
+/** A recording to transcribe (WeChat voice is AMR). */
+export interface AudioInput {
+  bytes: Buffer;
+  filename: string;
+  contentType: string;
 }
 
 export interface Answer {
@@ -41,6 +54,8 @@ export interface Answer {
   usage?: Usage | undefined;
   /** The model stopped early: `length` (token limit) or `content_filter`. */
   cut?: 'length' | 'content_filter' | undefined;
+  /** Dify: the names of the knowledge documents the answer drew on, in order, once each. */
+  citations?: string[] | undefined;
 }
 
 /** Tells a running call to stop (the question was cleared or its user left); see lib/stop.ts. */
@@ -71,4 +86,13 @@ export interface Answerer {
    * said, in a few words. Throws the backend's `ModelError` when it is unreachable or refuses the key.
    */
   probe(): Promise<string>;
+  /** Does the backend take pictures with a question (Dify: the app's settings, read once; OpenAI: OPENAI_VISION)? */
+  takesImages(): Promise<boolean>;
+  /**
+   * Speech to text (Dify `/audio-to-text`, OpenAI-compatible `/audio/transcriptions`); throws a
+   * `ModelError` when the backend cannot (`*_no_transcription` when it is not set up for it).
+   */
+  transcribe(audio: AudioInput, user: string): Promise<string>;
+  /** What is wrong with the backend's setup for this bot, found at start (Dify: required inputs DIFY_INPUTS lacks). */
+  setupProblems(): Promise<string[]>;
 }

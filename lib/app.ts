@@ -24,7 +24,9 @@ import { PageLinks } from './page/links';
 import { createPageHandler } from './page/handler';
 import type { PageHandler, StreamTimings } from './page/handler';
 import type { Store } from './store';
-import { createWechatApi } from './wechat/api';
+import { TOKEN_INVALID, createWechatApi } from './wechat/api';
+import { WechatApiError, errorLogFields } from './errors';
+import { createWordFilter } from './text/filter';
 import type { WechatApi } from './wechat/api';
 import { TokenCache } from './wechat/token';
 import { version } from '../package.json';
@@ -57,8 +59,30 @@ export interface AppDeps {
 
 /** The backend LLM_PROVIDER names (lib/answerer.ts). */
 export function createAnswerer(config: Config): Answerer {
-  if (config.llm.provider === 'openai' && config.openai) return createOpenAIClient(config.openai);
-  return createDifyClient({ baseUrl: config.dify.baseUrl, apiKey: config.dify.apiKey, idleTimeoutMs: config.dify.idleTimeoutMs, answerTimeoutMs: config.dify.answerTimeoutMs });
+  if (config.llm.provider === 'openai' && config.openai) {
+    return createOpenAIClient(config.openai, undefined, { vision: config.media.openaiVision, transcribeModel: config.media.openaiTranscribeModel });
+  }
+  return createDifyClient({
+    baseUrl: config.dify.baseUrl,
+    apiKey: config.dify.apiKey,
+    idleTimeoutMs: config.dify.idleTimeoutMs,
+    answerTimeoutMs: config.dify.answerTimeoutMs,
+    inputsTemplate: config.dify.inputs,
+  });
+}
+
+/** Download a user's media by MediaId with the shared access token (fetched again once when WeChat says it expired). */
+function mediaDownloader(wechat: { api: WechatApi; tokens: TokenCache }, maxBytes: number) {
+  return async (mediaId: string) => {
+    const token = await wechat.tokens.get();
+    try {
+      return await wechat.api.media(token, mediaId, maxBytes);
+    } catch (err) {
+      if (!(err instanceof WechatApiError && TOKEN_INVALID.has(err.errcode))) throw err;
+      await wechat.tokens.invalidate(token);
+      return wechat.api.media(await wechat.tokens.get(), mediaId, maxBytes);
+    }
+  };
 }
 
 export function createApp(config: Config, deps: AppDeps): App {
@@ -74,6 +98,13 @@ export function createApp(config: Config, deps: AppDeps): App {
     wechat = { api, tokens: new TokenCache({ store, api, clock, logger, appId }) };
   }
   const pusher = config.wechat.push && wechat ? new Pusher({ config, store, clock, logger, ...wechat }) : undefined;
+  const media = wechat ? mediaDownloader(wechat, config.media.maxBytes) : undefined;
+  const filter = config.guards.blockedWords.length > 0 ? createWordFilter(config.guards.blockedWords) : undefined;
+  // Say at start what would make every question fail (a required Dify input DIFY_INPUTS lacks).
+  void answerer
+    .setupProblems()
+    .then((problems) => problems.forEach((p) => logger.error(p)))
+    .catch((err) => logger.warn('could not check the backend’s setup', errorLogFields(err)));
   const onSettled = pusher ? (q: { _id: string }) => (pusher as Pusher).deliver(q._id) : undefined;
   const wakeups = new Wakeups(clock);
   const live = new LiveAnswers();
@@ -81,8 +112,9 @@ export function createApp(config: Config, deps: AppDeps): App {
   const links = config.page.enabled ? new PageLinks(store, config.page) : undefined;
   // In-process news of answers being written, for answer pages and the console's Try it.
   const watched = links !== undefined || config.console.token !== undefined;
-  const worker = new AnswerWorker({ config, store, answerer, clock, logger, wakeups, onSettled, live: watched ? live : undefined });
-  const bot = new Bot({ config, store, clock, logger, worker, answerer, wakeups, push: pusher, links });
+  const worker = new AnswerWorker({ config, store, answerer, clock, logger, wakeups, onSettled, live: watched ? live : undefined, media, filter });
+  const transcribes = media !== undefined && (config.llm.provider === 'dify' || config.media.openaiTranscribeModel !== undefined);
+  const bot = new Bot({ config, store, clock, logger, worker, answerer, wakeups, push: pusher, links, filter, transcribes });
   const handler = createHandler({ config, bot, clock, logger });
   const page = createPageHandler({ config, store, clock, logger, live }, deps.pageTimings);
   const consoleHandler = createConsoleHandler({ config, store, clock, logger, bot, follow: page.follow, answerer, wechat, push: pusher, version });

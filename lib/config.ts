@@ -2,6 +2,7 @@
  * Configuration: read once from the environment, validated, then injected everywhere.
  * Every error names the variable to fix. README "Configuration" documents each setting.
  */
+import { readFileSync } from 'fs';
 import { ConfigError } from './errors';
 import type { LogLevel } from './log';
 import type { Menu } from './menu';
@@ -51,6 +52,30 @@ export interface Texts {
   answerCut: string;
   /** After an answer the model's content filter cut short. */
   answerFiltered: string;
+  /** The reply to a picture: it is kept for the next question. {seconds} */
+  imageReceived: string;
+  /** Above an answer given without the user's picture. {reason} */
+  imageIgnored: string;
+  /** A question about a picture the bot cannot use; the model is not asked. {reason} */
+  imageUnusable: string;
+  /** Why a picture could not be used. */
+  imageNoVision: string;
+  imageTooLarge: string;
+  imageExpired: string;
+  /** Above the answer to a voice message WeChat did not transcribe: what was heard. {text} */
+  voiceHeard: string;
+  /** Over RATE_LIMIT. {when} */
+  rateLimited: string;
+  /** Over DAILY_QUESTION_BUDGET. {when} */
+  budgetExhausted: string;
+  /** A user not in ALLOWED_USERS, or in BLOCKED_USERS. */
+  notAllowed: string;
+  /** A question containing a BLOCKED_WORDS word: the model is not asked. */
+  inputBlocked: string;
+  /** Replaces an answer containing a BLOCKED_WORDS word. */
+  answerBlocked: string;
+  /** The line above the sources list (CITATIONS=on). */
+  sourcesTitle: string;
 }
 
 export const DEFAULT_TEXTS: Texts = {
@@ -84,6 +109,19 @@ export const DEFAULT_TEXTS: Texts = {
   pageGone: '这个链接不存在或已失效。',
   answerCut: '（回答太长，已被截断。可以让我接着说。）',
   answerFiltered: '（部分内容被模型的安全策略过滤了。）',
+  imageReceived: '收到图片了。想问关于这张图片的什么？请在 {seconds} 秒内发文字提问。',
+  imageIgnored: '（{reason}，下面只回答了文字部分。）',
+  imageUnusable: '{reason}，请用文字描述你的问题。',
+  imageNoVision: '这个 AI 看不了图片',
+  imageTooLarge: '图片太大了，没能发给 AI',
+  imageExpired: '没能取到这张图片（可能已过期）',
+  voiceHeard: '🎤「{text}」',
+  rateLimited: '提问太频繁了，请在 {when} 之后再问。',
+  budgetExhausted: '今天的提问名额已经用完了，请在 {when} 之后再来。',
+  notAllowed: '抱歉，这个助手暂不对你开放。',
+  inputBlocked: '抱歉，这个问题无法回答。',
+  answerBlocked: '抱歉，这个回答包含不适宜的内容，已被拦截。',
+  sourcesTitle: '参考资料：',
 };
 
 /** Keyword replies: exact matches, and prefixes longest first; keys are normalised (`normalizeKeyword`). */
@@ -117,6 +155,61 @@ function parseKeywords(v: unknown, maxBytes: number): KeywordReplies {
   return out;
 }
 
+/** One RATE_LIMIT window: at most `count` questions per `windowMs`, `label` as written (`20/h`). */
+export interface RateWindow {
+  count: number;
+  windowMs: number;
+  unit: 'm' | 'h' | 'd';
+  label: string;
+}
+
+const UNIT_MS = { m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** `RATE_LIMIT`: comma-separated `N/m`, `N/h` or `N/d` (questions per minute, hour, day). */
+export function parseRateLimit(v: string): RateWindow[] {
+  const out: RateWindow[] = [];
+  for (const part of v.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^(\d{1,6})\s*\/\s*([mhd])$/i.exec(part);
+    if (!m || Number(m[1]) < 1) throw new ConfigError('RATE_LIMIT', `"${part}" is not N/m, N/h or N/d with N ≥ 1 (e.g. "20/h,100/d")`);
+    const unit = (m[2] as string).toLowerCase() as 'm' | 'h' | 'd';
+    if (out.some((w) => w.unit === unit)) throw new ConfigError('RATE_LIMIT', `gives /${unit} twice`);
+    out.push({ count: Number(m[1]), windowMs: UNIT_MS[unit], unit, label: part });
+  }
+  return out;
+}
+
+/** A list of OpenIDs, separated by commas, spaces or new lines. */
+function idList(env: Env, name: string): Set<string> | undefined {
+  const v = str(env, name);
+  if (v === undefined) return undefined;
+  const ids = v.split(/[\s,]+/).filter(Boolean);
+  for (const id of ids) if (!/^[A-Za-z0-9_-]{6,64}$/.test(id)) throw new ConfigError(name, `"${id}" does not look like an OpenID`);
+  return new Set(ids);
+}
+
+/** BLOCKED_WORDS (comma or new-line separated) and BLOCKED_WORDS_FILE (one word per line, # comments). */
+function blockedWords(env: Env, readFile: ((path: string) => string) | undefined): string[] {
+  const words = (str(env, 'BLOCKED_WORDS') ?? '').split(/[,\n]/);
+  const file = str(env, 'BLOCKED_WORDS_FILE');
+  if (file !== undefined) {
+    if (!readFile) throw new ConfigError('BLOCKED_WORDS_FILE', 'cannot be read here (laf has no files): put the words in BLOCKED_WORDS');
+    let text: string;
+    try {
+      text = readFile(file);
+    } catch (err) {
+      throw new ConfigError('BLOCKED_WORDS_FILE', `cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    words.push(...text.split('\n').filter((l) => !l.trimStart().startsWith('#')));
+  }
+  return [...new Set(words.map((w) => w.trim()).filter(Boolean))];
+}
+
+/** DIFY_INPUTS: a JSON object; string values may hold placeholders (lib/dify/inputs.ts). */
+function difyInputs(v: unknown): Record<string, unknown> {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError('DIFY_INPUTS', 'must be a JSON object of the app\'s input variables, e.g. {"name": "{openid}"}');
+  return v as Record<string, unknown>;
+}
+
 /** What a menu CLICK EventKey does: run a command, or ask Dify a fixed question. */
 export type MenuAction = { command: string } | { ask: string };
 
@@ -147,6 +240,37 @@ export interface Config {
     idleTimeoutMs: number;
     /** Abort a Dify call after this long in all, however lively the stream. */
     answerTimeoutMs: number;
+    /** The app's input variables (DIFY_INPUTS), with `{openid}`-style placeholders filled per question. */
+    inputs: Record<string, unknown>;
+    /** Append the knowledge documents an answer used (CITATIONS=on). */
+    citations: boolean;
+    /** How pictures reach the app: PicUrl (`remote_url`), or downloaded and uploaded (`local_file`). */
+    imageUpload: 'remote_url' | 'local_file';
+  };
+  /** Pictures and voice (README "Pictures and voice"). */
+  media: {
+    /** A picture waits this long for the question about it. */
+    imageWindowMs: number;
+    /** Ask about a picture at once, with this prompt (IMAGE_PROMPT). */
+    imagePrompt: string | undefined;
+    /** Downloads (pictures, voice) larger than this are refused. */
+    maxBytes: number;
+    /** OpenAI-compatible: the model takes images (OPENAI_VISION). */
+    openaiVision: boolean;
+    /** OpenAI-compatible: the transcription model for voice (OPENAI_TRANSCRIBE_MODEL); none: no transcription. */
+    openaiTranscribeModel: string | undefined;
+  };
+  /** Who may ask, how often, and what may be said (README "Limits and filters"). */
+  guards: {
+    /** Per user: at most `count` questions per window. */
+    rateLimits: RateWindow[];
+    /** For the whole account, per day (DAILY_QUESTION_BUDGET). */
+    dailyBudget: number | undefined;
+    /** Only these OpenIDs may ask (ALLOWED_USERS); undefined: everyone. */
+    allowedUsers: ReadonlySet<string> | undefined;
+    blockedUsers: ReadonlySet<string>;
+    /** BLOCKED_WORDS and the lines of BLOCKED_WORDS_FILE. */
+    blockedWords: string[];
   };
   /** With `LLM_PROVIDER=openai` (docs/openai.md). */
   openai: OpenAIConfig | undefined;
@@ -219,6 +343,8 @@ export interface PageConfig {
 /** Which platform reads the config: laf derives PUBLIC_URL and serves pages from its own function. */
 export interface LoadOptions {
   platform?: 'node' | 'laf';
+  /** Reads BLOCKED_WORDS_FILE; the file system by default, none on laf. */
+  readFile?: (path: string) => string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -308,6 +434,15 @@ function parseMenu(v: unknown, commands: readonly string[]): Record<string, Menu
     }
   }
   return out;
+}
+
+/** DIFY_IMAGE_UPLOAD: `local_file` needs the app secret (to download the picture); default: it when possible. */
+function imageUpload(env: Env, canDownload: boolean): 'remote_url' | 'local_file' {
+  const v = str(env, 'DIFY_IMAGE_UPLOAD');
+  if (v === undefined) return canDownload ? 'local_file' : 'remote_url';
+  if (v !== 'remote_url' && v !== 'local_file') throw new ConfigError('DIFY_IMAGE_UPLOAD', 'must be remote_url or local_file');
+  if (v === 'local_file' && !canDownload) throw new ConfigError('DIFY_IMAGE_UPLOAD', 'local_file needs WECHAT_APPID and WECHAT_APPSECRET (to download the picture from WeChat)');
+  return v;
 }
 
 /** ADMIN_TOKEN: long enough that guessing it is hopeless (the console also limits attempts). */
@@ -490,6 +625,23 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
       baseUrl: url(env, 'DIFY_BASE_URL', 'https://api.dify.ai/v1'),
       idleTimeoutMs: int(env, 'DIFY_TIMEOUT_MS', 120_000, 100, 3_600_000),
       answerTimeoutMs: int(env, 'DIFY_ANSWER_TIMEOUT_MS', 300_000, 100, 3_600_000),
+      inputs: json(env, 'DIFY_INPUTS', difyInputs, {}),
+      citations: bool(env, 'CITATIONS', false),
+      imageUpload: imageUpload(env, appId !== undefined && appSecret !== undefined),
+    },
+    media: {
+      imageWindowMs: int(env, 'IMAGE_WINDOW_S', 180, 10, 86_400) * 1000,
+      imagePrompt: str(env, 'IMAGE_PROMPT'),
+      maxBytes: int(env, 'MEDIA_MAX_BYTES', 10 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+      openaiVision: bool(env, 'OPENAI_VISION', false),
+      openaiTranscribeModel: str(env, 'OPENAI_TRANSCRIBE_MODEL'),
+    },
+    guards: {
+      rateLimits: parseRateLimit(str(env, 'RATE_LIMIT') ?? ''),
+      dailyBudget: str(env, 'DAILY_QUESTION_BUDGET') === undefined ? undefined : int(env, 'DAILY_QUESTION_BUDGET', 0, 1, 10_000_000),
+      allowedUsers: idList(env, 'ALLOWED_USERS'),
+      blockedUsers: idList(env, 'BLOCKED_USERS') ?? new Set(),
+      blockedWords: blockedWords(env, opts.readFile ?? (opts.platform === 'laf' ? undefined : (path) => readFileSync(path, 'utf8'))),
     },
     delivery: {
       replyDeadlineMs,
@@ -530,6 +682,8 @@ export const CONFIG_VARIABLES = [
   'LLM_PROVIDER', 'OPENAI_BASE_URL', 'OPENAI_API_KEY', 'OPENAI_MODEL', 'SYSTEM_PROMPT', 'OPENAI_TEMPERATURE', 'OPENAI_MAX_TOKENS',
   'OPENAI_EXTRA_BODY', 'OPENAI_TIMEOUT_MS', 'OPENAI_ANSWER_TIMEOUT_MS', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
   'ADMIN_TOKEN', 'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
+  'DIFY_INPUTS', 'CITATIONS', 'DIFY_IMAGE_UPLOAD', 'IMAGE_WINDOW_S', 'IMAGE_PROMPT', 'MEDIA_MAX_BYTES', 'OPENAI_VISION', 'OPENAI_TRANSCRIBE_MODEL',
+  'RATE_LIMIT', 'DAILY_QUESTION_BUDGET', 'ALLOWED_USERS', 'BLOCKED_USERS', 'BLOCKED_WORDS', 'BLOCKED_WORDS_FILE',
 ] as const;
 
 /** The secrets in a config, for log redaction. */

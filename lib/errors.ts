@@ -43,7 +43,8 @@ export type FailureKind =
   | 'busy' // the backend is overloaded or had an internal error: try again later
   | 'config' // the bot is misconfigured (key, app, model)
   | 'down' // the backend could not be reached, or went silent
-  | 'failed'; // the answer itself failed (in-stream error, cut stream)
+  | 'failed' // the answer itself failed (in-stream error, cut stream)
+  | 'input'; // the message could not be used (a voice not transcribed, a picture not usable): its `note` says why
 
 /**
  * The model backend (Dify, an OpenAI-compatible server) failed. `status` is the HTTP status (0 for
@@ -98,6 +99,18 @@ export function classifyDifyStream(status: number, difyCode: string): FailureKin
   return 'failed';
 }
 
+/**
+ * A user's message that cannot be asked as it is (a voice that cannot be downloaded or
+ * transcribed, a question about a picture the bot cannot use). `note` is what the user reads.
+ */
+export class InputError extends BotError {
+  readonly note: string;
+  constructor(code: string, message: string, note: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.note = note;
+  }
+}
+
 /** User-facing texts for failures, by kind; part of `Texts` (lib/config.ts). */
 export interface FailureTexts {
   failQuota: string;
@@ -105,11 +118,14 @@ export interface FailureTexts {
   failConfig: string;
   failDown: string;
   failFailed: string;
+  voiceNoRecognition: string;
 }
 
-/** What the WeChat user reads for a failed answer. */
-export function failureText(kind: FailureKind, texts: FailureTexts): string {
+/** What the WeChat user reads for a failed answer (`note`: an input failure's own text). */
+export function failureText(kind: FailureKind, texts: FailureTexts, note?: string): string {
   switch (kind) {
+    case 'input':
+      return note ?? texts.voiceNoRecognition;
     case 'quota':
       return texts.failQuota;
     case 'busy':

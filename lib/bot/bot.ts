@@ -7,7 +7,7 @@
  * Each page is handed out once, by a compare-and-set in the store, whoever asks for it; only a
  * re-delivery of the same message gets the same page again.
  */
-import { randomInt } from 'crypto';
+import { createHash, randomInt } from 'crypto';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import { fill } from '../config';
@@ -16,7 +16,9 @@ import type { Answerer } from '../answerer';
 import { errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import type { MessageRecord, Store } from '../store';
-import { TEST_USER, pageCount } from '../store';
+import { TEST_USER, isTestUser, pageCount } from '../store';
+import type { CountWindow, PictureRef } from '../store';
+import type { WordFilter } from '../text/filter';
 import type { PageLinks } from '../page/links';
 import type { InboundMessage } from '../wechat/xml';
 import { keywordReply } from './keywords';
@@ -52,6 +54,17 @@ export interface BotDeps {
   push?: Pick<Pusher, 'available' | 'afterPlaceholder'> | undefined;
   /** The answer page is on: placeholders and long answers link to it (lib/page/). */
   links?: PageLinks | undefined;
+  /** BLOCKED_WORDS: a question containing one is refused without asking the model. */
+  filter?: WordFilter | undefined;
+  /** A voice without WeChat's recognition can be downloaded and transcribed (app secret, and a backend that transcribes). */
+  transcribes?: boolean;
+}
+
+/** What a question carries besides its text: a voice to transcribe first, a picture given with it, the kind of message. */
+interface AskExtra {
+  voice?: { mediaId: string; format: string };
+  image?: PictureRef;
+  origin?: { msgType: string; eventKey?: string };
 }
 
 interface Incoming {
@@ -139,13 +152,24 @@ export class Bot {
         if (command) return command(this, m);
         if (msg.content.trim() === '') return { reply: texts.help };
         if (msg.content.trim() === UNSUPPORTED_PLACEHOLDER) return { reply: texts.unsupported };
-        return this.askOrKeyword(m, msg.content);
+        return this.askOrKeyword(m, msg.content, { origin: { msgType: 'text' } });
       }
       case 'voice':
-        // Recognition is optional and reported empty in production (docs/wechat.md).
-        if (!msg.recognition) return { reply: texts.voiceNoRecognition };
-        return this.askOrKeyword(m, msg.recognition);
-      case 'image':
+        // Recognition is optional and reported empty in production (docs/wechat.md): then the
+        // voice itself is downloaded and transcribed, when the app secret and the backend allow.
+        if (msg.recognition) return this.askOrKeyword(m, msg.recognition, { origin: { msgType: 'voice' } });
+        if (!this.deps.transcribes || !msg.mediaId) return { reply: texts.voiceNoRecognition };
+        return this.guarded(m) ?? this.ask(m, '', { voice: { mediaId: msg.mediaId, format: msg.format }, origin: { msgType: 'voice' } });
+      case 'image': {
+        const refused = this.guarded(m);
+        if (refused) return refused;
+        const image = { picUrl: msg.picUrl, mediaId: msg.mediaId };
+        const { imagePrompt, imageWindowMs } = this.deps.config.media;
+        if (imagePrompt) return this.ask(m, imagePrompt, { image, origin: { msgType: 'image' } });
+        // Kept for the next question; the time is the message's own, so a re-delivery keeps the same one.
+        await this.deps.store.keepImage(msg.fromUser, image, msg.createTime * 1000);
+        return { reply: fill(texts.imageReceived, { seconds: Math.round(imageWindowMs / 1000) }) };
+      }
       case 'video':
       case 'shortvideo':
       case 'location':
@@ -154,9 +178,11 @@ export class Bot {
       case 'subscribe': {
         if (!msg.eventKey.startsWith('qrscene_')) return { reply: texts.welcome };
         const scene = msg.eventKey.slice('qrscene_'.length);
+        await this.deps.store.noteScene(msg.fromUser, scene, this.deps.clock.now());
         return { reply: scenes[scene] ?? scenes['*'] ?? texts.welcome };
       }
       case 'scan': {
+        await this.deps.store.noteScene(msg.fromUser, msg.eventKey, this.deps.clock.now());
         const text = scenes[msg.eventKey] ?? scenes['*'];
         return text ? { reply: text } : SUCCESS;
       }
@@ -167,7 +193,7 @@ export class Bot {
       case 'click': {
         const action = menu[msg.eventKey];
         if (!action) return SUCCESS;
-        if ('ask' in action) return this.ask(m, action.ask);
+        if ('ask' in action) return this.guarded(m) ?? this.ask(m, action.ask, { origin: { msgType: 'event', eventKey: msg.eventKey } });
         const command = commandFor(action.command);
         return command ? command(this, m) : SUCCESS;
       }
@@ -180,20 +206,74 @@ export class Bot {
   }
 
   /** A keyword's fixed reply (the model never sees it), or else a question for the model. */
-  private async askOrKeyword(m: Incoming, text: string): Promise<Decision> {
+  private async askOrKeyword(m: Incoming, text: string, extra: AskExtra): Promise<Decision> {
+    const refused = this.guarded(m);
+    if (refused) return refused;
     const fixed = keywordReply(this.deps.config.keywords, text);
-    if (fixed === undefined) return this.ask(m, text);
+    if (fixed === undefined) {
+      const word = this.deps.filter?.find(text);
+      if (word !== undefined) {
+        // Logged with the word that matched, never the question.
+        this.deps.logger.info('question refused: blocked word', { key: m.key, word });
+        return { reply: this.texts.inputBlocked };
+      }
+      return this.ask(m, text, extra);
+    }
     // Counted once per message (its first delivery); a re-delivery gets the same reply.
     await this.deps.store.keywordReplied(m.key, m.msg.fromUser, fixed.keyword, m.msg.createTime, this.deps.clock.now());
     return { reply: fixed.reply };
   }
 
+  /** A private bot (ALLOWED_USERS, BLOCKED_USERS) says no to everyone else. */
+  private guarded(m: Incoming): Decision | undefined {
+    const { allowedUsers, blockedUsers } = this.deps.config.guards;
+    const user = m.msg.fromUser;
+    if (isTestUser(user)) return undefined;
+    if (blockedUsers.has(user) || (allowedUsers !== undefined && !allowedUsers.has(user))) return { reply: this.texts.notAllowed };
+    return undefined;
+  }
+
+  /** The windows a question of `user` at `now` is counted in (RATE_LIMIT per user, DAILY_QUESTION_BUDGET for the account). */
+  private windows(user: string, now: number): CountWindow[] {
+    const { rateLimits, dailyBudget } = this.deps.config.guards;
+    const offset = this.deps.config.store.statsUtcOffsetMin * 60_000;
+    const windowOf = (id: string, limit: number, ms: number) => {
+      // Aligned to the clock in the configured time zone: an hour from :00, a day from midnight.
+      const index = Math.floor((now + offset) / ms);
+      return { id: `${id}:${index}`, limit, until: (index + 1) * ms - offset };
+    };
+    const out = rateLimits.map((w) => windowOf(`rate:${w.unit}:${createHash('sha256').update(user).digest('hex').slice(0, 32)}`, w.count, w.windowMs));
+    if (dailyBudget !== undefined) out.push(windowOf('budget:d', dailyBudget, 86_400_000));
+    return out;
+  }
+
+  /** When a refused user may ask again, as they read it: the time, with the date if it is not today. */
+  private whenText(until: number): string {
+    const offset = this.deps.config.store.statsUtcOffsetMin * 60_000;
+    const at = new Date(until + offset).toISOString();
+    const sameDay = at.slice(0, 10) === new Date(this.deps.clock.now() + offset).toISOString().slice(0, 10);
+    return sameDay ? at.slice(11, 16) : `${at.slice(5, 10).replace('-', '月')}日 ${at.slice(11, 16)}`;
+  }
+
   /** A question for Dify: claim it (one Dify call however many deliveries), then wait for it. */
-  async ask(m: Incoming, question: string): Promise<Decision> {
-    const { store, clock, worker, logger } = this.deps;
+  async ask(m: Incoming, question: string, extra: AskExtra = {}): Promise<Decision> {
+    const { store, clock, worker, logger, config } = this.deps;
     const now = clock.now();
     const user = m.msg.fromUser;
+    // Limits count questions, once per message; commands, keywords and `1` never get here.
+    const windows = isTestUser(user) ? [] : this.windows(user, now);
+    if (windows.length > 0) {
+      const admitted = await store.admit(m.key, windows, now);
+      if (!admitted.ok) {
+        logger.info('question refused: over a limit', { key: m.key, window: admitted.window.split(':').slice(0, 2).join(':') });
+        const template = admitted.window.startsWith('budget:') ? this.texts.budgetExhausted : this.texts.rateLimited;
+        return { reply: fill(template, { when: this.whenText(admitted.until) }) };
+      }
+    }
     const existing = await store.user(user);
+    // A picture sent just before is the question's, if it came within the window.
+    const pending = existing?.image;
+    const image = extra.image ?? (pending && m.arrival - pending.at <= config.media.imageWindowMs ? { picUrl: pending.picUrl, mediaId: pending.mediaId } : undefined);
     const claim = await store.claim({
       _id: m.key,
       user,
@@ -210,12 +290,16 @@ export class Bot {
       attempts: 1,
       heartbeatAt: now,
       ...(this.deps.links ? { pageToken: await this.deps.links.hash(m.key) } : {}),
+      ...(image ? { image } : {}),
+      ...(extra.voice ? { voice: extra.voice } : {}),
+      ...(extra.origin ? { origin: extra.origin } : {}),
     });
     // Sent before the user unsubscribed: WeChat is re-delivering it to an account they left.
     if (claim.gone) return SUCCESS;
     // Who else was waiting when this question came in: for the 20-answer cap, and for the footer.
     let othersWaiting: number | undefined;
     if (claim.first) {
+      if (image && !extra.image && pending) await store.dropImage(user, pending.at);
       worker.start(claim.record, existing);
       const { dropped, kept } = await store.trimInbox(user);
       for (const key of dropped) logger.warn('inbox full: dropped the oldest undelivered answer', { key });
@@ -393,7 +477,7 @@ export class Bot {
   }
 
   private timing(q: MessageRecord): { question: string; seconds: number } {
-    return { question: quote(q.question ?? ''), seconds: Math.max(1, Math.round((this.deps.clock.now() - q.createdAt) / 1000)) };
+    return { question: quote(q.question || (q.voice ? '🎤' : '')), seconds: Math.max(1, Math.round((this.deps.clock.now() - q.createdAt) / 1000)) };
   }
 
   /** A pending question whose worker went silent (its process died) is taken over. */

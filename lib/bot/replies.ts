@@ -11,7 +11,7 @@ export { quote };
 
 /** "「question」 reason" for an answer that failed. */
 export function failedAnswerText(q: MessageRecord, texts: Texts): string {
-  return fill(texts.failedAnswer, { question: quote(q.question ?? ''), reason: failureText(q.failure?.kind ?? 'failed', texts) });
+  return fill(texts.failedAnswer, { question: quote(q.question ?? ''), reason: failureText(q.failure?.kind ?? 'failed', texts, q.failure?.note) });
 }
 
 export interface PageContext {
@@ -31,7 +31,7 @@ export interface PageContext {
  */
 export function pageReply(q: MessageRecord, page: number, texts: Texts, ctx: PageContext): string {
   const failed = q.status === 'failed';
-  const body = failed ? (ctx.passive ? failureText(q.failure?.kind ?? 'failed', texts) : failedAnswerText(q, texts)) : (q.pages?.[page] ?? '');
+  const body = failed ? (ctx.passive ? failureText(q.failure?.kind ?? 'failed', texts, q.failure?.note) : failedAnswerText(q, texts)) : (q.pages?.[page] ?? '');
   // A failure notice already quotes its question.
   const head = ctx.quoteQuestion && !failed ? fill(texts.answerQuote, { question: quote(q.question ?? '') }) + '\n' : '';
   const last = page + 1 >= pageCount(q);

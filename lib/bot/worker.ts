@@ -5,9 +5,12 @@
  */
 import type { Clock } from '../clock';
 import type { Config } from '../config';
-import { replyReserveBytes } from '../config';
-import type { Answer, Answerer, Turn } from '../answerer';
-import { DifyError, ModelError, errorLogFields } from '../errors';
+import { fill, replyReserveBytes } from '../config';
+import type { Answer, Answerer, ImageInput, Turn } from '../answerer';
+import { fillInputs } from '../dify/inputs';
+import type { WordFilter } from '../text/filter';
+import { MEDIA_TOO_LARGE } from '../wechat/api';
+import { DifyError, InputError, ModelError, WechatApiError, errorLogFields } from '../errors';
 import type { LiveAnswers } from '../live';
 import type { Logger } from '../log';
 import { Stop } from '../stop';
@@ -30,6 +33,21 @@ export interface WorkerDeps {
   /** Answer pages in this process hear about progress here (lib/live.ts). */
   live?: LiveAnswers | undefined;
   onSettled?: AnsweredHook | undefined;
+  /** Downloads a user's picture or voice by MediaId (WeChat's media/get); only with the app secret. */
+  media?: ((mediaId: string) => Promise<{ bytes: Buffer; contentType: string }>) | undefined;
+  /** BLOCKED_WORDS: answers containing one are replaced, and never shown while being written. */
+  filter?: WordFilter | undefined;
+}
+
+/** Does a question need its picture to make sense ("what is in this picture")? Then it is not asked without it. */
+export function refersToPicture(question: string): boolean {
+  return /图|照片|相片|截屏|画面|这张|这个是什么|picture|photo|image|screenshot|\bpic\b/i.test(question);
+}
+
+/** The knowledge documents an answer used, as a short list under it (CITATIONS=on). */
+function sourcesList(names: readonly string[], title: string): string {
+  const cut = (n: string) => (n.length > 40 ? `${n.slice(0, 40)}…` : n);
+  return `${title}\n${names.slice(0, 5).map((n, i) => `${i + 1}. ${cut(n)}`).join('\n')}`;
 }
 
 /** How often the answer so far is saved for answer pages on other instances (docs/answer-page.md). */
@@ -63,6 +81,7 @@ const MAX_ATTEMPTS = 2;
 
 function toFailure(err: unknown): Failure {
   if (err instanceof ModelError) return { kind: err.kind, code: err.code, status: err.status, backendCode: err.backendCode };
+  if (err instanceof InputError) return { kind: 'input', code: err.code, status: 0, backendCode: '', note: err.note };
   return { kind: 'failed', code: 'internal', status: 0, backendCode: '' };
 }
 
@@ -133,10 +152,12 @@ export class AnswerWorker {
       }
       return shownText;
     };
+    // A blocked word in the text so far: nothing more of it is shown or saved (BLOCKED_WORDS).
+    let blocked: string | undefined;
     let saved = '';
     const beat = async () => {
       const text = visible();
-      const progress = text !== saved ? (saved = text) : undefined;
+      const progress = !blocked && text !== saved ? (saved = text) : undefined;
       const mine = await store.heartbeat(q._id, attempt, clock.now(), progress).catch((err) => {
         logger.warn('heartbeat failed', { key: q._id, ...errorLogFields(err) });
         return true; // the store is unreachable: keep going, the answer may still be saved
@@ -159,12 +180,25 @@ export class AnswerWorker {
     const live = this.deps.live;
     let published = '';
     let firstTextAt: number | undefined;
+    // Each piece of the shown text is scanned once for blocked words, before anyone sees it.
+    const filter = this.deps.filter && this.deps.filter.size > 0 ? this.deps.filter : undefined;
+    let scanner = filter?.scanner();
+    let scanned = '';
     const onText = (t: string) => {
       raw = t;
       firstTextAt ??= clock.now();
-      if (!live) return;
+      if ((!live && !filter) || blocked) return;
       const text = visible();
-      if (text === published) return; // only thinking, or a tag held back: nothing new to show
+      if (filter) {
+        if (!text.startsWith(scanned)) {
+          scanner = filter.scanner(); // the shown text was rewritten (a takeover, a replace): scan it again
+          scanned = '';
+        }
+        blocked = scanner?.feed(text.slice(scanned.length));
+        scanned = text;
+        if (blocked) return;
+      }
+      if (!live || text === published) return; // only thinking, or a tag held back: nothing new to show
       published = text;
       live.publish(q._id, { text, attempt });
     };
@@ -175,8 +209,18 @@ export class AnswerWorker {
       const keeps = answerer.keepsConversation;
       const conversationId = keeps && user && (user.generation ?? 0) === generation ? user.conversationId : undefined;
       const history = keeps ? undefined : historyFor(q, user, config.history);
+      // A voice WeChat did not transcribe is transcribed here, once per question.
+      let question = q.question ?? '';
+      const heard = q.voice && !question ? fill(config.texts.voiceHeard, { text: (question = await this.transcribe(q, attempt)) }) : '';
+      const word = this.deps.filter?.find(question);
+      if (word !== undefined) {
+        logger.info('question refused: blocked word', { key: q._id, word });
+        throw new InputError('input_blocked', 'the question contains a blocked word', config.texts.inputBlocked);
+      }
+      const picture = await this.picture(q, question);
+      const inputs = Object.keys(config.dify.inputs).length > 0 ? fillInputs(config.dify.inputs, this.facts(q, user)) : undefined;
       const ask = (conv: string | undefined): Promise<Answer> =>
-        answerer.chat({ query: q.question ?? '', user: q.user, conversationId: conv, history }, { onText, stop });
+        answerer.chat({ query: question, user: q.user, conversationId: conv, history, inputs, images: picture.images }, { onText, stop });
       let answer: Answer;
       try {
         answer = await ask(conversationId);
@@ -189,9 +233,16 @@ export class AnswerWorker {
         answer = await ask(undefined);
       }
       // Thinking never counts as the answer; a cut answer says so.
-      const shownAnswer = visibleAnswer(answer.text);
-      const note = answer.cut === 'length' ? config.texts.answerCut : answer.cut === 'content_filter' ? config.texts.answerFiltered : '';
-      const full = shownAnswer && note ? `${shownAnswer}\n\n${note}` : shownAnswer;
+      let shownAnswer = visibleAnswer(answer.text);
+      const badWord = this.deps.filter?.find(shownAnswer);
+      if (badWord !== undefined) {
+        // Logged with the word, never the answer.
+        logger.warn('answer replaced: blocked word', { key: q._id, word: badWord });
+        shownAnswer = config.texts.answerBlocked;
+      }
+      const cut = answer.cut === 'length' ? config.texts.answerCut : answer.cut === 'content_filter' ? config.texts.answerFiltered : '';
+      const sources = badWord === undefined && config.dify.citations && answer.citations?.length ? sourcesList(answer.citations, config.texts.sourcesTitle) : '';
+      const full = shownAnswer ? [heard, picture.note ?? '', shownAnswer, cut, sources].filter(Boolean).join('\n\n') : shownAnswer;
       const plain = markdownToText(full);
       let result: Settlement;
       if (plain) {
@@ -214,7 +265,7 @@ export class AnswerWorker {
       }
       // The backend keeps nothing: the turn joins the user's history (answers only, never thinking).
       if (done && !keeps && result.status === 'answered') {
-        const turn: Turn = { question: q.question ?? '', answer: shownAnswer, askedAt: q.createdAt };
+        const turn: Turn = { question, answer: shownAnswer, askedAt: q.createdAt };
         if (answer.usage?.total_tokens !== undefined) turn.tokens = answer.usage.total_tokens;
         await store.addTurn(q.user, generation, turn, config.history.maxTurns, clock.now());
       }
@@ -240,6 +291,66 @@ export class AnswerWorker {
       if (progress) clearInterval(progress);
       // However it ended (settled, stopped, or no longer ours), pages stop waiting on this process.
       this.deps.live?.publish(q._id, { settled: true });
+    }
+  }
+
+  /** The placeholders DIFY_INPUTS can use, for this question. */
+  private facts(q: MessageRecord, user: UserRecord | null) {
+    const offset = this.deps.config.store.statsUtcOffsetMin;
+    const local = new Date(this.deps.clock.now() + offset * 60_000).toISOString().slice(0, 19);
+    const sign = offset < 0 ? '-' : '+';
+    const zone = `${sign}${String(Math.floor(Math.abs(offset) / 60)).padStart(2, '0')}:${String(Math.abs(offset) % 60).padStart(2, '0')}`;
+    return { openid: q.user, msgType: q.origin?.msgType ?? 'text', eventKey: q.origin?.eventKey ?? '', scene: user?.scene ?? '', now: `${local}${zone}` };
+  }
+
+  /** Download a voice and transcribe it; the transcript becomes the question. */
+  private async transcribe(q: MessageRecord, attempt: number): Promise<string> {
+    const { media, answerer, store, config, logger } = this.deps;
+    const voice = q.voice as { mediaId: string; format: string };
+    const please = config.texts.voiceNoRecognition;
+    if (!media) throw new InputError('voice_no_download', 'voice without recognition, and no WECHAT_APPSECRET to download it', please);
+    let audio: { bytes: Buffer; contentType: string };
+    try {
+      audio = await media(voice.mediaId);
+    } catch (err) {
+      throw new InputError(`voice_media_${err instanceof WechatApiError ? err.errcode : 'failed'}`, 'could not download the voice', please, { cause: err });
+    }
+    const format = /^[a-z0-9]{2,5}$/i.test(voice.format) ? voice.format.toLowerCase() : 'amr';
+    let text: string;
+    try {
+      text = (await answerer.transcribe({ bytes: audio.bytes, filename: `voice.${format}`, contentType: format === 'amr' ? 'audio/amr' : audio.contentType }, q.user)).trim();
+    } catch (err) {
+      logger.warn('voice could not be transcribed', { key: q._id, ...errorLogFields(err) });
+      throw new InputError('voice_transcription_failed', 'the backend could not transcribe the voice', please, { cause: err });
+    }
+    if (!text) throw new InputError('voice_empty', 'the transcript is empty', please);
+    await store.setQuestion(q._id, attempt, text);
+    return text;
+  }
+
+  /**
+   * The question's picture as the backend takes it. One it cannot use (no vision, too large,
+   * expired): a question that needs it is not asked (InputError); one that makes sense alone is
+   * asked without it, and the answer says so (`note`).
+   */
+  private async picture(q: MessageRecord, question: string): Promise<{ images?: ImageInput[]; note?: string }> {
+    const { answerer, config, media, logger } = this.deps;
+    if (!q.image) return {};
+    const without = (reason: string, code: string) => {
+      logger.info('picture not used', { key: q._id, code });
+      if (refersToPicture(question)) throw new InputError(code, 'the question is about a picture that cannot be used', fill(config.texts.imageUnusable, { reason }));
+      return { note: fill(config.texts.imageIgnored, { reason }) };
+    };
+    if (!(await answerer.takesImages().catch(() => false))) return without(config.texts.imageNoVision, 'image_no_vision');
+    // Dify fetches a PicUrl itself (remote_url); otherwise the picture is downloaded and sent as bytes.
+    if (!media || (answerer.kind === 'dify' && config.dify.imageUpload === 'remote_url')) return { images: [{ url: q.image.picUrl }] };
+    try {
+      const f = await media(q.image.mediaId);
+      if (!f.contentType.startsWith('image/')) return without(config.texts.imageExpired, 'image_not_an_image');
+      return { images: [{ bytes: f.bytes, contentType: f.contentType }] };
+    } catch (err) {
+      const large = err instanceof WechatApiError && err.errcode === MEDIA_TOO_LARGE;
+      return without(large ? config.texts.imageTooLarge : config.texts.imageExpired, large ? 'image_too_large' : `image_media_${err instanceof WechatApiError ? err.errcode : 'failed'}`);
     }
   }
 

@@ -8,7 +8,9 @@ import type { AxiosInstance, CancelTokenSource } from 'axios';
 import type { Readable } from 'stream';
 import { networkFailure, readSmall } from '../sse';
 import { DifyError, classifyDifyHttp } from '../errors';
-import type { Answerer, AnswerRequest, ChatHooks } from '../answerer';
+import type { Answerer, AnswerRequest, ChatHooks, ImageInput } from '../answerer';
+import { multipart } from '../multipart';
+import { missingInputs, takesImages } from './inputs';
 import { AnswerBuilder, createDifyDecoder } from './events';
 import type { DifyAnswer } from './events';
 
@@ -28,7 +30,12 @@ export interface DifyClientOptions {
   http?: AxiosInstance;
   /** After `message_end`, keep reading the tail (workflow_finished) at most this long. */
   drainMs?: number;
+  /** DIFY_INPUTS as configured, checked against the app's required inputs at start. */
+  inputsTemplate?: Readonly<Record<string, unknown>>;
 }
+
+/** The file name Dify is given for an upload: the extension tells it the type. */
+const EXTENSIONS: Record<string, string> = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/gif': 'gif', 'image/webp': 'webp' };
 
 
 function httpError(status: number, body: string): DifyError {
@@ -129,18 +136,87 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
   const drainMs = opts.drainMs ?? 30_000;
   const answerTimeoutMs = opts.answerTimeoutMs ?? 300_000;
 
+  /** A multipart POST (uploads): the parsed JSON answer, or the named error. */
+  async function upload(path: string, fields: Record<string, string>, file: Parameters<typeof multipart>[1]): Promise<Record<string, unknown>> {
+    const { body, contentType } = multipart(fields, file);
+    let res;
+    try {
+      res = await http.post(`${opts.baseUrl}${path}`, body, {
+        headers: { Authorization: headers.Authorization, 'Content-Type': contentType },
+        validateStatus: () => true,
+        timeout: opts.idleTimeoutMs,
+        maxRedirects: 0,
+        responseType: 'text',
+        maxBodyLength: body.length + 1024,
+      });
+    } catch (err) {
+      throw networkError(err);
+    }
+    if (res.status < 200 || res.status >= 300) throw httpError(res.status, String(res.data ?? ''));
+    try {
+      return JSON.parse(String(res.data)) as Record<string, unknown>;
+    } catch {
+      throw new DifyError('failed', 'dify_bad_response', `${path} did not answer JSON`);
+    }
+  }
+
+  /** `files` for a question: a PicUrl as `remote_url`, downloaded bytes uploaded first (`local_file`). */
+  async function filesFor(images: readonly ImageInput[], user: string): Promise<Record<string, string>[]> {
+    const files: Record<string, string>[] = [];
+    for (const img of images) {
+      if ('url' in img) {
+        files.push({ type: 'image', transfer_method: 'remote_url', url: img.url });
+        continue;
+      }
+      const ext = EXTENSIONS[img.contentType] ?? 'jpg';
+      const up = await upload('/files/upload', { user }, { name: 'file', filename: `wechat.${ext}`, contentType: img.contentType, bytes: img.bytes });
+      if (typeof up['id'] !== 'string') throw new DifyError('failed', 'dify_bad_response', '/files/upload answered no id');
+      files.push({ type: 'image', transfer_method: 'local_file', upload_file_id: up['id'] });
+    }
+    return files;
+  }
+
+  // GET /parameters, read once (and again after a failure): the app's inputs and whether it takes images.
+  let parameters: Promise<unknown> | undefined;
+  function appParameters(): Promise<unknown> {
+    if (!parameters) {
+      const p = (async () => {
+        let res;
+        try {
+          res = await http.get(`${opts.baseUrl}/parameters`, { headers, validateStatus: () => true, timeout: opts.idleTimeoutMs, maxRedirects: 0, responseType: 'text' });
+        } catch (err) {
+          throw networkError(err);
+        }
+        if (res.status !== 200) throw httpError(res.status, String(res.data ?? ''));
+        try {
+          return JSON.parse(String(res.data)) as unknown;
+        } catch {
+          throw new DifyError('failed', 'dify_bad_response', 'GET /parameters did not answer JSON');
+        }
+      })();
+      parameters = p;
+      p.catch(() => {
+        if (parameters === p) parameters = undefined;
+      });
+    }
+    return parameters;
+  }
+
   async function request(req: AnswerRequest, cancel: CancelTokenSource, why: () => DifyError | undefined): Promise<Readable> {
+    const files = req.images && req.images.length > 0 ? await filesFor(req.images, req.user) : undefined;
     let res;
     try {
       res = await http.post<Readable>(
         `${opts.baseUrl}/chat-messages`,
         {
-          inputs: {},
+          inputs: req.inputs ?? {},
           query: req.query,
           response_mode: 'streaming',
           user: req.user,
           conversation_id: req.conversationId ?? '',
-          auto_generate_name: true,
+          // A generated conversation name costs a model call per conversation, and nobody sees it here.
+          auto_generate_name: false,
+          ...(files ? { files } : {}),
         },
         // `timeout` bounds the wait for response headers; the body has its own idle timer.
         { headers, responseType: 'stream', validateStatus: () => true, timeout: opts.idleTimeoutMs, maxRedirects: 0, cancelToken: cancel.token },
@@ -198,21 +274,29 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
 
     async probe() {
       // GET /parameters: authenticated by the app key, answered without running the app (docs/dify.md).
-      let res;
-      try {
-        res = await http.get(`${opts.baseUrl}/parameters`, { headers, validateStatus: () => true, timeout: opts.idleTimeoutMs, maxRedirects: 0, responseType: 'text' });
-      } catch (err) {
-        throw networkError(err);
-      }
-      if (res.status !== 200) throw httpError(res.status, String(res.data ?? ''));
-      let inputs = 0;
-      try {
-        const form = (JSON.parse(String(res.data)) as { user_input_form?: unknown }).user_input_form;
-        inputs = Array.isArray(form) ? form.length : 0;
-      } catch {
-        throw new DifyError('failed', 'dify_bad_response', 'GET /parameters did not answer JSON');
-      }
-      return `app reachable, key accepted, ${inputs} input variable${inputs === 1 ? '' : 's'}`;
+      // Read afresh here: the health view must not report a cached answer.
+      parameters = undefined;
+      const form = ((await appParameters()) as { user_input_form?: unknown } | null)?.user_input_form;
+      const inputs = Array.isArray(form) ? form.length : 0;
+      const missing = missingInputs(await appParameters(), opts.inputsTemplate ?? {});
+      return `app reachable, key accepted, ${inputs} input variable${inputs === 1 ? '' : 's'}${missing.length ? `; DIFY_INPUTS lacks required ${missing.join(', ')}` : ''}`;
+    },
+
+    async takesImages() {
+      return takesImages(await appParameters());
+    },
+
+    async transcribe(audio, user) {
+      const out = await upload('/audio-to-text', { user }, { name: 'file', ...audio });
+      if (typeof out['text'] !== 'string') throw new DifyError('failed', 'dify_bad_response', '/audio-to-text answered no text');
+      return out['text'];
+    },
+
+    async setupProblems() {
+      const missing = missingInputs(await appParameters(), opts.inputsTemplate ?? {});
+      return missing.length === 0
+        ? []
+        : [`the Dify app requires the input${missing.length === 1 ? '' : 's'} ${missing.join(', ')}, which DIFY_INPUTS does not set: every question would fail with 400; set DIFY_INPUTS, e.g. {"${(missing[0] as string).split(' ')[0]}": "…"}`];
     },
 
     async deleteConversation(conversationId, user) {

@@ -40,6 +40,20 @@ export interface DifyAnswer {
   conversationId: string;
   messageId: string;
   usage: Usage | undefined;
+  /** The knowledge documents the answer used (`metadata.retriever_resources`), by name, once each. */
+  citations: string[];
+}
+
+/** Document names from `retriever_resources`, in their order, once each, bounded. */
+function citationsOf(resources: unknown): string[] {
+  if (!Array.isArray(resources)) return [];
+  const names: string[] = [];
+  for (const r of resources) {
+    const name = r && typeof r === 'object' ? (r as { document_name?: unknown }).document_name : undefined;
+    if (typeof name === 'string' && name.trim() && !names.includes(name.trim())) names.push(name.trim());
+    if (names.length >= 20) break;
+  }
+  return names;
 }
 
 /**
@@ -66,15 +80,20 @@ export class AnswerBuilder {
         this.text = answer;
         break;
       case 'message_end': {
-        const metadata = e['metadata'] as { usage?: Usage } | undefined;
+        const metadata = e['metadata'] as { usage?: Usage; retriever_resources?: unknown } | undefined;
         this.done = {
           text: this.text,
           conversationId: String(e['conversation_id'] ?? ''),
           messageId: String(e['message_id'] ?? e['id'] ?? ''),
           usage: metadata?.usage,
+          citations: citationsOf(metadata?.retriever_resources),
         };
         break;
       }
+      case 'workflow_paused':
+        // A chatflow waiting for human input (human_input_required): the stream ends without an
+        // answer, and nothing here can give that input (docs/dify.md §3).
+        throw new DifyError('config', 'dify_workflow_paused', 'the chatflow paused for human input, which a WeChat chat cannot give');
       case 'error': {
         const status = typeof e['status'] === 'number' ? e['status'] : 500;
         const code = String(e['code'] ?? 'unknown');

@@ -5,6 +5,7 @@
  * question. The request is never re-sent by this module.
  */
 import axios from 'axios';
+import { multipart } from '../multipart';
 import type { AxiosInstance } from 'axios';
 import type { Readable } from 'stream';
 import { networkFailure, readSmall } from '../sse';
@@ -32,12 +33,27 @@ function networkError(err: unknown): OpenAIError {
 }
 
 /** The messages of a request: system prompt, earlier turns (oldest first), the question. */
-export function buildMessages(req: AnswerRequest, systemPrompt: string | undefined): { role: 'system' | 'user' | 'assistant'; content: string }[] {
-  const messages: { role: 'system' | 'user' | 'assistant'; content: string }[] = [];
+type ContentPart = { type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } };
+type ChatMessage = { role: 'system' | 'user' | 'assistant'; content: string | ContentPart[] };
+
+export function buildMessages(req: AnswerRequest, systemPrompt: string | undefined): ChatMessage[] {
+  const messages: ChatMessage[] = [];
   if (systemPrompt) messages.push({ role: 'system', content: systemPrompt });
   for (const t of req.history ?? []) messages.push({ role: 'user', content: t.question }, { role: 'assistant', content: t.answer });
-  messages.push({ role: 'user', content: req.query });
+  if (req.images && req.images.length > 0) {
+    // A picture goes as an image_url part: a data URL of the downloaded bytes, or the PicUrl (docs/openai.md).
+    const images: ContentPart[] = req.images.map((img) => ({ type: 'image_url', image_url: { url: 'url' in img ? img.url : `data:${img.contentType};base64,${img.bytes.toString('base64')}` } }));
+    messages.push({ role: 'user', content: [{ type: 'text', text: req.query }, ...images] });
+  } else {
+    messages.push({ role: 'user', content: req.query });
+  }
   return messages;
+}
+
+/** What the OpenAI-compatible backend can do besides chat (OPENAI_VISION, OPENAI_TRANSCRIBE_MODEL). */
+export interface OpenAIMedia {
+  vision: boolean;
+  transcribeModel: string | undefined;
 }
 
 /** Read one stream to its end; rejects with an OpenAIError on an error frame, a cut stream or silence. */
@@ -98,7 +114,7 @@ function readStream(stream: Readable, idleTimeoutMs: number, hooks: ChatHooks): 
   return { answer, abort: (err) => abort(err) };
 }
 
-export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = axios.create()): Answerer {
+export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = axios.create(), media: OpenAIMedia = { vision: false, transcribeModel: undefined }): Answerer {
   const headers: Record<string, string> = { 'Content-Type': 'application/json', Accept: 'text/event-stream' };
   // Local servers (Ollama, LM Studio) need no key.
   if (config.apiKey) headers['Authorization'] = `Bearer ${config.apiKey}`;
@@ -174,6 +190,39 @@ export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = a
         throw new OpenAIError('failed', 'openai_bad_response', 'GET /models did not answer JSON');
       }
       return ids.includes(config.model) ? `reachable, key accepted, model ${config.model} listed` : `reachable, key accepted, but ${config.model} is not among its ${ids.length} models`;
+    },
+    async takesImages() {
+      return media.vision;
+    },
+    async transcribe(audio) {
+      if (!media.transcribeModel) throw new OpenAIError('config', 'openai_no_transcription', 'OPENAI_TRANSCRIBE_MODEL is not set');
+      const { body, contentType } = multipart({ model: media.transcribeModel, response_format: 'json' }, { name: 'file', ...audio });
+      const auth: Record<string, string> = config.apiKey ? { Authorization: `Bearer ${config.apiKey}` } : {};
+      let res;
+      try {
+        res = await http.post(`${config.baseUrl}/audio/transcriptions`, body, {
+          headers: { ...auth, 'Content-Type': contentType },
+          validateStatus: () => true,
+          timeout: config.idleTimeoutMs,
+          maxRedirects: 0,
+          responseType: 'text',
+          maxBodyLength: body.length + 1024,
+        });
+      } catch (err) {
+        throw networkError(err);
+      }
+      if (res.status !== 200) throw httpError(res.status, String(res.data ?? ''), undefined);
+      let text: unknown;
+      try {
+        text = (JSON.parse(String(res.data)) as { text?: unknown }).text;
+      } catch {
+        throw new OpenAIError('failed', 'openai_bad_response', '/audio/transcriptions did not answer JSON');
+      }
+      if (typeof text !== 'string') throw new OpenAIError('failed', 'openai_bad_response', '/audio/transcriptions answered no text');
+      return text;
+    },
+    async setupProblems() {
+      return [];
     },
     async deleteConversation() {
       // Nothing is kept at the server: the history lives in our store (cleared by /clear).

@@ -155,7 +155,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
 
   function settled(q: MessageRecord): Settled | undefined {
     if (q.status === 'answered') return { status: 'answered', html: answerHtml(q) };
-    if (q.status === 'failed') return { status: 'failed', message: failureText(q.failure?.kind ?? 'failed', texts) };
+    if (q.status === 'failed') return { status: 'failed', message: failureText(q.failure?.kind ?? 'failed', texts, q.failure?.note) };
     return undefined;
   }
 

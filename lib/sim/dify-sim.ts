@@ -9,6 +9,7 @@ import { randomUUID } from 'crypto';
 import { createServer } from 'http';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
 import type { AddressInfo } from 'net';
+import { parseMultipart } from '../multipart';
 
 export interface ChatBody {
   query?: unknown;
@@ -16,6 +17,16 @@ export interface ChatBody {
   user?: unknown;
   conversation_id?: unknown;
   response_mode?: unknown;
+  files?: unknown;
+}
+
+/** A file uploaded with `/files/upload` or sent to `/audio-to-text`. */
+export interface SimUpload {
+  id: string;
+  user: string;
+  filename: string;
+  contentType: string;
+  bytes: Buffer;
 }
 
 /** How the simulator answers one chat request. Delays are in ms. */
@@ -72,6 +83,8 @@ export interface DifySimOptions {
   /** What `GET /parameters` answers (the app's input form, file upload settings); a chat app's
    * defaults when omitted. */
   parameters?: Record<string, unknown>;
+  /** What `/audio-to-text` hears in a recording; default: speech-to-text is off (400 speech_to_text_disabled). */
+  transcribe?: (audio: SimUpload) => string | { status: number; code: string; message: string };
 }
 
 /** `GET /parameters` of a plain chat app with no inputs, as Dify answers it (docs/dify.md). */
@@ -96,6 +109,10 @@ export interface DifySim {
   stops: { taskId: string; user: string; authorization: string | undefined }[];
   /** conversation id → owning user. */
   conversations: Map<string, string>;
+  /** `POST /files/upload` uploads. */
+  uploads: SimUpload[];
+  /** `POST /audio-to-text` recordings. */
+  audio: SimUpload[];
   close(): Promise<void>;
 }
 
@@ -175,6 +192,19 @@ export function answerFrames(text: string, ids: { conversation_id: string; messa
 }
 
 /** A request's JSON body (undefined when it is not JSON). */
+/** A request body up to `max` bytes; null past it. */
+export function readRaw(req: IncomingMessage, max: number): Promise<Buffer | null> {
+  return new Promise((resolve) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size <= max) parts.push(c);
+    });
+    req.on('end', () => resolve(size > max ? null : Buffer.concat(parts)));
+  });
+}
+
 export function readJson(req: IncomingMessage): Promise<unknown> {
   return new Promise((resolve) => {
     const parts: Buffer[] = [];
@@ -200,6 +230,8 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
   const deletes: { conversationId: string; user: string }[] = [];
   const stops: { taskId: string; user: string; authorization: string | undefined }[] = [];
   const conversations = new Map<string, string>();
+  const uploads: SimUpload[] = [];
+  const audio: SimUpload[] = [];
   const open = new Set<ServerResponse>();
   const awkward = opts.awkwardChunks ?? true;
   const script = opts.script ?? ((body: ChatBody) => ({ kind: 'answer', text: `你说的是：${String(body.query)}` }) as Script);
@@ -233,6 +265,25 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
     if (typeof body.user !== 'string' || body.user === '') {
       json(res, 400, { code: 'invalid_param', message: 'Arg user must be provided.', status: 400 });
       return;
+    }
+    // Required inputs, as the app's form declares them (Dify answers 400 at the first question).
+    for (const item of ((opts.parameters ?? DEFAULT_PARAMETERS)['user_input_form'] as Record<string, { variable: string; required?: boolean; label?: string }>[]) ?? []) {
+      for (const control of Object.values(item)) {
+        const v = (body.inputs as Record<string, unknown>)[control.variable];
+        if (control.required && (v === undefined || v === '')) {
+          json(res, 400, { code: 'invalid_param', message: `${control.label ?? control.variable} is required in input form`, status: 400 });
+          return;
+        }
+      }
+    }
+    if (body.files !== undefined) {
+      const imageOn = ((opts.parameters ?? DEFAULT_PARAMETERS)['file_upload'] as { image?: { enabled?: boolean } } | undefined)?.image?.enabled === true;
+      const files = Array.isArray(body.files) ? (body.files as Record<string, unknown>[]) : [];
+      const bad = files.find((f) => f['type'] !== 'image' || (f['transfer_method'] === 'remote_url' ? typeof f['url'] !== 'string' : f['transfer_method'] === 'local_file' ? !uploads.some((u) => u.id === f['upload_file_id'] && u.user === body.user) : true));
+      if (!imageOn || bad || files.length === 0) {
+        json(res, 400, { code: 'invalid_param', message: imageOn ? 'Invalid upload file' : 'File upload is not enabled for this app', status: 400 });
+        return;
+      }
     }
     const conv = typeof body.conversation_id === 'string' ? body.conversation_id : '';
     if (conv !== '' && !UUID.test(conv)) {
@@ -328,6 +379,26 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
       if (req.method === 'POST' && url.pathname === '/v1/chat-messages') return chat(req, res);
       if (req.headers.authorization !== `Bearer ${opts.apiKey}`) return json(res, 401, { code: 'unauthorized', message: 'Access token is invalid', status: 401 });
       if (req.method === 'GET' && url.pathname === '/v1/parameters') return json(res, 200, opts.parameters ?? DEFAULT_PARAMETERS);
+      if (req.method === 'POST' && (url.pathname === '/v1/files/upload' || url.pathname === '/v1/audio-to-text')) {
+        const raw = await readRaw(req, 20 * 1024 * 1024);
+        if (!raw) return json(res, 413, { code: 'file_too_large', message: 'File size exceeded.', status: 413 });
+        const { fields, files } = parseMultipart(raw, String(req.headers['content-type'] ?? ''));
+        const file = files['file'];
+        if (!file) return json(res, 400, { code: 'no_file_uploaded', message: 'Please upload your file.', status: 400 });
+        if (!fields['user']) return json(res, 400, { code: 'invalid_param', message: 'Arg user must be provided.', status: 400 });
+        const up: SimUpload = { id: randomUUID(), user: fields['user'], filename: file.filename, contentType: file.contentType, bytes: file.bytes };
+        if (url.pathname === '/v1/files/upload') {
+          if (!file.contentType.startsWith('image/')) return json(res, 415, { code: 'unsupported_file_type', message: 'File type not allowed.', status: 415 });
+          uploads.push(up);
+          return json(res, 201, { id: up.id, name: file.filename, size: file.bytes.length, extension: file.filename.split('.').pop(), mime_type: file.contentType, created_by: randomUUID(), created_at: Math.floor(Date.now() / 1000) });
+        }
+        audio.push(up);
+        if (!opts.transcribe) return json(res, 400, { code: 'speech_to_text_disabled', message: 'Speech to text is not enabled', status: 400 });
+        if (file.bytes.length === 0) return json(res, 400, { code: 'no_audio_uploaded', message: 'Please upload your audio.', status: 400 });
+        const heard = opts.transcribe(up);
+        if (typeof heard !== 'string') return json(res, heard.status, { code: heard.code, message: heard.message, status: heard.status });
+        return json(res, 200, { text: heard });
+      }
       const stop = /^\/v1\/chat-messages\/([^/]+)\/stop$/.exec(url.pathname);
       if (req.method === 'POST' && stop) {
         const body = ((await readJson(req)) ?? {}) as { user?: string };
@@ -356,6 +427,8 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
     calls,
     deletes,
     stops,
+    uploads,
+    audio,
     conversations,
     async close() {
       for (const res of open) res.destroy();

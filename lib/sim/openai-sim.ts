@@ -8,11 +8,12 @@
 import { createServer } from 'http';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
 import type { AddressInfo } from 'net';
-import { readJson, splitAwkward } from './dify-sim';
+import { readJson, readRaw, splitAwkward } from './dify-sim';
+import { parseMultipart } from '../multipart';
 
 export interface CompletionBody {
   model?: unknown;
-  messages?: { role: string; content: string }[];
+  messages?: { role: string; content: string | { type: string; text?: string; image_url?: { url?: string } }[] }[];
   stream?: unknown;
   [field: string]: unknown;
 }
@@ -54,6 +55,10 @@ export interface OpenAISimOptions {
   script?: (body: CompletionBody, callIndex: number) => OpenAIScript;
   awkwardChunks?: boolean;
   port?: number;
+  /** The model takes image_url parts (a vision model); otherwise they are refused with 400, as OpenAI does. */
+  vision?: boolean;
+  /** What `/audio/transcriptions` hears; default: 404, as a server without transcription answers. */
+  transcribe?: (file: { filename: string; contentType: string; bytes: Buffer; model: string }) => string | { status: number; message: string };
 }
 
 export interface OpenAISim {
@@ -61,6 +66,8 @@ export interface OpenAISim {
   url: string;
   server: Server;
   calls: OpenAICall[];
+  /** `/audio/transcriptions` requests. */
+  transcriptions: { filename: string; contentType: string; bytes: Buffer; model: string }[];
   close(): Promise<void>;
 }
 
@@ -101,6 +108,7 @@ function error(res: ServerResponse, status: number, message: string, type: strin
 
 export async function startOpenAISim(opts: OpenAISimOptions = {}): Promise<OpenAISim> {
   const calls: OpenAICall[] = [];
+  const transcriptions: { filename: string; contentType: string; bytes: Buffer; model: string }[] = [];
   const open = new Set<ServerResponse>();
   const awkward = opts.awkwardChunks ?? true;
   const model = opts.model ?? 'sim-model';
@@ -130,7 +138,16 @@ export async function startOpenAISim(opts: OpenAISimOptions = {}): Promise<OpenA
       error(res, 404, `The model \`${String(body.model)}\` does not exist or you do not have access to it.`, 'invalid_request_error', 'model_not_found');
       return;
     }
-    if (!Array.isArray(body.messages) || body.messages.length === 0 || body.messages.some((m) => typeof m?.content !== 'string' || !['system', 'user', 'assistant'].includes(m.role))) {
+    const parts = (body.messages ?? []).flatMap((m) => (Array.isArray(m?.content) ? m.content : []));
+    if (parts.length > 0 && (!opts.vision || parts.some((p) => p.type !== 'text' && p.type !== 'image_url'))) {
+      error(res, 400, 'Invalid content type. image_url is only supported by certain models.', 'invalid_request_error', null);
+      return;
+    }
+    if (
+      !Array.isArray(body.messages) ||
+      body.messages.length === 0 ||
+      body.messages.some((m) => !['system', 'user', 'assistant'].includes(m.role) || (typeof m?.content !== 'string' && !(m.role === 'user' && Array.isArray(m.content))))
+    ) {
       error(res, 400, 'Invalid messages.', 'invalid_request_error', null);
       return;
     }
@@ -183,6 +200,23 @@ export async function startOpenAISim(opts: OpenAISimOptions = {}): Promise<OpenA
       void completions(req, res).catch(() => res.destroy());
       return;
     }
+    if (req.method === 'POST' && path === '/v1/audio/transcriptions') {
+      void (async () => {
+        const raw = await readRaw(req, 30 * 1024 * 1024);
+        if (opts.apiKey !== undefined && req.headers.authorization !== `Bearer ${opts.apiKey}`) return error(res, 401, 'Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key');
+        if (!opts.transcribe) return error(res, 404, 'Not found', 'invalid_request_error', null);
+        if (!raw) return error(res, 413, 'Maximum content size limit exceeded.', 'invalid_request_error', null);
+        const { fields, files } = parseMultipart(raw, String(req.headers['content-type'] ?? ''));
+        const file = files['file'];
+        if (!file || !fields['model']) return error(res, 400, "Missing required parameter: 'file' or 'model'.", 'invalid_request_error', null);
+        transcriptions.push({ ...file, model: fields['model'] });
+        const heard = opts.transcribe({ ...file, model: fields['model'] });
+        if (typeof heard !== 'string') return error(res, heard.status, heard.message, 'invalid_request_error', null);
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify({ text: heard }));
+      })().catch(() => res.destroy());
+      return;
+    }
     if (req.method === 'GET' && path === '/v1/models') {
       if (opts.apiKey !== undefined && req.headers.authorization !== `Bearer ${opts.apiKey}`) return error(res, 401, 'Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key');
       res.writeHead(200, { 'Content-Type': 'application/json' });
@@ -197,6 +231,7 @@ export async function startOpenAISim(opts: OpenAISimOptions = {}): Promise<OpenA
     url: `http://127.0.0.1:${port}/v1`,
     server,
     calls,
+    transcriptions,
     async close() {
       for (const r of open) r.destroy();
       await new Promise<void>((r) => server.close(() => r()));

@@ -17,6 +17,8 @@ export interface WechatApiSimOptions {
   refuse?: (openId: string) => number | undefined;
   /** An errcode for every menu call (48001 for an unverified subscription account). */
   refuseMenu?: number;
+  /** Temporary media by MediaId (media/get); an unknown id answers 40007. */
+  media?: Record<string, { bytes: Buffer; contentType: string }>;
 }
 
 export interface WechatApiSim {
@@ -29,6 +31,8 @@ export interface WechatApiSim {
   stableTokenCalls: number;
   /** Every token issued (for leak checks). */
   issued: string[];
+  /** MediaIds downloaded with media/get. */
+  mediaGets: string[];
   /** Expire the current token at once (the next call with it gets 42001). */
   expireCurrent(): void;
   close(): Promise<void>;
@@ -46,6 +50,7 @@ const ERRMSG: Record<number, string> = {
   40018: 'invalid button name size',
   40019: 'invalid button key size',
   46003: 'menu no exist',
+  40007: 'invalid media_id',
 };
 
 /** WeChat's own checks on menu/create, as its error codes. */
@@ -76,6 +81,7 @@ export async function startWechatApiSim(opts: WechatApiSimOptions): Promise<Wech
     menu: undefined as { button: unknown[] } | undefined,
     stableTokenCalls: 0,
     issued: [] as string[],
+    mediaGets: [] as string[],
   };
 
   const server = createServer((req, res) => {
@@ -128,6 +134,15 @@ export async function startWechatApiSim(opts: WechatApiSimOptions): Promise<Wech
           sim.menu = undefined;
           return reply({ errcode: 0, errmsg: 'ok' });
         }
+      }
+      if (req.method === 'GET' && url.pathname === '/cgi-bin/media/get') {
+        const id = url.searchParams.get('media_id') ?? '';
+        const file = opts.media && Object.prototype.hasOwnProperty.call(opts.media, id) ? opts.media[id] : undefined;
+        if (!file) return err(40007);
+        sim.mediaGets.push(url.searchParams.get('media_id') ?? '');
+        res.writeHead(200, { 'Content-Type': file.contentType, 'Content-disposition': 'attachment; filename="media"', 'Content-Length': file.bytes.length });
+        res.end(file.bytes);
+        return;
       }
       const touser = String(body['touser'] ?? '');
       if (req.method === 'POST' && url.pathname === '/cgi-bin/message/custom/typing') {

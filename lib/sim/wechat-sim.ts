@@ -52,8 +52,8 @@ export interface WechatSimOptions {
 
 export type Push =
   | { type: 'text'; content: string }
-  | { type: 'voice'; recognition?: string }
-  | { type: 'image' }
+  | { type: 'voice'; recognition?: string; mediaId?: string }
+  | { type: 'image'; mediaId?: string; picUrl?: string }
   | { type: 'event'; event: string; eventKey?: string };
 
 let msgCounter = 0n;
@@ -70,12 +70,12 @@ function pushXml(user: string, account: string, createTime: number, msgId: strin
       return `<xml>${head}<MsgType><![CDATA[text]]></MsgType>\n<Content>${cdata(p.content)}</Content>\n<MsgId>${msgId}</MsgId>\n</xml>`;
     case 'voice':
       return (
-        `<xml>${head}<MsgType><![CDATA[voice]]></MsgType>\n<MediaId><![CDATA[media_${msgId}]]></MediaId>\n<Format><![CDATA[amr]]></Format>\n` +
+        `<xml>${head}<MsgType><![CDATA[voice]]></MsgType>\n<MediaId>${cdata(p.mediaId ?? `media_${msgId}`)}</MediaId>\n<Format><![CDATA[amr]]></Format>\n` +
         (p.recognition === undefined ? '' : `<Recognition>${cdata(p.recognition)}</Recognition>\n`) +
         `<MsgId>${msgId}</MsgId>\n</xml>`
       );
     case 'image':
-      return `<xml>${head}<MsgType><![CDATA[image]]></MsgType>\n<PicUrl><![CDATA[http://example.com/p.jpg]]></PicUrl>\n<MediaId><![CDATA[m${msgId}]]></MediaId>\n<MsgId>${msgId}</MsgId>\n</xml>`;
+      return `<xml>${head}<MsgType><![CDATA[image]]></MsgType>\n<PicUrl>${cdata(p.picUrl ?? 'http://example.com/p.jpg')}</PicUrl>\n<MediaId>${cdata(p.mediaId ?? `m${msgId}`)}</MediaId>\n<MsgId>${msgId}</MsgId>\n</xml>`;
     case 'event':
       return (
         `<xml>${head}<MsgType><![CDATA[event]]></MsgType>\n<Event>${cdata(p.event)}</Event>\n` +

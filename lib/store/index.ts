@@ -11,7 +11,7 @@ import { connectMongo, mongoBackend } from './mongo';
 import { Store } from './store';
 
 export { Store, INBOX_MAX, RETENTION_DAYS, TEST_USER, isTestUser, pageCount, statCount, statKey } from './store';
-export type { MessageRecord, UserRecord, KvRecord, QuestionStatus, Failure, Settlement, ClaimResult, StatsRecord, PushAttempt } from './store';
+export type { MessageRecord, UserRecord, KvRecord, QuestionStatus, Failure, Settlement, ClaimResult, StatsRecord, PushAttempt, PictureRef, CountWindow, Admission } from './store';
 
 export interface OpenStoreOptions {
   /** A driver `Db` the platform provides (laf's `cloud.mongo.db`), used instead of MONGODB_URI. */

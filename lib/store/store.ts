@@ -36,6 +36,8 @@ export interface Failure {
   code: string;
   status: number;
   backendCode: string;
+  /** An input failure's text for the user (lib/errors.ts `InputError`). */
+  note?: string;
 }
 
 /** One inbound message (deduplicated on its key) and, for questions, the answer's life. */
@@ -94,7 +96,29 @@ export interface MessageRecord {
   deliveredAt?: number;
   /** Push attempts (lib/bot/push.ts), the latest few: which page, when, and WeChat's errcode (0: sent). */
   pushes?: PushAttempt[];
+  /** The picture the question is about (it was sent just before, or with IMAGE_PROMPT). */
+  image?: PictureRef;
+  /** A voice message WeChat did not transcribe: the worker transcribes it, then `question` is set. */
+  voice?: { mediaId: string; format: string };
+  /** What kind of message asked (DIFY_INPUTS `{msgType}`, `{eventKey}`). */
+  origin?: { msgType: string; eventKey?: string };
 }
+
+/** A picture a user sent: WeChat's PicUrl and the MediaId to download it with. */
+export interface PictureRef {
+  picUrl: string;
+  mediaId: string;
+}
+
+/** One window a question is counted in (RATE_LIMIT, DAILY_QUESTION_BUDGET): at most `limit` until `until`. */
+export interface CountWindow {
+  id: string;
+  limit: number;
+  until: number;
+}
+
+/** Whether a message may be asked: once decided, the same for every delivery of it. */
+export type Admission = { ok: true } | { ok: false; window: string; until: number };
 
 export interface PushAttempt {
   page: number;
@@ -116,6 +140,10 @@ export interface UserRecord {
   pageRead?: { question: string; at: number };
   /** Recent turns for backends that keep no conversation (OpenAI-compatible), this generation only. */
   history?: Turn[];
+  /** A picture waiting for the question about it, and when it came. */
+  image?: PictureRef & { at: number };
+  /** The QR scene the user last came through (DIFY_INPUTS `{scene}`). */
+  scene?: string;
   updatedAt: number;
 }
 
@@ -533,6 +561,66 @@ export class Store {
   /** Note a push attempt on the question's record, for the console's record view. */
   async notePush(key: string, attempt: PushAttempt): Promise<void> {
     await this.messages.updateOne({ _id: key }, { $push: { pushes: { $each: [attempt], $slice: -PUSH_ATTEMPTS_KEPT } } });
+  }
+
+  /** A picture arrived: it waits for the user's next question (the newest one wins). */
+  async keepImage(user: string, image: PictureRef, at: number): Promise<void> {
+    await this.users.upsert(user, { $set: { image: { ...image, at }, updatedAt: at }, $max: { generation: 0 } });
+  }
+
+  /** The picture sent at `at` was taken by a question: it is not used again. */
+  async dropImage(user: string, at: number): Promise<void> {
+    await this.users.updateOne({ _id: user, 'image.at': at }, { $unset: { image: true } });
+  }
+
+  /** The QR scene a user came through (subscribe with a scene, SCAN). */
+  async noteScene(user: string, scene: string, now: number): Promise<void> {
+    await this.users.upsert(user, { $set: { scene, updatedAt: now }, $max: { generation: 0 } });
+  }
+
+  /** A voice question's transcript, once, by the worker answering it. False: no longer this attempt's. */
+  async setQuestion(key: string, attempt: number, question: string): Promise<boolean> {
+    return (await this.messages.updateOne({ _id: key, status: 'pending', attempts: attempt }, { $set: { question } })) !== null;
+  }
+
+  /**
+   * May message `key` be asked, within every window? Each window is a counter that only a
+   * compare-and-set increments while it is below its limit, so however many deliveries and
+   * instances race, no window ever admits more than its limit; one that is full undoes the others'
+   * counts. The verdict is kept with the message's key, so its re-deliveries get the same one.
+   */
+  async admit(key: string, windows: readonly CountWindow[], now: number): Promise<Admission> {
+    const mark = `admit:${key}`;
+    const prior = await this.kv.findOne({ _id: mark });
+    if (prior) return JSON.parse(prior.value) as Admission;
+    const counted: CountWindow[] = [];
+    let verdict: Admission = { ok: true };
+    for (const w of windows) {
+      if (await this.countIn(w)) counted.push(w);
+      else {
+        verdict = { ok: false, window: w.id, until: w.until };
+        break;
+      }
+    }
+    if (!verdict.ok) for (const w of counted) await this.kv.updateOne({ _id: w.id }, { $inc: { hits: -1 } });
+    const keep = now + 10 * 60_000; // longer than WeChat re-delivers
+    if (!(await this.kv.insert({ _id: mark, value: JSON.stringify(verdict), expiresAt: keep, expireAt: new Date(keep) }))) {
+      // Another delivery decided first (and counted): undo ours, take its verdict.
+      if (verdict.ok) for (const w of counted) await this.kv.updateOne({ _id: w.id }, { $inc: { hits: -1 } });
+      const theirs = await this.kv.findOne({ _id: mark });
+      if (theirs) return JSON.parse(theirs.value) as Admission;
+    }
+    return verdict;
+  }
+
+  /** One more in window `w`, if it is below its limit. */
+  private async countIn(w: CountWindow): Promise<boolean> {
+    for (let round = 0; round < 3; round++) {
+      if (await this.kv.updateOne({ _id: w.id, hits: { $lt: w.limit } }, { $inc: { hits: 1 } })) return true;
+      if (await this.kv.findOne({ _id: w.id })) return false; // full
+      if (await this.kv.insert({ _id: w.id, value: 'window', hits: 1, expiresAt: w.until, expireAt: new Date(w.until + 60_000) })) return true;
+    }
+    return false;
   }
 
   /** WeChat refused to push to this user (45015/45047) at `now`. */

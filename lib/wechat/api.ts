@@ -21,6 +21,11 @@ export interface WechatApi {
   currentMenu(accessToken: string): Promise<{ open: boolean; menu: Menu | undefined }>;
   /** menu/delete: remove the custom menu. */
   deleteMenu(accessToken: string): Promise<void>;
+  /**
+   * media/get: a temporary media file a user sent (a picture's or voice's MediaId, kept 3 days),
+   * at most `maxBytes`. Errors: WeChat's errcode (40007 invalid media_id), -2 over `maxBytes`, -3 empty.
+   */
+  media(accessToken: string, mediaId: string, maxBytes: number): Promise<{ bytes: Buffer; contentType: string }>;
 }
 
 export interface WechatApiOptions {
@@ -81,8 +86,43 @@ export function createWechatApi(opts: WechatApiOptions): WechatApi {
     async deleteMenu(accessToken) {
       await call(http, `${base}/cgi-bin/menu/delete?access_token=${encodeURIComponent(accessToken)}`, undefined, timeoutMs);
     },
+    async media(accessToken, mediaId, maxBytes) {
+      let res;
+      try {
+        res = await http.get<ArrayBuffer>(`${base}/cgi-bin/media/get?access_token=${encodeURIComponent(accessToken)}&media_id=${encodeURIComponent(mediaId)}`, {
+          responseType: 'arraybuffer',
+          timeout: timeoutMs,
+          validateStatus: () => true,
+          maxContentLength: maxBytes,
+          maxRedirects: 0,
+        });
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_BAD_RESPONSE' || /maxContentLength/.test(String((err as Error).message))) throw new WechatApiError(MEDIA_TOO_LARGE, `over ${maxBytes} bytes`);
+        throw new WechatApiError(-1, `network error ${(err as { code?: string }).code ?? ''}`.trim());
+      }
+      if (res.status !== 200) throw new WechatApiError(-1, `HTTP ${res.status}`);
+      const bytes = Buffer.from(res.data);
+      const type = String(res.headers['content-type'] ?? 'application/octet-stream').split(';')[0]?.trim() ?? '';
+      // Errors come as JSON (or text/plain holding JSON) instead of the file.
+      if (type === 'application/json' || type === 'text/plain') {
+        let d: { errcode?: unknown; errmsg?: unknown } = {};
+        try {
+          d = JSON.parse(bytes.toString('utf8')) as typeof d;
+        } catch {
+          throw new WechatApiError(-1, 'media/get answered text that is not JSON');
+        }
+        throw new WechatApiError(typeof d.errcode === 'number' ? d.errcode : -1, String(d.errmsg ?? ''));
+      }
+      if (bytes.length === 0) throw new WechatApiError(MEDIA_EMPTY, 'the file is empty');
+      if (bytes.length > maxBytes) throw new WechatApiError(MEDIA_TOO_LARGE, `over ${maxBytes} bytes`);
+      return { bytes, contentType: type };
+    },
   };
 }
+
+/** Our own codes for a download WeChat answered but we cannot use (`media`). */
+export const MEDIA_TOO_LARGE = -2;
+export const MEDIA_EMPTY = -3;
 
 /** Error codes that mean the access token must be fetched again (§7.3). */
 export const TOKEN_INVALID = new Set([40001, 40014, 42001]);
@@ -102,6 +142,7 @@ export const WECHAT_ERRORS: Readonly<Record<number, string>> = {
   40125: 'WECHAT_APPSECRET is wrong',
   40164: "this machine's IP is not on the account's IP whitelist (公众号后台 → 基本配置 → IP白名单)",
   40003: 'not an OpenID of this account',
+  40007: 'the media_id is invalid or expired (temporary media are kept 3 days)',
   45015: 'the user has not written to the account in the last 48 hours',
   45047: 'over the customer-service message quota for this user',
   46003: 'the account has no menu',

@@ -118,9 +118,9 @@ describe('events and other message types', () => {
     expect((await h.wechat.send('oVoice', { type: 'voice', recognition: '' })).text).toBe(h.config.texts.voiceNoRecognition);
   });
 
-  it('images and stickers get the polite "not supported" text and never reach Dify', async () => {
+  it('a picture is kept for the next question; stickers get the polite "not supported" text; neither reaches Dify', async () => {
     h = await startHarness();
-    expect((await h.wechat.send('oImg', { type: 'image' })).text).toBe(h.config.texts.unsupported);
+    expect((await h.wechat.send('oImg', { type: 'image' })).text).toBe('收到图片了。想问关于这张图片的什么？请在 180 秒内发文字提问。');
     expect((await h.wechat.send('oImg', '【收到不支持的消息类型，暂无法显示】')).text).toBe(h.config.texts.unsupported);
     expect((await h.wechat.send('oImg', '   ')).text).toBe(h.config.texts.help);
     expect(h.dify.calls).toHaveLength(0);

@@ -38,6 +38,15 @@ class ScriptedDify implements Answerer {
   async probe(): Promise<string> {
     return 'scripted';
   }
+  async takesImages(): Promise<boolean> {
+    return false;
+  }
+  async transcribe(): Promise<string> {
+    throw new Error('no transcription here');
+  }
+  async setupProblems(): Promise<string[]> {
+    return [];
+  }
 }
 
 async function setup(env: Record<string, string> = {}) {

@@ -28,10 +28,10 @@ async function failure(p: Promise<unknown>): Promise<DifyError> {
 const ask = { query: '你好', user: 'oUser' };
 
 describe('chat: the request', () => {
-  it('sends streaming mode, inputs {}, the user and no conversation for a new user', async () => {
+  it('sends streaming mode, inputs {}, the user, no conversation for a new user, and no generated conversation name', async () => {
     const client = await withScript({ kind: 'answer', text: 'ok' });
     await client.chat(ask);
-    expect(sim.calls[0]?.body).toEqual({ inputs: {}, query: '你好', response_mode: 'streaming', user: 'oUser', conversation_id: '', auto_generate_name: true });
+    expect(sim.calls[0]?.body).toEqual({ inputs: {}, query: '你好', response_mode: 'streaming', user: 'oUser', conversation_id: '', auto_generate_name: false });
     expect(sim.calls[0]?.authorization).toBe(`Bearer ${KEY}`);
   });
 });
