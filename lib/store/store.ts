@@ -587,12 +587,21 @@ export class Store {
    * May message `key` be asked, within every window? Each window is a counter that only a
    * compare-and-set increments while it is below its limit, so however many deliveries and
    * instances race, no window ever admits more than its limit; one that is full undoes the others'
-   * counts. The verdict is kept with the message's key, so its re-deliveries get the same one.
+   * counts. One delivery of a message decides and counts; its re-deliveries wait for and get the
+   * same verdict, so a message is counted once.
    */
   async admit(key: string, windows: readonly CountWindow[], now: number): Promise<Admission> {
     const mark = `admit:${key}`;
-    const prior = await this.kv.findOne({ _id: mark });
-    if (prior) return JSON.parse(prior.value) as Admission;
+    const keep = now + 10 * 60_000; // longer than WeChat re-delivers
+    // One delivery decides (the insert is the claim); the others wait for its verdict.
+    if (!(await this.kv.insert({ _id: mark, value: 'deciding', expiresAt: keep, expireAt: new Date(keep) }))) {
+      for (let i = 0; i < 100; i++) {
+        const r = await this.kv.findOne({ _id: mark });
+        if (r && r.value !== 'deciding') return JSON.parse(r.value) as Admission;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return { ok: true }; // the deciding delivery died mid-way: let the question through rather than lose it
+    }
     const counted: CountWindow[] = [];
     let verdict: Admission = { ok: true };
     for (const w of windows) {
@@ -603,22 +612,18 @@ export class Store {
       }
     }
     if (!verdict.ok) for (const w of counted) await this.kv.updateOne({ _id: w.id }, { $inc: { hits: -1 } });
-    const keep = now + 10 * 60_000; // longer than WeChat re-delivers
-    if (!(await this.kv.insert({ _id: mark, value: JSON.stringify(verdict), expiresAt: keep, expireAt: new Date(keep) }))) {
-      // Another delivery decided first (and counted): undo ours, take its verdict.
-      if (verdict.ok) for (const w of counted) await this.kv.updateOne({ _id: w.id }, { $inc: { hits: -1 } });
-      const theirs = await this.kv.findOne({ _id: mark });
-      if (theirs) return JSON.parse(theirs.value) as Admission;
-    }
+    await this.kv.updateOne({ _id: mark }, { $set: { value: JSON.stringify(verdict) } });
     return verdict;
   }
 
   /** One more in window `w`, if it is below its limit. */
   private async countIn(w: CountWindow): Promise<boolean> {
-    for (let round = 0; round < 3; round++) {
+    // Each round either counts, finds the window full, or lost a race that moved the count: bounded.
+    for (let round = 0; round < 20; round++) {
       if (await this.kv.updateOne({ _id: w.id, hits: { $lt: w.limit } }, { $inc: { hits: 1 } })) return true;
-      if (await this.kv.findOne({ _id: w.id })) return false; // full
-      if (await this.kv.insert({ _id: w.id, value: 'window', hits: 1, expiresAt: w.until, expireAt: new Date(w.until + 60_000) })) return true;
+      const cur = await this.kv.findOne({ _id: w.id });
+      if (cur && (cur.hits ?? 0) >= w.limit) return false; // full
+      if (!cur && (await this.kv.insert({ _id: w.id, value: 'window', hits: 1, expiresAt: w.until, expireAt: new Date(w.until + 60_000) }))) return true;
     }
     return false;
   }

@@ -319,6 +319,50 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(await s.user('oT')).toBeNull();
   });
 
+  it('limits: racing messages never pass a window’s limit; a full window undoes the others; a message keeps its verdict', async () => {
+    const s = await open();
+    const until = T0 + 3_600_000;
+    const hour = { id: 'rate:h:oLimit:1', limit: 5, until };
+    const budget = { id: 'budget:d:1', limit: 7, until };
+    // 20 different messages at once, each delivered three times at once: exactly 5 admitted.
+    const verdicts = await Promise.all(Array.from({ length: 60 }, (_, i) => s.admit(`oLimit:m${i % 20}`, [hour, budget], T0)));
+    const byMessage = new Map<string, boolean>();
+    verdicts.forEach((v, i) => {
+      const key = `m${i % 20}`;
+      expect(byMessage.get(key) ?? v.ok).toBe(v.ok); // every delivery of one message: the same verdict
+      byMessage.set(key, v.ok);
+    });
+    expect([...byMessage.values()].filter(Boolean)).toHaveLength(5);
+    // The refusals by the hourly window gave their budget counts back: 2 more fit the budget.
+    const other = { id: 'rate:h:oOther:1', limit: 100, until };
+    const more = await Promise.all(Array.from({ length: 4 }, (_, i) => s.admit(`oOther:m${i}`, [other, budget], T0)));
+    expect(more.filter((v) => v.ok)).toHaveLength(2);
+    const refused = more.find((v) => !v.ok);
+    expect(refused).toEqual({ ok: false, window: 'budget:d:1', until });
+    // A window that has passed is a new window (its id names it).
+    expect((await s.admit('oLimit:next-hour', [{ ...hour, id: 'rate:h:oLimit:2', until: until + 3_600_000 }], until + 1)).ok).toBe(true);
+  });
+
+  it('pictures wait in the user’s record; a transcript is set once, by the attempt answering; push attempts are kept', async () => {
+    const s = await open();
+    await s.keepImage('oPicS', { picUrl: 'http://x/1.jpg', mediaId: 'm1' }, T0);
+    expect((await s.user('oPicS'))?.image).toEqual({ picUrl: 'http://x/1.jpg', mediaId: 'm1', at: T0 });
+    await s.dropImage('oPicS', T0 - 1); // not that picture: nothing happens
+    expect((await s.user('oPicS'))?.image?.mediaId).toBe('m1');
+    await s.dropImage('oPicS', T0);
+    expect((await s.user('oPicS'))?.image).toBeUndefined();
+    await s.noteScene('oPicS', 'poster', T0);
+    expect((await s.user('oPicS'))?.scene).toBe('poster');
+    claimed(await s.claim(question('oPicS:v', 'oPicS', T0, { question: '', voice: { mediaId: 'v1', format: 'amr' } })));
+    expect(await s.setQuestion('oPicS:v', 2, 'wrong attempt')).toBe(false);
+    expect(await s.setQuestion('oPicS:v', 1, '听到的话')).toBe(true);
+    expect((await s.message('oPicS:v'))?.question).toBe('听到的话');
+    for (let i = 0; i < 25; i++) await s.notePush('oPicS:v', { page: 1, at: T0 + i, errcode: 45015 });
+    const pushes = (await s.message('oPicS:v'))?.pushes ?? [];
+    expect(pushes).toHaveLength(20);
+    expect(pushes.at(-1)?.at).toBe(T0 + 24);
+  });
+
   it('statistics: each question counted once at its claim, settle and first page, whatever races', async () => {
     const s = await open();
     const day = s.dayOf(T0);
