@@ -27,6 +27,14 @@ import type { Store } from './store';
 import { TOKEN_INVALID, createWechatApi } from './wechat/api';
 import { WechatApiError, errorLogFields } from './errors';
 import { createWordFilter } from './text/filter';
+import { channelOf } from './channels';
+import type { Channel } from './channels';
+import { createLineApi } from './line/api';
+import type { LineApi } from './line/api';
+import { createLineChannel } from './line/channel';
+import { createDiscordApi } from './discord/api';
+import type { DiscordApi } from './discord/api';
+import { createDiscordChannel } from './discord/channel';
 import type { WechatApi } from './wechat/api';
 import { TokenCache } from './wechat/token';
 import { version } from '../package.json';
@@ -38,6 +46,8 @@ export interface App {
   version: string;
   /** The operator console's requests (lib/console/handler.ts); 404 for everything without ADMIN_TOKEN. */
   console: ConsoleHandler;
+  /** LINE and Discord, when configured (docs/channels.md). */
+  channels: { line?: Channel; discord?: Channel };
   worker: AnswerWorker;
   store: Store;
   logger: Logger;
@@ -55,6 +65,8 @@ export interface AppDeps {
   wechatApi?: WechatApi;
   /** Answer-page stream timings (tests shorten them). */
   pageTimings?: StreamTimings;
+  lineApi?: LineApi;
+  discordApi?: DiscordApi;
 }
 
 /** The backend LLM_PROVIDER names (lib/answerer.ts). */
@@ -105,7 +117,13 @@ export function createApp(config: Config, deps: AppDeps): App {
     .setupProblems()
     .then((problems) => problems.forEach((p) => logger.error(p)))
     .catch((err) => logger.warn('could not check the backend’s setup', errorLogFields(err)));
-  const onSettled = pusher ? (q: { _id: string }) => (pusher as Pusher).deliver(q._id) : undefined;
+  // Each settled answer goes out its own channel's way (docs/channels.md); WeChat's only in push mode.
+  const channels: App['channels'] = {};
+  const onSettled = (q: { _id: string; user: string }): Promise<void> => {
+    const channel = channelOf(q.user);
+    if (channel === 'wechat') return pusher ? pusher.deliver(q._id) : Promise.resolve();
+    return channels[channel]?.deliver(q._id) ?? Promise.resolve();
+  };
   const wakeups = new Wakeups(clock);
   const live = new LiveAnswers();
   if (config.page.warning) logger.warn(config.page.warning);
@@ -116,6 +134,14 @@ export function createApp(config: Config, deps: AppDeps): App {
   const transcribes = media !== undefined && (config.llm.provider === 'dify' || config.media.openaiTranscribeModel !== undefined);
   const bot = new Bot({ config, store, clock, logger, worker, answerer, wakeups, push: pusher, links, filter, transcribes });
   const handler = createHandler({ config, bot, clock, logger });
+  if (config.line) {
+    const api = deps.lineApi ?? createLineApi({ apiBase: config.line.apiBase, accessToken: config.line.accessToken });
+    channels.line = createLineChannel({ config, bot, store, clock, logger, api });
+  }
+  if (config.discord) {
+    const api = deps.discordApi ?? createDiscordApi({ apiBase: config.discord.apiBase, applicationId: config.discord.applicationId });
+    channels.discord = createDiscordChannel({ config, bot, store, clock, logger, api });
+  }
   const page = createPageHandler({ config, store, clock, logger, live }, deps.pageTimings);
   const consoleHandler = createConsoleHandler({ config, store, clock, logger, bot, follow: page.follow, answerer, wechat, push: pusher, version });
   return {
@@ -123,6 +149,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     page,
     version,
     console: consoleHandler,
+    channels,
     worker,
     store,
     logger,

@@ -76,6 +76,12 @@ export interface Texts {
   answerBlocked: string;
   /** The line above the sources list (CITATIONS=on). */
   sourcesTitle: string;
+  /** `/help` on LINE and Discord (no `1` there: answers arrive by themselves). */
+  channelHelp: string;
+  /** LINE: other kinds of messages (stickers, pictures, …). */
+  channelUnsupported: string;
+  /** Discord: the answer took longer than the interaction token lives (15 minutes). */
+  channelTooSlow: string;
 }
 
 export const DEFAULT_TEXTS: Texts = {
@@ -122,6 +128,9 @@ export const DEFAULT_TEXTS: Texts = {
   inputBlocked: '抱歉，这个问题无法回答。',
   answerBlocked: '抱歉，这个回答包含不适宜的内容，已被拦截。',
   sourcesTitle: '参考资料：',
+  channelHelp: '直接发消息向我提问，回答写好后会自动发给你。\n· /clear 开始新的对话（忘记之前的上下文）\n· /help 查看本说明',
+  channelUnsupported: '暂时只支持文字消息，请用文字提问。',
+  channelTooSlow: '抱歉，这次回答太久了，没能及时送达。请重新提问。',
 };
 
 /** Keyword replies: exact matches, and prefixes longest first; keys are normalised (`normalizeKeyword`). */
@@ -310,6 +319,10 @@ export interface Config {
   page: PageConfig;
   /** The operator console (lib/console/): off without ADMIN_TOKEN. */
   console: { token: string | undefined };
+  /** LINE (lib/line/): on with LINE_CHANNEL_SECRET and LINE_CHANNEL_ACCESS_TOKEN. */
+  line: { channelSecret: string; accessToken: string; apiBase: string } | undefined;
+  /** Discord (lib/discord/): on with DISCORD_PUBLIC_KEY and DISCORD_APPLICATION_ID. */
+  discord: { publicKey: string; applicationId: string; botToken: string | undefined; apiBase: string } | undefined;
   logLevel: LogLevel;
 }
 
@@ -559,9 +572,33 @@ function openaiConfig(env: Env): OpenAIConfig {
   };
 }
 
+/** LINE: both the channel secret (signatures) and the access token (replies); one without the other is a mistake. */
+function lineConfig(env: Env): Config['line'] {
+  const channelSecret = str(env, 'LINE_CHANNEL_SECRET');
+  const accessToken = str(env, 'LINE_CHANNEL_ACCESS_TOKEN');
+  if (channelSecret === undefined && accessToken === undefined) return undefined;
+  if (channelSecret === undefined) throw new ConfigError('LINE_CHANNEL_SECRET', 'is required with LINE_CHANNEL_ACCESS_TOKEN (LINE Developers console → the channel → Basic settings)');
+  if (accessToken === undefined) throw new ConfigError('LINE_CHANNEL_ACCESS_TOKEN', 'is required with LINE_CHANNEL_SECRET (the channel → Messaging API → Channel access token)');
+  if (!/^[0-9a-f]{32}$/i.test(channelSecret)) throw new ConfigError('LINE_CHANNEL_SECRET', 'must be the 32-character hex channel secret');
+  return { channelSecret, accessToken, apiBase: url(env, 'LINE_API_BASE', 'https://api.line.me') };
+}
+
+/** Discord: the public key verifies interactions; the application id addresses their responses. */
+function discordConfig(env: Env): Config['discord'] {
+  const publicKey = str(env, 'DISCORD_PUBLIC_KEY');
+  const applicationId = str(env, 'DISCORD_APPLICATION_ID');
+  if (publicKey === undefined && applicationId === undefined) return undefined;
+  if (publicKey === undefined || !/^[0-9a-f]{64}$/i.test(publicKey)) throw new ConfigError('DISCORD_PUBLIC_KEY', 'must be the application\'s 64-character hex Public Key (Developer Portal → General Information), not the bot token');
+  if (applicationId === undefined || !/^\d{5,25}$/.test(applicationId)) throw new ConfigError('DISCORD_APPLICATION_ID', 'must be the numeric Application ID (Developer Portal → General Information)');
+  return { publicKey: publicKey.toLowerCase(), applicationId, botToken: str(env, 'DISCORD_BOT_TOKEN'), apiBase: url(env, 'DISCORD_API_BASE', 'https://discord.com/api/v10') };
+}
+
 export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Config {
-  const token = required(env, 'WECHAT_TOKEN', 'the Token from the WeChat console, 3-32 letters or digits');
-  if (!/^[A-Za-z0-9]{3,32}$/.test(token)) throw new ConfigError('WECHAT_TOKEN', 'must be 3-32 letters or digits, as the WeChat console requires');
+  const line = lineConfig(env);
+  const discord = discordConfig(env);
+  // WeChat is the default channel; a LINE- or Discord-only bot may leave it out (its webhook then refuses every request).
+  const token = line || discord ? (str(env, 'WECHAT_TOKEN') ?? '') : required(env, 'WECHAT_TOKEN', 'the Token from the WeChat console, 3-32 letters or digits');
+  if (token !== '' && !/^[A-Za-z0-9]{3,32}$/.test(token)) throw new ConfigError('WECHAT_TOKEN', 'must be 3-32 letters or digits, as the WeChat console requires');
   const providerName = str(env, 'LLM_PROVIDER') ?? (str(env, 'DIFY_API_KEY') === undefined && str(env, 'OPENAI_MODEL') !== undefined ? 'openai' : 'dify');
   if (providerName !== 'dify' && providerName !== 'openai') throw new ConfigError('LLM_PROVIDER', `must be dify or openai, got "${providerName}"`);
   const provider: 'dify' | 'openai' = providerName;
@@ -669,6 +706,8 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
     scenes: json(env, 'SCENE_REPLIES', (v) => stringRecord('SCENE_REPLIES', v), {}),
     page,
     console: { token: adminToken(env) },
+    line,
+    discord,
     logLevel: logLevel as LogLevel,
   };
 }
@@ -684,11 +723,23 @@ export const CONFIG_VARIABLES = [
   'ADMIN_TOKEN', 'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
   'DIFY_INPUTS', 'CITATIONS', 'DIFY_IMAGE_UPLOAD', 'IMAGE_WINDOW_S', 'IMAGE_PROMPT', 'MEDIA_MAX_BYTES', 'OPENAI_VISION', 'OPENAI_TRANSCRIBE_MODEL',
   'RATE_LIMIT', 'DAILY_QUESTION_BUDGET', 'ALLOWED_USERS', 'BLOCKED_USERS', 'BLOCKED_WORDS', 'BLOCKED_WORDS_FILE',
+  'LINE_CHANNEL_SECRET', 'LINE_CHANNEL_ACCESS_TOKEN', 'LINE_API_BASE', 'DISCORD_PUBLIC_KEY', 'DISCORD_APPLICATION_ID', 'DISCORD_BOT_TOKEN', 'DISCORD_API_BASE',
 ] as const;
 
 /** The secrets in a config, for log redaction. */
 export function secretsOf(config: Config): string[] {
-  return [config.wechat.token, config.dify.apiKey, config.openai?.apiKey, config.console.token, config.wechat.aesKey, config.wechat.appSecret, config.store.mongoUri].filter(
+  return [
+    config.wechat.token,
+    config.dify.apiKey,
+    config.openai?.apiKey,
+    config.console.token,
+    config.wechat.aesKey,
+    config.wechat.appSecret,
+    config.store.mongoUri,
+    config.line?.channelSecret,
+    config.line?.accessToken,
+    config.discord?.botToken,
+  ].filter(
     (s): s is string => typeof s === 'string' && s !== '',
   );
 }

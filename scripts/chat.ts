@@ -4,31 +4,121 @@
  * Safe mode: set WECHAT_AES_KEY and WECHAT_APPID as on the server.
  *
  * Besides text: `:subscribe`, `:unsubscribe`, `:click KEY`, `:scan KEY`, `:voice TEXT`, `:image`, `:quit`.
+ *
+ * `npm run chat -- --channel line|discord [--url http://127.0.0.1:3000] [--api-port 3100]`: the same
+ * as LINE or Discord. It plays the platform: its API answers on --api-port (start the server with the
+ * settings it prints), and it signs each message to the bot's /line or /discord.
  */
 import { createInterface } from 'readline';
 import { WechatSim, randomOpenId } from '../lib/sim/wechat-sim';
 import type { Push } from '../lib/sim/wechat-sim';
+import { startLineSim } from '../lib/sim/line-sim';
+import { startDiscordSim } from '../lib/sim/discord-sim';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
-const url = arg('url') ?? process.env['BOT_URL'] ?? 'http://127.0.0.1:3000/wechat';
-const token = arg('token') ?? process.env['WECHAT_TOKEN'];
-const user = arg('user') ?? randomOpenId();
-if (!token) {
-  console.error('Set WECHAT_TOKEN (the same Token as the server) or pass --token.');
-  process.exit(2);
+const channel = arg('channel');
+if (channel === 'line' || channel === 'discord') {
+  void chatOther(channel).then(() => process.exit(0));
+} else {
+  void wechatMain();
 }
-const aesKey = process.env['WECHAT_AES_KEY'];
-const appId = process.env['WECHAT_APPID'];
-const wechat = new WechatSim({
-  url,
-  token,
-  timeoutMs: Number(process.env['WECHAT_TIMEOUT_MS'] ?? 5000),
-  ...(aesKey && appId ? { aes: { encodingAesKey: aesKey, appId } } : {}),
-});
+
+/** LINE or Discord: this process plays the platform (its API on --api-port), the bot answers through it. */
+async function chatOther(name: 'line' | 'discord'): Promise<void> {
+  const origin = (arg('url') ?? 'http://127.0.0.1:3000').replace(/\/(line|discord|wechat)?$/, '');
+  const port = Number(arg('api-port') ?? 3100);
+  const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: '你> ' });
+  const show = (text: string) => console.log(`\nbot> ${text}\n`);
+  let send: (text: string) => Promise<void>;
+  if (name === 'line') {
+    const secret = process.env['LINE_CHANNEL_SECRET'] ?? '0123456789abcdef0123456789abcdef';
+    const access = process.env['LINE_CHANNEL_ACCESS_TOKEN'] ?? 'local-line-access-token';
+    const sim = await startLineSim({ channelSecret: secret, accessToken: access, port });
+    console.log(`Playing LINE. Start the server with:\n  LINE_CHANNEL_SECRET=${secret} LINE_CHANNEL_ACCESS_TOKEN=${access} LINE_API_BASE=${sim.url}\n`);
+    let seen = 0;
+    setInterval(() => {
+      const all = [...sim.replies.map((r) => r.texts), ...sim.pushes.map((p) => p.texts)];
+      for (const texts of all.slice(seen)) show(texts.join('\n---\n'));
+      seen = all.length;
+    }, 200).unref();
+    const user = arg('user') ?? 'U0000000000000000000000000000chat';
+    send = async (text) => {
+      const r = await sim.deliver(`${origin}/line`, [sim.text(user, text)]);
+      if (r.status !== 200) console.log(`\x1b[2m[/line answered ${r.status}: ${r.body}]\x1b[0m`);
+    };
+  } else {
+    const sim = await startDiscordSim({ port });
+    console.log(`Playing Discord. Start the server with:\n  DISCORD_PUBLIC_KEY=${sim.publicKeyHex} DISCORD_APPLICATION_ID=${sim.applicationId} DISCORD_API_BASE=${sim.url}\n`);
+    let seen = 0;
+    setInterval(() => {
+      const all = [...sim.edits.map((e) => e.content), ...sim.followUps.map((f) => f.content)];
+      for (const t of all.slice(seen)) show(t);
+      seen = all.length;
+    }, 200).unref();
+    const channelId = arg('user') ?? '1150000000000000000';
+    send = async (text) => {
+      const interaction = text.trim() === '/clear' ? sim.clear(channelId) : sim.ask(channelId, text);
+      const r = await sim.send(`${origin}/discord`, interaction);
+      const d = r.body as { type?: number; data?: { content?: string } };
+      if (r.status !== 200) console.log(`\x1b[2m[/discord answered ${r.status}]\x1b[0m`);
+      else if (d.type === 4) show(d.data?.content ?? '');
+      else if (d.type === 5) console.log('\x1b[2m[deferred: thinking…]\x1b[0m');
+    };
+  }
+  console.log('Type a message (":quit" to leave).\n');
+  rl.prompt();
+  for await (const line of rl) {
+    if (line.trim() === ':quit') break;
+    if (line.trim()) await send(line.trim());
+    rl.prompt();
+  }
+  rl.close();
+}
+
+async function wechatMain(): Promise<void> {
+  const url = arg('url') ?? process.env['BOT_URL'] ?? 'http://127.0.0.1:3000/wechat';
+  const token = arg('token') ?? process.env['WECHAT_TOKEN'];
+  const user = arg('user') ?? randomOpenId();
+  if (!token) {
+    console.error('Set WECHAT_TOKEN (the same Token as the server) or pass --token.');
+    process.exit(2);
+  }
+  const aesKey = process.env['WECHAT_AES_KEY'];
+  const appId = process.env['WECHAT_APPID'];
+  const wechat = new WechatSim({
+    url,
+    token,
+    timeoutMs: Number(process.env['WECHAT_TIMEOUT_MS'] ?? 5000),
+    ...(aesKey && appId ? { aes: { encodingAesKey: aesKey, appId } } : {}),
+  });
+
+  await main(wechat, url, user);
+}
+
+async function main(wechat: WechatSim, url: string, user: string): Promise<void> {
+  const hs = await wechat.handshake().catch((err: Error) => ({ status: 0, body: err.message }));
+  console.log(`Bot at ${url} — handshake: ${hs.status === 200 ? 'ok' : `FAILED (${hs.status} ${hs.body})`}. You are ${user}.`);
+  console.log('Type a message (":quit" to leave; ":subscribe", ":click KEY", ":voice TEXT", ":image" send events).\n');
+  const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: '你> ' });
+  rl.prompt();
+  for await (const line of rl) {
+    const push = parse(line);
+    if (push === 'quit') break;
+    if (push) {
+      const started = Date.now();
+      const r = await wechat.send(user, push);
+      const tries = r.deliveries.map((d) => `${d.outcome}${d.detail ? ` (${d.detail})` : ''} after ${(d.ms / 1000).toFixed(1)}s`).join(', ');
+      console.log(`\x1b[2m[${tries}; ${((Date.now() - started) / 1000).toFixed(1)}s]\x1b[0m`);
+      console.log(`bot> ${r.text ?? '(nothing shown)'}\n`);
+    }
+    rl.prompt();
+  }
+  rl.close();
+}
 
 function parse(line: string): Push | 'quit' | undefined {
   const [cmd, ...rest] = line.trim().split(/\s+/);
@@ -52,26 +142,3 @@ function parse(line: string): Push | 'quit' | undefined {
       return line.trim() === '' ? undefined : { type: 'text', content: line };
   }
 }
-
-async function main(): Promise<void> {
-  const hs = await wechat.handshake().catch((err: Error) => ({ status: 0, body: err.message }));
-  console.log(`Bot at ${url} — handshake: ${hs.status === 200 ? 'ok' : `FAILED (${hs.status} ${hs.body})`}. You are ${user}.`);
-  console.log('Type a message (":quit" to leave; ":subscribe", ":click KEY", ":voice TEXT", ":image" send events).\n');
-  const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: '你> ' });
-  rl.prompt();
-  for await (const line of rl) {
-    const push = parse(line);
-    if (push === 'quit') break;
-    if (push) {
-      const started = Date.now();
-      const r = await wechat.send(user, push);
-      const tries = r.deliveries.map((d) => `${d.outcome}${d.detail ? ` (${d.detail})` : ''} after ${(d.ms / 1000).toFixed(1)}s`).join(', ');
-      console.log(`\x1b[2m[${tries}; ${((Date.now() - started) / 1000).toFixed(1)}s]\x1b[0m`);
-      console.log(`bot> ${r.text ?? '(nothing shown)'}\n`);
-    }
-    rl.prompt();
-  }
-  rl.close();
-}
-
-void main();

@@ -41,6 +41,7 @@ async function main(): Promise<void> {
     page: app.page,
     console: app.console,
     health: async () => ({ store: storeKind }),
+    channels: { '/line': app.channels.line?.handle, '/discord': app.channels.discord?.handle },
   });
   // Answers left pending by a process that died are taken over once they go stale.
   const sweep = () =>

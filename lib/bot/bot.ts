@@ -31,7 +31,28 @@ import type { AnswerWorker } from './worker';
  * What to answer one delivery with. A reply that carries a page says which, so the page can be
  * given back if the reply never reaches WeChat (`giveBack`).
  */
-export type Decision = { reply: string; giveBack?: () => Promise<void> } | { success: true } | { drop: true };
+export type Decision = { reply: string; giveBack?: () => Promise<void> } | { success: true } | { drop: true } | Queued;
+
+/** LINE and Discord: the question is claimed and being answered; the channel delivers it when it settles. */
+export interface Queued {
+  queued: MessageRecord;
+  /** This delivery claimed it (a re-delivered event is not `first`). */
+  first: boolean;
+}
+
+/** A text from LINE or Discord, as the channel's adapter parsed it (docs/channels.md). */
+export interface ChannelText {
+  channel: 'line' | 'discord';
+  /** Whose conversation: `line:U…`, `line:g:<groupId>`, `discord:<channelId>`. */
+  user: string;
+  /** The channel's id of the event (dedupe: one claim however often it comes). */
+  msgId: string;
+  text: string;
+  /** When it was sent (ms). */
+  sentAt: number;
+  /** How to answer it (the reply or interaction token) and until when. */
+  replyHandle?: { token: string; until: number };
+}
 
 /** How long `1` mentions an answer read on its page, instead of "nothing pending". */
 const READ_NOTE_MS = 3_600_000;
@@ -75,6 +96,8 @@ interface Incoming {
   arrival: number;
   /** No re-delivery will come (the console's Try it): the first delivery is the last. */
   single?: boolean;
+  /** From LINE or Discord: a question is queued, not waited for; `1` is no command there. */
+  channel?: ChannelText;
 }
 
 type Command = (bot: Bot, m: Incoming) => Promise<Decision>;
@@ -138,6 +161,16 @@ export class Bot {
     return { reply: 'reply' in decision ? decision.reply : undefined, key: m.key };
   }
 
+  /**
+   * A text from another channel (LINE, Discord): commands, keywords, limits and filters as on
+   * WeChat; a question is claimed (once per event id) and returned queued, for the channel to
+   * deliver when its worker settles it.
+   */
+  channelText(input: ChannelText, arrival: number): Promise<Decision> {
+    const msg: InboundMessage = { kind: 'text', fromUser: input.user, toUser: input.channel, createTime: Math.floor(input.sentAt / 1000), msgId: input.msgId, content: input.text };
+    return this.route({ msg, key: dedupeKey(msg), arrival, channel: input });
+  }
+
   /** Route one delivery of a parsed message. */
   handle(msg: InboundMessage, arrival: number): Promise<Decision> {
     return this.route({ msg, key: dedupeKey(msg), arrival });
@@ -148,7 +181,10 @@ export class Bot {
     const { texts, menu, scenes } = this.deps.config;
     switch (msg.kind) {
       case 'text': {
-        const command = commandFor(normalizeCommand(msg.content));
+        const name = normalizeCommand(msg.content);
+        // `1` fetches WeChat's late answers; other channels deliver them by themselves.
+        const command = m.channel && name === '1' ? undefined : commandFor(name);
+        if (m.channel && name === '/help') return { reply: texts.channelHelp };
         if (command) return command(this, m);
         if (msg.content.trim() === '') return { reply: texts.help };
         if (msg.content.trim() === UNSUPPORTED_PLACEHOLDER) return { reply: texts.unsupported };
@@ -293,6 +329,7 @@ export class Bot {
       ...(image ? { image } : {}),
       ...(extra.voice ? { voice: extra.voice } : {}),
       ...(extra.origin ? { origin: extra.origin } : {}),
+      ...(m.channel?.replyHandle ? { replyHandle: m.channel.replyHandle } : {}),
     });
     // Sent before the user unsubscribed: WeChat is re-delivering it to an account they left.
     if (claim.gone) return SUCCESS;
@@ -305,6 +342,8 @@ export class Bot {
       for (const key of dropped) logger.warn('inbox full: dropped the oldest undelivered answer', { key });
       othersWaiting = waitingBesides(kept, m.key);
     }
+    // Another channel delivers by itself once the answer settles; nothing waits here.
+    if (m.channel) return { queued: claim.record, first: claim.first };
     let latest: MessageRecord | undefined;
     const deliveryNo = m.single ? this.deps.config.wechat.deliveries : claim.record.deliveries;
     const outcome = await this.until(user, m.arrival, deliveryNo, async () => {

@@ -70,8 +70,8 @@ export function createHandler(deps: HandlerDeps): Handler {
     const msg = toMessage(fields);
     const decision: Decision = await bot.handle(msg, arrival);
     if ('drop' in decision) return decision;
-    // `success` is never encrypted (docs/wechat.md).
-    if ('success' in decision) return plain(200, 'success');
+    // `success` is never encrypted (docs/wechat.md). (`queued` is other channels' and never comes here.)
+    if ('success' in decision || 'queued' in decision) return plain(200, 'success');
     const xml = buildTextReply({ toUser: msg.fromUser, fromUser: msg.toUser, createTime: clock.now() / 1000, content: decision.reply });
     const giveBack = decision.giveBack;
     const undelivered = giveBack ? { undelivered: () => void giveBack().catch((err) => logger.warn('could not give a page back', errorLogFields(err))) } : {};
@@ -84,6 +84,8 @@ export function createHandler(deps: HandlerDeps): Handler {
   }
 
   return async function handle(req) {
+    // No WECHAT_TOKEN (a LINE- or Discord-only bot): an empty token would let anyone sign, so nothing is served.
+    if (!token) return plain(404, 'Not Found');
     // A repeated parameter counts by its first value; most queries have none, and need no copy.
     let q = req.query as Record<string, string | undefined>;
     for (const k in req.query) {

@@ -179,6 +179,49 @@ export async function handleLafConsole(ctx: FunctionContext, cloud: LafCloud): P
   return sendLaf(ctx, out);
 }
 
+/** JSON as Python's `json.dumps` writes it by default: `", "` and `": "`, non-ASCII as `\u` escapes. */
+function pythonJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return asciiJson(JSON.stringify(value) ?? 'null');
+  if (Array.isArray(value)) return `[${value.map(pythonJson).join(', ')}]`;
+  return `{${Object.entries(value as Record<string, unknown>).map(([k, v]) => `${asciiJson(JSON.stringify(k))}: ${pythonJson(v)}`).join(', ')}}`;
+}
+
+/** The same JSON with every non-ASCII character as a `\u` escape. */
+const asciiJson = (json: string) => json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
+/**
+ * The bodies a JSON webhook may have been, rebuilt from laf's parsed `ctx.body` (laf keeps no raw
+ * copy of JSON, docs/channels.md "On laf"): compact, compact with `\u` escapes, Python's style.
+ * Each still has to carry a valid signature over exactly its bytes.
+ */
+export function jsonBodyVariants(body: unknown): string[] {
+  if (body === undefined || body === null || typeof body !== 'object') return [];
+  const compact = JSON.stringify(body);
+  return [...new Set([compact, asciiJson(compact), pythonJson(body)])];
+}
+
+/** Handle one laf invocation of a channel's webhook function (`line`, `discord`; docs/channels.md). */
+export async function handleLafChannel(ctx: FunctionContext, cloud: LafCloud, name: 'line' | 'discord'): Promise<unknown> {
+  const app = await appOr500(ctx, cloud, true);
+  if ('error' in app) return app.error;
+  const channel = app.channels[name];
+  if (!channel) {
+    ctx.response?.status(404);
+    return `${name} is not configured (docs/channels.md)`;
+  }
+  const raw = (ctx.request as { rawBody?: unknown } | undefined)?.rawBody;
+  const bodies = typeof raw === 'string' ? [raw] : jsonBodyVariants(ctx.body);
+  const headers: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries((ctx.headers ?? {}) as Record<string, unknown>)) headers[k.toLowerCase()] = oneString(v);
+  const out = await channel.handle({ method: String(ctx.method ?? 'GET').toUpperCase(), bodies, headers });
+  if (out.status === 401 && typeof raw !== 'string') {
+    app.logger.warn(`${name}: no form of laf's parsed body carries the signature; if the platform writes its JSON another way, serve this channel from the Node server (docs/channels.md "On laf")`);
+  }
+  ctx.response?.status(out.status);
+  ctx.response?.setHeader('Content-Type', out.contentType);
+  return out.body;
+}
+
 /**
  * Send a page or stream through laf. laf hands over Express's response: a stream is written to it
  * and ended before returning, since the runtime sends the return value of any function whose

@@ -10,6 +10,7 @@ import type { Handler } from '../bot/handler';
 import type { ConsoleHandler } from '../console/handler';
 import { parseForm } from '../console/handler';
 import type { PageOp, PageRequest, PageResponse } from '../page/handler';
+import type { ChannelRequest, ChannelResponse } from '../channels';
 import type { Logger } from '../log';
 import { errorLogFields } from '../errors';
 
@@ -23,6 +24,8 @@ export interface ServerOptions {
   console?: ConsoleHandler;
   /** Extra health facts (store kind, …). */
   health?: () => Promise<Record<string, unknown>>;
+  /** Other channels' webhooks by path: `/line`, `/discord` (docs/channels.md). */
+  channels?: Record<string, ((req: ChannelRequest) => Promise<ChannelResponse>) | undefined>;
 }
 
 class BodyTooLarge extends Error {}
@@ -140,6 +143,25 @@ export function createHttpServer(opts: ServerOptions): Server {
             lastEventId: typeof lastEventId === 'string' ? lastEventId : undefined,
           });
           sendPage(req, res, out);
+          return;
+        }
+        const channel = opts.channels && Object.prototype.hasOwnProperty.call(opts.channels, pathname) ? opts.channels[pathname] : undefined;
+        if (channel) {
+          let body = '';
+          if (req.method === 'POST') {
+            try {
+              body = await readBody(req, opts.maxBodyBytes);
+            } catch (err) {
+              if (!(err instanceof BodyTooLarge)) throw err;
+              res.setHeader('Connection', 'close');
+              send(res, 413, 'text/plain; charset=utf-8', 'Payload Too Large');
+              return;
+            }
+          } else req.resume();
+          const headers: Record<string, string | undefined> = {};
+          for (const [k, v] of Object.entries(req.headers)) headers[k] = Array.isArray(v) ? v[0] : v;
+          const out = await channel({ method: req.method ?? 'GET', bodies: [body], headers });
+          send(res, out.status, out.contentType, out.body);
           return;
         }
         if (pathname !== '/wechat' && pathname !== '/wechat/') {

@@ -102,6 +102,11 @@ export interface MessageRecord {
   voice?: { mediaId: string; format: string };
   /** What kind of message asked (DIFY_INPUTS `{msgType}`, `{eventKey}`). */
   origin?: { msgType: string; eventKey?: string };
+  /**
+   * LINE and Discord (docs/channels.md): the channel's handle for answering this message (LINE's
+   * reply token, Discord's interaction token) and until when it is valid. Never logged.
+   */
+  replyHandle?: { token: string; until: number };
 }
 
 /** A picture a user sent: WeChat's PicUrl and the MediaId to download it with. */
@@ -164,7 +169,7 @@ export type Settlement = { backend?: string; firstTextAt?: number } & (
 );
 
 /** How a question's first page reached its user: its own reply on delivery N, `1`, push, or the answer page. */
-export type DeliveryPath = `reply${number}` | 'fetch' | 'push' | 'page';
+export type DeliveryPath = `reply${number}` | 'fetch' | 'push' | 'page' | 'line-reply' | 'line-push' | 'discord';
 
 /**
  * One day's counters (docs/store.md "Statistics"), each changed only by `$inc` at a transition that
@@ -429,6 +434,22 @@ export class Store {
     if (page + 1 >= pageCount(q)) update.$unset = { inbox: true };
     const took = await this.messages.updateOne({ _id: q._id, pagesDelivered: page, inbox: { $exists: true } }, update);
     if (took && page === 0) await this.count(now, { [`via.${via}`]: 1 }, q.user);
+    return took;
+  }
+
+  /**
+   * LINE and Discord deliver an answer whole, by one taker (docs/channels.md): every page at once,
+   * by compare-and-set on the cursor (so however many instances and recoveries race, one sends
+   * it), and the question leaves the inbox. Null when someone else took it, or it is not settled.
+   */
+  async takeAll(q: MessageRecord, taker: string, via: DeliveryPath, now: number): Promise<MessageRecord | null> {
+    const total = pageCount(q);
+    if (total === 0) return null;
+    const took = await this.messages.updateOne(
+      { _id: q._id, pagesDelivered: 0, inbox: { $exists: true }, status: { $in: ['answered', 'failed'] } },
+      { $set: { pagesDelivered: total, takers: Array.from({ length: total }, () => taker), deliveredVia: via, deliveredAt: now }, $unset: { inbox: true } },
+    );
+    if (took) await this.count(now, { [`via.${via}`]: 1 }, q.user);
     return took;
   }
 

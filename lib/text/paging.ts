@@ -121,3 +121,33 @@ export function paginate(text: string, maxBytes: number, hintTemplate: string, r
   const total = chunks.length;
   return chunks.map((c, i) => (i < total - 1 ? `${c}\n\n${fill(hintTemplate, { page: i + 1, total })}` : c));
 }
+
+/**
+ * Split `text` into pieces of at most `maxUnits` UTF-16 code units (JavaScript's length, which is
+ * how LINE and Discord count: 5,000 and 2,000), preferring a paragraph break, then a line break,
+ * then a space, within the last fifth of a piece; never inside a surrogate pair.
+ */
+export function splitByLength(text: string, maxUnits: number): string[] {
+  const out: string[] = [];
+  let rest = text.trim();
+  while (rest.length > maxUnits) {
+    let cut = -1;
+    const floor = Math.floor(maxUnits * 0.8);
+    for (const sep of ['\n\n', '\n', ' ']) {
+      const at = rest.lastIndexOf(sep, maxUnits - sep.length);
+      if (at >= floor) {
+        cut = at + sep.length;
+        break;
+      }
+    }
+    if (cut === -1) {
+      cut = maxUnits;
+      const code = rest.charCodeAt(cut - 1);
+      if (code >= 0xd800 && code <= 0xdbff) cut--; // keep a surrogate pair together
+    }
+    out.push(rest.slice(0, cut).trimEnd());
+    rest = rest.slice(cut).trimStart();
+  }
+  if (rest) out.push(rest);
+  return out;
+}

@@ -20,6 +20,8 @@ import { driver5Db } from '../support/driver5-db';
 import { DIFY_KEY, TIMINGS, TOKEN, eventually } from '../support/harness';
 import { invokeLaf, lafDependencies, lafTranspile, loadLafFunction, serveLafOverExpress, ts49SyntaxErrors, xmlBodyParser } from '../support/laf-runtime';
 import { openSse } from '../../lib/sim/sse-client';
+import { startLineSim } from '../../lib/sim/line-sim';
+import { startDiscordSim } from '../../lib/sim/discord-sim';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const mongo = driver5Db();
@@ -84,8 +86,10 @@ async function deliverLaf(mod: Record<string, unknown>, xml: string) {
 
 describe('the build', () => {
   it('writes every function with its yaml, and laf.yaml, under laf’s size limit', () => {
-    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'admin', 'answer', 'wechat']);
-    expect(readdirSync(join(out, 'functions')).sort()).toEqual(['__init__.ts', '__init__.yaml', 'admin.ts', 'admin.yaml', 'answer.ts', 'answer.yaml', 'wechat.ts', 'wechat.yaml']);
+    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'admin', 'answer', 'discord', 'line', 'wechat']);
+    expect(readdirSync(join(out, 'functions')).sort()).toEqual(
+      ['__init__', 'admin', 'answer', 'discord', 'line', 'wechat'].flatMap((n) => [`${n}.ts`, `${n}.yaml`]),
+    );
     expect(readFileSync(join(out, 'laf.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'laf.yaml'), 'utf8'));
     expect(readFileSync(join(out, 'functions', 'wechat.yaml'), 'utf8')).toMatch(/methods:\n\s+- GET\n\s+- POST/);
     for (const f of built) expect(f.bytes).toBeLessThan(512 * 1024);
@@ -285,6 +289,40 @@ describe('the answer function on laf', () => {
       await server.close();
       for (const k of ['APPID', 'OSS_EXTERNAL_ENDPOINT', 'PLACEHOLDER_MODE', 'REPLY_DEADLINE_MS']) delete process.env[k];
       Object.assign(process.env, TIMINGS);
+    }
+  });
+});
+
+describe('the line and discord functions on laf', () => {
+  it('verify against laf’s parsed JSON body (it keeps no raw copy) and deliver through the store', async () => {
+    const line = await startLineSim({ channelSecret: '0123456789abcdef0123456789abcdef', accessToken: 'laf-line-token-0000000000' });
+    const discord = await startDiscordSim();
+    Object.assign(process.env, {
+      LINE_CHANNEL_SECRET: '0123456789abcdef0123456789abcdef',
+      LINE_CHANNEL_ACCESS_TOKEN: 'laf-line-token-0000000000',
+      LINE_API_BASE: line.url,
+      DISCORD_PUBLIC_KEY: discord.publicKeyHex,
+      DISCORD_APPLICATION_ID: discord.applicationId,
+      DISCORD_API_BASE: discord.url,
+    });
+    const server = await serveLafOverExpress({ line: load('line'), discord: load('discord') });
+    try {
+      // LINE writes compact JSON; the text has non-ASCII characters.
+      expect((await line.deliver(`${server.url}/line`, [line.text('U00000000000000000000000000000laf', '你好 laf')])).status).toBe(200);
+      await eventually(() => line.replies.length === 1, 10_000);
+      expect(line.replies[0]?.texts).toEqual(['laf:你好 laf']);
+      expect((await line.deliver(`${server.url}/line`, [line.text('U00000000000000000000000000000laf', 'x')], 'AAAA')).status).toBe(401);
+      // A Python-style body (", " and ": ", \u escapes) verifies too; a bad signature is 401.
+      expect((await discord.send(`${server.url}/discord`, discord.ping(), { style: 'python' })).body).toEqual({ type: 1 });
+      expect((await discord.send(`${server.url}/discord`, discord.ask('1150000000000000077', '你好'), { style: 'python' })).body).toEqual({ type: 5 });
+      await eventually(() => discord.edits.length === 1, 10_000);
+      expect(discord.edits[0]?.content).toBe('laf:你好');
+      expect((await discord.send(`${server.url}/discord`, discord.ping(), { badSignature: true })).status).toBe(401);
+    } finally {
+      await server.close();
+      await line.close();
+      await discord.close();
+      for (const k of ['LINE_CHANNEL_SECRET', 'LINE_CHANNEL_ACCESS_TOKEN', 'LINE_API_BASE', 'DISCORD_PUBLIC_KEY', 'DISCORD_APPLICATION_ID', 'DISCORD_API_BASE']) delete process.env[k];
     }
   });
 });

@@ -77,6 +77,10 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     handler: (r) => (ref.app as App).handler(r),
     page: (r) => (ref.app as App).page(r),
     console: (r) => (ref.app as App).console(r),
+    channels: {
+      '/line': (r) => ((ref.app as App).channels.line?.handle(r) ?? Promise.resolve({ status: 404, contentType: 'text/plain', body: 'Not Found' })),
+      '/discord': (r) => ((ref.app as App).channels.discord?.handle(r) ?? Promise.resolve({ status: 404, contentType: 'text/plain', body: 'Not Found' })),
+    },
     logger,
     maxBodyBytes: Number(opts.env?.['MAX_BODY_BYTES'] ?? 256 * 1024),
   });
