@@ -330,6 +330,7 @@ export class Bot {
       ...(extra.voice ? { voice: extra.voice } : {}),
       ...(extra.origin ? { origin: extra.origin } : {}),
       ...(m.channel?.replyHandle ? { replyHandle: m.channel.replyHandle } : {}),
+      ...(m.channel ? { outbox: m.channel.channel } : {}),
     });
     // Sent before the user unsubscribed: WeChat is re-delivering it to an account they left.
     if (claim.gone) return SUCCESS;

@@ -132,9 +132,16 @@ export class AnswerWorker {
 
   /** Take over every stale pending question (start-up and periodic recovery). */
   async sweep(): Promise<number> {
-    const stale = await this.deps.store.stalePending(this.deps.clock.now() - this.deps.config.delivery.staleAfterMs);
+    const before = this.deps.clock.now() - this.deps.config.delivery.staleAfterMs;
+    const stale = await this.deps.store.stalePending(before);
     let n = 0;
     for (const q of stale) if (await this.takeOver(q)) n++;
+    // Settled, but the process that settled it died before its channel sent it (LINE, Discord).
+    for (const q of await this.deps.store.unsentChannelAnswers(before)) {
+      this.deps.logger.info('sending an answer its settling process left unsent', { key: q._id });
+      await this.settled(q);
+      n++;
+    }
     return n;
   }
 

@@ -47,6 +47,7 @@ export function createDiscordChannel(deps: DiscordDeps): Channel {
     const now = clock.now();
     if (now >= q.replyHandle.until) {
       logger.warn('Discord answer too late: the interaction token has expired', { key: id });
+      await store.dropOutbox(id);
       return;
     }
     const took = await store.takeAll(q, 'discord', 'discord', now);

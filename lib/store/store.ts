@@ -107,6 +107,8 @@ export interface MessageRecord {
    * reply token, Discord's interaction token) and until when it is valid. Never logged.
    */
   replyHandle?: { token: string; until: number };
+  /** LINE and Discord: the channel still owes the user this answer (present until it is sent or given up). */
+  outbox?: 'line' | 'discord';
 }
 
 /** A picture a user sent: WeChat's PicUrl and the MediaId to download it with. */
@@ -249,6 +251,8 @@ export class Store {
         { field: 'createdAt', only: 'mongodb' },
         // Answer-page lookups; only questions asked with the page on carry it.
         { field: 'pageToken', sparse: true },
+        // Other channels' answers not yet sent: only those carry it.
+        { field: 'outbox', sparse: true },
         { field: 'expireAt', expireAfterSeconds: 0 },
       ]);
       const users = await backend.collection<UserRecord>('users', []);
@@ -447,10 +451,24 @@ export class Store {
     if (total === 0) return null;
     const took = await this.messages.updateOne(
       { _id: q._id, pagesDelivered: 0, inbox: { $exists: true }, status: { $in: ['answered', 'failed'] } },
-      { $set: { pagesDelivered: total, takers: Array.from({ length: total }, () => taker), deliveredVia: via, deliveredAt: now }, $unset: { inbox: true } },
+      { $set: { pagesDelivered: total, takers: Array.from({ length: total }, () => taker), deliveredVia: via, deliveredAt: now }, $unset: { inbox: true, outbox: true } },
     );
     if (took) await this.count(now, { [`via.${via}`]: 1 }, q.user);
     return took;
+  }
+
+  /** Another channel gives up on sending an answer (its token died): no sweep tries again. */
+  async dropOutbox(key: string): Promise<void> {
+    await this.messages.updateOne({ _id: key, outbox: { $exists: true } }, { $unset: { outbox: true } });
+  }
+
+  /**
+   * Answers settled before `before` that their channel (LINE, Discord) has not sent: the process
+   * that settled one died before sending it. The recovery sweep sends them.
+   */
+  async unsentChannelAnswers(before: number, limit = 50): Promise<MessageRecord[]> {
+    const found = await this.messages.find({ outbox: { $exists: true }, answeredAt: { $lt: before } }, limit);
+    return found.filter((q) => q.status === 'answered' || q.status === 'failed');
   }
 
   /**
@@ -527,7 +545,7 @@ export class Store {
     await this.users.upsert(user, { $inc: { generation: 1 }, $unset: { conversationId: true, history: true }, $set: { updatedAt: now } });
     const cancelled = await this.messages.updateMany(
       { inbox: user },
-      { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true } },
+      { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true, outbox: true } },
     );
     if (cancelled > 0) await this.count(now, { cleared: cancelled }, user);
     return { conversationId: before?.conversationId, cancelled };

@@ -72,6 +72,19 @@ describe('Discord', () => {
     expect((await discord.send(url, discord.ask(CHANNEL, '/help'))).body).toMatchObject({ type: 4, data: { content: h.config.texts.channelHelp } });
   });
 
+  it('an answer settled by a process that died before sending it is sent by the recovery sweep, once', async () => {
+    await start();
+    const i = discord.ask(CHANNEL, '遗留');
+    const now = Date.now();
+    const key = `discord:${CHANNEL}:${i.id}`;
+    await h.app.store.claim({ _id: key, user: `discord:${CHANNEL}`, msgId: i.id, kind: 'question', createdAt: now - 5000, question: '遗留', status: 'pending', generation: 0, answer: '', pagesDelivered: 0, takers: [], attempts: 1, heartbeatAt: now - 5000, outbox: 'discord', replyHandle: { token: i.token, until: now + 600_000 } });
+    await h.app.store.settle(key, 1, { status: 'answered', answer: '留下的回答', pages: ['留下的回答'] }, now - 4000);
+    await Promise.all([h.app.worker.sweep(), h.app.worker.sweep()]);
+    await h.app.worker.sweep();
+    expect(discord.edits.map((e) => e.content)).toEqual(['留下的回答']);
+    expect(h.dify.calls).toHaveLength(0);
+  });
+
   it('an answer that comes after the interaction token expired is logged, not sent', async () => {
     const url = await start({ dify: echo(1200), env: {} }, { tokenMs: 300 });
     await discord.send(url, discord.ask(CHANNEL, '慢'));

@@ -363,6 +363,25 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(pushes.at(-1)?.at).toBe(T0 + 24);
   });
 
+  it('other channels: one taker sends a whole answer; unsent answers are found for the sweep until sent or given up', async () => {
+    const s = await open();
+    claimed(await s.claim(question('discord:1:a', 'discord:1', T0, { outbox: 'discord', replyHandle: { token: 't', until: T0 + 1000 } })));
+    claimed(await s.claim(question('discord:1:b', 'discord:1', T0, { outbox: 'discord' })));
+    expect(await s.unsentChannelAnswers(T0 + 100)).toEqual([]); // pending: not yet the sweep's
+    await s.settle('discord:1:a', 1, { status: 'answered', answer: 'x', pages: ['x', 'y'] }, T0 + 10);
+    await s.settle('discord:1:b', 1, { status: 'answered', answer: 'z', pages: ['z'] }, T0 + 10);
+    expect((await s.unsentChannelAnswers(T0 + 100)).map((q) => q._id).sort()).toEqual(['discord:1:a', 'discord:1:b']);
+    const a = (await s.message('discord:1:a')) as MessageRecord;
+    const takes = await Promise.all(Array.from({ length: 8 }, () => s.takeAll(a, 'discord', 'discord', T0 + 20)));
+    expect(takes.filter(Boolean)).toHaveLength(1);
+    const sent = (await s.message('discord:1:a')) as MessageRecord;
+    expect(sent).toMatchObject({ pagesDelivered: 2, deliveredVia: 'discord' });
+    expect(sent.inbox).toBeUndefined();
+    expect(sent.outbox).toBeUndefined();
+    await s.dropOutbox('discord:1:b');
+    expect(await s.unsentChannelAnswers(T0 + 100)).toEqual([]);
+  });
+
   it('statistics: each question counted once at its claim, settle and first page, whatever races', async () => {
     const s = await open();
     const day = s.dayOf(T0);
