@@ -6,7 +6,7 @@
  * (`Store.takeAll`), called by the worker's settle hook on whichever instance settles it.
  */
 import type { Config } from './config';
-import { failureText } from './errors';
+import { SignatureError, failureText } from './errors';
 import type { MessageRecord } from './store';
 import { markdownToText } from './text/markdown';
 
@@ -27,6 +27,22 @@ export interface ChannelResponse {
 export interface Channel {
   handle(req: ChannelRequest): Promise<ChannelResponse>;
   deliver(questionKey: string): Promise<void>;
+}
+
+/**
+ * The first of the request's bodies whose signature `check` accepts (it throws `SignatureError`
+ * otherwise); undefined when none does. One body on the Node server, a few on laf.
+ */
+export function verifiedBody(bodies: readonly string[], check: (body: string) => void): string | undefined {
+  for (const body of bodies) {
+    try {
+      check(body);
+      return body;
+    } catch (err) {
+      if (!(err instanceof SignatureError)) throw err;
+    }
+  }
+  return undefined;
 }
 
 /** Which channel a conversation key belongs to: `line:…`, `discord:…`, else WeChat (an OpenID). */

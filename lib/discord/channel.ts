@@ -7,11 +7,11 @@
 import type { Bot } from '../bot/bot';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
-import { RequestError, SignatureError, errorLogFields } from '../errors';
+import { RequestError, errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import type { Store } from '../store';
 import { splitByLength } from '../text/paging';
-import { answerText } from '../channels';
+import { answerText, verifiedBody } from '../channels';
 import type { Channel, ChannelRequest, ChannelResponse } from '../channels';
 import type { DiscordApi } from './api';
 import { DISCORD_TEXT_MAX } from './api';
@@ -90,17 +90,7 @@ export function createDiscordChannel(deps: DiscordDeps): Channel {
   async function handle(req: ChannelRequest): Promise<ChannelResponse> {
     if (req.method !== 'POST') return json(405, { message: 'Method Not Allowed' });
     const arrival = clock.now();
-    let raw: string | undefined;
-    for (const body of req.bodies) {
-      try {
-        if (!key) break;
-        verifyDiscordSignature(key, body, req.headers['x-signature-ed25519'], req.headers['x-signature-timestamp']);
-        raw = body;
-        break;
-      } catch (err) {
-        if (!(err instanceof SignatureError)) throw err;
-      }
-    }
+    const raw = key ? verifiedBody(req.bodies, (body) => verifyDiscordSignature(key, body, req.headers['x-signature-ed25519'], req.headers['x-signature-timestamp'])) : undefined;
     if (raw === undefined) {
       logger.warn('rejected Discord request: bad signature');
       return json(401, { message: 'invalid request signature' });

@@ -6,8 +6,8 @@
 import type { Bot } from '../bot/bot';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
-import { RequestError, SignatureError, errorLogFields } from '../errors';
-import { answerText } from '../channels';
+import { RequestError, errorLogFields } from '../errors';
+import { answerText, verifiedBody } from '../channels';
 import type { Channel, ChannelRequest, ChannelResponse } from '../channels';
 import type { Logger } from '../log';
 import type { Store } from '../store';
@@ -124,16 +124,7 @@ export function createLineChannel(deps: LineDeps): Channel {
   async function handle(req: ChannelRequest): Promise<ChannelResponse> {
     if (req.method !== 'POST') return json(405, { message: 'Method Not Allowed' });
     const arrival = clock.now();
-    let raw: string | undefined;
-    for (const body of req.bodies) {
-      try {
-        verifyLineSignature(secret, body, req.headers['x-line-signature']);
-        raw = body;
-        break;
-      } catch (err) {
-        if (!(err instanceof SignatureError)) throw err;
-      }
-    }
+    const raw = verifiedBody(req.bodies, (body) => verifyLineSignature(secret, body, req.headers['x-line-signature']));
     if (raw === undefined) {
       logger.warn('rejected LINE request: bad signature');
       return json(401, { message: 'Invalid signature' });
