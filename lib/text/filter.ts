@@ -8,10 +8,18 @@
 /** Characters that never separate a word: they are skipped in words and texts alike. */
 const SPACING = /[\s\u200b-\u200d\u2060\ufeff]/u;
 
+/** Folded characters, kept: texts repeat a few thousand characters, and NFKC per character is the main cost. */
+const folded = new Map<string, string>();
+
 /** One character as matching sees it: NFKC, lower case; '' for spacing. */
 function fold(ch: string): string {
-  if (SPACING.test(ch)) return '';
-  return ch.normalize('NFKC').toLowerCase();
+  let f = folded.get(ch);
+  if (f === undefined) {
+    f = SPACING.test(ch) ? '' : ch.normalize('NFKC').toLowerCase();
+    // Bounded: past it, characters are folded afresh each time (still correct, just slower).
+    if (folded.size < 65_536) folded.set(ch, f);
+  }
+  return f;
 }
 
 function foldAll(text: string): string {
