@@ -10,6 +10,9 @@ import { SignatureError, failureText } from './errors';
 import type { MessageRecord } from './store';
 import { markdownToText } from './text/markdown';
 
+/** Sends of one answer that fail before anything arrives (the platform unreachable) are tried this many times in all. */
+export const SEND_ATTEMPTS = 3;
+
 export interface ChannelRequest {
   method: string;
   /** The raw body; on laf, the few serialisations of the parsed body it may have been (lib/laf/entry.ts). */

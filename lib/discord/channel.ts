@@ -11,10 +11,10 @@ import { RequestError, errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import type { Store } from '../store';
 import { splitByLength } from '../text/paging';
-import { answerText, verifiedBody } from '../channels';
+import { SEND_ATTEMPTS, answerText, verifiedBody } from '../channels';
 import type { Channel, ChannelRequest, ChannelResponse } from '../channels';
 import type { DiscordApi } from './api';
-import { DISCORD_TEXT_MAX } from './api';
+import { DISCORD_TEXT_MAX, DiscordApiError } from './api';
 import { discordKey, parseInteraction, verifyDiscordSignature } from './interactions';
 import type { Interaction } from './interactions';
 
@@ -53,12 +53,20 @@ export function createDiscordChannel(deps: DiscordDeps): Channel {
     const took = await store.takeAll(q, 'discord', 'discord', now);
     if (!took) return;
     const parts = splitByLength(answerText(took, config), DISCORD_TEXT_MAX);
+    let sent = 0;
     try {
       await api.editOriginal(q.replyHandle.token, parts[0] ?? '…');
-      for (const part of parts.slice(1)) await api.followUp(q.replyHandle.token, part);
+      sent++;
+      for (const part of parts.slice(1)) {
+        await api.followUp(q.replyHandle.token, part);
+        sent++;
+      }
       logger.info('Discord answer sent', { key: id, messages: parts.length });
     } catch (err) {
       logger.warn('Discord answer could not be sent', { key: id, ...errorLogFields(err) });
+      // Discord unreachable or failing (not a refusal): nothing arrived, so the sweep tries again while the token lives.
+      const transient = err instanceof DiscordApiError && (err.status === 0 || err.status >= 500);
+      if (transient && sent === 0 && (await store.returnAll(took, 'discord', 'discord', SEND_ATTEMPTS))) logger.info('Discord answer back in the outbox for a later try', { key: id });
     }
   }
 

@@ -7,7 +7,7 @@ import type { Bot } from '../bot/bot';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import { RequestError, errorLogFields } from '../errors';
-import { answerText, verifiedBody } from '../channels';
+import { SEND_ATTEMPTS, answerText, verifiedBody } from '../channels';
 import type { Channel, ChannelRequest, ChannelResponse } from '../channels';
 import type { Logger } from '../log';
 import type { Store } from '../store';
@@ -41,13 +41,17 @@ export function createLineChannel(deps: LineDeps): Channel {
   const secret = config.line?.channelSecret ?? '';
   let quotaWarned = false;
 
-  /** Send `texts` with the reply token when given and accepted, the rest (or all) with push. */
-  async function send(to: string, replyToken: string | undefined, texts: readonly string[]): Promise<'line-reply' | 'line-push'> {
+  /**
+   * Send `texts` with the reply token when given and accepted, the rest (or all) with push.
+   * `progress.sent` counts the calls that went through, so a caller knows whether anything arrived.
+   */
+  async function send(to: string, replyToken: string | undefined, texts: readonly string[], progress = { sent: 0 }): Promise<'line-reply' | 'line-push'> {
     let rest = texts;
     let via: 'line-reply' | 'line-push' = 'line-push';
     if (replyToken) {
       try {
         await api.reply(replyToken, rest.slice(0, LINE_MESSAGES_PER_CALL));
+        progress.sent++;
         rest = rest.slice(LINE_MESSAGES_PER_CALL);
         via = 'line-reply';
       } catch (err) {
@@ -56,7 +60,10 @@ export function createLineChannel(deps: LineDeps): Channel {
         logger.info('LINE reply token no longer valid; pushing instead');
       }
     }
-    for (let i = 0; i < rest.length; i += LINE_MESSAGES_PER_CALL) await api.push(to, rest.slice(i, i + LINE_MESSAGES_PER_CALL));
+    for (let i = 0; i < rest.length; i += LINE_MESSAGES_PER_CALL) {
+      await api.push(to, rest.slice(i, i + LINE_MESSAGES_PER_CALL));
+      progress.sent++;
+    }
     return via;
   }
 
@@ -79,11 +86,15 @@ export function createLineChannel(deps: LineDeps): Channel {
     const took = await store.takeAll(q, 'line', token ? 'line-reply' : 'line-push', now);
     if (!took) return;
     const texts = splitByLength(answerText(took, config), LINE_TEXT_MAX);
+    const progress = { sent: 0 };
     try {
-      const via = await send(lineTarget(q.user), token, texts);
+      const via = await send(lineTarget(q.user), token, texts, progress);
       logger.info('LINE answer sent', { key, via, messages: texts.length });
     } catch (err) {
       report(err, 'LINE answer could not be sent');
+      // LINE unreachable or failing (not a refusal): nothing arrived, so the sweep tries again later.
+      const transient = err instanceof LineApiError && (err.status === 0 || err.status >= 500);
+      if (transient && progress.sent === 0 && (await store.returnAll(took, 'line', 'line', SEND_ATTEMPTS))) logger.info('LINE answer back in the outbox for a later try', { key });
     }
   }
 

@@ -20,6 +20,8 @@ export interface LineSimOptions {
   pushQuota?: number;
   /** Port on 127.0.0.1 (default: any free port). */
   port?: number;
+  /** Answer this API call with this status instead (an outage), by path and call number. */
+  fail?: (path: string, call: number) => number | undefined;
 }
 
 export interface LineSim {
@@ -56,6 +58,7 @@ export async function startLineSim(opts: LineSimOptions): Promise<LineSim> {
   const tokenMs = opts.replyTokenMs ?? 60_000;
   const tokens = new Map<string, { until: number; used: boolean }>();
   let pushed = 0;
+  let calls = 0;
   const sim = {
     replies: [] as { replyToken: string; texts: string[] }[],
     pushes: [] as { to: string; texts: string[] }[],
@@ -71,6 +74,8 @@ export async function startLineSim(opts: LineSimOptions): Promise<LineSim> {
         res.writeHead(status, { 'Content-Type': 'application/json' });
         res.end(JSON.stringify(value));
       };
+      const down = opts.fail?.(path, ++calls);
+      if (down) return reply(down, { message: 'Internal server error' });
       if (req.headers.authorization !== `Bearer ${opts.accessToken}`) return reply(401, { message: 'Authentication failed. Confirm that the access token in the authorization header is valid.' });
       if (req.method === 'POST' && path === '/v2/bot/chat/loading/start') {
         const id = String(body['chatId'] ?? '');

@@ -109,6 +109,8 @@ export interface MessageRecord {
   replyHandle?: { token: string; until: number };
   /** LINE and Discord: the channel still owes the user this answer (present until it is sent or given up). */
   outbox?: 'line' | 'discord';
+  /** LINE and Discord: sends that failed before anything reached the user (retried by the sweep, a few times). */
+  sendFailures?: number;
 }
 
 /** A picture a user sent: WeChat's PicUrl and the MediaId to download it with. */
@@ -455,6 +457,21 @@ export class Store {
     );
     if (took) await this.count(now, { [`via.${via}`]: 1 }, q.user);
     return took;
+  }
+
+  /**
+   * Nothing of an answer `taker` took could be sent (the platform was unreachable): it goes back to
+   * the outbox for the recovery sweep, if it is still `taker`'s. False once it failed `maxFailures` times.
+   */
+  async returnAll(q: MessageRecord, taker: string, channel: 'line' | 'discord', maxFailures: number): Promise<boolean> {
+    const failures = (q.sendFailures ?? 0) + 1;
+    if (failures >= maxFailures) return false;
+    const back = await this.messages.updateOne(
+      { _id: q._id, pagesDelivered: pageCount(q), 'takers.0': taker, inbox: { $exists: false } },
+      { $set: { pagesDelivered: 0, takers: [], inbox: q.user, outbox: channel, sendFailures: failures }, $unset: { deliveredVia: true, deliveredAt: true } },
+    );
+    if (back && q.deliveredVia) await this.count(q.deliveredAt ?? 0, { [`via.${q.deliveredVia}`]: -1 }, q.user);
+    return back !== null;
   }
 
   /** Another channel gives up on sending an answer (its token died): no sweep tries again. */

@@ -21,7 +21,7 @@ const SECRET = '0123456789abcdef0123456789abcdef';
 const ACCESS = 'line-access-token-0123456789';
 const USER = 'U4af4980629000000000000000000001';
 
-async function start(opts: HarnessOptions = {}, sim: { replyTokenMs?: number; pushQuota?: number } = {}): Promise<string> {
+async function start(opts: HarnessOptions = {}, sim: { replyTokenMs?: number; pushQuota?: number; fail?: (path: string, call: number) => number | undefined } = {}): Promise<string> {
   line = await startLineSim({ channelSecret: SECRET, accessToken: ACCESS, ...sim });
   h = await startHarness({ ...opts, env: { LINE_CHANNEL_SECRET: SECRET, LINE_CHANNEL_ACCESS_TOKEN: ACCESS, LINE_API_BASE: line.url, ...opts.env } });
   return `${h.origin}/line`;
@@ -103,6 +103,18 @@ describe('LINE', () => {
     const left = await h.app.store.snapshot();
     expect(left.messages.some((m) => m.user === `line:${USER}`)).toBe(false);
     expect(left.users.some((u) => u._id === `line:${USER}`)).toBe(false);
+  });
+
+  it('an outage of LINE’s API before anything arrived is tried again by the recovery sweep, and the answer arrives once', async () => {
+    let down = true;
+    const url = await start({ dify: echo(700) }, { replyTokenMs: 100, fail: (path) => (down && path === '/v2/bot/message/push' ? 503 : undefined) });
+    await line.deliver(url, [line.text(USER, '断线')]);
+    await eventually(() => line.errors.some((e) => e.status === 503), 8000);
+    await eventually(() => h.logs.some((l) => l.includes('back in the outbox')));
+    down = false;
+    await eventually(async () => (await h.app.worker.sweep(), line.pushes.length === 1), 10_000);
+    await h.app.worker.sweep();
+    expect(line.pushes).toEqual([{ to: USER, texts: ['答：断线'] }]);
   });
 
   it('when the monthly push quota is used up, says so once in the log and does not retry', async () => {

@@ -378,8 +378,15 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(sent).toMatchObject({ pagesDelivered: 2, deliveredVia: 'discord' });
     expect(sent.inbox).toBeUndefined();
     expect(sent.outbox).toBeUndefined();
+    // Nothing of it arrived: back to the outbox (by its taker only), a bounded number of times.
+    expect(await s.returnAll(sent, 'someone-else', 'discord', 3)).toBe(false);
+    expect(await s.returnAll(sent, 'discord', 'discord', 3)).toBe(true);
+    const back = (await s.message('discord:1:a')) as MessageRecord;
+    expect(back).toMatchObject({ pagesDelivered: 0, outbox: 'discord', inbox: 'discord:1', sendFailures: 1 });
+    const again = (await s.takeAll(back, 'discord', 'discord', T0 + 30)) as MessageRecord;
+    expect(await s.returnAll(again, 'discord', 'discord', 2)).toBe(false); // the second failure is the last
     await s.dropOutbox('discord:1:b');
-    expect(await s.unsentChannelAnswers(T0 + 100)).toEqual([]);
+    expect((await s.unsentChannelAnswers(T0 + 100)).map((q) => q._id)).toEqual([]);
   });
 
   it('statistics: each question counted once at its claim, settle and first page, whatever races', async () => {
