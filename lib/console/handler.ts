@@ -290,6 +290,7 @@ export function createConsoleHandler(deps: ConsoleDeps) {
         return { ok: true, text: `有效，还有 ${Math.round((until - now) / 60_000)} 分钟（到 ${at(until)}）` };
       }),
       Promise.resolve({ name: '回答网页', ok: config.page.enabled ? true : undefined, text: config.page.enabled ? `开启（${config.page.publicUrl ?? ''}）` : '关闭（没有 PUBLIC_URL）' }),
+      Promise.resolve({ name: '渠道', ok: undefined, text: [...(config.wechat.token ? ['微信'] : []), ...(config.line ? ['LINE'] : []), ...(config.discord ? ['Discord'] : [])].join('、') }),
     ]);
   }
 
