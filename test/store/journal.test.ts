@@ -5,6 +5,7 @@
 import { readFileSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { describe, expect, it } from 'vitest';
+import { serialize } from '../../lib/store/journal';
 import { nedbBackend } from '../../lib/store/nedb';
 import { Store } from '../../lib/store/store';
 import { tempDirs } from '../support/temp-dirs';
@@ -27,6 +28,16 @@ const question = (i: number) => ({
 });
 
 describe('the journal', () => {
+  it('writes Dates anywhere in a record as {$$date}, and leaves the record itself unchanged', () => {
+    const at = new Date(1_700_000_000_123);
+    const doc = { _id: 'x', expireAt: at, nested: { when: at, list: [1, at, { d: at }], plain: { a: 1 } }, text: 'a"\n', none: null };
+    const line = serialize(doc);
+    expect(JSON.parse(line)).toEqual({ _id: 'x', expireAt: { $$date: at.getTime() }, nested: { when: { $$date: at.getTime() }, list: [1, { $$date: at.getTime() }, { d: { $$date: at.getTime() } }], plain: { a: 1 } }, text: 'a"\n', none: null });
+    expect(doc.expireAt).toBe(at);
+    expect(doc.nested.list[1]).toBe(at);
+  });
+
+
   it('keeps every acknowledged change of a burst of concurrent writes, and loads them back', async () => {
     const dir = tempDir();
     const store = await Store.open(nedbBackend({ dataDir: dir }));
