@@ -467,7 +467,7 @@ given too.
 The embedded store runs NeDB in memory with our own group-commit journal (docs/store.md): writes that
 arrive together share one file write, and reads never wait behind the disk; every reply still follows
 the writes it depends on reaching the file. That is what brings 2,000 simultaneous questions to
-91–100% answered in their first window (the rest in the second; it varies from run to run on 2
+90–100% answered in their first window (the rest in the second; it varies from run to run on 2
 shared cores, where the load generator competes with the server), and \`1\` stay near-flat as records accumulate.
 `;
 
