@@ -1,12 +1,14 @@
 /**
  * What both model clients (lib/dify, lib/openai) share about reading a streamed HTTP response:
  * bytes → Server-Sent Events (a streaming UTF-8 decoder holds characters split across chunks,
- * eventsource-parser holds frames split anywhere), and a bounded read of an error body.
+ * eventsource-parser holds frames split anywhere), a bounded read of an error body, and calls
+ * whose answer is small JSON (parameters, models, uploads, transcriptions).
  */
 import { createParser } from 'eventsource-parser';
 import type { EventSourceMessage } from 'eventsource-parser';
 import type { Readable } from 'stream';
 import { StringDecoder } from 'string_decoder';
+import type { AxiosInstance, AxiosRequestConfig } from 'axios';
 
 export function createSseDecoder(onMessage: (msg: EventSourceMessage) => void): { feed(chunk: Buffer | string): void; end(): void } {
   const utf8 = new StringDecoder('utf8');
@@ -43,4 +45,32 @@ export async function readSmall(stream: Readable): Promise<string> {
 export function networkFailure(err: unknown): { timedOut: boolean; message: string } {
   const e = err as { code?: string; message?: string };
   return { timedOut: e.code === 'ECONNABORTED' || e.code === 'ETIMEDOUT', message: `${e.code ?? 'network error'}: ${e.message ?? ''}` };
+}
+
+/** How a backend names the failures of a small JSON call. */
+export interface JsonCallErrors {
+  network(err: unknown): Error;
+  http(status: number, body: string): Error;
+  /** The answer was not JSON (`what`: the call, for the message). */
+  notJson(what: string): Error;
+}
+
+/**
+ * One request whose answer is small JSON: a 2xx answer parsed, anything else one of the backend's
+ * named errors. Never follows redirects; `what` names the call in the error.
+ */
+export async function jsonCall(http: AxiosInstance, req: AxiosRequestConfig, what: string, errors: JsonCallErrors): Promise<Record<string, unknown>> {
+  let res;
+  try {
+    res = await http.request({ ...req, validateStatus: () => true, maxRedirects: 0, responseType: 'text' });
+  } catch (err) {
+    throw errors.network(err);
+  }
+  if (res.status < 200 || res.status >= 300) throw errors.http(res.status, String(res.data ?? ''));
+  try {
+    const v = JSON.parse(String(res.data)) as unknown;
+    return v && typeof v === 'object' ? (v as Record<string, unknown>) : {};
+  } catch {
+    throw errors.notJson(what);
+  }
 }

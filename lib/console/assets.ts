@@ -3,7 +3,6 @@
  * its stats API, and Try it's chat, which follows an answer being written over the answer page's
  * stream. The CSP allows only scripts and styles from the console itself.
  */
-export { uplotAsset } from './uplot';
 
 /** Draws the overview's plots and runs Try it; plain ES2017, data from the console's own API. */
 export const CONSOLE_JS = `(function () {

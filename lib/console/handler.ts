@@ -26,7 +26,8 @@ import { escapeHtml } from '../text/html';
 import type { WechatApi } from '../wechat/api';
 import { WECHAT_ERRORS } from '../wechat/api';
 import type { TokenCache } from '../wechat/token';
-import { CONSOLE_JS, uplotAsset } from './assets';
+import { CONSOLE_JS } from './assets';
+import { uplotAsset } from './uplot';
 import type { HealthItem, MenuData, Shell } from './views';
 import { STATUSES, consoleUrls, healthPage, menuPage, overviewPage, recordPage, tryPage } from './views';
 

@@ -6,7 +6,7 @@
 import axios from 'axios';
 import type { AxiosInstance, CancelTokenSource } from 'axios';
 import type { Readable } from 'stream';
-import { networkFailure, readSmall } from '../sse';
+import { jsonCall, networkFailure, readSmall } from '../sse';
 import { DifyError, classifyDifyHttp } from '../errors';
 import type { Answerer, AnswerRequest, ChatHooks, ImageInput } from '../answerer';
 import { multipart } from '../multipart';
@@ -136,28 +136,13 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
   const drainMs = opts.drainMs ?? 30_000;
   const answerTimeoutMs = opts.answerTimeoutMs ?? 300_000;
 
+  const named = { network: networkError, http: httpError, notJson: (what: string) => new DifyError('failed', 'dify_bad_response', `${what} did not answer JSON`) };
+
   /** A multipart POST (uploads): the parsed JSON answer, or the named error. */
-  async function upload(path: string, fields: Record<string, string>, file: Parameters<typeof multipart>[1]): Promise<Record<string, unknown>> {
+  function upload(path: string, fields: Record<string, string>, file: Parameters<typeof multipart>[1]): Promise<Record<string, unknown>> {
     const { body, contentType } = multipart(fields, file);
-    let res;
-    try {
-      res = await http.post(`${opts.baseUrl}${path}`, body, {
-        headers: { Authorization: headers.Authorization, 'Content-Type': contentType },
-        validateStatus: () => true,
-        timeout: opts.idleTimeoutMs,
-        maxRedirects: 0,
-        responseType: 'text',
-        maxBodyLength: body.length + 1024,
-      });
-    } catch (err) {
-      throw networkError(err);
-    }
-    if (res.status < 200 || res.status >= 300) throw httpError(res.status, String(res.data ?? ''));
-    try {
-      return JSON.parse(String(res.data)) as Record<string, unknown>;
-    } catch {
-      throw new DifyError('failed', 'dify_bad_response', `${path} did not answer JSON`);
-    }
+    const req = { method: 'POST', url: `${opts.baseUrl}${path}`, data: body, headers: { Authorization: headers.Authorization, 'Content-Type': contentType }, timeout: opts.idleTimeoutMs, maxBodyLength: body.length + 1024 };
+    return jsonCall(http, req, path, named);
   }
 
   /** `files` for a question: a PicUrl as `remote_url`, downloaded bytes uploaded first (`local_file`). */
@@ -180,20 +165,7 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
   let parameters: Promise<unknown> | undefined;
   function appParameters(): Promise<unknown> {
     if (!parameters) {
-      const p = (async () => {
-        let res;
-        try {
-          res = await http.get(`${opts.baseUrl}/parameters`, { headers, validateStatus: () => true, timeout: opts.idleTimeoutMs, maxRedirects: 0, responseType: 'text' });
-        } catch (err) {
-          throw networkError(err);
-        }
-        if (res.status !== 200) throw httpError(res.status, String(res.data ?? ''));
-        try {
-          return JSON.parse(String(res.data)) as unknown;
-        } catch {
-          throw new DifyError('failed', 'dify_bad_response', 'GET /parameters did not answer JSON');
-        }
-      })();
+      const p = jsonCall(http, { method: 'GET', url: `${opts.baseUrl}/parameters`, headers, timeout: opts.idleTimeoutMs }, 'GET /parameters', named);
       parameters = p;
       p.catch(() => {
         if (parameters === p) parameters = undefined;

@@ -125,20 +125,22 @@ export async function initLaf(cloud: LafCloud): Promise<unknown> {
   }
 }
 
+/** A first string value of a query or body field (laf's parsers may give arrays or objects). */
+const oneString = (v: unknown) => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined);
+
 const PAGE_OPS: Record<string, PageOp> = { events: 'events', state: 'state', read: 'read' };
 
 /** `/answer?t=<token>[&x=events|state|read][&from=…]` or `/answer?asset=<name>` (laf routes by function name). */
 function lafPageRequest(ctx: FunctionContext): PageRequest {
   const q = (ctx.query ?? {}) as Record<string, unknown>;
-  const one = oneString;
   const method = String(ctx.method ?? 'GET').toUpperCase();
-  const asset = one(q['asset']);
+  const asset = oneString(q['asset']);
   if (asset !== undefined) return { op: 'asset', method, name: asset };
-  const x = one(q['x']);
+  const x = oneString(q['x']);
   // An unknown `x` names no endpoint: answered like an unknown token.
   const op = x === undefined ? 'page' : PAGE_OPS[x];
   const header = (ctx.headers as Record<string, unknown> | undefined)?.['last-event-id'];
-  return { op: op ?? 'page', method, token: op ? (one(q['t']) ?? '') : '', from: one(q['from']), lastEventId: typeof header === 'string' ? header : undefined };
+  return { op: op ?? 'page', method, token: op ? (oneString(q['t']) ?? '') : '', from: oneString(q['from']), lastEventId: typeof header === 'string' ? header : undefined };
 }
 
 /** Handle one laf invocation of the `answer` function (docs/answer-page.md). */
@@ -147,9 +149,6 @@ export async function handleLafAnswer(ctx: FunctionContext, cloud: LafCloud): Pr
   if ('error' in app) return app.error;
   return sendLaf(ctx, await app.page(lafPageRequest(ctx)));
 }
-
-/** A first string value of a query or body field (laf's parsers may give arrays or objects). */
-const oneString = (v: unknown) => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined);
 
 /**
  * Handle one laf invocation of the `admin` function: the console (docs/console.md), at

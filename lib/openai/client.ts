@@ -8,7 +8,7 @@ import axios from 'axios';
 import { multipart } from '../multipart';
 import type { AxiosInstance } from 'axios';
 import type { Readable } from 'stream';
-import { networkFailure, readSmall } from '../sse';
+import { jsonCall, networkFailure, readSmall } from '../sse';
 import type { Answer, AnswerRequest, Answerer, ChatHooks } from '../answerer';
 import type { OpenAIConfig } from '../config';
 import { OpenAIError } from '../errors';
@@ -118,6 +118,11 @@ export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = a
   const headers: Record<string, string> = { 'Content-Type': 'application/json', Accept: 'text/event-stream' };
   // Local servers (Ollama, LM Studio) need no key.
   if (config.apiKey) headers['Authorization'] = `Bearer ${config.apiKey}`;
+  const named = {
+    network: networkError,
+    http: (status: number, body: string) => httpError(status, body, undefined),
+    notJson: (what: string) => new OpenAIError('failed', 'openai_bad_response', `${what} did not answer JSON`),
+  };
   return {
     kind: 'openai',
     keepsConversation: false,
@@ -175,20 +180,8 @@ export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = a
     },
     async probe() {
       // GET /models: authenticated, asks no model, and says whether OPENAI_MODEL is served there.
-      let res;
-      try {
-        res = await http.get(`${config.baseUrl}/models`, { headers, validateStatus: () => true, timeout: config.idleTimeoutMs, maxRedirects: 0, responseType: 'text' });
-      } catch (err) {
-        throw networkError(err);
-      }
-      if (res.status !== 200) throw httpError(res.status, String(res.data ?? ''), undefined);
-      let ids: string[] = [];
-      try {
-        const data = (JSON.parse(String(res.data)) as { data?: unknown }).data;
-        ids = Array.isArray(data) ? data.map((m) => (m && typeof m === 'object' ? String((m as { id?: unknown }).id) : '')) : [];
-      } catch {
-        throw new OpenAIError('failed', 'openai_bad_response', 'GET /models did not answer JSON');
-      }
+      const data = (await jsonCall(http, { method: 'GET', url: `${config.baseUrl}/models`, headers, timeout: config.idleTimeoutMs }, 'GET /models', named))['data'];
+      const ids = Array.isArray(data) ? data.map((m) => (m && typeof m === 'object' ? String((m as { id?: unknown }).id) : '')) : [];
       return ids.includes(config.model) ? `reachable, key accepted, model ${config.model} listed` : `reachable, key accepted, but ${config.model} is not among its ${ids.length} models`;
     },
     async takesImages() {
@@ -198,26 +191,8 @@ export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = a
       if (!media.transcribeModel) throw new OpenAIError('config', 'openai_no_transcription', 'OPENAI_TRANSCRIBE_MODEL is not set');
       const { body, contentType } = multipart({ model: media.transcribeModel, response_format: 'json' }, { name: 'file', ...audio });
       const auth: Record<string, string> = config.apiKey ? { Authorization: `Bearer ${config.apiKey}` } : {};
-      let res;
-      try {
-        res = await http.post(`${config.baseUrl}/audio/transcriptions`, body, {
-          headers: { ...auth, 'Content-Type': contentType },
-          validateStatus: () => true,
-          timeout: config.idleTimeoutMs,
-          maxRedirects: 0,
-          responseType: 'text',
-          maxBodyLength: body.length + 1024,
-        });
-      } catch (err) {
-        throw networkError(err);
-      }
-      if (res.status !== 200) throw httpError(res.status, String(res.data ?? ''), undefined);
-      let text: unknown;
-      try {
-        text = (JSON.parse(String(res.data)) as { text?: unknown }).text;
-      } catch {
-        throw new OpenAIError('failed', 'openai_bad_response', '/audio/transcriptions did not answer JSON');
-      }
+      const req = { method: 'POST', url: `${config.baseUrl}/audio/transcriptions`, data: body, headers: { ...auth, 'Content-Type': contentType }, timeout: config.idleTimeoutMs, maxBodyLength: body.length + 1024 };
+      const text = (await jsonCall(http, req, '/audio/transcriptions', named))['text'];
       if (typeof text !== 'string') throw new OpenAIError('failed', 'openai_bad_response', '/audio/transcriptions answered no text');
       return text;
     },

@@ -296,9 +296,13 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
       return q && q.kind === 'question' && q.status !== 'cleared' ? q : null;
     };
     const q = await lookup();
-    if (!q) return json(404, { status: 'gone' });
+    return q ? stream(q, lookup, parsePosition(from)) : json(404, { status: 'gone' });
+  }
+
+  /** A question's event stream: live while it is written; once settled, the whole answer at once, and the stream ends. */
+  function stream(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined): PageResponse {
     const done = settled(q);
-    if (!done) return events(q, lookup, parsePosition(from));
+    if (!done) return events(q, lookup, from);
     return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: `retry: 2000\n\nevent: final\ndata: ${JSON.stringify(done)}\n\n` };
   }
 
@@ -320,14 +324,9 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     switch (req.op) {
       case 'page':
         return renderPage(q, req.token);
-      case 'events': {
-        const done = settled(q);
+      case 'events':
         if (req.method === 'HEAD') return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: '' };
-        if (!done) return events(q, () => find(req.token), from);
-        // Already settled: the whole answer at once, and the stream ends.
-        const body = `retry: 2000\n\nevent: final\ndata: ${JSON.stringify(done)}\n\n`;
-        return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body };
-      }
+        return stream(q, () => find(req.token), from);
       case 'state': {
         const done = settled(q);
         if (done) return json(200, done);
