@@ -72,7 +72,7 @@ export interface AppDeps {
 /** The backend LLM_PROVIDER names (lib/answerer.ts). */
 export function createAnswerer(config: Config): Answerer {
   if (config.llm.provider === 'openai' && config.openai) {
-    return createOpenAIClient(config.openai, undefined, { vision: config.media.openaiVision, transcribeModel: config.media.openaiTranscribeModel });
+    return createOpenAIClient(config.openai, { vision: config.media.openaiVision, transcribeModel: config.media.openaiTranscribeModel });
   }
   return createDifyClient({
     baseUrl: config.dify.baseUrl,

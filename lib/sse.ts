@@ -8,7 +8,8 @@ import { createParser } from 'eventsource-parser';
 import type { EventSourceMessage } from 'eventsource-parser';
 import type { Readable } from 'stream';
 import { StringDecoder } from 'string_decoder';
-import type { AxiosInstance, AxiosRequestConfig } from 'axios';
+import { call, jsonOf } from './http';
+import type { OutRequest } from './http';
 
 export function createSseDecoder(onMessage: (msg: EventSourceMessage) => void): { feed(chunk: Buffer | string): void; end(): void } {
   const utf8 = new StringDecoder('utf8');
@@ -44,7 +45,7 @@ export async function readSmall(stream: Readable): Promise<string> {
 /** A network failure (no HTTP response): timed out waiting, or not reachable. */
 export function networkFailure(err: unknown): { timedOut: boolean; message: string } {
   const e = err as { code?: string; message?: string };
-  return { timedOut: e.code === 'ECONNABORTED' || e.code === 'ETIMEDOUT', message: `${e.code ?? 'network error'}: ${e.message ?? ''}` };
+  return { timedOut: e.code === 'ETIMEDOUT', message: `${e.code ?? 'network error'}: ${e.message ?? ''}` };
 }
 
 /** How a backend names the failures of a small JSON call. */
@@ -59,18 +60,15 @@ export interface JsonCallErrors {
  * One request whose answer is small JSON: a 2xx answer parsed, anything else one of the backend's
  * named errors. Never follows redirects; `what` names the call in the error.
  */
-export async function jsonCall(http: AxiosInstance, req: AxiosRequestConfig, what: string, errors: JsonCallErrors): Promise<Record<string, unknown>> {
+export async function jsonCall(req: OutRequest, what: string, errors: JsonCallErrors): Promise<Record<string, unknown>> {
   let res;
   try {
-    res = await http.request({ ...req, validateStatus: () => true, maxRedirects: 0, responseType: 'text' });
+    res = await call(req);
   } catch (err) {
     throw errors.network(err);
   }
-  if (res.status < 200 || res.status >= 300) throw errors.http(res.status, String(res.data ?? ''));
-  try {
-    const v = JSON.parse(String(res.data)) as unknown;
-    return v && typeof v === 'object' ? (v as Record<string, unknown>) : {};
-  } catch {
-    throw errors.notJson(what);
-  }
+  if (res.status < 200 || res.status >= 300) throw errors.http(res.status, res.body.toString('utf8'));
+  const v = jsonOf(res.body);
+  if (v === undefined) throw errors.notJson(what);
+  return v && typeof v === 'object' ? (v as Record<string, unknown>) : {};
 }

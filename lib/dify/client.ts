@@ -1,10 +1,9 @@
 /**
- * Dify Service API client (docs/dify.md): streams `chat-messages` with axios and
+ * Dify Service API client (docs/dify.md): streams `chat-messages` (lib/http.ts) and
  * decodes it with `createDifyDecoder`. The generating POST is never re-sent by this module;
  * recovery (new conversation on 404) is the caller's decision.
  */
-import axios from 'axios';
-import type { AxiosInstance, CancelTokenSource } from 'axios';
+import { call, open } from '../http';
 import type { Readable } from 'stream';
 import { jsonCall, networkFailure, readSmall } from '../sse';
 import { DifyError, classifyDifyHttp } from '../errors';
@@ -26,8 +25,6 @@ export interface DifyClientOptions {
   idleTimeoutMs: number;
   /** Fail after this long in all, however lively the stream (a stream of pings only never ends). */
   answerTimeoutMs?: number;
-  /** Injected HTTP client; a fresh axios instance by default. */
-  http?: AxiosInstance;
   /** After `message_end`, keep reading the tail (workflow_finished) at most this long. */
   drainMs?: number;
   /** DIFY_INPUTS as configured, checked against the app's required inputs at start. */
@@ -131,7 +128,6 @@ export function readAnswerStream(
 }
 
 export function createDifyClient(opts: DifyClientOptions): DifyClient {
-  const http = opts.http ?? axios.create();
   const headers = { Authorization: `Bearer ${opts.apiKey}`, 'Content-Type': 'application/json' };
   const drainMs = opts.drainMs ?? 30_000;
   const answerTimeoutMs = opts.answerTimeoutMs ?? 300_000;
@@ -141,8 +137,8 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
   /** A multipart POST (uploads): the parsed JSON answer, or the named error. */
   function upload(path: string, fields: Record<string, string>, file: Parameters<typeof multipart>[1]): Promise<Record<string, unknown>> {
     const { body, contentType } = multipart(fields, file);
-    const req = { method: 'POST', url: `${opts.baseUrl}${path}`, data: body, headers: { Authorization: headers.Authorization, 'Content-Type': contentType }, timeout: opts.idleTimeoutMs, maxBodyLength: body.length + 1024 };
-    return jsonCall(http, req, path, named);
+    const req = { method: 'POST', url: `${opts.baseUrl}${path}`, body, headers: { Authorization: headers.Authorization, 'Content-Type': contentType }, timeoutMs: opts.idleTimeoutMs };
+    return jsonCall(req, path, named);
   }
 
   /** `files` for a question: a PicUrl as `remote_url`, downloaded bytes uploaded first (`local_file`). */
@@ -165,7 +161,7 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
   let parameters: Promise<unknown> | undefined;
   function appParameters(): Promise<unknown> {
     if (!parameters) {
-      const p = jsonCall(http, { method: 'GET', url: `${opts.baseUrl}/parameters`, headers, timeout: opts.idleTimeoutMs }, 'GET /parameters', named);
+      const p = jsonCall({ method: 'GET', url: `${opts.baseUrl}/parameters`, headers, timeoutMs: opts.idleTimeoutMs }, 'GET /parameters', named);
       parameters = p;
       p.catch(() => {
         if (parameters === p) parameters = undefined;
@@ -174,47 +170,45 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
     return parameters;
   }
 
-  async function request(req: AnswerRequest, cancel: CancelTokenSource, why: () => DifyError | undefined): Promise<Readable> {
+  /** The streaming POST: resolves with the event stream once Dify answers 200; `started` gets the call's cancel. */
+  async function request(req: AnswerRequest, started: (cancel: (err: Error) => void) => void): Promise<Readable> {
     const files = req.images && req.images.length > 0 ? await filesFor(req.images, req.user) : undefined;
+    const body = {
+      inputs: req.inputs ?? {},
+      query: req.query,
+      response_mode: 'streaming',
+      user: req.user,
+      conversation_id: req.conversationId ?? '',
+      // A generated conversation name costs a model call per conversation, and nobody sees it here.
+      auto_generate_name: false,
+      ...(files ? { files } : {}),
+    };
+    // `timeoutMs` bounds the wait for the answer's head; the body has its own idle timer.
+    const pending = open({ method: 'POST', url: `${opts.baseUrl}/chat-messages`, headers, body, timeoutMs: opts.idleTimeoutMs });
+    started(pending.cancel);
     let res;
     try {
-      res = await http.post<Readable>(
-        `${opts.baseUrl}/chat-messages`,
-        {
-          inputs: req.inputs ?? {},
-          query: req.query,
-          response_mode: 'streaming',
-          user: req.user,
-          conversation_id: req.conversationId ?? '',
-          // A generated conversation name costs a model call per conversation, and nobody sees it here.
-          auto_generate_name: false,
-          ...(files ? { files } : {}),
-        },
-        // `timeout` bounds the wait for response headers; the body has its own idle timer.
-        { headers, responseType: 'stream', validateStatus: () => true, timeout: opts.idleTimeoutMs, maxRedirects: 0, cancelToken: cancel.token },
-      );
+      res = await pending.response;
     } catch (err) {
-      throw (axios.isCancel(err) && why()) || networkError(err);
+      throw err instanceof DifyError ? err : networkError(err);
     }
-    const stream = res.data;
-    if (res.status !== 200) throw httpError(res.status, await readSmall(stream).catch(() => ''));
-    return stream;
+    if (res.status !== 200) throw httpError(res.status, await readSmall(res.body).catch(() => ''));
+    return res.body;
   }
 
   return {
     kind: 'dify',
     keepsConversation: true,
     async chat(req, hooks = {}) {
-      // One deadline and one stop for the whole call: headers and body alike. axios's CancelToken
-      // rather than AbortController, which laf's function sandbox does not provide (docs/laf.md).
-      const cancel = axios.CancelToken.source();
+      // One deadline and one stop for the whole call: headers and body alike.
+      let cancel: ((err: Error) => void) | undefined;
       let reader: ReturnType<typeof readAnswerStream> | undefined;
       let ended: DifyError | undefined;
       const end = (err: DifyError) => {
         if (ended) return;
         ended = err;
         if (reader) reader.abort(err);
-        else cancel.cancel(err.code);
+        else cancel?.(err);
       };
       const overall = setTimeout(
         () => end(new DifyError('failed', 'dify_answer_timeout', `no complete answer from Dify within ${answerTimeoutMs} ms`)),
@@ -225,14 +219,15 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
         end(new DifyError('failed', 'dify_stopped', 'the question no longer needs an answer'));
         // Tell Dify too: a run whose stream is merely cut may stay "running" (docs/dify.md). Best effort.
         if (task) {
-          void http
-            .post(`${opts.baseUrl}/chat-messages/${encodeURIComponent(task)}/stop`, { user: req.user }, { headers, validateStatus: () => true, timeout: opts.idleTimeoutMs })
-            .catch(() => undefined);
+          void call({ method: 'POST', url: `${opts.baseUrl}/chat-messages/${encodeURIComponent(task)}/stop`, headers, body: { user: req.user }, timeoutMs: opts.idleTimeoutMs }).catch(() => undefined);
         }
       };
       hooks.stop?.onStop(stopNow);
       try {
-        const stream = await request(req, cancel, () => ended);
+        const stream = await request(req, (c) => {
+          cancel = c;
+          if (ended) c(ended);
+        });
         if (ended) {
           stream.destroy();
           throw ended;
@@ -274,16 +269,11 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
     async deleteConversation(conversationId, user) {
       let res;
       try {
-        res = await http.delete(`${opts.baseUrl}/conversations/${encodeURIComponent(conversationId)}`, {
-          headers,
-          data: { user },
-          validateStatus: () => true,
-          timeout: opts.idleTimeoutMs,
-        });
+        res = await call({ method: 'DELETE', url: `${opts.baseUrl}/conversations/${encodeURIComponent(conversationId)}`, headers, body: { user }, timeoutMs: opts.idleTimeoutMs });
       } catch (err) {
         throw networkError(err);
       }
-      if (res.status >= 300 && res.status !== 404) throw httpError(res.status, typeof res.data === 'string' ? res.data : JSON.stringify(res.data ?? ''));
+      if (res.status >= 300 && res.status !== 404) throw httpError(res.status, res.body.toString('utf8'));
     },
   };
 }

@@ -3,8 +3,7 @@
  * follow-ups with the interaction token (valid 15 minutes, no bot token needed), and register the
  * slash commands with the bot token. Model output never pings anyone (`allowed_mentions`).
  */
-import axios from 'axios';
-import type { AxiosInstance } from 'axios';
+import { call as send, jsonOf } from '../http';
 import { BotError } from '../errors';
 
 export class DiscordApiError extends BotError {
@@ -26,32 +25,32 @@ export interface DiscordApi {
 /** A message's content holds at most 2,000 characters. */
 export const DISCORD_TEXT_MAX = 2000;
 
-export function createDiscordApi(opts: { apiBase: string; applicationId: string; http?: AxiosInstance; timeoutMs?: number }): DiscordApi {
-  const http = opts.http ?? axios.create();
-  const call = async (method: 'patch' | 'post' | 'put', path: string, body: unknown, headers: Record<string, string> = {}) => {
+export function createDiscordApi(opts: { apiBase: string; applicationId: string; timeoutMs?: number }): DiscordApi {
+  const call = async (method: 'PATCH' | 'POST' | 'PUT', path: string, body: unknown, headers: Record<string, string> = {}) => {
     let res;
     try {
-      res = await http.request({ method, url: `${opts.apiBase}${path}`, data: body, headers: { 'Content-Type': 'application/json', ...headers }, validateStatus: () => true, timeout: opts.timeoutMs ?? 10_000, maxRedirects: 0 });
+      res = await send({ method, url: `${opts.apiBase}${path}`, body, headers: { 'Content-Type': 'application/json', ...headers }, timeoutMs: opts.timeoutMs ?? 10_000 });
     } catch (err) {
       throw new DiscordApiError(0, 0, `network error ${(err as { code?: string }).code ?? ''}`.trim());
     }
+    const data = jsonOf(res.body);
     if (res.status < 200 || res.status >= 300) {
-      const d = (res.data ?? {}) as { code?: unknown; message?: unknown };
+      const d = (data ?? {}) as { code?: unknown; message?: unknown };
       throw new DiscordApiError(res.status, typeof d.code === 'number' ? d.code : 0, typeof d.message === 'string' ? d.message.slice(0, 200) : 'error');
     }
-    return res.data as unknown;
+    return data;
   };
   const message = (content: string) => ({ content, allowed_mentions: { parse: [] } });
   const hook = (token: string) => `/webhooks/${opts.applicationId}/${encodeURIComponent(token)}`;
   return {
     async editOriginal(token, content) {
-      await call('patch', `${hook(token)}/messages/@original`, message(content));
+      await call('PATCH', `${hook(token)}/messages/@original`, message(content));
     },
     async followUp(token, content) {
-      await call('post', hook(token), message(content));
+      await call('POST', hook(token), message(content));
     },
     async registerCommands(botToken, commands) {
-      const out = await call('put', `/applications/${opts.applicationId}/commands`, commands, { Authorization: `Bot ${botToken}` });
+      const out = await call('PUT', `/applications/${opts.applicationId}/commands`, commands, { Authorization: `Bot ${botToken}` });
       return Array.isArray(out) ? out.length : 0;
     },
   };

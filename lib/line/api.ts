@@ -3,8 +3,7 @@
  * event's token, once, within about a minute), push (counted against the monthly quota), and the
  * loading animation (1:1 chats only). Errors keep LINE's status and message.
  */
-import axios from 'axios';
-import type { AxiosInstance } from 'axios';
+import { call, jsonOf } from '../http';
 import { BotError } from '../errors';
 
 export class LineApiError extends BotError {
@@ -30,18 +29,17 @@ export const LINE_MESSAGES_PER_CALL = 5;
 /** A text message holds at most 5,000 UTF-16 code units. */
 export const LINE_TEXT_MAX = 5000;
 
-export function createLineApi(opts: { apiBase: string; accessToken: string; http?: AxiosInstance; timeoutMs?: number }): LineApi {
-  const http = opts.http ?? axios.create();
+export function createLineApi(opts: { apiBase: string; accessToken: string; timeoutMs?: number }): LineApi {
   const headers = { Authorization: `Bearer ${opts.accessToken}`, 'Content-Type': 'application/json' };
   const post = async (path: string, body: unknown) => {
     let res;
     try {
-      res = await http.post(`${opts.apiBase}${path}`, body, { headers, validateStatus: () => true, timeout: opts.timeoutMs ?? 10_000, maxRedirects: 0 });
+      res = await call({ method: 'POST', url: `${opts.apiBase}${path}`, body, headers, timeoutMs: opts.timeoutMs ?? 10_000 });
     } catch (err) {
       throw new LineApiError(0, `network error ${(err as { code?: string }).code ?? ''}`.trim());
     }
     if (res.status < 200 || res.status >= 300) {
-      const message = (res.data as { message?: unknown } | undefined)?.message;
+      const message = (jsonOf(res.body) as { message?: unknown } | undefined)?.message;
       throw new LineApiError(res.status, typeof message === 'string' ? message.slice(0, 200) : 'error');
     }
   };

@@ -1,12 +1,11 @@
 /**
  * OpenAI-compatible Chat Completions client (docs/openai.md): `POST {base}/chat/completions` with
- * `stream: true`, read with axios and eventsource-parser like the Dify client. The backend keeps no
+ * `stream: true`, read with lib/http.ts and eventsource-parser like the Dify client. The backend keeps no
  * conversation: the prompt is the system prompt, the user's recent turns from our store, and the
  * question. The request is never re-sent by this module.
  */
-import axios from 'axios';
+import { open } from '../http';
 import { multipart } from '../multipart';
-import type { AxiosInstance } from 'axios';
 import type { Readable } from 'stream';
 import { jsonCall, networkFailure, readSmall } from '../sse';
 import type { Answer, AnswerRequest, Answerer, ChatHooks } from '../answerer';
@@ -114,7 +113,7 @@ function readStream(stream: Readable, idleTimeoutMs: number, hooks: ChatHooks): 
   return { answer, abort: (err) => abort(err) };
 }
 
-export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = axios.create(), media: OpenAIMedia = { vision: false, transcribeModel: undefined }): Answerer {
+export function createOpenAIClient(config: OpenAIConfig, media: OpenAIMedia = { vision: false, transcribeModel: undefined }): Answerer {
   const headers: Record<string, string> = { 'Content-Type': 'application/json', Accept: 'text/event-stream' };
   // Local servers (Ollama, LM Studio) need no key.
   if (config.apiKey) headers['Authorization'] = `Bearer ${config.apiKey}`;
@@ -136,15 +135,14 @@ export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = a
       };
       if (config.temperature !== undefined) body['temperature'] = config.temperature;
       if (config.maxTokens !== undefined) body['max_tokens'] = config.maxTokens;
-      // axios's CancelToken: laf's sandbox has no AbortController (docs/laf.md).
-      const cancel = axios.CancelToken.source();
+      const pending = open({ method: 'POST', url: `${config.baseUrl}/chat/completions`, headers, body, timeoutMs: config.idleTimeoutMs });
       let reader: ReturnType<typeof readStream> | undefined;
       let ended: OpenAIError | undefined;
       const end = (err: OpenAIError) => {
         if (ended) return;
         ended = err;
         if (reader) reader.abort(err);
-        else cancel.cancel(err.code);
+        else pending.cancel(err);
       };
       // An overall deadline too: keep-alive comments would reset an idle timer forever (docs/openai.md).
       const overall = setTimeout(() => end(new OpenAIError('failed', 'openai_answer_timeout', `no complete answer within ${config.answerTimeoutMs} ms`)), config.answerTimeoutMs);
@@ -152,18 +150,12 @@ export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = a
       try {
         let res;
         try {
-          res = await http.post<Readable>(`${config.baseUrl}/chat/completions`, body, {
-            headers,
-            responseType: 'stream',
-            validateStatus: () => true,
-            timeout: config.idleTimeoutMs,
-            maxRedirects: 0,
-            cancelToken: cancel.token,
-          });
+          // `timeoutMs` bounds the wait for the answer's head; the body has its own idle timer.
+          res = await pending.response;
         } catch (err) {
-          throw (axios.isCancel(err) && ended) || networkError(err);
+          throw err instanceof OpenAIError ? err : networkError(err);
         }
-        const stream = res.data;
+        const stream = res.body;
         if (res.status !== 200) {
           const retryAfter = res.headers['retry-after'];
           throw httpError(res.status, await readSmall(stream).catch(() => ''), typeof retryAfter === 'string' ? retryAfter : undefined);
@@ -180,7 +172,7 @@ export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = a
     },
     async probe() {
       // GET /models: authenticated, asks no model, and says whether OPENAI_MODEL is served there.
-      const data = (await jsonCall(http, { method: 'GET', url: `${config.baseUrl}/models`, headers, timeout: config.idleTimeoutMs }, 'GET /models', named))['data'];
+      const data = (await jsonCall({ method: 'GET', url: `${config.baseUrl}/models`, headers, timeoutMs: config.idleTimeoutMs }, 'GET /models', named))['data'];
       const ids = Array.isArray(data) ? data.map((m) => (m && typeof m === 'object' ? String((m as { id?: unknown }).id) : '')) : [];
       return ids.includes(config.model) ? `reachable, key accepted, model ${config.model} listed` : `reachable, key accepted, but ${config.model} is not among its ${ids.length} models`;
     },
@@ -191,8 +183,8 @@ export function createOpenAIClient(config: OpenAIConfig, http: AxiosInstance = a
       if (!media.transcribeModel) throw new OpenAIError('config', 'openai_no_transcription', 'OPENAI_TRANSCRIBE_MODEL is not set');
       const { body, contentType } = multipart({ model: media.transcribeModel, response_format: 'json' }, { name: 'file', ...audio });
       const auth: Record<string, string> = config.apiKey ? { Authorization: `Bearer ${config.apiKey}` } : {};
-      const req = { method: 'POST', url: `${config.baseUrl}/audio/transcriptions`, data: body, headers: { ...auth, 'Content-Type': contentType }, timeout: config.idleTimeoutMs, maxBodyLength: body.length + 1024 };
-      const text = (await jsonCall(http, req, '/audio/transcriptions', named))['text'];
+      const req = { method: 'POST', url: `${config.baseUrl}/audio/transcriptions`, body, headers: { ...auth, 'Content-Type': contentType }, timeoutMs: config.idleTimeoutMs };
+      const text = (await jsonCall(req, '/audio/transcriptions', named))['text'];
       if (typeof text !== 'string') throw new OpenAIError('failed', 'openai_bad_response', '/audio/transcriptions answered no text');
       return text;
     },

@@ -3,8 +3,7 @@
  * customer-service text messages and the typing indicator (push mode), and the custom menu. The base URL is configurable (owners
  * behind an IP whitelist route through a proxy). No access token or secret ever reaches an error.
  */
-import axios from 'axios';
-import type { AxiosInstance } from 'axios';
+import { NetworkError, call as send, jsonOf } from '../http';
 import { WechatApiError } from '../errors';
 import type { Menu } from '../menu';
 
@@ -32,19 +31,17 @@ export interface WechatApiOptions {
   baseUrl: string;
   appId: string;
   appSecret: string;
-  http?: AxiosInstance;
   timeoutMs?: number;
 }
 
 /** WeChat answers errors as HTTP 200 with `errcode`; network failures get errcode -1 ("system busy"). */
-async function call(http: AxiosInstance, url: string, body: unknown, timeoutMs: number): Promise<Record<string, unknown>> {
+async function call(url: string, body: unknown, timeoutMs: number): Promise<Record<string, unknown>> {
   let data: unknown;
   try {
-    const opts = { timeout: timeoutMs, validateStatus: () => true, headers: { 'Content-Type': 'application/json' } };
     // GET for the calls that take no body.
-    const res = body === undefined ? await http.get(url, opts) : await http.post(url, body, opts);
-    data = res.data;
+    const res = await send({ method: body === undefined ? 'GET' : 'POST', url, body, timeoutMs });
     if (res.status !== 200) throw new WechatApiError(-1, `HTTP ${res.status}`);
+    data = jsonOf(res.body);
   } catch (err) {
     if (err instanceof WechatApiError) throw err;
     // The URL carries the access token: report only the error code, never the request.
@@ -58,50 +55,43 @@ async function call(http: AxiosInstance, url: string, body: unknown, timeoutMs: 
 }
 
 export function createWechatApi(opts: WechatApiOptions): WechatApi {
-  const http = opts.http ?? axios.create();
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const base = opts.baseUrl;
   return {
     async stableToken() {
-      const d = await call(http, `${base}/cgi-bin/stable_token`, { grant_type: 'client_credential', appid: opts.appId, secret: opts.appSecret, force_refresh: false }, timeoutMs);
+      const d = await call(`${base}/cgi-bin/stable_token`, { grant_type: 'client_credential', appid: opts.appId, secret: opts.appSecret, force_refresh: false }, timeoutMs);
       const token = d['access_token'];
       const expires = d['expires_in'];
       if (typeof token !== 'string' || !token || typeof expires !== 'number') throw new WechatApiError(-1, 'stable_token answer has no access_token');
       return { token, expiresInS: expires };
     },
     async sendText(accessToken, openId, content) {
-      await call(http, `${base}/cgi-bin/message/custom/send?access_token=${encodeURIComponent(accessToken)}`, { touser: openId, msgtype: 'text', text: { content } }, timeoutMs);
+      await call(`${base}/cgi-bin/message/custom/send?access_token=${encodeURIComponent(accessToken)}`, { touser: openId, msgtype: 'text', text: { content } }, timeoutMs);
     },
     async typing(accessToken, openId) {
-      await call(http, `${base}/cgi-bin/message/custom/typing?access_token=${encodeURIComponent(accessToken)}`, { touser: openId, command: 'Typing' }, timeoutMs);
+      await call(`${base}/cgi-bin/message/custom/typing?access_token=${encodeURIComponent(accessToken)}`, { touser: openId, command: 'Typing' }, timeoutMs);
     },
     async createMenu(accessToken, menu) {
-      await call(http, `${base}/cgi-bin/menu/create?access_token=${encodeURIComponent(accessToken)}`, menu, timeoutMs);
+      await call(`${base}/cgi-bin/menu/create?access_token=${encodeURIComponent(accessToken)}`, menu, timeoutMs);
     },
     async currentMenu(accessToken) {
-      const d = await call(http, `${base}/cgi-bin/get_current_selfmenu_info?access_token=${encodeURIComponent(accessToken)}`, undefined, timeoutMs);
+      const d = await call(`${base}/cgi-bin/get_current_selfmenu_info?access_token=${encodeURIComponent(accessToken)}`, undefined, timeoutMs);
       const info = d['selfmenu_info'] as { button?: unknown } | undefined;
       return { open: d['is_menu_open'] === 1, menu: Array.isArray(info?.button) ? (info as Menu) : undefined };
     },
     async deleteMenu(accessToken) {
-      await call(http, `${base}/cgi-bin/menu/delete?access_token=${encodeURIComponent(accessToken)}`, undefined, timeoutMs);
+      await call(`${base}/cgi-bin/menu/delete?access_token=${encodeURIComponent(accessToken)}`, undefined, timeoutMs);
     },
     async media(accessToken, mediaId, maxBytes) {
       let res;
       try {
-        res = await http.get<ArrayBuffer>(`${base}/cgi-bin/media/get?access_token=${encodeURIComponent(accessToken)}&media_id=${encodeURIComponent(mediaId)}`, {
-          responseType: 'arraybuffer',
-          timeout: timeoutMs,
-          validateStatus: () => true,
-          maxContentLength: maxBytes,
-          maxRedirects: 0,
-        });
+        res = await send({ url: `${base}/cgi-bin/media/get?access_token=${encodeURIComponent(accessToken)}&media_id=${encodeURIComponent(mediaId)}`, timeoutMs }, maxBytes);
       } catch (err) {
-        if ((err as { code?: string }).code === 'ERR_BAD_RESPONSE' || /maxContentLength/.test(String((err as Error).message))) throw new WechatApiError(MEDIA_TOO_LARGE, `over ${maxBytes} bytes`);
+        if (err instanceof NetworkError && err.code === 'ETOOLARGE') throw new WechatApiError(MEDIA_TOO_LARGE, `over ${maxBytes} bytes`);
         throw new WechatApiError(-1, `network error ${(err as { code?: string }).code ?? ''}`.trim());
       }
       if (res.status !== 200) throw new WechatApiError(-1, `HTTP ${res.status}`);
-      const bytes = Buffer.from(res.data);
+      const bytes = res.body;
       const type = String(res.headers['content-type'] ?? 'application/octet-stream').split(';')[0]?.trim() ?? '';
       // Errors come as JSON (or text/plain holding JSON) instead of the file.
       if (type === 'application/json' || type === 'text/plain') {

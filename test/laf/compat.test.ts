@@ -6,6 +6,7 @@
  */
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
+import { builtinModules } from 'module';
 import { join } from 'path';
 import { fileURLToPath } from 'url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -99,7 +100,7 @@ describe('the build', () => {
     const deps = lafDependencies();
     const required = new Set<string>();
     for (const f of built) for (const m of source(f.name).matchAll(/require\("([^"]+)"\)/g)) required.add(m[1] as string);
-    const npm = [...required].filter((r) => !['@lafjs/cloud', 'crypto', 'fs', 'path', 'string_decoder', 'http', 'os', 'url'].includes(r));
+    const npm = [...required].filter((r) => r !== '@lafjs/cloud' && !builtinModules.includes(r));
     expect(npm.sort()).toEqual(Object.keys(deps).sort());
     for (const [name, version] of Object.entries(deps)) {
       expect(JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version).toBe(version);
@@ -200,7 +201,7 @@ describe('the wechat function on laf', () => {
   });
 
   it('required only laf built-ins, Node core modules and laf.yaml packages', () => {
-    expect([...required].filter((r) => !r.startsWith('@lafjs/') && !['crypto', 'fs', 'path', 'string_decoder'].includes(r)).sort()).toEqual(
+    expect([...required].filter((r) => !r.startsWith('@lafjs/') && !builtinModules.includes(r)).sort()).toEqual(
       Object.keys(lafDependencies()).sort(),
     );
   });
