@@ -124,13 +124,13 @@ export function createApp(config: Config, deps: AppDeps): App {
     if (channel === 'wechat') return pusher ? pusher.deliver(q._id) : Promise.resolve();
     return channels[channel]?.deliver(q._id) ?? Promise.resolve();
   };
-  const wakeups = new Wakeups(clock);
+  const wakeups = new Wakeups(clock, store);
   const live = new LiveAnswers();
   if (config.page.warning) logger.warn(config.page.warning);
   const links = config.page.enabled ? new PageLinks(store, config.page) : undefined;
   // In-process news of answers being written, for answer pages and the console's Try it.
   const watched = links !== undefined || config.console.token !== undefined;
-  const worker = new AnswerWorker({ config, store, answerer, clock, logger, wakeups, onSettled, live: watched ? live : undefined, media, filter });
+  const worker = new AnswerWorker({ config, store, answerer, clock, logger, onSettled, live: watched ? live : undefined, media, filter });
   const transcribes = media !== undefined && (config.llm.provider === 'dify' || config.media.openaiTranscribeModel !== undefined);
   const bot = new Bot({ config, store, clock, logger, worker, answerer, wakeups, push: pusher, links, filter, transcribes });
   const handler = createHandler({ config, bot, clock, logger });

@@ -56,6 +56,8 @@ export interface ChannelText {
 
 /** How long `1` mentions an answer read on its page, instead of "nothing pending". */
 const READ_NOTE_MS = 3_600_000;
+/** How often a delivery looks at the store when no change is announced, on a store no other process shares. */
+const SOLO_POLL_MS = 2_000;
 
 const SUCCESS: Decision = { success: true };
 const DROP: Decision = { drop: true };
@@ -224,7 +226,6 @@ export class Bot {
       }
       case 'unsubscribe':
         await this.deps.store.forgetUser(msg.fromUser, msg.createTime, this.deps.clock.now());
-        this.deps.wakeups.notify(msg.fromUser);
         return SUCCESS;
       case 'click': {
         const action = menu[msg.eventKey];
@@ -391,13 +392,12 @@ export class Bot {
 
   /** A reply carrying page `page` of `q`, taken by message `key`; given back if it never arrives. */
   private carrying(q: MessageRecord, page: number, key: string, reply: string): Decision {
-    const { store, logger, wakeups } = this.deps;
+    const { store, logger } = this.deps;
     return {
       reply,
       giveBack: async () => {
         if (await store.returnPage(q, page, key)) {
           logger.warn('reply did not reach WeChat: its page is back in the inbox for 1', { key: q._id, page: page + 1 });
-          wakeups.notify(q.user);
         }
       },
     };
@@ -494,14 +494,12 @@ export class Bot {
 
   /** `/clear`: forget the conversation here and (best effort) at Dify; cancel undelivered answers. */
   async clear(m: Incoming): Promise<Decision> {
-    const { store, clock, wakeups } = this.deps;
+    const { store, clock } = this.deps;
     const user = m.msg.fromUser;
     const claim = await this.claimCommand(m, 'command');
     if (claim.gone) return SUCCESS;
     if (!claim.first) return { reply: this.texts.cleared };
     const { conversationId } = await store.clearUser(user, clock.now());
-    // Deliveries waiting for a cancelled answer answer now, truthfully.
-    wakeups.notify(user);
     if (conversationId) {
       // Best effort: the conversation is already forgotten here, whatever Dify answers.
       this.deps.answerer
@@ -533,10 +531,13 @@ export class Bot {
    * else `drop`, held until WeChat's own timeout so WeChat delivers again with a fresh window.
    */
   private async until<T>(user: string, arrival: number, deliveryNo: number, probe: () => Promise<T | undefined>): Promise<T | 'deadline' | 'drop'> {
-    const { clock, config, wakeups } = this.deps;
+    const { clock, config, wakeups, store } = this.deps;
     const deadline = arrival + config.delivery.replyDeadlineMs;
     const last = config.delivery.placeholderMode === 'first' || deliveryNo >= config.wechat.deliveries;
-    let pause = config.delivery.pollMs;
+    // Another process may settle the answer (MongoDB): poll, growing. Alone on its store, this process
+    // hears every change (Store.onChange); a rare poll covers only what no change announces.
+    const longest = store.shared ? config.delivery.pollMs * 4 : Math.max(config.delivery.pollMs, SOLO_POLL_MS);
+    let pause = store.shared ? config.delivery.pollMs : longest;
     for (;;) {
       const result = await probe();
       if (result !== undefined) return result;
@@ -550,7 +551,7 @@ export class Bot {
         return 'drop';
       }
       await wakeups.wait(user, Math.min(pause, deadline - now));
-      pause = Math.min(pause * 2, config.delivery.pollMs * 4);
+      pause = Math.min(pause * 2, longest);
     }
   }
 }

@@ -18,7 +18,6 @@ import type { Failure, MessageRecord, Settlement, Store, UserRecord } from '../s
 import { markdownToText } from '../text/markdown';
 import { visibleAnswer } from '../text/reasoning';
 import { paginate } from '../text/paging';
-import type { Wakeups } from './wakeups';
 
 /** Called with a question the moment its answer is saved (push mode delivers it). */
 export type AnsweredHook = (record: MessageRecord) => Promise<void>;
@@ -29,7 +28,6 @@ export interface WorkerDeps {
   answerer: Answerer;
   clock: Clock;
   logger: Logger;
-  wakeups: Wakeups;
   /** Answer pages in this process hear about progress here (lib/live.ts). */
   live?: LiveAnswers | undefined;
   onSettled?: AnsweredHook | undefined;
@@ -112,14 +110,13 @@ export class AnswerWorker {
    * atomic compare-and-set so only one instance does, and ask Dify again, once.
    */
   async takeOver(q: MessageRecord): Promise<boolean> {
-    const { store, clock, config, logger, wakeups } = this.deps;
+    const { store, clock, config, logger } = this.deps;
     const now = clock.now();
     const staleBefore = now - config.delivery.staleAfterMs;
     if ((q.attempts ?? 1) >= MAX_ATTEMPTS) {
       const failed = await store.abandon(q, staleBefore, { kind: 'failed', code: 'worker_lost', status: 0, backendCode: '' }, now);
       if (failed) {
         logger.warn('answer abandoned: its worker died twice', { key: q._id });
-        wakeups.notify(q.user);
       }
       return false;
     }
@@ -362,7 +359,6 @@ export class AnswerWorker {
   }
 
   private async settled(record: MessageRecord): Promise<void> {
-    this.deps.wakeups.notify(record.user);
     this.deps.live?.publish(record._id, { settled: true });
     await this.deps.onSettled?.(record).catch((err) => this.deps.logger.warn('after-answer hook failed', { key: record._id, ...errorLogFields(err) }));
   }

@@ -225,6 +225,7 @@ export function pageCount(q: MessageRecord): number {
 
 export class Store {
   private readonly pendingCounts = new Map<string, Record<string, number>>();
+  private readonly listeners = new Map<string, Set<() => void>>();
   private countTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(
@@ -289,6 +290,36 @@ export class Store {
 
   get kind(): Backend['kind'] {
     return this.backend.kind;
+  }
+
+  /**
+   * Whether other processes may change these records (MongoDB). The embedded store belongs to one
+   * process (lib/store/dirlock.ts), so every change goes through this object and `onChange` hears it.
+   */
+  get shared(): boolean {
+    return this.backend.kind === 'mongodb';
+  }
+
+  /**
+   * Call `listener` when one of `user`'s questions settles, is cleared, deleted, or gets a page back
+   * through this object (in-process news, for deliveries waiting on them: lib/bot/wakeups.ts). It
+   * only shortens a wait; what the waiter does next it reads from the records. Returns the unsubscribe.
+   */
+  onChange(user: string, listener: () => void): () => void {
+    let set = this.listeners.get(user);
+    if (!set) this.listeners.set(user, (set = new Set()));
+    const mine = set;
+    mine.add(listener);
+    return () => {
+      mine.delete(listener);
+      if (mine.size === 0 && this.listeners.get(user) === mine) this.listeners.delete(user);
+    };
+  }
+
+  private changed(user: string): void {
+    const set = this.listeners.get(user);
+    if (!set) return;
+    for (const listener of [...set]) listener();
   }
 
   async close(): Promise<void> {
@@ -388,7 +419,10 @@ export class Store {
       { _id: key, status: 'pending', attempts: attempt },
       { $set: { ...result, answeredAt: now }, $unset: { heartbeatAt: true } },
     );
-    if (done) await this.countSettled(done, now);
+    if (done) {
+      this.changed(done.user);
+      await this.countSettled(done, now);
+    }
     return done;
   }
 
@@ -421,7 +455,10 @@ export class Store {
       { _id: q._id, status: 'pending', attempts: q.attempts ?? 1, heartbeatAt: { $lt: staleBefore } },
       { $set: { status: 'failed', failure, answeredAt: now }, $unset: { heartbeatAt: true } },
     );
-    if (done) await this.countSettled(done, now);
+    if (done) {
+      this.changed(done.user);
+      await this.countSettled(done, now);
+    }
     return done;
   }
 
@@ -499,9 +536,11 @@ export class Store {
       { _id: q._id, pagesDelivered: page + 1, [`takers.${page}`]: taker, status: { $in: ['answered', 'failed'] } },
       update,
     );
+    if (!back) return false;
+    this.changed(q.user);
     // The first page did not arrive after all: it is counted again by whoever delivers it.
-    if (back && page === 0 && q.deliveredVia) await this.count(q.deliveredAt ?? 0, { [`via.${q.deliveredVia}`]: -1 }, q.user);
-    return back !== null;
+    if (page === 0 && q.deliveredVia) await this.count(q.deliveredAt ?? 0, { [`via.${q.deliveredVia}`]: -1 }, q.user);
+    return true;
   }
 
   /**
@@ -564,6 +603,8 @@ export class Store {
       { inbox: user },
       { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true, outbox: true } },
     );
+    // Deliveries waiting for a cancelled answer answer now, truthfully.
+    this.changed(user);
     if (cancelled > 0) await this.count(now, { cleared: cancelled }, user);
     return { conversationId: before?.conversationId, cancelled };
   }
@@ -607,6 +648,7 @@ export class Store {
     await this.kv.upsert(tombstoneKey(user), { $set: { value: String(sentAt), expiresAt: until, expireAt: new Date(until) } });
     await this.messages.deleteMany({ user });
     await this.users.deleteMany({ _id: user });
+    this.changed(user);
   }
 
   private async unsubscribedAfter(user: string, sentAt: number): Promise<boolean> {

@@ -14,6 +14,7 @@ import type { Answer, AnswerRequest, Answerer, ChatHooks } from '../../lib/answe
 import { memoryLogger } from '../../lib/log';
 import { Store } from '../../lib/store';
 import { nedbBackend } from '../../lib/store/nedb';
+import type { Backend, Collection } from '../../lib/store/collection';
 import type { InboundMessage } from '../../lib/wechat/xml';
 import { ManualClock } from '../support/manual-clock';
 
@@ -49,15 +50,46 @@ class ScriptedDify implements Answerer {
   }
 }
 
-async function setup(env: Record<string, string> = {}) {
+/**
+ * One set of in-memory collections behind any number of Store objects, reported as `kind`:
+ * `mongodb` is what two processes on one MongoDB see (a change made through one Store is not
+ * announced to the other). `reads` counts the lookups of one message by its key.
+ */
+function backendOf(kind: Backend['kind']): Backend & { reads: number } {
+  const inner = nedbBackend({ inMemory: true });
+  const open = new Map<string, Promise<unknown>>();
+  const backend = {
+    kind,
+    reads: 0,
+    collection<T extends { _id: string }>(name: string, indexes: Parameters<Backend['collection']>[1]) {
+      if (!open.has(name)) {
+        open.set(
+          name,
+          inner.collection<T>(name, indexes).then((c): Collection<T> => ({
+            ...c,
+            findOne: (filter) => {
+              if (name === 'messages' && Object.keys(filter).join() === '_id') backend.reads++;
+              return c.findOne(filter);
+            },
+          })),
+        );
+      }
+      return open.get(name) as Promise<Collection<T>>;
+    },
+    close: async () => undefined,
+  };
+  return backend;
+}
+
+async function setup(env: Record<string, string> = {}, backend: Backend = nedbBackend({ inMemory: true })) {
   const clock = new ManualClock();
   const start = clock.now();
   const config = loadConfig({ WECHAT_TOKEN: 'lifecycle1', DIFY_API_KEY: 'app-lifecycle-0001', ...env });
-  const store = await Store.open(nedbBackend({ inMemory: true }));
+  const store = await Store.open(backend);
   const logger = memoryLogger({ secrets: [] });
   const dify = new ScriptedDify();
-  const wakeups = new Wakeups(clock);
-  const worker = new AnswerWorker({ config, store, answerer: dify, clock, logger, wakeups });
+  const wakeups = new Wakeups(clock, store);
+  const worker = new AnswerWorker({ config, store, answerer: dify, clock, logger });
   const bot = new Bot({ config, store, clock, logger, worker, answerer: dify, wakeups });
   let msgId = 1000n;
   /** One delivery arriving now; resolves to the decision and the (virtual) ms it was made at. */
@@ -68,7 +100,7 @@ async function setup(env: Record<string, string> = {}) {
     return { p, done: () => done };
   };
   const text = (content: string, id = String(msgId++)): InboundMessage => ({ kind: 'text', toUser: 'gh_x', fromUser: 'oLife', createTime: Math.floor(clock.now() / 1000), msgId: id, content });
-  return { clock, start, config, store, dify, bot, deliver, text, at: (ms: number) => clock.to(ms, start) };
+  return { clock, start, config, store, backend, dify, bot, deliver, text, at: (ms: number) => clock.to(ms, start) };
 }
 
 describe('delivery timing on a manual clock, at WeChat’s real timings', () => {
@@ -120,19 +152,36 @@ describe('delivery timing on a manual clock, at WeChat’s real timings', () => 
     expect(t.dify.asked).toEqual(['二十秒']);
   });
 
-  it('an answer settled by another instance is seen within the polling back-off (150 ms doubling to 600 ms)', async () => {
-    const t = await setup();
+  it('on a store other processes share, an answer settled by another instance is seen within the polling back-off (150 ms doubling to 600 ms)', async () => {
+    const t = await setup({}, backendOf('mongodb'));
+    const other = await Store.open(t.backend);
     const q = t.text('别处');
     const d1 = t.deliver(q);
     await t.at(2000);
-    // Another instance's worker saves the answer: no wake-up reaches this process.
+    // Another instance's worker saves the answer: no news of it reaches this process.
     const key = `oLife:${(q as { msgId: string }).msgId}`;
-    await t.store.settle(key, 1, { status: 'answered', answer: '别处的回答', pages: ['别处的回答'] }, t.clock.now());
+    await other.settle(key, 1, { status: 'answered', answer: '别处的回答', pages: ['别处的回答'] }, t.clock.now());
+    await t.at(2000);
+    expect(d1.done()).toBeUndefined();
     await t.at(2600);
     const r = d1.done();
     expect(r?.d).toEqual({ reply: '别处的回答', giveBack: expect.any(Function) });
     expect(r?.at).toBeGreaterThan(2000);
     expect(r?.at).toBeLessThanOrEqual(2600);
+  });
+
+  it('alone on its store, a delivery hears a settle at once and polls only every 2 s', async () => {
+    const backend = backendOf('embedded');
+    const t = await setup({}, backend);
+    const q = t.text('这里');
+    const d1 = t.deliver(q);
+    await t.at(3900);
+    // Looked at on arrival and at 2 s only: nothing else can change it unannounced.
+    expect(backend.reads).toBe(2);
+    const key = `oLife:${(q as { msgId: string }).msgId}`;
+    await t.store.settle(key, 1, { status: 'answered', answer: '这里的回答', pages: ['这里的回答'] }, t.clock.now());
+    await t.at(3900);
+    expect(d1.done()).toEqual({ d: { reply: '这里的回答', giveBack: expect.any(Function) }, at: 3900 });
   });
 
   it('with PLACEHOLDER_MODE=first the first delivery gets the placeholder at its deadline', async () => {

@@ -146,6 +146,27 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(await s.takePage(back[0] as MessageRecord, 0, 'oR:one', 'fetch', T0)).not.toBeNull();
   });
 
+  it('announces in its process what a waiting delivery must hear: settle, /clear, a page given back, unsubscribe; once each, per user', async () => {
+    const s = await open();
+    const heard: string[] = [];
+    const offs = ['oN', 'oM'].map((u) => s.onChange(u, () => heard.push(u)));
+    claimed(await s.claim(question('oN:1', 'oN')));
+    await s.heartbeat('oN:1', 1, T0 + 1, 'so far');
+    expect(heard).toEqual([]); // claims and progress change nothing a delivery waits for
+    const q = (await s.settle('oN:1', 1, { status: 'answered', answer: 'a', pages: ['a'] }, T0 + 2)) as MessageRecord;
+    expect(await s.settle('oN:1', 1, { status: 'answered', answer: 'b', pages: ['b'] }, T0 + 3)).toBeNull();
+    expect(heard).toEqual(['oN']); // the settle that did not match says nothing
+    const took = (await s.takePage(q, 0, 'oN:9', 'fetch', T0)) as MessageRecord;
+    expect(await s.returnPage(took, 0, 'someone-else')).toBe(false);
+    expect(await s.returnPage(took, 0, 'oN:9')).toBe(true);
+    await s.clearUser('oN', T0 + 4);
+    await s.forgetUser('oM', T0, T0 + 5);
+    expect(heard).toEqual(['oN', 'oN', 'oN', 'oM']);
+    for (const off of offs) off();
+    await s.clearUser('oN', T0 + 6);
+    expect(heard).toHaveLength(4);
+  });
+
   it('keeps a heartbeat only while the question is this attempt’s to answer', async () => {
     const s = await open();
     claimed(await s.claim(question('oH:1', 'oH')));
