@@ -7,6 +7,7 @@ import { ConfigError } from './errors';
 import type { LogLevel } from './log';
 import type { Menu } from './menu';
 import { menuProblems } from './menu';
+import { PROXY_VARIABLES, parseProxy } from './http';
 
 /** All user-facing texts. Defaults are Chinese; override any subset with the JSON in `BOT_TEXTS`. */
 export interface Texts {
@@ -628,6 +629,11 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
   const storeKind = str(env, 'STORE') ?? 'auto';
   if (storeKind !== 'auto' && storeKind !== 'mongodb' && storeKind !== 'embedded') throw new ConfigError('STORE', 'must be auto, mongodb or embedded');
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError('LOG_LEVEL', 'must be debug, info, warn or error');
+  // Read by lib/http.ts on each call out; a value that is no proxy would fail every one of them.
+  for (const name of PROXY_VARIABLES) {
+    const v = env[name];
+    if (v && !parseProxy(v)) throw new ConfigError(name, 'must be a proxy URL, e.g. http://proxy.example:3128');
+  }
 
   const texts = json(env, 'BOT_TEXTS', parseTexts, DEFAULT_TEXTS);
   const page = pageConfig(env, opts.platform ?? 'node');

@@ -79,12 +79,23 @@ export function bypassesProxy(url: URL, noProxy: string): boolean {
 export function proxyFor(url: URL, env: NodeJS.ProcessEnv = process.env): URL | undefined {
   const raw = envValue(env, url.protocol === 'https:' ? 'HTTPS_PROXY' : 'HTTP_PROXY') ?? envValue(env, 'ALL_PROXY');
   if (!raw || bypassesProxy(url, envValue(env, 'NO_PROXY') ?? '')) return undefined;
+  const proxy = parseProxy(raw);
+  if (!proxy) throw new NetworkError('EPROXY', 'the proxy in HTTPS_PROXY / HTTP_PROXY is not a URL');
+  return proxy;
+}
+
+/** A proxy variable's value as a URL (`host:port` means http), or undefined when it is none. */
+export function parseProxy(raw: string): URL | undefined {
   try {
-    return new URL(raw.includes('://') ? raw : `http://${raw}`);
+    const u = new URL(raw.includes('://') ? raw : `http://${raw}`);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname ? u : undefined;
   } catch {
-    throw new NetworkError('EPROXY', 'the proxy in HTTPS_PROXY / HTTP_PROXY is not a URL');
+    return undefined;
   }
 }
+
+/** The variables `proxyFor` reads, each in both cases. */
+export const PROXY_VARIABLES = ['HTTPS_PROXY', 'HTTP_PROXY', 'ALL_PROXY'].flatMap((n) => [n.toLowerCase(), n]);
 
 function proxyAuth(proxy: URL): Record<string, string> {
   if (!proxy.username) return {};

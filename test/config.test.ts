@@ -46,6 +46,10 @@ describe('loadConfig', () => {
     fails({ ...base, WECHAT_PUSH: 'maybe' }, 'WECHAT_PUSH');
     fails({ ...base, LOG_LEVEL: 'loud' }, 'LOG_LEVEL');
     fails({ ...base, STORE: 'redis' }, 'STORE');
+    fails({ ...base, HTTPS_PROXY: 'ftp://proxy.example' }, 'HTTPS_PROXY');
+    fails({ ...base, http_proxy: 'http://user:hunter2@[bad' }, 'http_proxy');
+    expect(() => loadConfig({ ...base, http_proxy: 'http://user:hunter2@[bad' })).toThrow(/^(?!.*hunter2)/);
+    expect(() => loadConfig({ ...base, HTTPS_PROXY: 'proxy.example:3128', ALL_PROXY: 'https://u:p@proxy.example' })).not.toThrow();
   });
 
   it('never puts a secret value into an error message', () => {
