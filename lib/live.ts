@@ -4,19 +4,19 @@
  * store stays the truth: a page served by another instance reads the progress the worker saves
  * there (docs/answer-page.md); this only makes the same process faster.
  */
+import { Listeners } from './listeners';
+
 export type LiveEvent = { text: string; attempt: number } | { settled: true };
 
 export class LiveAnswers {
-  private readonly listeners = new Map<string, Set<(e: LiveEvent) => void>>();
+  private readonly listeners = new Listeners<LiveEvent>();
   /** The latest text of each answer being written in this process. */
   private readonly latest = new Map<string, { text: string; attempt: number }>();
 
   publish(key: string, event: LiveEvent): void {
     if ('text' in event) this.latest.set(key, event);
     else this.latest.delete(key);
-    const set = this.listeners.get(key);
-    if (!set) return;
-    for (const l of [...set]) l(event);
+    this.listeners.emit(key, event);
   }
 
   /** The text so far, when this process is writing the answer. */
@@ -26,13 +26,6 @@ export class LiveAnswers {
 
   /** Listen to `key`'s news; call the returned function to stop. */
   subscribe(key: string, listener: (e: LiveEvent) => void): () => void {
-    let set = this.listeners.get(key);
-    if (!set) this.listeners.set(key, (set = new Set()));
-    const mine = set;
-    mine.add(listener);
-    return () => {
-      mine.delete(listener);
-      if (mine.size === 0 && this.listeners.get(key) === mine) this.listeners.delete(key);
-    };
+    return this.listeners.on(key, listener);
   }
 }

@@ -10,6 +10,7 @@
 import { createHash, randomBytes } from 'crypto';
 import type { FailureKind } from '../errors';
 import { StoreError } from '../errors';
+import { Listeners } from '../listeners';
 import type { Turn, Usage } from '../answerer';
 import type { Backend, Collection, Update } from './collection';
 
@@ -225,7 +226,7 @@ export function pageCount(q: MessageRecord): number {
 
 export class Store {
   private readonly pendingCounts = new Map<string, Record<string, number>>();
-  private readonly listeners = new Map<string, Set<() => void>>();
+  private readonly listeners = new Listeners<void>();
   private countTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(
@@ -306,20 +307,11 @@ export class Store {
    * only shortens a wait; what the waiter does next it reads from the records. Returns the unsubscribe.
    */
   onChange(user: string, listener: () => void): () => void {
-    let set = this.listeners.get(user);
-    if (!set) this.listeners.set(user, (set = new Set()));
-    const mine = set;
-    mine.add(listener);
-    return () => {
-      mine.delete(listener);
-      if (mine.size === 0 && this.listeners.get(user) === mine) this.listeners.delete(user);
-    };
+    return this.listeners.on(user, listener);
   }
 
   private changed(user: string): void {
-    const set = this.listeners.get(user);
-    if (!set) return;
-    for (const listener of [...set]) listener();
+    this.listeners.emit(user, undefined);
   }
 
   async close(): Promise<void> {
