@@ -119,12 +119,16 @@ export async function loadJournal(file: string): Promise<{ docs: Doc[]; lines: n
   return { docs: [...docs.values()], lines: n };
 }
 
+type Waiter = { resolve: () => void; reject: (err: Error) => void };
+
 export class Journal {
   private fd: number | undefined;
   private buffer: string[] = [];
   /** Waiters for the lines in `buffer`. */
-  private waiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  private waiters: Waiter[] = [];
   private writing: Promise<void> | undefined;
+  /** `synced()` callers waiting for the write in progress (and only for it). */
+  private readers: Waiter[] = [];
   private paused = false;
   private closed = false;
 
@@ -147,16 +151,16 @@ export class Journal {
   /** Resolves once everything appended so far is in the file. */
   synced(): Promise<void> {
     if (this.buffer.length === 0 && !this.writing) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      if (this.buffer.length > 0) this.waiters.push({ resolve, reject });
-      else void (this.writing as Promise<void>).then(() => this.synced()).then(resolve, reject);
-    });
+    // Wait for the lines appended so far, never for later ones: under steady traffic a write
+    // follows a write without pause, and a reader that waited for a quiet moment waited for ever.
+    return new Promise((resolve, reject) => (this.buffer.length > 0 ? this.waiters : this.readers).push({ resolve, reject }));
   }
 
   private kick(): void {
     if (this.writing || this.paused || this.buffer.length === 0) return;
     const lines = this.buffer.join('');
     const waiters = this.waiters;
+    const readers: Waiter[] = (this.readers = []);
     this.buffer = [];
     this.waiters = [];
     // Written on the next turn, so every change made in this turn joins the same write.
@@ -164,9 +168,12 @@ export class Journal {
       try {
         writeSync(this.fd as number, lines);
         for (const w of waiters) w.resolve();
+        for (const r of readers) r.resolve();
       } catch (err) {
         // Disk full or gone: the changes are not durable; put them back in order and fail the callers.
         this.buffer.unshift(lines);
+        // Readers wait for the retry, which carries these lines again.
+        this.waiters.unshift(...readers);
         const e = new StoreError('store_unwritable', `cannot write ${this.file}: ${(err as Error).message}`, { cause: err });
         for (const w of waiters) w.reject(e);
         this.paused = true;
