@@ -121,14 +121,18 @@ export async function loadJournal(file: string): Promise<{ docs: Doc[]; lines: n
 
 type Waiter = { resolve: () => void; reject: (err: Error) => void };
 
+/** Writes that may follow one another in one run of callbacks (see `kick`). */
+const CHAINED_WRITES = 4;
+
 export class Journal {
   private fd: number | undefined;
   private buffer: string[] = [];
   /** Waiters for the lines in `buffer`. */
   private waiters: Waiter[] = [];
   private writing: Promise<void> | undefined;
-  /** `synced()` callers waiting for the write in progress (and only for it). */
-  private readers: Waiter[] = [];
+  /** Writes left that may follow the one just done without waiting for the next turn. */
+  private chain = 0;
+  private chaining = false;
   private paused = false;
   private closed = false;
 
@@ -148,44 +152,60 @@ export class Journal {
     });
   }
 
-  /** Resolves once everything appended so far is in the file. */
+  /**
+   * Resolves once everything appended so far is in the file: with the next write, never a later
+   * one (under steady traffic a write follows a write without pause).
+   */
   synced(): Promise<void> {
-    if (this.buffer.length === 0 && !this.writing) return Promise.resolve();
-    // Wait for the lines appended so far, never for later ones: under steady traffic a write
-    // follows a write without pause, and a reader that waited for a quiet moment waited for ever.
-    return new Promise((resolve, reject) => (this.buffer.length > 0 ? this.waiters : this.readers).push({ resolve, reject }));
+    if (this.buffer.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
+  /**
+   * Group commit: one write takes every line appended until it runs, which is once this turn's
+   * I/O callbacks are done, so a burst of changes shares it. The callers it releases often make
+   * their next change at once (a claim, then its count); those lines are written as soon as the
+   * callers have run, not a whole turn later, a few times over before the loop gets its turn
+   * back, so a long chain of changes cannot hold the loop.
+   */
   private kick(): void {
     if (this.writing || this.paused || this.buffer.length === 0) return;
+    const soon = this.chain > 0;
+    if (soon) this.chain--;
+    this.writing = (soon ? Promise.resolve() : new Promise<void>((resolve) => setImmediate(resolve))).then(() => this.write());
+  }
+
+  private write(): void {
     const lines = this.buffer.join('');
     const waiters = this.waiters;
-    const readers: Waiter[] = (this.readers = []);
     this.buffer = [];
     this.waiters = [];
-    // Written on the next turn, so every change made in this turn joins the same write.
-    this.writing = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-      try {
-        writeSync(this.fd as number, lines);
-        for (const w of waiters) w.resolve();
-        for (const r of readers) r.resolve();
-      } catch (err) {
-        // Disk full or gone: the changes are not durable; put them back in order and fail the callers.
-        this.buffer.unshift(lines);
-        // Readers wait for the retry, which carries these lines again.
-        this.waiters.unshift(...readers);
-        const e = new StoreError('store_unwritable', `cannot write ${this.file}: ${(err as Error).message}`, { cause: err });
-        for (const w of waiters) w.reject(e);
-        this.paused = true;
-        setTimeout(() => {
-          this.paused = false;
-          this.kick();
-        }, 1000).unref();
-      } finally {
-        this.writing = undefined;
-        this.kick();
+    try {
+      writeSync(this.fd as number, lines);
+      if (!this.chaining) {
+        this.chaining = true;
+        this.chain = CHAINED_WRITES;
+        // Once the released callers and what they set off have run, the loop's turn comes first again.
+        process.nextTick(() => {
+          this.chaining = false;
+          this.chain = 0;
+        });
       }
-    });
+      for (const w of waiters) w.resolve();
+    } catch (err) {
+      // Disk full or gone: the changes are not durable; put them back in order and fail the callers.
+      this.buffer.unshift(lines);
+      const e = new StoreError('store_unwritable', `cannot write ${this.file}: ${(err as Error).message}`, { cause: err });
+      for (const w of waiters) w.reject(e);
+      this.paused = true;
+      setTimeout(() => {
+        this.paused = false;
+        this.kick();
+      }, 1000).unref();
+    } finally {
+      this.writing = undefined;
+      this.kick();
+    }
   }
 
   /**

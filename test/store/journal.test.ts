@@ -79,6 +79,36 @@ describe('the journal', () => {
     expect(after).toBeLessThan(before + 5);
   });
 
+  it('writes every change made in a turn by the end of that turn', async () => {
+    const journal = new Journal(join(tempDir(), 'j.db'));
+    const order: string[] = [];
+    const a = journal.append([{ _id: 'a' }]).then(() => order.push('a'));
+    await Promise.resolve();
+    const b = journal.append([{ _id: 'b' }]).then(() => order.push('b'));
+    setImmediate(() => order.push('next turn'));
+    await Promise.all([a, b]);
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual(['a', 'b', 'next turn']);
+    await journal.close();
+  });
+
+  it('writes the change a released caller makes next at once, without waiting a turn, and still lets the loop in', async () => {
+    const journal = new Journal(join(tempDir(), 'j.db'));
+    await journal.append([{ _id: 'first' }]);
+    // A claim, then its count: the second change does not wait for the loop's next turn.
+    let turned = false;
+    setImmediate(() => (turned = true));
+    await journal.append([{ _id: 'second' }]);
+    expect(turned).toBe(false);
+    // A long run of changes, each made as the one before is written, gives the loop its turns.
+    let turns = 0;
+    const ticker = setInterval(() => turns++, 0);
+    for (let i = 0; i < 200; i++) await journal.append([{ _id: `c${i}` }]);
+    clearInterval(ticker);
+    expect(turns).toBeGreaterThan(0);
+    await journal.close();
+  });
+
   it('loses nothing when compaction runs while changes stream in', async () => {
     const dir = tempDir();
     const store = await Store.open(nedbBackend({ dataDir: dir, compactEveryMs: 2 }));
