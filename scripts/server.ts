@@ -7,6 +7,8 @@ import { loadConfig, secretsOf } from '../lib/config';
 import { ConfigError, errorLogFields } from '../lib/errors';
 import { createLogger } from '../lib/log';
 import { createHttpServer } from '../lib/server/http';
+import { listenWide } from '../lib/server/listen';
+import type { Listening } from '../lib/server/listen';
 import { openStore } from '../lib/store';
 import { nedbBackend } from '../lib/store/nedb';
 
@@ -55,11 +57,17 @@ async function main(): Promise<void> {
 
   // A deep accept queue: Node's default (511) drops the SYNs of a burst beyond it, and a client
   // retries only after a second, which WeChat counts against its 5 s (the kernel caps this at somaxconn).
-  server.listen(config.server.port, config.server.host, LISTEN_BACKLOG, () => {
-    const addr = server.address();
-    const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
-    app.logger.info('listening', { url: `http://${config.server.host}:${port}/wechat`, store: storeKind, model: config.llm.provider === 'openai' ? `${config.openai?.baseUrl} (${config.openai?.model})` : config.dify.baseUrl });
-  });
+  // Several descriptors on it, so a burst is accepted while the loop is busy (lib/server/listen.ts).
+  let listening: Listening;
+  try {
+    listening = await listenWide(server, { port: config.server.port, host: config.server.host, backlog: LISTEN_BACKLOG, warn: (msg, fields) => app.logger.warn(msg, fields) });
+  } catch (err) {
+    app.logger.error('cannot listen', { host: config.server.host, port: config.server.port, ...errorLogFields(err) });
+    process.exit(1);
+  }
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
+  app.logger.info('listening', { url: `http://${config.server.host}:${port}/wechat`, store: storeKind, model: config.llm.provider === 'openai' ? `${config.openai?.baseUrl} (${config.openai?.model})` : config.dify.baseUrl });
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -67,6 +75,7 @@ async function main(): Promise<void> {
     stopping = true;
     app.logger.info('stopping', { signal });
     clearInterval(sweeper);
+    listening.close();
     server.close();
     // Answers in flight get a short grace period; whatever is left is recovered after restart.
     void Promise.race([app.worker.idle(), new Promise((r) => setTimeout(r, 8000))]).then(async () => {

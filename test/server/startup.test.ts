@@ -1,6 +1,8 @@
 /** `npm start` refuses bad settings with one clear line and an exit code, never a stack trace. */
 import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
+import { createServer } from 'net';
+import type { AddressInfo } from 'net';
 import { join } from 'path';
 import { describe, expect, it } from 'vitest';
 import { runServerToExit, spawnServer } from '../support/process';
@@ -11,6 +13,24 @@ describe('server start-up', () => {
     expect(r.code).toBe(2);
     expect(r.output).toContain('Configuration error: WECHAT_TOKEN: is required');
     expect(r.output).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  it('exits 1 with one line naming the port when it is taken, never a stack trace', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const port = (taken.address() as AddressInfo).port;
+    const dataDir = mkdtempSync(join(tmpdir(), 'wdb-port-'));
+    try {
+      const r = await runServerToExit({ WECHAT_TOKEN: 'starttoken1', DIFY_API_KEY: 'app-start-test-key', DATA_DIR: dataDir, PORT: String(port) });
+      expect(r.code).toBe(1);
+      expect(r.output).toContain('"msg":"cannot listen"');
+      expect(r.output).toContain(`"port":${port}`);
+      expect(r.output).toContain('EADDRINUSE');
+      expect(r.output).not.toMatch(/\n\s+at /);
+    } finally {
+      taken.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('exits 2 when STORE=mongodb has no MONGODB_URI, with the secrets kept out of the output', async () => {
