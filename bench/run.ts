@@ -468,16 +468,16 @@ The embedded store runs NeDB in memory with our own group-commit journal (docs/s
 arrive together share one file write, and reads never wait behind the disk; every reply still follows
 the writes it depends on reaching the file. That keeps \`1\` near-flat as records accumulate.
 
-With 2,000 simultaneous questions, 94–100% are answered in their first window across runs (most runs
-99%+), the rest in the second, none without a reply. Two changes brought it there from 90–96%: calls
-out go straight through node:http (lib/http.ts; axios cost about 15% of the server's CPU in this
-burst), and a waiting delivery is woken by the store's own news of its answer instead of polling the
-embedded store (about 2 reads per question instead of 5). What still misses is the server *seeing*
-the last connections: Node 20's libuv accepts one new connection per poll of the listening socket, so
-while the loop is busy with the first questions, several hundred connections wait in the kernel's
-accept queue (\`ss -ltn\` showed 500–800, for up to 3 s, with no overflow). Those among them that also
-get Dify's slowest answers (over ~2.3 s) miss WeChat's 5 s. On these 2 cores the load generator and
-the Dify simulator share the machine with the server.
+With 2,000 simultaneous questions, every one is answered in its first window, none in a later one
+(the same in three burst-only runs before this one; the stop before, 94–100% were). What brought it
+there (docs/capacity.md): libuv accepts one connection per poll of a listening socket, so while the
+loop was busy with the first questions, 500–800 connections waited in the kernel's accept queue for up
+to 3 s; the server now watches its socket through 1 + 4 descriptors (lib/server/listen.ts). The
+embedded store's group commit no longer makes a question wait a whole turn of the loop between its
+writes (the claim took 300–350 ms at the median in this burst, now about 60), and a read waits only
+for the write in progress, not for the journal to go quiet (with 2,000 answers of 3.2 s in flight,
+that wait had grown the heap to 400 MB). On these 2 cores the load generator and the Dify simulator
+share the machine with the server.
 `;
 
 async function main(): Promise<void> {
