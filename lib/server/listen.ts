@@ -68,6 +68,16 @@ export async function listenWide(server: HttpServer, opts: ListenOptions): Promi
   const want = opts.extra ?? EXTRA_ACCEPT_WATCHERS;
   // Windows' libuv queues several accepts itself.
   if (want <= 0 || process.platform === 'win32') return { extra: 0, close: () => undefined };
+  // The extra descriptors' sockets are made by a plain net.Server with its defaults (or by the
+  // helper's): they get what the HTTP server sets for its own. net.Server keeps its options as
+  // these fields (Node's lib/net.js); an HTTP server makes its sockets half-open and without Nagle.
+  const own = server as unknown as { allowHalfOpen?: boolean; noDelay?: boolean; keepAlive?: boolean; keepAliveInitialDelay?: number };
+  const adopt = (socket: Socket): Socket => {
+    socket.allowHalfOpen = own.allowHalfOpen ?? true;
+    socket.setNoDelay(own.noDelay ?? true);
+    if (own.keepAlive) socket.setKeepAlive(true, (own.keepAliveInitialDelay ?? 0) * 1000);
+    return socket;
+  };
   const watchers: Server[] = [];
   const close = () => {
     for (const w of watchers.splice(0)) w.close();
@@ -93,10 +103,10 @@ export async function listenWide(server: HttpServer, opts: ListenOptions): Promi
       // Kept until the helper leaves: a connection it accepted may come after the last descriptor.
       child.on('message', (m: unknown, handle: unknown) => {
         if (m === 'socket' && handle) {
-          server.emit('connection', handle as Socket);
+          server.emit('connection', adopt(handle as Socket));
         } else if (m === 'watch' && handle) {
           const watcher = handle as Server;
-          watcher.on('connection', (socket: Socket) => server.emit('connection', socket));
+          watcher.on('connection', (socket: Socket) => server.emit('connection', adopt(socket)));
           watcher.on('error', (err) => opts.warn?.('an extra accept descriptor failed', { message: err.message }));
           watchers.push(watcher);
           if (watchers.length === want) {

@@ -5,7 +5,7 @@
  */
 import { readdirSync, readlinkSync } from 'fs';
 import { createServer, request } from 'http';
-import type { AddressInfo } from 'net';
+import type { AddressInfo, Socket } from 'net';
 import { describe, expect, it } from 'vitest';
 import { listenWide } from '../../lib/server/listen';
 
@@ -60,8 +60,31 @@ describe('listening through several descriptors', () => {
     expect(await get(port)).toBe('error ECONNREFUSED');
   });
 
+  it('gives the server every connection with the options of its own (as if it had accepted it)', async () => {
+    const optionsOf = (socket: Socket) => `allowHalfOpen=${socket.allowHalfOpen} highWaterMark=${socket.writableHighWaterMark}`;
+    // What a server that listens plainly gives its own sockets.
+    const plain = createServer((_req, res) => res.end('ok'));
+    let expected = '';
+    plain.on('connection', (socket: Socket) => (expected = optionsOf(socket)));
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', () => r()));
+    expect(await get((plain.address() as AddressInfo).port)).toBe('ok');
+    plain.close();
+
+    const server = createServer((_req, res) => res.end('ok'));
+    const options = new Set<string>();
+    server.on('connection', (socket: Socket) => options.add(optionsOf(socket)));
+    const listening = await listenWide(server, { port: 0, host: '127.0.0.1', backlog: 511 });
+    const port = (server.address() as AddressInfo).port;
+    expect(tally(await Promise.all(Array.from({ length: 300 }, () => get(port))))).toEqual({ ok: 300 });
+    expect([...options]).toEqual([expected]);
+    listening.close();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
   it('serves every connection that arrives while the helper holds the socket', async () => {
     const server = createServer((_req, res) => res.end('ok'));
+    const halfOpen = new Set<boolean>();
+    server.on('connection', (socket: Socket) => halfOpen.add(socket.allowHalfOpen));
     const results: Promise<string>[] = [];
     let ready = false;
     // Connections every 2 ms from the moment the port opens until well after the helper is done.
@@ -80,6 +103,7 @@ describe('listening through several descriptors', () => {
     const all = await Promise.all(results);
     expect(all.length).toBeGreaterThan(100);
     expect(tally(all)).toEqual({ ok: all.length });
+    expect(halfOpen.size).toBe(1); // the same on every descriptor, and for what the helper handed back
     listening.close();
     await new Promise<void>((r) => server.close(() => r()));
   });
