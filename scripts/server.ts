@@ -67,7 +67,7 @@ async function main(): Promise<void> {
   }
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
-  app.logger.info('listening', { url: `http://${config.server.host}:${port}/wechat`, store: storeKind, model: config.llm.provider === 'openai' ? `${config.openai?.baseUrl} (${config.openai?.model})` : config.dify.baseUrl });
+  app.logger.info('listening', { url: `http://${config.server.host}:${port}/wechat`, acceptDescriptors: 1 + listening.extra, store: storeKind, model: config.llm.provider === 'openai' ? `${config.openai?.baseUrl} (${config.openai?.model})` : config.dify.baseUrl });
 
   let stopping = false;
   const stop = (signal: string) => {

@@ -1,10 +1,11 @@
 /** `npm start` refuses bad settings with one clear line and an exit code, never a stack trace. */
-import { mkdtempSync, rmSync } from 'fs';
+import { mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { createServer } from 'net';
 import type { AddressInfo } from 'net';
 import { join } from 'path';
 import { describe, expect, it } from 'vitest';
+import { eventually } from '../support/harness';
 import { runServerToExit, spawnServer } from '../support/process';
 
 describe('server start-up', () => {
@@ -29,6 +30,22 @@ describe('server start-up', () => {
       expect(r.output).not.toMatch(/\n\s+at /);
     } finally {
       taken.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('accepts through 1 + 4 descriptors, and leaves no helper process behind', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'wdb-accept-'));
+    const server = await spawnServer({ WECHAT_TOKEN: 'starttoken1', DIFY_API_KEY: 'app-start-test-key', DATA_DIR: dataDir });
+    try {
+      expect(server.output.join('')).toContain('"acceptDescriptors":5');
+      const pid = server.child.pid as number;
+      const children = () => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+      await eventually(() => children() === '');
+      const health = await fetch(server.url.replace('/wechat', '/healthz'));
+      expect(health.status).toBe(200);
+    } finally {
+      await server.stop();
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
