@@ -1,9 +1,10 @@
 /**
  * Listening so that a burst of connections is accepted as fast as it arrives (docs/capacity.md).
  *
- * libuv, under every current Node, accepts one connection each time the loop polls a listening
- * socket (libuv PR #3696, 2022). While the loop is busy with the questions already in, the rest of
- * a burst waits in the kernel's accept queue, and WeChat's 5 s run from the moment it connected.
+ * libuv accepts one connection each time the loop polls a listening socket (libuv PR #3696, in
+ * libuv 1.45 and later: Node 20.3 and every later release). While the loop is busy with the
+ * questions already in, the rest of a burst waits in the kernel's accept queue, and WeChat's 5 s
+ * run from the moment it connected.
  * So the socket is watched through several file descriptors: the loop then accepts one connection
  * per descriptor per poll. Node has no `dup()`; handing a listening socket to a child process over
  * IPC and back gives a new descriptor for it (what the cluster module does between processes). The
