@@ -130,9 +130,11 @@ export class Journal {
   /** Waiters for the lines in `buffer`. */
   private waiters: Waiter[] = [];
   private writing: Promise<void> | undefined;
-  /** Writes left that may follow the one just done without waiting for the next turn. */
-  private chain = 0;
-  private chaining = false;
+  /**
+   * Writes left that may follow the one just done without waiting for the next turn; undefined
+   * once the loop's turn has come again.
+   */
+  private chain: number | undefined;
   private paused = false;
   private closed = false;
 
@@ -170,8 +172,9 @@ export class Journal {
    */
   private kick(): void {
     if (this.writing || this.paused || this.buffer.length === 0) return;
-    const soon = this.chain > 0;
-    if (soon) this.chain--;
+    const left = this.chain ?? 0;
+    const soon = left > 0;
+    if (soon) this.chain = left - 1;
     this.writing = (soon ? Promise.resolve() : new Promise<void>((resolve) => setImmediate(resolve))).then(() => this.write());
   }
 
@@ -182,14 +185,10 @@ export class Journal {
     this.waiters = [];
     try {
       writeSync(this.fd as number, lines);
-      if (!this.chaining) {
-        this.chaining = true;
+      if (this.chain === undefined) {
         this.chain = CHAINED_WRITES;
         // Once the released callers and what they set off have run, the loop's turn comes first again.
-        process.nextTick(() => {
-          this.chaining = false;
-          this.chain = 0;
-        });
+        process.nextTick(() => (this.chain = undefined));
       }
       for (const w of waiters) w.resolve();
     } catch (err) {
