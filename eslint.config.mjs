@@ -8,7 +8,7 @@ const lafMissingGlobals = [
   'URLSearchParams', 'structuredClone', 'queueMicrotask', 'performance', 'crypto',
 ].map((name) => ({ name, message: 'Not available in the laf sandbox; require it from a Node core module.' }));
 
-// Signatures and digests are compared only with crypto.timingSafeEqual (lib/wechat/signature.ts
+// Signatures and digests are compared only with crypto.timingSafeEqual (lib/channels/wxbiz/signature.ts
 // safeEqualHex): an ===, startsWith or includes on one would leak how many leading characters match.
 const DIGEST = '/signature|digest|^expected$/i';
 // A presence check (=== undefined / null) compares nothing secret.

@@ -8,8 +8,8 @@ import { freePort } from './support';
 import { createApp } from '../lib/app';
 import type { App } from '../lib/app';
 import { loadConfig } from '../lib/config';
-import { createLogger } from '../lib/log';
-import { createHttpServer } from '../lib/server/http';
+import { createLogger } from '../lib/util/log';
+import { createHttpServer } from '../lib/adapters/server/http';
 import { openStore } from '../lib/store';
 import { nedbBackend } from '../lib/store/nedb';
 

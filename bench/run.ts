@@ -23,7 +23,7 @@ import { benchFilter } from './filter';
 import { benchPage } from './page';
 import { BUILT_SERVER, KEY, ROOT, TOKEN, prng, rssMb, spawnChild, stop } from './support';
 import { WechatSim } from '../lib/sim/wechat-sim';
-import { sha1Signature, verifySignature } from '../lib/wechat/signature';
+import { sha1Signature, verifySignature } from '../lib/channels/wxbiz/signature';
 
 const DURATION_S = Number(process.env['BENCH_DURATION_S'] ?? 8);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 32);
@@ -472,7 +472,7 @@ With 2,000 simultaneous questions, every one is answered in its first window, no
 (the same in three burst-only runs before this one; the stop before, 94–100% were). What brought it
 there (docs/capacity.md): libuv accepts one connection per poll of a listening socket, so while the
 loop was busy with the first questions, 500–800 connections waited in the kernel's accept queue for up
-to 3 s; the server now watches its socket through 1 + 4 descriptors (lib/server/listen.ts). The
+to 3 s; the server now watches its socket through 1 + 4 descriptors (lib/adapters/server/listen.ts). The
 embedded store's group commit no longer makes a question wait a whole turn of the loop between its
 writes (the claim took 300–350 ms at the median in this burst, now about 60), and a read waits only
 for the write in progress, not for the journal to go quiet (with 2,000 answers of 3.2 s in flight,

@@ -4,47 +4,47 @@
  */
 import type { Config } from './config';
 import { secretsOf } from './config';
-import { Bot } from './bot/bot';
-import type { Clock } from './clock';
-import { systemClock } from './clock';
-import { createHandler } from './bot/handler';
-import type { Handler } from './bot/handler';
-import { Pusher } from './bot/push';
-import { Wakeups } from './bot/wakeups';
-import { AnswerWorker } from './bot/worker';
-import type { Answerer } from './answerer';
-import { createDifyClient } from './dify/client';
-import { createOpenAIClient } from './openai/client';
-import { LiveAnswers } from './live';
-import type { Logger } from './log';
-import { createLogger } from './log';
-import { createConsoleHandler } from './console/handler';
-import type { ConsoleHandler } from './console/handler';
-import { PageLinks } from './page/links';
-import { createPageHandler } from './page/handler';
-import type { PageHandler, StreamTimings } from './page/handler';
+import { Bot } from './core/bot';
+import type { Clock } from './util/clock';
+import { systemClock } from './util/clock';
+import { createHandler } from './channels/wechat-oa/handler';
+import type { Handler } from './channels/wechat-oa/handler';
+import { Pusher } from './channels/wechat-oa/push';
+import { Wakeups } from './core/wakeups';
+import { AnswerWorker } from './core/worker';
+import type { Answerer } from './core/answerer';
+import { createDifyClient } from './backends/dify/client';
+import { createOpenAIClient } from './backends/openai/client';
+import { LiveAnswers } from './core/live';
+import type { Logger } from './util/log';
+import { createLogger } from './util/log';
+import { createConsoleHandler } from './web/console/handler';
+import type { ConsoleHandler } from './web/console/handler';
+import { PageLinks } from './web/page/links';
+import { createPageHandler } from './web/page/handler';
+import type { PageHandler, StreamTimings } from './web/page/handler';
 import type { Store } from './store';
-import { TOKEN_INVALID, createWechatApi } from './wechat/api';
+import { TOKEN_INVALID, createWechatApi } from './channels/wechat-oa/api';
 import { WechatApiError, errorLogFields } from './errors';
 import { createWordFilter } from './text/filter';
-import { channelOf } from './channels';
-import type { Channel } from './channels';
-import { createLineApi } from './line/api';
-import type { LineApi } from './line/api';
-import { createLineChannel } from './line/channel';
-import { createDiscordApi } from './discord/api';
-import type { DiscordApi } from './discord/api';
-import { createDiscordChannel } from './discord/channel';
-import type { WechatApi } from './wechat/api';
-import { TokenCache } from './wechat/token';
+import { channelOf } from './core/channel';
+import type { Channel } from './core/channel';
+import { createLineApi } from './channels/line/api';
+import type { LineApi } from './channels/line/api';
+import { createLineChannel } from './channels/line/channel';
+import { createDiscordApi } from './channels/discord/api';
+import type { DiscordApi } from './channels/discord/api';
+import { createDiscordChannel } from './channels/discord/channel';
+import type { WechatApi } from './channels/wechat-oa/api';
+import { TokenCache } from './channels/wechat-oa/token';
 import { version } from '../package.json';
 
 export interface App {
   handler: Handler;
-  /** The answer page's requests (lib/page/handler.ts); 404 for everything while the page is off. */
+  /** The answer page's requests (lib/web/page/handler.ts); 404 for everything while the page is off. */
   page: PageHandler;
   version: string;
-  /** The operator console's requests (lib/console/handler.ts); 404 for everything without ADMIN_TOKEN. */
+  /** The operator console's requests (lib/web/console/handler.ts); 404 for everything without ADMIN_TOKEN. */
   console: ConsoleHandler;
   /** LINE and Discord, when configured (docs/channels.md). */
   channels: { line?: Channel; discord?: Channel };
@@ -69,7 +69,7 @@ export interface AppDeps {
   discordApi?: DiscordApi;
 }
 
-/** The backend LLM_PROVIDER names (lib/answerer.ts). */
+/** The backend LLM_PROVIDER names (lib/core/answerer.ts). */
 export function createAnswerer(config: Config): Answerer {
   if (config.llm.provider === 'openai' && config.openai) {
     return createOpenAIClient(config.openai, { vision: config.media.openaiVision, transcribeModel: config.media.openaiTranscribeModel });

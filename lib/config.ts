@@ -4,10 +4,10 @@
  */
 import { readFileSync } from 'fs';
 import { ConfigError } from './errors';
-import type { LogLevel } from './log';
-import type { Menu } from './menu';
-import { menuProblems } from './menu';
-import { PROXY_VARIABLES, parseProxy } from './http';
+import type { LogLevel } from './util/log';
+import type { Menu } from './channels/wechat-oa/menu';
+import { menuProblems } from './channels/wechat-oa/menu';
+import { PROXY_VARIABLES, parseProxy } from './util/http';
 
 /** All user-facing texts. Defaults are Chinese; override any subset with the JSON in `BOT_TEXTS`. */
 export interface Texts {
@@ -214,7 +214,7 @@ function blockedWords(env: Env, readFile: ((path: string) => string) | undefined
   return [...new Set(words.map((w) => w.trim()).filter(Boolean))];
 }
 
-/** DIFY_INPUTS: a JSON object; string values may hold placeholders (lib/dify/inputs.ts). */
+/** DIFY_INPUTS: a JSON object; string values may hold placeholders (lib/backends/dify/inputs.ts). */
 function difyInputs(v: unknown): Record<string, unknown> {
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError('DIFY_INPUTS', 'must be a JSON object of the app\'s input variables, e.g. {"name": "{openid}"}');
   return v as Record<string, unknown>;
@@ -240,7 +240,7 @@ export interface Config {
     /** How many deliveries WeChat makes of one message (observed: 3). */
     deliveries: number;
   };
-  /** Which backend answers (lib/answerer.ts): Dify, or any OpenAI-compatible server. */
+  /** Which backend answers (lib/core/answerer.ts): Dify, or any OpenAI-compatible server. */
   llm: { provider: 'dify' | 'openai' };
   /** With `LLM_PROVIDER=dify`; `apiKey` is '' otherwise. */
   dify: {
@@ -312,17 +312,17 @@ export interface Config {
   menu: Record<string, MenuAction>;
   /** The custom menu to publish (`MENU`, WeChat's format), checked against MENU_KEYS. */
   menuDefinition: Menu | undefined;
-  /** Fixed replies to keywords, answered before the model and never sent to it (lib/bot/keywords.ts). */
+  /** Fixed replies to keywords, answered before the model and never sent to it (lib/core/keywords.ts). */
   keywords: KeywordReplies;
   /** Replies to subscribe-with-scene and SCAN events, by scene value; `*` is the default. */
   scenes: Record<string, string>;
-  /** The answer page (lib/page/): off unless a public base URL is known. */
+  /** The answer page (lib/web/page/): off unless a public base URL is known. */
   page: PageConfig;
-  /** The operator console (lib/console/): off without ADMIN_TOKEN. */
+  /** The operator console (lib/web/console/): off without ADMIN_TOKEN. */
   console: { token: string | undefined };
-  /** LINE (lib/line/): on with LINE_CHANNEL_SECRET and LINE_CHANNEL_ACCESS_TOKEN. */
+  /** LINE (lib/channels/line/): on with LINE_CHANNEL_SECRET and LINE_CHANNEL_ACCESS_TOKEN. */
   line: { channelSecret: string; accessToken: string; apiBase: string } | undefined;
-  /** Discord (lib/discord/): on with DISCORD_PUBLIC_KEY and DISCORD_APPLICATION_ID. */
+  /** Discord (lib/channels/discord/): on with DISCORD_PUBLIC_KEY and DISCORD_APPLICATION_ID. */
   discord: { publicKey: string; applicationId: string; botToken: string | undefined; apiBase: string } | undefined;
   logLevel: LogLevel;
 }
@@ -629,7 +629,7 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
   const storeKind = str(env, 'STORE') ?? 'auto';
   if (storeKind !== 'auto' && storeKind !== 'mongodb' && storeKind !== 'embedded') throw new ConfigError('STORE', 'must be auto, mongodb or embedded');
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ConfigError('LOG_LEVEL', 'must be debug, info, warn or error');
-  // Read by lib/http.ts on each call out; a value that is no proxy would fail every one of them.
+  // Read by lib/util/http.ts on each call out; a value that is no proxy would fail every one of them.
   for (const name of PROXY_VARIABLES) {
     const v = env[name];
     if (v && !parseProxy(v)) throw new ConfigError(name, 'must be a proxy URL, e.g. http://proxy.example:3128');
@@ -750,10 +750,10 @@ export function secretsOf(config: Config): string[] {
   );
 }
 
-/** The longest question quote (lib/bot/replies.ts `quote`): 30 code points of up to 4 bytes, and "…". */
+/** The longest question quote (lib/channels/wechat-oa/replies.ts `quote`): 30 code points of up to 4 bytes, and "…". */
 const WORST_QUOTE = '\u{20000}'.repeat(30) + '…';
 
-/** The answer page's token in links: 22 base64url characters (lib/page/token.ts). */
+/** The answer page's token in links: 22 base64url characters (lib/web/page/token.ts). */
 export const PAGE_TOKEN_CHARS = 22;
 
 /** The link to a question's answer page, as a path and query under PUBLIC_URL. */

@@ -4,7 +4,7 @@
  * Each function in functions/ is bundled with our own code from lib/ (laf deploys only functions/),
  * npm packages left as `require` calls that laf resolves from the app's dependencies. The output is
  * CommonJS JavaScript in a `.ts` file: laf's TypeScript 4.9.5 transpile leaves it as it is. The
- * embedded store is not part of it (laf's store is its MongoDB; lib/laf/entry.ts).
+ * embedded store is not part of it (laf's store is its MongoDB; lib/adapters/laf/entry.ts).
  * laf.yaml and each function's .yaml are copied beside them, so `laf func push` works from DIR.
  */
 import { build } from 'esbuild';
@@ -18,12 +18,12 @@ export const LAF_MAX_FUNCTION_BYTES = 512 * 1024;
 
 /**
  * The console's uPlot files go into the bundle as text: on laf the function's `require` has no
- * `resolve` to find them in node_modules (lib/console/uplot.ts).
+ * `resolve` to find them in node_modules (lib/web/console/uplot.ts).
  */
 const inlineUplot: Plugin = {
   name: 'inline-uplot',
   setup(b) {
-    b.onLoad({ filter: /[\\/]lib[\\/]console[\\/]uplot\.ts$/ }, () => {
+    b.onLoad({ filter: /[\\/]lib[\\/]web[\\/]console[\\/]uplot\.ts$/ }, () => {
       const read = (name: string) => readFileSync(require.resolve(`uplot/dist/${name}`), 'utf8');
       const files = { 'uPlot.iife.min.js': read('uPlot.iife.min.js'), 'uPlot.min.css': read('uPlot.min.css') };
       return {

@@ -4,8 +4,8 @@
  * commands). Needs DISCORD_APPLICATION_ID and DISCORD_BOT_TOKEN (DISCORD_API_BASE for a simulator).
  * The bot token is never printed.
  */
-import { COMMANDS } from '../lib/discord/interactions';
-import { DiscordApiError, createDiscordApi } from '../lib/discord/api';
+import { COMMANDS } from '../lib/channels/discord/interactions';
+import { DiscordApiError, createDiscordApi } from '../lib/channels/discord/api';
 
 async function main(): Promise<number> {
   if (process.argv[2] !== 'register') {

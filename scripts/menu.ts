@@ -7,7 +7,7 @@
  */
 import { loadMenuSettings } from '../lib/config';
 import { ConfigError, WechatApiError } from '../lib/errors';
-import { WECHAT_ERRORS, createWechatApi } from '../lib/wechat/api';
+import { WECHAT_ERRORS, createWechatApi } from '../lib/channels/wechat-oa/api';
 
 const USAGE = 'usage: npm run menu -- show | publish | delete';
 

@@ -5,10 +5,10 @@
 import { createApp } from '../lib/app';
 import { loadConfig, secretsOf } from '../lib/config';
 import { ConfigError, errorLogFields } from '../lib/errors';
-import { createLogger } from '../lib/log';
-import { createHttpServer } from '../lib/server/http';
-import { listenWide } from '../lib/server/listen';
-import type { Listening } from '../lib/server/listen';
+import { createLogger } from '../lib/util/log';
+import { createHttpServer } from '../lib/adapters/server/http';
+import { listenWide } from '../lib/adapters/server/listen';
+import type { Listening } from '../lib/adapters/server/listen';
 import { openStore } from '../lib/store';
 import { nedbBackend } from '../lib/store/nedb';
 
@@ -57,7 +57,7 @@ async function main(): Promise<void> {
 
   // A deep accept queue: Node's default (511) drops the SYNs of a burst beyond it, and a client
   // retries only after a second, which WeChat counts against its 5 s (the kernel caps this at somaxconn).
-  // Several descriptors on it, so a burst is accepted while the loop is busy (lib/server/listen.ts).
+  // Several descriptors on it, so a burst is accepted while the loop is busy (lib/adapters/server/listen.ts).
   let listening: Listening;
   try {
     listening = await listenWide(server, { port: config.server.port, host: config.server.host, backlog: LISTEN_BACKLOG, warn: (msg, fields) => app.logger.warn(msg, fields) });

@@ -9,7 +9,7 @@ import { randomUUID } from 'crypto';
 import { createServer } from 'http';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
 import type { AddressInfo } from 'net';
-import { parseMultipart } from '../multipart';
+import { parseMultipart } from '../util/multipart';
 
 export interface ChatBody {
   query?: unknown;

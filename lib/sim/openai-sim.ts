@@ -9,7 +9,7 @@ import { createServer } from 'http';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
 import type { AddressInfo } from 'net';
 import { readJson, readRaw, splitAwkward } from './dify-sim';
-import { parseMultipart } from '../multipart';
+import { parseMultipart } from '../util/multipart';
 
 export interface CompletionBody {
   model?: unknown;

@@ -7,10 +7,10 @@
  */
 import { randomBytes } from 'crypto';
 import { request } from 'http';
-import { aesKeyFrom, decryptMessage, encryptMessage } from '../wechat/crypto';
-import { cdata } from '../wechat/reply';
-import { msgSignature, sha1Signature } from '../wechat/signature';
-import { parseXmlFields } from '../wechat/xml';
+import { aesKeyFrom, decryptMessage, encryptMessage } from '../channels/wxbiz/crypto';
+import { cdata } from '../channels/wechat-oa/reply';
+import { msgSignature, sha1Signature } from '../channels/wxbiz/signature';
+import { parseXmlFields } from '../channels/wechat-oa/xml';
 
 export const ERROR_NOTICE = '该公众号暂时无法提供服务，请稍后再试';
 

@@ -10,8 +10,8 @@
 import { createHash, randomBytes } from 'crypto';
 import type { FailureKind } from '../errors';
 import { StoreError } from '../errors';
-import { Listeners } from '../listeners';
-import type { Turn, Usage } from '../answerer';
+import { Listeners } from '../util/listeners';
+import type { Turn, Usage } from '../core/answerer';
 import type { Backend, Collection, Update } from './collection';
 
 /** Messages and their answers are kept this long, then removed by a TTL index. */
@@ -25,7 +25,7 @@ const UNSUBSCRIBE_MEMORY_MS = 10 * 60_000;
 export type QuestionStatus = 'pending' | 'answered' | 'failed' | 'cleared';
 
 /**
- * The console's "Try it" user (lib/console/): no OpenID looks like this (they are 28 characters of
+ * The console's "Try it" user (lib/web/console/): no OpenID looks like this (they are 28 characters of
  * base64url). Its questions go through the whole lifecycle, but are counted apart (`test.*`), so
  * the owner's numbers are their users' only.
  */
@@ -82,7 +82,7 @@ export interface MessageRecord {
   usage?: Usage;
   failure?: Failure;
   answeredAt?: number;
-  /** SHA-256 of the question's answer-page token (lib/page/token.ts); never the token itself. */
+  /** SHA-256 of the question's answer-page token (lib/web/page/token.ts); never the token itself. */
   pageToken?: string;
   /** The answer was read to its end on the answer page (its pages count as delivered). */
   readOnPage?: boolean;
@@ -95,7 +95,7 @@ export interface MessageRecord {
   /** How the first page reached the user, and when. */
   deliveredVia?: DeliveryPath;
   deliveredAt?: number;
-  /** Push attempts (lib/bot/push.ts), the latest few: which page, when, and WeChat's errcode (0: sent). */
+  /** Push attempts (lib/channels/wechat-oa/push.ts), the latest few: which page, when, and WeChat's errcode (0: sent). */
   pushes?: PushAttempt[];
   /** The picture the question is about (it was sent just before, or with IMAGE_PROMPT). */
   image?: PictureRef;
@@ -303,7 +303,7 @@ export class Store {
 
   /**
    * Call `listener` when one of `user`'s questions settles, is cleared, deleted, or gets a page back
-   * through this object (in-process news, for deliveries waiting on them: lib/bot/wakeups.ts). It
+   * through this object (in-process news, for deliveries waiting on them: lib/core/wakeups.ts). It
    * only shortens a wait; what the waiter does next it reads from the records. Returns the unsubscribe.
    */
   onChange(user: string, listener: () => void): () => void {

@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseXmlFields } from '../../lib/wechat/xml';
+import { parseXmlFields } from '../../lib/channels/wechat-oa/xml';
 import { TOKEN, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
 import { call, signed, textXml } from '../support/wire';

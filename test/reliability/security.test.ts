@@ -5,7 +5,7 @@
 import { join } from 'path';
 import { fileURLToPath } from 'url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sha1Signature } from '../../lib/wechat/signature';
+import { sha1Signature } from '../../lib/channels/wxbiz/signature';
 import { DIFY_KEY, TOKEN, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
 import { call, textXml } from '../support/wire';

@@ -3,7 +3,7 @@
  * at once. Exactly one Dify call per question, every answer stored, every user gets their own.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseXmlFields } from '../../lib/wechat/xml';
+import { parseXmlFields } from '../../lib/channels/wechat-oa/xml';
 import { TOKEN, eventually, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
 import { deliver, textXml } from '../support/wire';

@@ -1,9 +1,9 @@
 /**
- * A clock that moves only when a test says so (lib/clock.ts's interface): `sleep` resolves when
+ * A clock that moves only when a test says so (lib/util/clock.ts's interface): `sleep` resolves when
  * `advance` reaches its time, so timing decisions can be checked to the millisecond, at real WeChat
  * timings, in no real time.
  */
-import type { Clock } from '../../lib/clock';
+import type { Clock } from '../../lib/util/clock';
 
 /** Let promise chains and I/O callbacks started by a timer run to their next wait. */
 async function settle(): Promise<void> {

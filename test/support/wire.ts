@@ -1,6 +1,6 @@
 /** Raw HTTP to the webhook, for tests that need exact control over what WeChat would send. */
 import { request } from 'http';
-import { sha1Signature } from '../../lib/wechat/signature';
+import { sha1Signature } from '../../lib/channels/wxbiz/signature';
 
 export interface WireResponse {
   status: number;

@@ -1,0 +1,198 @@
+/**
+ * The self-hosted adapter: a node:http server that serves the handler at `/wechat`, answer pages
+ * under `/a/` (lib/web/page/handler.ts) and a health check at `/healthz`. Bodies over the limit are
+ * refused while they stream in.
+ */
+import { createServer } from 'http';
+import { parse as parseQuery } from 'querystring';
+import type { IncomingMessage, Server, ServerResponse } from 'http';
+import type { Handler } from '../../channels/wechat-oa/handler';
+import type { ConsoleHandler } from '../../web/console/handler';
+import { parseForm } from '../../web/console/handler';
+import type { PageOp, PageRequest, PageResponse } from '../../web/page/handler';
+import type { ChannelRequest, ChannelResponse } from '../../core/channel';
+import type { Logger } from '../../util/log';
+import { errorLogFields } from '../../errors';
+
+export interface ServerOptions {
+  handler: Handler;
+  logger: Logger;
+  maxBodyBytes: number;
+  /** Answer pages under /a/. */
+  page?: (req: PageRequest) => Promise<PageResponse>;
+  /** The operator console under /admin. */
+  console?: ConsoleHandler;
+  /** Extra health facts (store kind, …). */
+  health?: () => Promise<Record<string, unknown>>;
+  /** Other channels' webhooks by path: `/line`, `/discord` (docs/channels.md). */
+  channels?: Record<string, ((req: ChannelRequest) => Promise<ChannelResponse>) | undefined>;
+}
+
+class BodyTooLarge extends Error {}
+
+/** The console's forms: a login, a Try it message of up to 2,000 characters percent-encoded. */
+const CONSOLE_MAX_BODY = 32 * 1024;
+
+function readBody(req: IncomingMessage, max: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > max) {
+      reject(new BodyTooLarge());
+      return;
+    }
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        reject(new BodyTooLarge());
+        req.removeAllListeners('data');
+        req.resume();
+        return;
+      }
+      parts.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** Send a response; false when the client had already gone. */
+function send(res: ServerResponse, status: number, contentType: string, body: string): boolean {
+  if (res.writableEnded || res.destroyed || !res.socket || res.socket.destroyed) return false;
+  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+  return true;
+}
+
+const PAGE_OPS: Record<string, PageOp> = { events: 'events', state: 'state', read: 'read' };
+
+/** `/a/<token>[/<op>]` and `/a/assets/<name>` as a page request; null for anything else. */
+function pageRequest(method: string, pathname: string, query: string, lastEventId: string | undefined): PageRequest | null {
+  const parts = pathname.split('/');
+  if (parts.length < 3 || parts.length > 4 || parts[1] !== 'a') return null;
+  const [, , first = '', second] = parts;
+  if (first === 'assets') return second === undefined ? null : { op: 'asset', method, name: second };
+  const op = second === undefined ? 'page' : PAGE_OPS[second];
+  if (!op) return null;
+  const from = parseQuery(query)['from'];
+  return { op, method, token: first, from: typeof from === 'string' ? from : undefined, lastEventId };
+}
+
+function sendPage(req: IncomingMessage, res: ServerResponse, out: PageResponse): void {
+  if ('body' in out) {
+    res.writeHead(out.status, { ...out.headers, 'Content-Length': Buffer.byteLength(out.body) });
+    res.end(req.method === 'HEAD' ? undefined : out.body);
+    return;
+  }
+  // The client may have left while the page looked up its question: then there is nothing to stream to.
+  if (res.destroyed || res.socket?.destroyed) return;
+  res.writeHead(out.status, out.headers);
+  res.flushHeaders();
+  out.stream({
+    write: (chunk) => !res.destroyed && res.write(chunk),
+    end: () => res.end(),
+    get pending() {
+      return res.writableLength;
+    },
+    onClose: (listener) => res.on('close', listener),
+  });
+}
+
+export function createHttpServer(opts: ServerOptions): Server {
+  return createServer((req, res) => {
+    void (async () => {
+      // Split by hand: `new URL` per request costs more than everything else in the adapter.
+      const raw = req.url ?? '/';
+      const qAt = raw.indexOf('?');
+      const pathname = qAt === -1 ? raw : raw.slice(0, qAt);
+      try {
+        if (pathname === '/healthz') {
+          const extra = opts.health ? await opts.health() : {};
+          send(res, 200, 'application/json', JSON.stringify({ ok: true, ...extra }));
+          return;
+        }
+        if (opts.page && pathname.startsWith('/a/')) {
+          const header = req.headers['last-event-id'];
+          const pr = pageRequest(req.method ?? 'GET', pathname, qAt === -1 ? '' : raw.slice(qAt + 1), typeof header === 'string' ? header : undefined);
+          if (pr) {
+            // A page request has no body worth reading (`read` is an empty POST).
+            req.resume();
+            sendPage(req, res, await opts.page(pr));
+            return;
+          }
+        }
+        if (opts.console && (pathname === '/admin' || pathname.startsWith('/admin/'))) {
+          // Forms are small (a login, a Try it message): anything larger is refused while it streams in.
+          const body = req.method === 'POST' ? await readBody(req, CONSOLE_MAX_BODY).catch(() => undefined) : '';
+          if (body === undefined) {
+            res.setHeader('Connection', 'close');
+            send(res, 413, 'text/plain; charset=utf-8', 'Payload Too Large');
+            return;
+          }
+          const q = qAt === -1 ? {} : parseQuery(raw.slice(qAt + 1));
+          const csrf = req.headers['x-csrf-token'];
+          const lastEventId = req.headers['last-event-id'];
+          const out = await opts.console({
+            method: req.method ?? 'GET',
+            path: pathname.slice('/admin'.length),
+            cookie: req.headers.cookie,
+            form: parseForm(body),
+            csrfHeader: typeof csrf === 'string' ? csrf : undefined,
+            query: Object.fromEntries(Object.entries(q).map(([k, v]) => [k, Array.isArray(v) ? v[0] : v])),
+            lastEventId: typeof lastEventId === 'string' ? lastEventId : undefined,
+          });
+          sendPage(req, res, out);
+          return;
+        }
+        const channel = opts.channels && Object.prototype.hasOwnProperty.call(opts.channels, pathname) ? opts.channels[pathname] : undefined;
+        if (channel) {
+          let body = '';
+          if (req.method === 'POST') {
+            try {
+              body = await readBody(req, opts.maxBodyBytes);
+            } catch (err) {
+              if (!(err instanceof BodyTooLarge)) throw err;
+              res.setHeader('Connection', 'close');
+              send(res, 413, 'text/plain; charset=utf-8', 'Payload Too Large');
+              return;
+            }
+          } else req.resume();
+          const headers: Record<string, string | undefined> = {};
+          for (const [k, v] of Object.entries(req.headers)) headers[k] = Array.isArray(v) ? v[0] : v;
+          const out = await channel({ method: req.method ?? 'GET', bodies: [body], headers });
+          send(res, out.status, out.contentType, out.body);
+          return;
+        }
+        if (pathname !== '/wechat' && pathname !== '/wechat/') {
+          send(res, 404, 'text/plain; charset=utf-8', 'Not Found');
+          return;
+        }
+        let body = '';
+        if (req.method === 'POST') {
+          try {
+            body = await readBody(req, opts.maxBodyBytes);
+          } catch (err) {
+            if (err instanceof BodyTooLarge) {
+              res.setHeader('Connection', 'close');
+              send(res, 413, 'text/plain; charset=utf-8', 'Payload Too Large');
+              return;
+            }
+            throw err;
+          }
+        }
+        const query = qAt === -1 ? {} : parseQuery(raw.slice(qAt + 1));
+        const out = await opts.handler({ method: req.method ?? 'GET', query, body });
+        if ('drop' in out) {
+          res.destroy();
+          return;
+        }
+        // WeChat hung up before the answer was ready: what this reply carried never reached it.
+        if (!send(res, out.status, out.contentType, out.body)) out.undelivered?.();
+      } catch (err) {
+        opts.logger.error('http adapter error', errorLogFields(err));
+        send(res, 500, 'text/plain; charset=utf-8', 'Internal Server Error');
+      }
+    })();
+  });
+}

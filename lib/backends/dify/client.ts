@@ -1,0 +1,279 @@
+/**
+ * Dify Service API client (docs/dify.md): streams `chat-messages` (lib/util/http.ts) and
+ * decodes it with `createDifyDecoder`. The generating POST is never re-sent by this module;
+ * recovery (new conversation on 404) is the caller's decision.
+ */
+import { call, open } from '../../util/http';
+import type { Readable } from 'stream';
+import { jsonCall, networkFailure, readSmall } from '../stream';
+import { DifyError, classifyDifyHttp } from '../../errors';
+import type { Answerer, AnswerRequest, ChatHooks, ImageInput } from '../../core/answerer';
+import { multipart } from '../../util/multipart';
+import { missingInputs, takesImages } from './inputs';
+import { AnswerBuilder, createDifyDecoder } from './events';
+import type { DifyAnswer } from './events';
+
+export type { ChatHooks, StopSignal } from '../../core/answerer';
+
+/** The Dify answerer: conversations live at Dify, keyed by the id we keep per user. */
+export type DifyClient = Answerer;
+
+export interface DifyClientOptions {
+  baseUrl: string;
+  apiKey: string;
+  /** Fail after this long without a byte from Dify (pings arrive every 10 s). */
+  idleTimeoutMs: number;
+  /** Fail after this long in all, however lively the stream (a stream of pings only never ends). */
+  answerTimeoutMs?: number;
+  /** After `message_end`, keep reading the tail (workflow_finished) at most this long. */
+  drainMs?: number;
+  /** DIFY_INPUTS as configured, checked against the app's required inputs at start. */
+  inputsTemplate?: Readonly<Record<string, unknown>>;
+}
+
+/** The file name Dify is given for an upload: the extension tells it the type. */
+const EXTENSIONS: Record<string, string> = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/gif': 'gif', 'image/webp': 'webp' };
+
+
+function httpError(status: number, body: string): DifyError {
+  let code = '';
+  let message = body.slice(0, 200);
+  try {
+    const parsed = JSON.parse(body) as { code?: unknown; message?: unknown };
+    code = typeof parsed.code === 'string' ? parsed.code : '';
+    message = typeof parsed.message === 'string' ? parsed.message : message;
+  } catch {
+    // not JSON (a proxy's error page): keep the text
+  }
+  return new DifyError(classifyDifyHttp(status, code), `dify_http_${status}`, message || `HTTP ${status}`, { status, backendCode: code });
+}
+
+function networkError(err: unknown): DifyError {
+  const { timedOut, message } = networkFailure(err);
+  return new DifyError('down', timedOut ? 'dify_timeout' : 'dify_unreachable', message, { cause: err });
+}
+
+const badStream = (err: unknown) => (err instanceof DifyError ? err : new DifyError('failed', 'dify_bad_stream', String(err), { cause: err }));
+
+/**
+ * Read one `chat-messages` SSE body to its `message_end`. Resolves with the answer, or rejects
+ * with a `DifyError` on an error event, a cut or incomplete stream, silence longer than
+ * `idleTimeoutMs`, or `abort(err)` (the caller's overall timeout or stop).
+ */
+export function readAnswerStream(
+  stream: Readable,
+  opts: { idleTimeoutMs: number; drainMs: number; hooks: ChatHooks },
+): { answer: Promise<DifyAnswer>; abort(err: DifyError): void; taskId(): string | undefined } {
+  const { hooks } = opts;
+  let abort: (err: DifyError) => void = () => undefined;
+  let taskId: string | undefined;
+  const answer = new Promise<DifyAnswer>((resolve, reject) => {
+    const builder = new AnswerBuilder();
+    let settled = false;
+    let idle: ReturnType<typeof setTimeout> | undefined;
+    const finish = (err: DifyError | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(idle);
+      if (err) {
+        stream.destroy();
+        reject(err);
+        return;
+      }
+      // Resolved on message_end; keep reading the tail so a Chatflow run is not cut (docs/dify.md),
+      // but never wait forever for an EOF that may not come.
+      const drain = setTimeout(() => stream.destroy(), opts.drainMs);
+      drain.unref?.();
+      stream.once('close', () => clearTimeout(drain));
+      resolve(builder.done as DifyAnswer);
+    };
+    abort = finish;
+    const armIdle = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => finish(new DifyError('down', 'dify_idle_timeout', `no data from Dify for ${opts.idleTimeoutMs} ms`)), opts.idleTimeoutMs);
+    };
+    const decoder = createDifyDecoder((e) => {
+      if (settled) return;
+      if (typeof e['task_id'] === 'string') taskId = e['task_id'];
+      builder.apply(e);
+      if (e.event !== 'message_end') hooks.onText?.(builder.text);
+    });
+    armIdle();
+    stream.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      armIdle();
+      hooks.onActivity?.();
+      try {
+        decoder.feed(chunk);
+      } catch (err) {
+        finish(badStream(err));
+        return;
+      }
+      if (builder.done) finish(undefined);
+    });
+    stream.on('end', () => {
+      if (settled) return;
+      try {
+        decoder.end();
+      } catch (err) {
+        finish(badStream(err));
+        return;
+      }
+      finish(builder.done ? undefined : new DifyError('failed', 'dify_stream_incomplete', 'the stream ended without message_end'));
+    });
+    stream.on('error', (err) => finish(new DifyError('failed', 'dify_stream_cut', `the stream broke: ${err.message}`, { cause: err })));
+    stream.on('close', () => finish(builder.done ? undefined : new DifyError('failed', 'dify_stream_cut', 'the stream closed early')));
+  });
+  return { answer, abort: (err) => abort(err), taskId: () => taskId };
+}
+
+export function createDifyClient(opts: DifyClientOptions): DifyClient {
+  const headers = { Authorization: `Bearer ${opts.apiKey}`, 'Content-Type': 'application/json' };
+  const drainMs = opts.drainMs ?? 30_000;
+  const answerTimeoutMs = opts.answerTimeoutMs ?? 300_000;
+
+  const named = { network: networkError, http: httpError, notJson: (what: string) => new DifyError('failed', 'dify_bad_response', `${what} did not answer JSON`) };
+
+  /** A multipart POST (uploads): the parsed JSON answer, or the named error. */
+  function upload(path: string, fields: Record<string, string>, file: Parameters<typeof multipart>[1]): Promise<Record<string, unknown>> {
+    const { body, contentType } = multipart(fields, file);
+    const req = { method: 'POST', url: `${opts.baseUrl}${path}`, body, headers: { Authorization: headers.Authorization, 'Content-Type': contentType }, timeoutMs: opts.idleTimeoutMs };
+    return jsonCall(req, path, named);
+  }
+
+  /** `files` for a question: a PicUrl as `remote_url`, downloaded bytes uploaded first (`local_file`). */
+  async function filesFor(images: readonly ImageInput[], user: string): Promise<Record<string, string>[]> {
+    const files: Record<string, string>[] = [];
+    for (const img of images) {
+      if ('url' in img) {
+        files.push({ type: 'image', transfer_method: 'remote_url', url: img.url });
+        continue;
+      }
+      const ext = EXTENSIONS[img.contentType] ?? 'jpg';
+      const up = await upload('/files/upload', { user }, { name: 'file', filename: `wechat.${ext}`, contentType: img.contentType, bytes: img.bytes });
+      if (typeof up['id'] !== 'string') throw new DifyError('failed', 'dify_bad_response', '/files/upload answered no id');
+      files.push({ type: 'image', transfer_method: 'local_file', upload_file_id: up['id'] });
+    }
+    return files;
+  }
+
+  // GET /parameters, read once (and again after a failure): the app's inputs and whether it takes images.
+  let parameters: Promise<unknown> | undefined;
+  function appParameters(): Promise<unknown> {
+    if (!parameters) {
+      const p = jsonCall({ method: 'GET', url: `${opts.baseUrl}/parameters`, headers, timeoutMs: opts.idleTimeoutMs }, 'GET /parameters', named);
+      parameters = p;
+      p.catch(() => {
+        if (parameters === p) parameters = undefined;
+      });
+    }
+    return parameters;
+  }
+
+  /** The streaming POST: resolves with the event stream once Dify answers 200; `started` gets the call's cancel. */
+  async function request(req: AnswerRequest, started: (cancel: (err: Error) => void) => void): Promise<Readable> {
+    const files = req.images && req.images.length > 0 ? await filesFor(req.images, req.user) : undefined;
+    const body = {
+      inputs: req.inputs ?? {},
+      query: req.query,
+      response_mode: 'streaming',
+      user: req.user,
+      conversation_id: req.conversationId ?? '',
+      // A generated conversation name costs a model call per conversation, and nobody sees it here.
+      auto_generate_name: false,
+      ...(files ? { files } : {}),
+    };
+    // `timeoutMs` bounds the wait for the answer's head; the body has its own idle timer.
+    const pending = open({ method: 'POST', url: `${opts.baseUrl}/chat-messages`, headers, body, timeoutMs: opts.idleTimeoutMs });
+    started(pending.cancel);
+    let res;
+    try {
+      res = await pending.response;
+    } catch (err) {
+      throw err instanceof DifyError ? err : networkError(err);
+    }
+    if (res.status !== 200) throw httpError(res.status, await readSmall(res.body).catch(() => ''));
+    return res.body;
+  }
+
+  return {
+    kind: 'dify',
+    keepsConversation: true,
+    async chat(req, hooks = {}) {
+      // One deadline and one stop for the whole call: headers and body alike.
+      let cancel: ((err: Error) => void) | undefined;
+      let reader: ReturnType<typeof readAnswerStream> | undefined;
+      let ended: DifyError | undefined;
+      const end = (err: DifyError) => {
+        if (ended) return;
+        ended = err;
+        if (reader) reader.abort(err);
+        else cancel?.(err);
+      };
+      const overall = setTimeout(
+        () => end(new DifyError('failed', 'dify_answer_timeout', `no complete answer from Dify within ${answerTimeoutMs} ms`)),
+        answerTimeoutMs,
+      );
+      const stopNow = () => {
+        const task = reader?.taskId();
+        end(new DifyError('failed', 'dify_stopped', 'the question no longer needs an answer'));
+        // Tell Dify too: a run whose stream is merely cut may stay "running" (docs/dify.md). Best effort.
+        if (task) {
+          void call({ method: 'POST', url: `${opts.baseUrl}/chat-messages/${encodeURIComponent(task)}/stop`, headers, body: { user: req.user }, timeoutMs: opts.idleTimeoutMs }).catch(() => undefined);
+        }
+      };
+      hooks.stop?.onStop(stopNow);
+      try {
+        const stream = await request(req, (c) => {
+          cancel = c;
+          if (ended) c(ended);
+        });
+        if (ended) {
+          stream.destroy();
+          throw ended;
+        }
+        reader = readAnswerStream(stream, { idleTimeoutMs: opts.idleTimeoutMs, drainMs, hooks });
+        return await reader.answer;
+      } finally {
+        clearTimeout(overall);
+      }
+    },
+
+    async probe() {
+      // GET /parameters: authenticated by the app key, answered without running the app (docs/dify.md).
+      // Read afresh here: the health view must not report a cached answer.
+      parameters = undefined;
+      const form = ((await appParameters()) as { user_input_form?: unknown } | null)?.user_input_form;
+      const inputs = Array.isArray(form) ? form.length : 0;
+      const missing = missingInputs(await appParameters(), opts.inputsTemplate ?? {});
+      return `app reachable, key accepted, ${inputs} input variable${inputs === 1 ? '' : 's'}${missing.length ? `; DIFY_INPUTS lacks required ${missing.join(', ')}` : ''}`;
+    },
+
+    async takesImages() {
+      return takesImages(await appParameters());
+    },
+
+    async transcribe(audio, user) {
+      const out = await upload('/audio-to-text', { user }, { name: 'file', ...audio });
+      if (typeof out['text'] !== 'string') throw new DifyError('failed', 'dify_bad_response', '/audio-to-text answered no text');
+      return out['text'];
+    },
+
+    async setupProblems() {
+      const missing = missingInputs(await appParameters(), opts.inputsTemplate ?? {});
+      return missing.length === 0
+        ? []
+        : [`the Dify app requires the input${missing.length === 1 ? '' : 's'} ${missing.join(', ')}, which DIFY_INPUTS does not set: every question would fail with 400; set DIFY_INPUTS, e.g. {"${(missing[0] as string).split(' ')[0]}": "…"}`];
+    },
+
+    async deleteConversation(conversationId, user) {
+      let res;
+      try {
+        res = await call({ method: 'DELETE', url: `${opts.baseUrl}/conversations/${encodeURIComponent(conversationId)}`, headers, body: { user }, timeoutMs: opts.idleTimeoutMs });
+      } catch (err) {
+        throw networkError(err);
+      }
+      if (res.status >= 300 && res.status !== 404) throw httpError(res.status, res.body.toString('utf8'));
+    },
+  };
+}

@@ -1,0 +1,557 @@
+/**
+ * What the bot says to one inbound message, within WeChat's reply window (docs/architecture.md).
+ *
+ * Every delivery of a question waits for its answer until its reply deadline. Ready: the answer.
+ * Not ready and WeChat will deliver again: no reply in time (`drop`), so the next delivery gets a
+ * fresh window. Last delivery: a placeholder, and the answer waits in the user's inbox for `1`.
+ * Each page is handed out once, by a compare-and-set in the store, whoever asks for it; only a
+ * re-delivery of the same message gets the same page again.
+ */
+import { createHash, randomInt } from 'crypto';
+import type { Clock } from '../util/clock';
+import type { Config } from '../config';
+import { fill } from '../config';
+import type { CommandName } from '../config';
+import type { Answerer } from './answerer';
+import { errorLogFields } from '../errors';
+import type { Logger } from '../util/log';
+import type { MessageRecord, Store } from '../store';
+import { TEST_USER, isTestUser, pageCount } from '../store';
+import type { CountWindow, PictureRef } from '../store';
+import type { WordFilter } from '../text/filter';
+import type { PageLinks } from '../web/page/links';
+import type { InboundMessage } from '../channels/wechat-oa/xml';
+import { keywordReply } from './keywords';
+import type { Pusher } from '../channels/wechat-oa/push';
+import { pageReply, quote } from '../channels/wechat-oa/replies';
+import type { Wakeups } from './wakeups';
+import type { AnswerWorker } from './worker';
+
+/**
+ * What to answer one delivery with. A reply that carries a page says which, so the page can be
+ * given back if the reply never reaches WeChat (`giveBack`).
+ */
+export type Decision = { reply: string; giveBack?: () => Promise<void> } | { success: true } | { drop: true } | Queued;
+
+/** LINE and Discord: the question is claimed and being answered; the channel delivers it when it settles. */
+export interface Queued {
+  queued: MessageRecord;
+  /** This delivery claimed it (a re-delivered event is not `first`). */
+  first: boolean;
+}
+
+/** A text from LINE or Discord, as the channel's adapter parsed it (docs/channels.md). */
+export interface ChannelText {
+  channel: 'line' | 'discord';
+  /** Whose conversation: `line:U…`, `line:g:<groupId>`, `discord:<channelId>`. */
+  user: string;
+  /** The channel's id of the event (dedupe: one claim however often it comes). */
+  msgId: string;
+  text: string;
+  /** When it was sent (ms). */
+  sentAt: number;
+  /** How to answer it (the reply or interaction token) and until when. */
+  replyHandle?: { token: string; until: number };
+}
+
+/** How long `1` mentions an answer read on its page, instead of "nothing pending". */
+const READ_NOTE_MS = 3_600_000;
+/** How often a delivery looks at the store when no change is announced, on a store no other process shares. */
+const SOLO_POLL_MS = 2_000;
+
+const SUCCESS: Decision = { success: true };
+const DROP: Decision = { drop: true };
+
+/** What WeChat turns stickers and other unsupported input into (docs/wechat.md): never send it to Dify. */
+const UNSUPPORTED_PLACEHOLDER = '【收到不支持的消息类型，暂无法显示】';
+
+export interface BotDeps {
+  config: Config;
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  worker: AnswerWorker;
+  answerer: Answerer;
+  wakeups: Wakeups;
+  /** Push mode: late answers are sent by the customer-service API (lib/channels/wechat-oa/push.ts). */
+  push?: Pick<Pusher, 'available' | 'afterPlaceholder'> | undefined;
+  /** The answer page is on: placeholders and long answers link to it (lib/web/page/). */
+  links?: PageLinks | undefined;
+  /** BLOCKED_WORDS: a question containing one is refused without asking the model. */
+  filter?: WordFilter | undefined;
+  /** A voice without WeChat's recognition can be downloaded and transcribed (app secret, and a backend that transcribes). */
+  transcribes?: boolean;
+}
+
+/** What a question carries besides its text: a voice to transcribe first, a picture given with it, the kind of message. */
+interface AskExtra {
+  voice?: { mediaId: string; format: string };
+  image?: PictureRef;
+  origin?: { msgType: string; eventKey?: string };
+}
+
+interface Incoming {
+  msg: InboundMessage;
+  /** Dedupe key: sender + MsgId for messages, sender + CreateTime + event for events. */
+  key: string;
+  /** When this delivery arrived (ms). */
+  arrival: number;
+  /** No re-delivery will come (the console's Try it): the first delivery is the last. */
+  single?: boolean;
+  /** From LINE or Discord: a question is queued, not waited for; `1` is no command there. */
+  channel?: ChannelText;
+}
+
+type Command = (bot: Bot, m: Incoming) => Promise<Decision>;
+
+/** Commands are a table: typed text and menu keys both land here. Its keys are exactly the
+ * names config validation accepts (COMMAND_NAMES), which the type checker enforces. */
+export const COMMANDS: Readonly<Record<CommandName, Command>> = {
+  '1': (bot, m) => bot.fetch(m),
+  '/clear': (bot, m) => bot.clear(m),
+  '/help': (bot) => Promise.resolve({ reply: bot.texts.help }),
+};
+
+/** Full-width digits and slashes, surrounding space and case don't change a command. */
+export function normalizeCommand(text: string): string {
+  return text
+    .trim()
+    .replace(/[０-９]/g, (d) => String.fromCharCode(d.charCodeAt(0) - 0xfee0))
+    .replace(/^[／]/, '/')
+    .toLowerCase();
+}
+
+export function dedupeKey(msg: InboundMessage): string {
+  if ('msgId' in msg && msg.msgId) return `${msg.fromUser}:${msg.msgId}`;
+  const event = msg.kind === 'unknown' ? msg.event : msg.kind;
+  const eventKey = 'eventKey' in msg ? msg.eventKey : '';
+  return `${msg.fromUser}:e${msg.createTime}:${event}:${eventKey}`;
+}
+
+
+/** Is `name` a command? (Typed text is checked against the table, not trusted.) */
+function commandFor(name: string): Command | undefined {
+  return Object.prototype.hasOwnProperty.call(COMMANDS, name) ? COMMANDS[name as CommandName] : undefined;
+}
+
+/** Something for `1` to hand out now: an answer with pages left, or an unsent failure notice. */
+const deliverable = (q: MessageRecord) => (q.status === 'answered' || q.status === 'failed') && (q.pagesDelivered ?? 0) < pageCount(q);
+
+/** An inbox item the user is waiting for: promised by a placeholder, or already partly read. Not
+ * yet: a question inside its own reply window, which will most likely be answered there. */
+const waitedFor = (q: MessageRecord) => q.placeholderSent === true || (q.pagesDelivered ?? 0) > 0;
+
+/** How many of `items`, other than `exceptId`, the user is waiting for. */
+const waitingBesides = (items: readonly MessageRecord[], exceptId: string) => items.filter((i) => i._id !== exceptId && waitedFor(i)).length;
+
+export class Bot {
+  constructor(private readonly deps: BotDeps) {}
+
+  get texts(): Config['texts'] {
+    return this.deps.config.texts;
+  }
+
+  /**
+   * The console's Try it: `text` from the test user (lib/store TEST_USER), handled exactly like a
+   * WeChat text message that gets one delivery: commands, keywords and `1` included. The reply the
+   * user would read, and the key of the message (a question's answer can be followed by it).
+   */
+  async tryIt(text: string, arrival: number): Promise<{ reply: string | undefined; key: string }> {
+    const msg: InboundMessage = { kind: 'text', fromUser: TEST_USER, toUser: 'console', createTime: Math.floor(arrival / 1000), msgId: randomInt(1, 2 ** 47).toString(), content: text };
+    const m: Incoming = { msg, key: dedupeKey(msg), arrival, single: true };
+    const decision = await this.route(m);
+    return { reply: 'reply' in decision ? decision.reply : undefined, key: m.key };
+  }
+
+  /**
+   * A text from another channel (LINE, Discord): commands, keywords, limits and filters as on
+   * WeChat; a question is claimed (once per event id) and returned queued, for the channel to
+   * deliver when its worker settles it.
+   */
+  channelText(input: ChannelText, arrival: number): Promise<Decision> {
+    const msg: InboundMessage = { kind: 'text', fromUser: input.user, toUser: input.channel, createTime: Math.floor(input.sentAt / 1000), msgId: input.msgId, content: input.text };
+    return this.route({ msg, key: dedupeKey(msg), arrival, channel: input });
+  }
+
+  /** Route one delivery of a parsed message. */
+  handle(msg: InboundMessage, arrival: number): Promise<Decision> {
+    return this.route({ msg, key: dedupeKey(msg), arrival });
+  }
+
+  private async route(m: Incoming): Promise<Decision> {
+    const { msg } = m;
+    const { texts, menu, scenes } = this.deps.config;
+    switch (msg.kind) {
+      case 'text': {
+        const name = normalizeCommand(msg.content);
+        // `1` fetches WeChat's late answers; other channels deliver them by themselves.
+        const command = m.channel && name === '1' ? undefined : commandFor(name);
+        if (m.channel && name === '/help') return { reply: texts.channelHelp };
+        if (command) return command(this, m);
+        if (msg.content.trim() === '') return { reply: texts.help };
+        if (msg.content.trim() === UNSUPPORTED_PLACEHOLDER) return { reply: texts.unsupported };
+        return this.askOrKeyword(m, msg.content, { origin: { msgType: 'text' } });
+      }
+      case 'voice':
+        // Recognition is optional and reported empty in production (docs/wechat.md): then the
+        // voice itself is downloaded and transcribed, when the app secret and the backend allow.
+        if (msg.recognition) return this.askOrKeyword(m, msg.recognition, { origin: { msgType: 'voice' } });
+        if (!this.deps.transcribes || !msg.mediaId) return { reply: texts.voiceNoRecognition };
+        return this.guarded(m) ?? this.ask(m, '', { voice: { mediaId: msg.mediaId, format: msg.format }, origin: { msgType: 'voice' } });
+      case 'image': {
+        const refused = this.guarded(m);
+        if (refused) return refused;
+        const image = { picUrl: msg.picUrl, mediaId: msg.mediaId };
+        const { imagePrompt, imageWindowMs } = this.deps.config.media;
+        if (imagePrompt) return this.ask(m, imagePrompt, { image, origin: { msgType: 'image' } });
+        // Kept for the next question; the time is the message's own, so a re-delivery keeps the same one.
+        await this.deps.store.keepImage(msg.fromUser, image, msg.createTime * 1000);
+        return { reply: fill(texts.imageReceived, { seconds: Math.round(imageWindowMs / 1000) }) };
+      }
+      case 'video':
+      case 'shortvideo':
+      case 'location':
+      case 'link':
+        return { reply: texts.unsupported };
+      case 'subscribe': {
+        if (!msg.eventKey.startsWith('qrscene_')) return { reply: texts.welcome };
+        const scene = msg.eventKey.slice('qrscene_'.length);
+        await this.deps.store.noteScene(msg.fromUser, scene, this.deps.clock.now());
+        return { reply: scenes[scene] ?? scenes['*'] ?? texts.welcome };
+      }
+      case 'scan': {
+        await this.deps.store.noteScene(msg.fromUser, msg.eventKey, this.deps.clock.now());
+        const text = scenes[msg.eventKey] ?? scenes['*'];
+        return text ? { reply: text } : SUCCESS;
+      }
+      case 'unsubscribe':
+        await this.deps.store.forgetUser(msg.fromUser, msg.createTime, this.deps.clock.now());
+        return SUCCESS;
+      case 'click': {
+        const action = menu[msg.eventKey];
+        if (!action) return SUCCESS;
+        if ('ask' in action) return this.guarded(m) ?? this.ask(m, action.ask, { origin: { msgType: 'event', eventKey: msg.eventKey } });
+        const command = commandFor(action.command);
+        return command ? command(this, m) : SUCCESS;
+      }
+      case 'view':
+        return SUCCESS;
+      case 'unknown':
+        // An unknown message type gets a polite text; unknown events (LOCATION, …) need no answer.
+        return msg.msgType === 'event' ? SUCCESS : { reply: texts.unsupported };
+    }
+  }
+
+  /** A keyword's fixed reply (the model never sees it), or else a question for the model. */
+  private async askOrKeyword(m: Incoming, text: string, extra: AskExtra): Promise<Decision> {
+    const refused = this.guarded(m);
+    if (refused) return refused;
+    const fixed = keywordReply(this.deps.config.keywords, text);
+    if (fixed === undefined) {
+      const word = this.deps.filter?.find(text);
+      if (word !== undefined) {
+        // Logged with the word that matched, never the question.
+        this.deps.logger.info('question refused: blocked word', { key: m.key, word });
+        return { reply: this.texts.inputBlocked };
+      }
+      return this.ask(m, text, extra);
+    }
+    // Counted once per message (its first delivery); a re-delivery gets the same reply.
+    await this.deps.store.keywordReplied(m.key, m.msg.fromUser, fixed.keyword, m.msg.createTime, this.deps.clock.now());
+    return { reply: fixed.reply };
+  }
+
+  /** A private bot (ALLOWED_USERS, BLOCKED_USERS) says no to everyone else. */
+  private guarded(m: Incoming): Decision | undefined {
+    const { allowedUsers, blockedUsers } = this.deps.config.guards;
+    const user = m.msg.fromUser;
+    if (isTestUser(user)) return undefined;
+    if (blockedUsers.has(user) || (allowedUsers !== undefined && !allowedUsers.has(user))) return { reply: this.texts.notAllowed };
+    return undefined;
+  }
+
+  /** The windows a question of `user` at `now` is counted in (RATE_LIMIT per user, DAILY_QUESTION_BUDGET for the account). */
+  private windows(user: string, now: number): CountWindow[] {
+    const { rateLimits, dailyBudget } = this.deps.config.guards;
+    const offset = this.deps.config.store.statsUtcOffsetMin * 60_000;
+    const windowOf = (id: string, limit: number, ms: number) => {
+      // Aligned to the clock in the configured time zone: an hour from :00, a day from midnight.
+      const index = Math.floor((now + offset) / ms);
+      return { id: `${id}:${index}`, limit, until: (index + 1) * ms - offset };
+    };
+    const out = rateLimits.map((w) => windowOf(`rate:${w.unit}:${createHash('sha256').update(user).digest('hex').slice(0, 32)}`, w.count, w.windowMs));
+    if (dailyBudget !== undefined) out.push(windowOf('budget:d', dailyBudget, 86_400_000));
+    return out;
+  }
+
+  /** When a refused user may ask again, as they read it: the time, with the date if it is not today. */
+  private whenText(until: number): string {
+    const offset = this.deps.config.store.statsUtcOffsetMin * 60_000;
+    const at = new Date(until + offset).toISOString();
+    const sameDay = at.slice(0, 10) === new Date(this.deps.clock.now() + offset).toISOString().slice(0, 10);
+    return sameDay ? at.slice(11, 16) : `${at.slice(5, 10).replace('-', '月')}日 ${at.slice(11, 16)}`;
+  }
+
+  /** A question for Dify: claim it (one Dify call however many deliveries), then wait for it. */
+  async ask(m: Incoming, question: string, extra: AskExtra = {}): Promise<Decision> {
+    const { store, clock, worker, logger, config } = this.deps;
+    const now = clock.now();
+    const user = m.msg.fromUser;
+    // Limits count questions, once per message; commands, keywords and `1` never get here.
+    const windows = isTestUser(user) ? [] : this.windows(user, now);
+    if (windows.length > 0) {
+      const admitted = await store.admit(m.key, windows, now);
+      if (!admitted.ok) {
+        logger.info('question refused: over a limit', { key: m.key, window: admitted.window.split(':').slice(0, 2).join(':') });
+        const template = admitted.window.startsWith('budget:') ? this.texts.budgetExhausted : this.texts.rateLimited;
+        return { reply: fill(template, { when: this.whenText(admitted.until) }) };
+      }
+    }
+    const existing = await store.user(user);
+    // A picture sent just before is the question's, if it came within the window.
+    const pending = existing?.image;
+    const image = extra.image ?? (pending && m.arrival - pending.at <= config.media.imageWindowMs ? { picUrl: pending.picUrl, mediaId: pending.mediaId } : undefined);
+    const claim = await store.claim({
+      _id: m.key,
+      user,
+      msgId: 'msgId' in m.msg ? m.msg.msgId : '',
+      kind: 'question',
+      createdAt: now,
+      sentAt: m.msg.createTime,
+      question,
+      status: 'pending',
+      generation: existing?.generation ?? 0,
+      answer: '',
+      pagesDelivered: 0,
+      takers: [],
+      attempts: 1,
+      heartbeatAt: now,
+      ...(this.deps.links ? { pageToken: await this.deps.links.hash(m.key) } : {}),
+      ...(image ? { image } : {}),
+      ...(extra.voice ? { voice: extra.voice } : {}),
+      ...(extra.origin ? { origin: extra.origin } : {}),
+      ...(m.channel?.replyHandle ? { replyHandle: m.channel.replyHandle } : {}),
+      ...(m.channel ? { outbox: m.channel.channel } : {}),
+    });
+    // Sent before the user unsubscribed: WeChat is re-delivering it to an account they left.
+    if (claim.gone) return SUCCESS;
+    // Who else was waiting when this question came in: for the 20-answer cap, and for the footer.
+    let othersWaiting: number | undefined;
+    if (claim.first) {
+      if (image && !extra.image && pending) await store.dropImage(user, pending.at);
+      worker.start(claim.record, existing);
+      const { dropped, kept } = await store.trimInbox(user);
+      for (const key of dropped) logger.warn('inbox full: dropped the oldest undelivered answer', { key });
+      othersWaiting = waitingBesides(kept, m.key);
+    }
+    // Another channel delivers by itself once the answer settles; nothing waits here.
+    if (m.channel) return { queued: claim.record, first: claim.first };
+    let latest: MessageRecord | undefined;
+    const deliveryNo = m.single ? this.deps.config.wechat.deliveries : claim.record.deliveries;
+    const outcome = await this.until(user, m.arrival, deliveryNo, async () => {
+      const q = await store.message(m.key);
+      if (!q) return 'gone' as const;
+      if (q.status !== 'pending') return q;
+      latest = q;
+      await this.recover(q);
+      return undefined;
+    });
+    if (outcome === 'drop') return DROP;
+    if (outcome === 'deadline') return this.placeholder(latest as MessageRecord);
+    if (outcome === 'gone') return SUCCESS;
+    return this.answerOwn(m.key, outcome, m.arrival, m.single ? 1 : claim.record.deliveries, othersWaiting);
+  }
+
+  /**
+   * A settled question, in its own delivery: its first page, once. `othersWaiting`: answers the
+   * user was already waiting for when this question arrived (read again when not known).
+   */
+  private async answerOwn(key: string, q: MessageRecord, arrival: number, deliveryNo: number, othersWaiting?: number): Promise<Decision> {
+    const { store, config } = this.deps;
+    let took: MessageRecord | null = null;
+    // A few rounds: an earlier delivery of this message may be giving the page back right now.
+    for (let round = 0, cur: MessageRecord | null = q; cur && round < 3; round++, cur = await store.message(key)) {
+      if (cur.status === 'cleared') return { reply: fill(this.texts.questionCleared, this.timing(cur)) };
+      // A re-delivery of a question whose first page this message already carried: the same reply.
+      if (cur.takers?.[0] === key) {
+        took = cur;
+        break;
+      }
+      // Someone else (a `1`, push) already gave the user this page: nothing to add.
+      if ((cur.pagesDelivered ?? 0) > 0 || cur.inbox === undefined) return SUCCESS;
+      if (this.tooLate(arrival)) return DROP;
+      took = await store.takePage(cur, 0, key, `reply${deliveryNo}`, this.deps.clock.now());
+      if (took) break;
+    }
+    if (!took) return SUCCESS;
+    const single = pageCount(took) === 1;
+    const more = !single ? 0 : (othersWaiting ?? waitingBesides(await store.inbox(took.user), key));
+    const link = await this.fullLink(took, 0);
+    return this.carrying(took, 0, key, pageReply(took, 0, config.texts, { quoteQuestion: false, moreWaiting: more, passive: true, link }));
+  }
+
+  /** A reply carrying page `page` of `q`, taken by message `key`; given back if it never arrives. */
+  private carrying(q: MessageRecord, page: number, key: string, reply: string): Decision {
+    const { store, logger } = this.deps;
+    return {
+      reply,
+      giveBack: async () => {
+        if (await store.returnPage(q, page, key)) {
+          logger.warn('reply did not reach WeChat: its page is back in the inbox for 1', { key: q._id, page: page + 1 });
+        }
+      },
+    };
+  }
+
+  /** A link to the question's page: for a question asked with the page on, while it is on. */
+  private async pageLink(q: MessageRecord, text: string): Promise<string | undefined> {
+    return this.deps.links && q.pageToken ? this.deps.links.markup(q._id, text) : undefined;
+  }
+
+  /** "查看全文" on the first page of an answer that has more. */
+  private fullLink(q: MessageRecord, page: number): Promise<string | undefined> {
+    return page === 0 && q.status === 'answered' && pageCount(q) > 1 ? this.pageLink(q, this.texts.pageLinkFull) : Promise.resolve(undefined);
+  }
+
+  /** A "still thinking" text, with the live page's link when there is one. */
+  private async thinking(template: string, q: MessageRecord): Promise<string> {
+    const link = await this.pageLink(q, this.texts.pageLinkLive);
+    return fill(template, this.timing(q)) + (link ? '\n' + link : '');
+  }
+
+  /** WeChat stops listening to a delivery at its timeout: a page taken later would be lost. */
+  private tooLate(arrival: number): boolean {
+    return this.deps.clock.now() >= arrival + this.deps.config.wechat.timeoutMs;
+  }
+
+  /** The last delivery and no answer yet: say so, and promise `1` (or push). */
+  private async placeholder(q: MessageRecord): Promise<Decision> {
+    const { store, push, logger } = this.deps;
+    await store.markPlaceholderSent(q._id);
+    const pushing = push ? await push.available(q.user, q.createdAt) : false;
+    if (push && pushing) {
+      void push.afterPlaceholder(q._id).catch((err) => logger.warn('push failed', { key: q._id, ...errorLogFields(err) }));
+    }
+    return { reply: await this.thinking(pushing ? this.texts.placeholderPush : this.texts.placeholder, q) };
+  }
+
+  /**
+   * `1`: the next page from the user's inbox: the oldest question's answer that is ready, each
+   * page once. While nothing is ready, it waits like a question does, then says what is still
+   * being written.
+   */
+  async fetch(m: Incoming): Promise<Decision> {
+    const { store, config } = this.deps;
+    const user = m.msg.fromUser;
+    const claim = await this.claimCommand(m, 'fetch');
+    if (claim.gone) return SUCCESS;
+    if (!claim.first) {
+      // A retry of this very `1` repeats the page the first delivery took, so none is skipped.
+      const prior = await store.takenBy(user, m.key);
+      if (prior) {
+        const others = waitingBesides(await store.inbox(user), prior.record._id);
+        const link = await this.fullLink(prior.record, prior.page);
+        return this.carrying(prior.record, prior.page, m.key, pageReply(prior.record, prior.page, config.texts, { quoteQuestion: others > 0, moreWaiting: others, link }));
+      }
+    }
+    let oldestPending: MessageRecord | undefined;
+    const outcome = await this.until(user, m.arrival, m.single ? this.deps.config.wechat.deliveries : claim.record.deliveries, async () => {
+      // A page lost to a concurrent taker means the inbox changed: look again, a bounded number of times.
+      for (let round = 0; round < 5; round++) {
+        const items = await store.inbox(user);
+        if (items.length === 0) return { reply: await this.nothingPending(user) };
+        const q = items.find(deliverable);
+        if (!q) {
+          oldestPending = items.find(waitedFor) ?? items[0];
+          for (const item of items) await this.recover(item);
+          return undefined;
+        }
+        const page = q.pagesDelivered ?? 0;
+        if (this.tooLate(m.arrival)) return DROP;
+        const took = await store.takePage(q, page, m.key, 'fetch', this.deps.clock.now());
+        if (!took) continue;
+        const others = items.filter((i) => i._id !== q._id && (waitedFor(i) || deliverable(i)));
+        const last = page + 1 >= pageCount(took);
+        const link = await this.fullLink(took, page);
+        return this.carrying(took, page, m.key, pageReply(took, page, config.texts, { quoteQuestion: others.length > 0, moreWaiting: last ? others.length : 0, link }));
+      }
+      return undefined;
+    });
+    if (outcome === 'drop') return DROP;
+    if (outcome === 'deadline') {
+      return oldestPending ? { reply: await this.thinking(this.texts.stillThinking, oldestPending) } : { reply: await this.nothingPending(user) };
+    }
+    return outcome;
+  }
+
+  /** `1` with an empty inbox; says so when the last answer was just read on its page. */
+  private async nothingPending(user: string): Promise<string> {
+    if (!this.deps.links) return this.texts.nothingPending;
+    const read = (await this.deps.store.user(user))?.pageRead;
+    const recent = read !== undefined && this.deps.clock.now() - read.at < READ_NOTE_MS;
+    return recent ? fill(this.texts.readOnPage, { question: read.question }) : this.texts.nothingPending;
+  }
+
+  /** `/clear`: forget the conversation here and (best effort) at Dify; cancel undelivered answers. */
+  async clear(m: Incoming): Promise<Decision> {
+    const { store, clock } = this.deps;
+    const user = m.msg.fromUser;
+    const claim = await this.claimCommand(m, 'command');
+    if (claim.gone) return SUCCESS;
+    if (!claim.first) return { reply: this.texts.cleared };
+    const { conversationId } = await store.clearUser(user, clock.now());
+    if (conversationId) {
+      // Best effort: the conversation is already forgotten here, whatever Dify answers.
+      this.deps.answerer
+        .deleteConversation(conversationId, user)
+        .catch((err) => this.deps.logger.warn('could not delete the conversation at the backend', { user, ...errorLogFields(err) }));
+    }
+    return { reply: this.texts.cleared };
+  }
+
+  /** Record a delivery of a `1` or a stateful command (its deliveries are counted, its reply is not stored). */
+  private claimCommand(m: Incoming, kind: 'fetch' | 'command') {
+    return this.deps.store.claim({ _id: m.key, user: m.msg.fromUser, kind, createdAt: this.deps.clock.now(), sentAt: m.msg.createTime });
+  }
+
+  private timing(q: MessageRecord): { question: string; seconds: number } {
+    return { question: quote(q.question || (q.voice ? '🎤' : '')), seconds: Math.max(1, Math.round((this.deps.clock.now() - q.createdAt) / 1000)) };
+  }
+
+  /** A pending question whose worker went silent (its process died) is taken over. */
+  private async recover(q: MessageRecord): Promise<void> {
+    const { clock, config, worker } = this.deps;
+    if (q.status === 'pending' && (q.heartbeatAt ?? 0) < clock.now() - config.delivery.staleAfterMs) await worker.takeOver(q);
+  }
+
+  /**
+   * Run `probe` until it has a result or this delivery's reply deadline passes. Between probes it
+   * sleeps until this process settles one of the user's answers, or a poll interval (growing, for
+   * answers settled by another instance) passes. At the deadline: `deadline` on the last delivery,
+   * else `drop`, held until WeChat's own timeout so WeChat delivers again with a fresh window.
+   */
+  private async until<T>(user: string, arrival: number, deliveryNo: number, probe: () => Promise<T | undefined>): Promise<T | 'deadline' | 'drop'> {
+    const { clock, config, wakeups, store } = this.deps;
+    const deadline = arrival + config.delivery.replyDeadlineMs;
+    const last = config.delivery.placeholderMode === 'first' || deliveryNo >= config.wechat.deliveries;
+    // Another process may settle the answer (MongoDB): poll, growing. Alone on its store, this process
+    // hears every change (Store.onChange); a rare poll covers only what no change announces.
+    const longest = store.shared ? config.delivery.pollMs * 4 : Math.max(config.delivery.pollMs, SOLO_POLL_MS);
+    let pause = store.shared ? config.delivery.pollMs : longest;
+    for (;;) {
+      const result = await probe();
+      if (result !== undefined) return result;
+      const now = clock.now();
+      if (now >= deadline) {
+        if (last) return 'deadline';
+        // Hold past WeChat's own timeout, so it sees exactly the timeout it retries on (a reset
+        // might count as an abnormal reply); an answer that lands meanwhile goes to the next delivery.
+        const grace = Math.min(1000, config.wechat.timeoutMs / 5);
+        await clock.sleep(arrival + config.wechat.timeoutMs + grace - now);
+        return 'drop';
+      }
+      await wakeups.wait(user, Math.min(pause, deadline - now));
+      pause = Math.min(pause * 2, longest);
+    }
+  }
+}

@@ -1,0 +1,365 @@
+/**
+ * Produces answers: one Dify call per question (two if its first worker died), progress and a
+ * heartbeat in the store while it streams, the result saved before anyone delivers it. A question
+ * cleared by `/clear` or deleted by an unsubscribe stops its Dify call at the next heartbeat.
+ */
+import type { Clock } from '../util/clock';
+import type { Config } from '../config';
+import { fill, replyReserveBytes } from '../config';
+import type { Answer, Answerer, ImageInput, Turn } from './answerer';
+import { fillInputs } from '../backends/dify/inputs';
+import type { WordFilter } from '../text/filter';
+import { MEDIA_TOO_LARGE } from '../channels/wechat-oa/api';
+import { DifyError, InputError, ModelError, WechatApiError, errorLogFields } from '../errors';
+import type { LiveAnswers } from './live';
+import type { Logger } from '../util/log';
+import { Stop } from '../util/stop';
+import type { Failure, MessageRecord, Settlement, Store, UserRecord } from '../store';
+import { markdownToText } from '../text/markdown';
+import { visibleAnswer } from '../text/reasoning';
+import { paginate } from '../text/paging';
+
+/** Called with a question the moment its answer is saved (push mode delivers it). */
+export type AnsweredHook = (record: MessageRecord) => Promise<void>;
+
+export interface WorkerDeps {
+  config: Config;
+  store: Store;
+  answerer: Answerer;
+  clock: Clock;
+  logger: Logger;
+  /** Answer pages in this process hear about progress here (lib/core/live.ts). */
+  live?: LiveAnswers | undefined;
+  onSettled?: AnsweredHook | undefined;
+  /** Downloads a user's picture or voice by MediaId (WeChat's media/get); only with the app secret. */
+  media?: ((mediaId: string) => Promise<{ bytes: Buffer; contentType: string }>) | undefined;
+  /** BLOCKED_WORDS: answers containing one are replaced, and never shown while being written. */
+  filter?: WordFilter | undefined;
+}
+
+/** Does a question need its picture to make sense ("what is in this picture")? Then it is not asked without it. */
+export function refersToPicture(question: string): boolean {
+  return /图|照片|相片|截屏|画面|这张|这个是什么|picture|photo|image|screenshot|\bpic\b/i.test(question);
+}
+
+/** The knowledge documents an answer used, as a short list under it (CITATIONS=on). */
+function sourcesList(names: readonly string[], title: string): string {
+  const cut = (n: string) => (n.length > 40 ? `${n.slice(0, 40)}…` : n);
+  return `${title}\n${names.slice(0, 5).map((n, i) => `${i + 1}. ${cut(n)}`).join('\n')}`;
+}
+
+/** How often the answer so far is saved for answer pages on other instances (docs/answer-page.md). */
+export const PROGRESS_SAVE_MS = 500;
+
+/**
+ * The turns an OpenAI-compatible prompt carries before `q` (docs/openai.md): of its generation,
+ * asked before it, oldest first; as many of the latest as fit the turn and character limits; none
+ * once the user has been silent longer than the idle reset.
+ */
+export function historyFor(q: MessageRecord, user: UserRecord | null, limits: Config['history']): Turn[] {
+  if (!user?.history || (user.generation ?? 0) !== (q.generation ?? 0)) return [];
+  const earlier = user.history.filter((t) => t.askedAt < q.createdAt).sort((a, b) => a.askedAt - b.askedAt);
+  const kept: Turn[] = [];
+  let chars = (q.question ?? '').length;
+  let after = q.createdAt;
+  for (let i = earlier.length - 1; i >= 0 && kept.length < limits.maxTurns; i--) {
+    const t = earlier[i] as Turn;
+    // Silence longer than the idle reset ends the conversation: nothing before it counts.
+    if (after - t.askedAt > limits.idleResetMs) break;
+    chars += t.question.length + t.answer.length;
+    if (chars > limits.maxChars) break;
+    kept.unshift(t);
+    after = t.askedAt;
+  }
+  return kept;
+}
+
+/** At most this many model calls per question: the first, and one after a takeover. */
+const MAX_ATTEMPTS = 2;
+
+function toFailure(err: unknown): Failure {
+  if (err instanceof ModelError) return { kind: err.kind, code: err.code, status: err.status, backendCode: err.backendCode };
+  if (err instanceof InputError) return { kind: 'input', code: err.code, status: 0, backendCode: '', note: err.note };
+  return { kind: 'failed', code: 'internal', status: 0, backendCode: '' };
+}
+
+export class AnswerWorker {
+  private readonly running = new Set<Promise<void>>();
+
+  constructor(private readonly deps: WorkerDeps) {}
+
+  /**
+   * Start producing the answer in the background (the reply does not wait for it). `user`: the
+   * asker's record as read just before the claim, when the caller has it (one read fewer).
+   */
+  start(record: MessageRecord, user?: UserRecord | null): void {
+    const job = this.run(record, record.attempts ?? 1, user).catch((err) => {
+      this.deps.logger.error('answer worker crashed', { key: record._id, ...errorLogFields(err) });
+    });
+    this.running.add(job);
+    void job.finally(() => this.running.delete(job));
+  }
+
+  /** Resolves when every answer this process is producing has settled (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
+  /**
+   * A pending question whose worker stopped beating (its process died): take it over with an
+   * atomic compare-and-set so only one instance does, and ask Dify again, once.
+   */
+  async takeOver(q: MessageRecord): Promise<boolean> {
+    const { store, clock, config, logger } = this.deps;
+    const now = clock.now();
+    const staleBefore = now - config.delivery.staleAfterMs;
+    if ((q.attempts ?? 1) >= MAX_ATTEMPTS) {
+      const failed = await store.abandon(q, staleBefore, { kind: 'failed', code: 'worker_lost', status: 0, backendCode: '' }, now);
+      if (failed) {
+        logger.warn('answer abandoned: its worker died twice', { key: q._id });
+      }
+      return false;
+    }
+    const taken = await store.takeOver(q, staleBefore, now);
+    if (!taken) return false;
+    logger.warn('answer taken over: its worker stopped', { key: q._id, attempt: taken.attempts });
+    this.start(taken);
+    return true;
+  }
+
+  /** Take over every stale pending question (start-up and periodic recovery). */
+  async sweep(): Promise<number> {
+    const before = this.deps.clock.now() - this.deps.config.delivery.staleAfterMs;
+    const stale = await this.deps.store.stalePending(before);
+    let n = 0;
+    for (const q of stale) if (await this.takeOver(q)) n++;
+    // Settled, but the process that settled it died before its channel sent it (LINE, Discord).
+    for (const q of await this.deps.store.unsentChannelAnswers(before)) {
+      this.deps.logger.info('sending an answer its settling process left unsent', { key: q._id });
+      await this.settled(q);
+      n++;
+    }
+    return n;
+  }
+
+  private async run(q: MessageRecord, attempt: number, known?: UserRecord | null): Promise<void> {
+    const { store, answerer, clock, config, logger } = this.deps;
+    const stop = new Stop();
+    // The model's text so far, and what of it may be shown (reasoning removed), worked out lazily.
+    let raw = '';
+    let shownFor = '';
+    let shownText = '';
+    const visible = () => {
+      if (raw !== shownFor) {
+        shownFor = raw;
+        shownText = visibleAnswer(raw, true);
+      }
+      return shownText;
+    };
+    // A blocked word in the text so far: nothing more of it is shown or saved (BLOCKED_WORDS).
+    let blocked: string | undefined;
+    let saved = '';
+    const beat = async () => {
+      const text = visible();
+      const progress = !blocked && text !== saved ? (saved = text) : undefined;
+      const mine = await store.heartbeat(q._id, attempt, clock.now(), progress).catch((err) => {
+        logger.warn('heartbeat failed', { key: q._id, ...errorLogFields(err) });
+        return true; // the store is unreachable: keep going, the answer may still be saved
+      });
+      // Cleared, deleted (unsubscribe) or taken over: nobody will read this answer.
+      if (!mine) stop.stop();
+    };
+    const timer = setInterval(() => void beat(), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
+    // With the answer page on, the text so far reaches the store twice a second (only once a link
+    // is out: lib/store/store.ts `saveProgress`), so a page on any instance can follow it.
+    let shown = '';
+    const progress = config.page.enabled
+      ? setInterval(() => {
+          const text = visible();
+          if (text === shown) return;
+          shown = text;
+          void store.saveProgress(q._id, attempt, text).catch((err) => logger.warn('could not save progress', { key: q._id, ...errorLogFields(err) }));
+        }, PROGRESS_SAVE_MS)
+      : undefined;
+    const live = this.deps.live;
+    let published = '';
+    let firstTextAt: number | undefined;
+    // Each piece of the shown text is scanned once for blocked words, before anyone sees it.
+    const filter = this.deps.filter && this.deps.filter.size > 0 ? this.deps.filter : undefined;
+    let scanner = filter?.scanner();
+    let scanned = '';
+    const onText = (t: string) => {
+      raw = t;
+      firstTextAt ??= clock.now();
+      if ((!live && !filter) || blocked) return;
+      const text = visible();
+      if (filter) {
+        if (!text.startsWith(scanned)) {
+          scanner = filter.scanner(); // the shown text was rewritten (a takeover, a replace): scan it again
+          scanned = '';
+        }
+        blocked = scanner?.feed(text.slice(scanned.length));
+        scanned = text;
+        if (blocked) return;
+      }
+      if (!live || text === published) return; // only thinking, or a tag held back: nothing new to show
+      published = text;
+      live.publish(q._id, { text, attempt });
+    };
+    const started = clock.now();
+    try {
+      const user = known !== undefined ? known : await store.user(q.user);
+      const generation = q.generation ?? 0;
+      const keeps = answerer.keepsConversation;
+      const conversationId = keeps && user && (user.generation ?? 0) === generation ? user.conversationId : undefined;
+      const history = keeps ? undefined : historyFor(q, user, config.history);
+      // A voice WeChat did not transcribe is transcribed here, once per question.
+      let question = q.question ?? '';
+      const heard = q.voice && !question ? fill(config.texts.voiceHeard, { text: (question = await this.transcribe(q, attempt)) }) : '';
+      const word = this.deps.filter?.find(question);
+      if (word !== undefined) {
+        logger.info('question refused: blocked word', { key: q._id, word });
+        throw new InputError('input_blocked', 'the question contains a blocked word', config.texts.inputBlocked);
+      }
+      const picture = await this.picture(q, question);
+      const inputs = Object.keys(config.dify.inputs).length > 0 ? fillInputs(config.dify.inputs, this.facts(q, user)) : undefined;
+      const ask = (conv: string | undefined): Promise<Answer> =>
+        answerer.chat({ query: question, user: q.user, conversationId: conv, history, inputs, images: picture.images }, { onText, stop });
+      let answer: Answer;
+      try {
+        answer = await ask(conversationId);
+      } catch (err) {
+        // 404 "Conversation Not Exists." (or a finished conversation) comes before any stream byte,
+        // so asking again without it is safe (docs/dify.md).
+        if (!(err instanceof DifyError && err.conversationGone && conversationId)) throw err;
+        logger.info('conversation gone at Dify; starting a new one', { key: q._id });
+        await store.forgetConversation(q.user, conversationId);
+        answer = await ask(undefined);
+      }
+      // Thinking never counts as the answer; a cut answer says so.
+      let shownAnswer = visibleAnswer(answer.text);
+      const badWord = this.deps.filter?.find(shownAnswer);
+      if (badWord !== undefined) {
+        // Logged with the word, never the answer.
+        logger.warn('answer replaced: blocked word', { key: q._id, word: badWord });
+        shownAnswer = config.texts.answerBlocked;
+      }
+      const cut = answer.cut === 'length' ? config.texts.answerCut : answer.cut === 'content_filter' ? config.texts.answerFiltered : '';
+      const sources = badWord === undefined && config.dify.citations && answer.citations?.length ? sourcesList(answer.citations, config.texts.sourcesTitle) : '';
+      const full = shownAnswer ? [heard, picture.note ?? '', shownAnswer, cut, sources].filter(Boolean).join('\n\n') : shownAnswer;
+      const plain = markdownToText(full);
+      let result: Settlement;
+      if (plain) {
+        const pages = paginate(plain, config.delivery.pageBytes, config.texts.pageHint, replyReserveBytes(config.texts, config.page));
+        result = { status: 'answered', answer: full, pages };
+        if (answer.conversationId) result.conversationId = answer.conversationId;
+        if (answer.messageId) result.messageId = answer.messageId;
+        if (answer.usage) result.usage = answer.usage;
+      } else {
+        const code = answer.cut === 'content_filter' ? `${answerer.kind}_content_filter` : `${answerer.kind}_empty_answer`;
+        result = { status: 'failed', answer: shownAnswer, failure: { kind: 'failed', code, status: 200, backendCode: answer.cut ?? '' } };
+      }
+      result.backend = answerer.kind;
+      if (firstTextAt !== undefined) result.firstTextAt = firstTextAt;
+      const done = await store.settle(q._id, attempt, result, clock.now());
+      // Not saved means the question is gone (cleared, unsubscribed) or another worker owns it now.
+      // A continued conversation keeps its id: nothing to write then.
+      if (done && keeps && answer.conversationId && answer.conversationId !== conversationId) {
+        await store.setConversation(q.user, generation, answer.conversationId, clock.now());
+      }
+      // The backend keeps nothing: the turn joins the user's history (answers only, never thinking).
+      if (done && !keeps && result.status === 'answered') {
+        const turn: Turn = { question, answer: shownAnswer, askedAt: q.createdAt };
+        if (answer.usage?.total_tokens !== undefined) turn.tokens = answer.usage.total_tokens;
+        await store.addTurn(q.user, generation, turn, config.history.maxTurns, clock.now());
+      }
+      logger.info('answer ready', {
+        key: q._id,
+        attempt,
+        ms: clock.now() - started,
+        pages: result.status === 'answered' ? result.pages.length : 0,
+        tokens: answer.usage?.total_tokens,
+        saved: done !== null,
+      });
+      if (done) await this.settled(done);
+    } catch (err) {
+      if (stop.stopped) {
+        logger.info('answer stopped: the question was cleared or its user left', { key: q._id, attempt, ms: clock.now() - started });
+        return;
+      }
+      const done = await store.settle(q._id, attempt, { status: 'failed', failure: toFailure(err), backend: answerer.kind }, clock.now());
+      logger.warn('answer failed', { key: q._id, attempt, ms: clock.now() - started, ...errorLogFields(err) });
+      if (done) await this.settled(done);
+    } finally {
+      clearInterval(timer);
+      if (progress) clearInterval(progress);
+      // However it ended (settled, stopped, or no longer ours), pages stop waiting on this process.
+      this.deps.live?.publish(q._id, { settled: true });
+    }
+  }
+
+  /** The placeholders DIFY_INPUTS can use, for this question. */
+  private facts(q: MessageRecord, user: UserRecord | null) {
+    const offset = this.deps.config.store.statsUtcOffsetMin;
+    const local = new Date(this.deps.clock.now() + offset * 60_000).toISOString().slice(0, 19);
+    const sign = offset < 0 ? '-' : '+';
+    const zone = `${sign}${String(Math.floor(Math.abs(offset) / 60)).padStart(2, '0')}:${String(Math.abs(offset) % 60).padStart(2, '0')}`;
+    return { openid: q.user, msgType: q.origin?.msgType ?? 'text', eventKey: q.origin?.eventKey ?? '', scene: user?.scene ?? '', now: `${local}${zone}` };
+  }
+
+  /** Download a voice and transcribe it; the transcript becomes the question. */
+  private async transcribe(q: MessageRecord, attempt: number): Promise<string> {
+    const { media, answerer, store, config, logger } = this.deps;
+    const voice = q.voice as { mediaId: string; format: string };
+    const please = config.texts.voiceNoRecognition;
+    if (!media) throw new InputError('voice_no_download', 'voice without recognition, and no WECHAT_APPSECRET to download it', please);
+    let audio: { bytes: Buffer; contentType: string };
+    try {
+      audio = await media(voice.mediaId);
+    } catch (err) {
+      throw new InputError(`voice_media_${err instanceof WechatApiError ? err.errcode : 'failed'}`, 'could not download the voice', please, { cause: err });
+    }
+    const format = /^[a-z0-9]{2,5}$/i.test(voice.format) ? voice.format.toLowerCase() : 'amr';
+    let text: string;
+    try {
+      text = (await answerer.transcribe({ bytes: audio.bytes, filename: `voice.${format}`, contentType: format === 'amr' ? 'audio/amr' : audio.contentType }, q.user)).trim();
+    } catch (err) {
+      logger.warn('voice could not be transcribed', { key: q._id, ...errorLogFields(err) });
+      throw new InputError('voice_transcription_failed', 'the backend could not transcribe the voice', please, { cause: err });
+    }
+    if (!text) throw new InputError('voice_empty', 'the transcript is empty', please);
+    await store.setQuestion(q._id, attempt, text);
+    return text;
+  }
+
+  /**
+   * The question's picture as the backend takes it. One it cannot use (no vision, too large,
+   * expired): a question that needs it is not asked (InputError); one that makes sense alone is
+   * asked without it, and the answer says so (`note`).
+   */
+  private async picture(q: MessageRecord, question: string): Promise<{ images?: ImageInput[]; note?: string }> {
+    const { answerer, config, media, logger } = this.deps;
+    if (!q.image) return {};
+    const without = (reason: string, code: string) => {
+      logger.info('picture not used', { key: q._id, code });
+      if (refersToPicture(question)) throw new InputError(code, 'the question is about a picture that cannot be used', fill(config.texts.imageUnusable, { reason }));
+      return { note: fill(config.texts.imageIgnored, { reason }) };
+    };
+    if (!(await answerer.takesImages().catch(() => false))) return without(config.texts.imageNoVision, 'image_no_vision');
+    // Dify fetches a PicUrl itself (remote_url); otherwise the picture is downloaded and sent as bytes.
+    if (!media || (answerer.kind === 'dify' && config.dify.imageUpload === 'remote_url')) return { images: [{ url: q.image.picUrl }] };
+    try {
+      const f = await media(q.image.mediaId);
+      if (!f.contentType.startsWith('image/')) return without(config.texts.imageExpired, 'image_not_an_image');
+      return { images: [{ bytes: f.bytes, contentType: f.contentType }] };
+    } catch (err) {
+      const large = err instanceof WechatApiError && err.errcode === MEDIA_TOO_LARGE;
+      return without(large ? config.texts.imageTooLarge : config.texts.imageExpired, large ? 'image_too_large' : `image_media_${err instanceof WechatApiError ? err.errcode : 'failed'}`);
+    }
+  }
+
+  private async settled(record: MessageRecord): Promise<void> {
+    this.deps.live?.publish(record._id, { settled: true });
+    await this.deps.onSettled?.(record).catch((err) => this.deps.logger.warn('after-answer hook failed', { key: record._id, ...errorLogFields(err) }));
+  }
+}

@@ -1,0 +1,345 @@
+/**
+ * The answer page (docs/answer-page.md): `GET page` shows one question and its answer, `events`
+ * streams the answer as it is written (Server-Sent Events), `state` is the same as JSON for
+ * platforms or proxies that can't stream, `read` records that the answer was shown to its end.
+ * Adapters (lib/adapters/server/http.ts, lib/adapters/laf/answer.ts) turn their requests into a `PageRequest`.
+ *
+ * Everything about a token answers the same 404 when it is unknown, expired, cleared or its user
+ * left; nothing on the page names the user.
+ */
+import type { Clock } from '../../util/clock';
+import type { Config } from '../../config';
+import { fill } from '../../config';
+import { errorLogFields, failureText } from '../../errors';
+import type { LiveAnswers } from '../../core/live';
+import type { Logger } from '../../util/log';
+import type { MessageRecord, Store } from '../../store';
+import { escapeHtml, markdownToHtml } from '../../text/html';
+import { quote } from '../../text/quote';
+import { PAGE_CSS, PAGE_JS } from './assets';
+import { tokenHash, wellFormedToken } from './token';
+
+export type PageOp = 'page' | 'events' | 'state' | 'read';
+
+export type PageRequest =
+  | { op: PageOp; method: string; token: string; from?: string | undefined; lastEventId?: string | undefined }
+  | { op: 'asset'; method: string; name: string };
+
+/** What an adapter writes a stream to. */
+export interface StreamSink {
+  /** False once the client is gone. */
+  write(chunk: string): boolean;
+  end(): void;
+  /** Bytes queued for a slow client. */
+  readonly pending: number;
+  onClose(listener: () => void): void;
+}
+
+export type PageResponse =
+  | { status: number; headers: Record<string, string>; body: string }
+  | { status: 200; headers: Record<string, string>; stream: (sink: StreamSink) => void };
+
+export interface PageDeps {
+  config: Config;
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  live: LiveAnswers;
+}
+
+/**
+ * Timings of a stream: heartbeat comments, the cross-instance poll, how long one stream lives, and
+ * how long an open page holds push back (renewed at every heartbeat while it stays open).
+ */
+export interface StreamTimings {
+  heartbeatMs: number;
+  pollMs: number;
+  maxLifeMs: number;
+  viewHoldMs: number;
+}
+export const STREAM_TIMINGS: StreamTimings = { heartbeatMs: 15_000, pollMs: 1000, maxLifeMs: 10 * 60_000, viewHoldMs: 30_000 };
+/** Streams one answer may have open at once (a user with a few tabs; not a crowd). */
+export const STREAMS_PER_ANSWER = 4;
+/** Rendered answers kept; past that, the one rendered longest ago makes room. */
+const RENDER_CACHE = 64;
+/** A client this far behind is dropped; it reconnects and resumes. */
+const MAX_QUEUED_BYTES = 1 << 20;
+
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/** Sent with everything the page serves: this page is reachable by anyone with the link. */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'Content-Security-Policy': CSP,
+  'Referrer-Policy': 'no-referrer',
+  'X-Content-Type-Options': 'nosniff',
+  'X-Frame-Options': 'DENY',
+  'X-Robots-Tag': 'noindex, nofollow',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'Permissions-Policy': 'camera=(), microphone=(), geolocation=()',
+};
+const NO_STORE = { ...SECURITY_HEADERS, 'Cache-Control': 'no-store' };
+
+/**
+ * The endpoints of one question's page and the shared assets, relative to the page's own URL, so
+ * they stay right behind a proxy that serves the bot under a path prefix (PUBLIC_URL with a path).
+ */
+export function pageUrls(routes: Config['page']['routes'], token: string) {
+  if (routes === 'laf') {
+    const page = `answer?t=${token}`;
+    return { events: `${page}&x=events`, state: `${page}&x=state`, read: `${page}&x=read`, css: 'answer?asset=page.css', js: 'answer?asset=page.js' };
+  }
+  return { events: `${token}/events`, state: `${token}/state`, read: `${token}/read`, css: 'assets/page.css', js: 'assets/page.js' };
+}
+
+/** A position in the answer's text: which attempt (a takeover starts over) and how far. */
+interface Position {
+  attempt: number;
+  at: number;
+}
+function parsePosition(v: string | undefined): Position | undefined {
+  const m = /^(\d{1,3})\.(\d{1,9})$/.exec(v ?? '');
+  return m ? { attempt: Number(m[1]), at: Number(m[2]) } : undefined;
+}
+
+type Settled = { status: 'answered'; html: string } | { status: 'failed'; message: string };
+
+export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREAM_TIMINGS) {
+  const { config, store, clock, logger, live } = deps;
+  const texts = config.texts;
+  let openStreams = 0;
+  const perAnswer = new Map<string, number>();
+
+  const html = (status: number, body: string): PageResponse => ({ status, headers: { ...NO_STORE, 'Content-Type': 'text/html; charset=utf-8' }, body });
+  const json = (status: number, value: unknown): PageResponse => ({ status, headers: { ...NO_STORE, 'Content-Type': 'application/json; charset=utf-8' }, body: JSON.stringify(value) });
+  const gonePage = () =>
+    html(404, shell(texts.pageGone, `<main id="app" data-status="gone"><p class="gone">${escapeHtml(texts.pageGone)}</p></main>`, undefined));
+  const notFound = (op: PageOp): PageResponse => (op === 'page' ? gonePage() : json(404, { status: 'gone' }));
+
+  function shell(title: string, main: string, urls: ReturnType<typeof pageUrls> | undefined): string {
+    const assets = urls ?? pageUrls(config.page.routes, '');
+    return (
+      '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">' +
+      '<meta name="viewport" content="width=device-width,initial-scale=1,viewport-fit=cover">' +
+      '<meta name="referrer" content="no-referrer"><meta name="robots" content="noindex,nofollow">' +
+      `<title>${escapeHtml(title)}</title><link rel="stylesheet" href="${assets.css}"></head><body>${main}` +
+      (urls ? `<script src="${urls.js}"></script>` : '') +
+      '</body></html>'
+    );
+  }
+
+  /** The question a token opens, if it may be shown: known, not expired, not cleared, its user's. */
+  async function find(token: string): Promise<MessageRecord | null> {
+    if (!config.page.enabled || !wellFormedToken(token)) return null;
+    const q = await store.byPageToken(tokenHash(token));
+    if (!q || q.kind !== 'question' || q.status === 'cleared' || q.status === undefined) return null;
+    if (clock.now() - q.createdAt >= config.page.ttlMs) return null;
+    // `/clear` starts a new generation: links to the old conversation stop working.
+    const user = await store.user(q.user);
+    if ((user?.generation ?? 0) !== (q.generation ?? 0)) return null;
+    return q;
+  }
+
+  // Rendering a long answer takes milliseconds: keep the last few, so reloads and polls are cheap.
+  const rendered = new Map<string, string>();
+  function answerHtml(q: MessageRecord): string {
+    const key = `${q._id}\n${q.answeredAt ?? 0}`;
+    let out = rendered.get(key);
+    if (out === undefined) {
+      out = markdownToHtml(q.answer ?? '');
+      if (rendered.size >= RENDER_CACHE) rendered.delete(rendered.keys().next().value as string);
+      rendered.set(key, out);
+    }
+    return out;
+  }
+
+  function settled(q: MessageRecord): Settled | undefined {
+    if (q.status === 'answered') return { status: 'answered', html: answerHtml(q) };
+    if (q.status === 'failed') return { status: 'failed', message: failureText(q.failure?.kind ?? 'failed', texts, q.failure?.note) };
+    return undefined;
+  }
+
+  /** The text so far: this process's own when it is writing the answer (fresher), else the store's. */
+  function progress(q: MessageRecord): { text: string; attempt: number } {
+    const mine = live.current(q._id);
+    const stored = { text: q.answer ?? '', attempt: q.attempts ?? 1 };
+    return mine && mine.attempt >= stored.attempt && mine.text.length >= stored.text.length ? mine : stored;
+  }
+
+  /** What a client at `from` is missing: the rest of the text, or all of it after a takeover. */
+  function delta(p: { text: string; attempt: number }, from: Position | undefined) {
+    const at = from && from.attempt === p.attempt && from.at <= p.text.length ? from.at : 0;
+    return { attempt: p.attempt, at, add: p.text.slice(at) };
+  }
+
+  function renderPage(q: MessageRecord, token: string): PageResponse {
+    const urls = pageUrls(config.page.routes, token);
+    const done = settled(q);
+    const p = progress(q);
+    const elapsed = clock.now() - q.createdAt;
+    const attrs =
+      `data-status="${done ? done.status : 'pending'}" data-attempt="${p.attempt}" data-elapsed="${elapsed}" ` +
+      `data-events="${escapeHtml(urls.events)}" data-state="${escapeHtml(urls.state)}" data-read="${escapeHtml(urls.read)}" ` +
+      `data-thinking="${escapeHtml(texts.pageThinking)}" data-gone="${escapeHtml(texts.pageGone)}"`;
+    const seconds = Math.max(1, Math.round(elapsed / 1000));
+    const answer = done
+      ? `<div id="status" class="status" hidden></div><div id="live" class="live" hidden></div>` +
+        (done.status === 'answered' ? `<article id="final" class="md">${done.html}</article>` : `<article id="final" class="failed">${escapeHtml(done.message)}</article>`)
+      : `<div id="status" class="status" role="status">${escapeHtml(fill(texts.pageThinking, { seconds }))}</div>` +
+        `<div id="live" class="live"${p.text ? '' : ' hidden'}>${escapeHtml(p.text)}</div><article id="final" class="md" hidden></article>`;
+    // The end of the answer: once it has been on screen, the page reports the answer read.
+    const end = '<div id="end"></div>';
+    const question = q.question ?? '';
+    return html(200, shell(quote(question), `<main id="app" ${attrs}><blockquote class="q">${escapeHtml(question)}</blockquote>${answer}${end}</main>`, urls));
+  }
+
+  function events(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined): PageResponse {
+    if (openStreams >= config.page.maxStreams || (perAnswer.get(q._id) ?? 0) >= STREAMS_PER_ANSWER) {
+      // The page falls back to polling the JSON state.
+      return { status: 503, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8', 'Retry-After': '5' }, body: 'Too many streams' };
+    }
+    const headers = { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' };
+    return {
+      status: 200,
+      headers,
+      stream: (sink) => {
+        // Counted from here: a response never streamed (HEAD, a client already gone) holds no slot.
+        openStreams++;
+        perAnswer.set(q._id, (perAnswer.get(q._id) ?? 0) + 1);
+        let pos: Position | undefined = from;
+        let closed = false;
+        const timers: ReturnType<typeof setInterval>[] = [];
+        let unsubscribe = () => {};
+        const close = () => {
+          if (closed) return;
+          closed = true;
+          for (const t of timers) clearInterval(t);
+          unsubscribe();
+          openStreams--;
+          const n = (perAnswer.get(q._id) ?? 1) - 1;
+          if (n <= 0) perAnswer.delete(q._id);
+          else perAnswer.set(q._id, n);
+          sink.end();
+        };
+        const send = (event: string, data: unknown, id?: string) => {
+          if (closed) return;
+          const ok = sink.write(`event: ${event}\n${id ? `id: ${id}\n` : ''}data: ${JSON.stringify(data)}\n\n`);
+          if (!ok && sink.pending > MAX_QUEUED_BYTES) close();
+        };
+        const sendText = (p: { text: string; attempt: number }) => {
+          const d = delta(p, pos);
+          if (pos && d.attempt === pos.attempt && d.at === pos.at && d.add === '') return;
+          if (pos && d.attempt === pos.attempt && p.text.length < pos.at) return; // the store lags this process
+          pos = { attempt: d.attempt, at: d.at + d.add.length };
+          send('text', d, `${pos.attempt}.${pos.at}`);
+        };
+        const finish = (q2: MessageRecord | null) => {
+          const done = q2 && q2.status !== 'cleared' ? settled(q2) : undefined;
+          if (done) send('final', done);
+          else send('gone', {});
+          close();
+        };
+        // Look at the store: the truth, and the only news from other instances.
+        let checking = false;
+        let ticks = 0;
+        const check = async (tick = false) => {
+          if (closed || checking) return;
+          // While this process writes the answer, its news comes in memory; the store is read
+          // every few seconds still, for a /clear or an unsubscribe handled elsewhere.
+          if (tick && live.current(q._id) && ++ticks % 5 !== 0) return;
+          checking = true;
+          try {
+            const cur = await lookup();
+            if (!cur) return finish(null);
+            if (cur.status !== 'pending') return finish(cur);
+            sendText(progress(cur));
+          } catch (err) {
+            logger.warn('answer page could not read the store', errorLogFields(err));
+          } finally {
+            checking = false;
+          }
+        };
+        sink.onClose(close);
+        sink.write('retry: 2000\n\n');
+        send('state', { status: 'pending', elapsedMs: clock.now() - q.createdAt });
+        unsubscribe = live.subscribe(q._id, (e) => {
+          if ('text' in e) sendText(e);
+          else void check();
+        });
+        // Push holds back while a page is open (lib/channels/wechat-oa/push.ts); without push nobody needs to know.
+        const view = () => {
+          if (config.wechat.push) void store.notePageView(q._id, clock.now() + timings.viewHoldMs).catch(() => undefined);
+        };
+        view();
+        timers.push(setInterval(() => void check(true), timings.pollMs));
+        timers.push(
+          setInterval(() => {
+            if (!sink.write(': ping\n\n') && sink.pending > MAX_QUEUED_BYTES) close();
+            view();
+          }, timings.heartbeatMs),
+        );
+        // A stream lives a bounded time; the browser reconnects and resumes (Last-Event-ID).
+        const born = clock.now();
+        timers.push(setInterval(() => clock.now() - born >= timings.maxLifeMs && close(), Math.min(timings.maxLifeMs, 5000)));
+        void check();
+      },
+    };
+  }
+
+  /**
+   * The console's Try it (lib/web/console/): the same stream for a question found by its key, by a
+   * caller that has already checked who may see it (an operator's session), page setting or not.
+   */
+  async function follow(key: string, from: string | undefined): Promise<PageResponse> {
+    const lookup = async () => {
+      const q = await store.message(key);
+      return q && q.kind === 'question' && q.status !== 'cleared' ? q : null;
+    };
+    const q = await lookup();
+    return q ? stream(q, lookup, parsePosition(from)) : json(404, { status: 'gone' });
+  }
+
+  /** A question's event stream: live while it is written; once settled, the whole answer at once, and the stream ends. */
+  function stream(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined): PageResponse {
+    const done = settled(q);
+    if (!done) return events(q, lookup, from);
+    return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: `retry: 2000\n\nevent: final\ndata: ${JSON.stringify(done)}\n\n` };
+  }
+
+  return Object.assign(handlePage, { follow });
+
+  async function handlePage(req: PageRequest): Promise<PageResponse> {
+    if (req.op === 'asset') {
+      const asset = req.name === 'page.js' ? { type: 'text/javascript; charset=utf-8', body: PAGE_JS } : req.name === 'page.css' ? { type: 'text/css; charset=utf-8', body: PAGE_CSS } : undefined;
+      if (!asset || req.method !== 'GET') return { status: 404, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Not Found' };
+      return { status: 200, headers: { ...SECURITY_HEADERS, 'Content-Type': asset.type, 'Cache-Control': 'public, max-age=3600' }, body: asset.body };
+    }
+    const wanted = req.op === 'read' ? 'POST' : 'GET';
+    if (req.method !== wanted && !(req.method === 'HEAD' && wanted === 'GET')) {
+      return { status: 405, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8', Allow: wanted }, body: 'Method Not Allowed' };
+    }
+    const q = await find(req.token);
+    if (!q) return notFound(req.op);
+    const from = parsePosition(req.lastEventId) ?? parsePosition(req.from);
+    switch (req.op) {
+      case 'page':
+        return renderPage(q, req.token);
+      case 'events':
+        if (req.method === 'HEAD') return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: '' };
+        return stream(q, () => find(req.token), from);
+      case 'state': {
+        const done = settled(q);
+        if (done) return json(200, done);
+        return json(200, { status: 'pending', elapsedMs: clock.now() - q.createdAt, ...delta(progress(q), from) });
+      }
+      case 'read': {
+        if (q.status === 'answered' || q.status === 'failed') {
+          if (await store.markReadOnPage(q, clock.now(), quote(q.question ?? ''))) logger.info('answer read on its page', { key: q._id });
+        }
+        return { status: 204, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8' }, body: '' };
+      }
+    }
+  }
+}
+
+export type PageHandler = ReturnType<typeof createPageHandler>;

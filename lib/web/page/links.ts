@@ -1,0 +1,43 @@
+/**
+ * Links to answer pages, as replies carry them (docs/answer-page.md). The secret the tokens are
+ * derived from is read from the store once per process.
+ */
+import type { PageConfig } from '../../config';
+import { linkMarkup } from '../../config';
+import type { Store } from '../../store';
+import { pageToken, tokenHash } from './token';
+
+export class PageLinks {
+  private secret: Promise<Buffer> | undefined;
+
+  constructor(
+    private readonly store: Store,
+    readonly page: PageConfig,
+  ) {}
+
+  private key(): Promise<Buffer> {
+    if (!this.secret) {
+      const s = this.store.pageSecret();
+      this.secret = s;
+      // A store hiccup is retried on the next question, not remembered.
+      s.catch(() => {
+        if (this.secret === s) this.secret = undefined;
+      });
+    }
+    return this.secret;
+  }
+
+  async token(questionKey: string): Promise<string> {
+    return pageToken(await this.key(), questionKey);
+  }
+
+  /** What the question's record keeps: the hash of its token. */
+  async hash(questionKey: string): Promise<string> {
+    return tokenHash(await this.token(questionKey));
+  }
+
+  /** `<a href="…/a/<token>">text</a>` for a WeChat reply. */
+  async markup(questionKey: string, text: string): Promise<string> {
+    return linkMarkup(this.page, await this.token(questionKey), text);
+  }
+}

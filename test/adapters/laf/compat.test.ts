@@ -1,0 +1,435 @@
+/**
+ * laf compatibility: the sources `npm run build:laf` writes, transpiled by TypeScript 4.9.5 with laf's
+ * options and run in laf's sandbox (test/support/laf-runtime.ts), driven with contexts shaped exactly
+ * like laf's. The store is laf's: `cloud.mongo.db`, here a stand-in with driver 5.9's result shapes
+ * (test/support/driver5-db.ts), since no MongoDB server can run here.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { builtinModules } from 'module';
+import { join } from 'path';
+import { fileURLToPath } from 'url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildLaf } from '../../../scripts/build-laf';
+import type { BuiltFunction } from '../../../scripts/build-laf';
+import { startDifySim } from '../../../lib/sim/dify-sim';
+import { startOpenAISim } from '../../../lib/sim/openai-sim';
+import type { DifySim } from '../../../lib/sim/dify-sim';
+import { sha1Signature } from '../../../lib/channels/wxbiz/signature';
+import { parseXmlFields } from '../../../lib/channels/wechat-oa/xml';
+import { driver5Db } from '../../support/driver5-db';
+import { DIFY_KEY, TIMINGS, TOKEN, eventually } from '../../support/harness';
+import { invokeLaf, lafDependencies, lafTranspile, loadLafFunction, serveLafOverExpress, ts49SyntaxErrors, xmlBodyParser } from '../../support/laf-runtime';
+import { openSse } from '../../../lib/sim/sse-client';
+import { startLineSim } from '../../../lib/sim/line-sim';
+import { startDiscordSim } from '../../../lib/sim/discord-sim';
+
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+const mongo = driver5Db();
+const cloud = { __esModule: true, default: { mongo: { db: mongo.db } } };
+const builtins = { '@lafjs/cloud': cloud };
+
+let out: string;
+let built: BuiltFunction[];
+let dify: DifySim;
+const savedEnv = { ...process.env };
+
+const LONG = Array.from({ length: 8 }, (_, i) => `第${i + 1}段：` + '这是一段很长的回答。'.repeat(30)).join('\n\n');
+
+beforeAll(async () => {
+  out = mkdtempSync(join(tmpdir(), 'wdb-laf-'));
+  built = await buildLaf(out);
+  dify = await startDifySim({
+    apiKey: DIFY_KEY,
+    script: (b) => {
+      if (b.query === '长') return { kind: 'answer', text: LONG, pieceChars: 100 };
+      if (b.query === '慢') return { kind: 'answer', text: '慢的回答', durationMs: 1500 };
+      if (b.query === '页面') return { kind: 'answer', text: '## 标题\n\n' + '网页里的回答，'.repeat(30), durationMs: 3000, pieceChars: 4 };
+      return { kind: 'answer', text: `laf:${String(b.query)}` };
+    },
+  });
+  Object.assign(process.env, { WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, LOG_LEVEL: 'error', ...TIMINGS });
+});
+
+afterAll(async () => {
+  process.env = savedEnv;
+  await dify?.close();
+  rmSync(out, { recursive: true, force: true });
+});
+
+const source = (name: string) => readFileSync(join(out, 'functions', `${name}.ts`), 'utf8');
+/** What the functions wrote to laf's function log. */
+const lafLog: string[] = [];
+const lafConsole = { log: (...a: unknown[]) => lafLog.push(a.join(' ')), info: (...a: unknown[]) => lafLog.push(a.join(' ')), warn: (...a: unknown[]) => lafLog.push(a.join(' ')), error: (...a: unknown[]) => lafLog.push(a.join(' ')), debug: () => undefined };
+const load = (name: string, required?: Set<string>) =>
+  loadLafFunction(source(name), name, { builtins, dependencies: lafDependencies(), console: lafConsole, ...(required ? { required } : {}) });
+
+function signedQuery(): Record<string, string> {
+  const timestamp = String(Math.floor(Date.now() / 1000));
+  const nonce = String(Math.floor(Math.random() * 1e9));
+  return { signature: sha1Signature([TOKEN, timestamp, nonce]), timestamp, nonce };
+}
+
+let msgId = 9_000_000_000_000_000_000n;
+function textXml(user: string, content: string, id = (msgId++).toString()): string {
+  return `<xml><ToUserName><![CDATA[gh_laf]]></ToUserName>\n<FromUserName><![CDATA[${user}]]></FromUserName>\n<CreateTime>${Math.floor(Date.now() / 1000)}</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[${content}]]></Content>\n<MsgId>${id}</MsgId>\n</xml>`;
+}
+
+/**
+ * One message as WeChat sends it: a delivery dropped on purpose (not ready within the deadline, or
+ * a loaded machine) is delivered again, the same XML, up to three times.
+ */
+async function deliverLaf(mod: Record<string, unknown>, xml: string) {
+  let r = await invokeLaf(mod, { method: 'POST', query: signedQuery(), rawXml: xml });
+  for (let n = 2; n <= 3 && r.destroyed; n++) r = await invokeLaf(mod, { method: 'POST', query: signedQuery(), rawXml: xml });
+  return r;
+}
+
+describe('the build', () => {
+  it('writes every function with its yaml, and laf.yaml, under laf’s size limit', () => {
+    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'admin', 'answer', 'discord', 'line', 'wechat']);
+    expect(readdirSync(join(out, 'functions')).sort()).toEqual(
+      ['__init__', 'admin', 'answer', 'discord', 'line', 'wechat'].flatMap((n) => [`${n}.ts`, `${n}.yaml`]),
+    );
+    expect(readFileSync(join(out, 'laf.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'laf.yaml'), 'utf8'));
+    expect(readFileSync(join(out, 'functions', 'wechat.yaml'), 'utf8')).toMatch(/methods:\n\s+- GET\n\s+- POST/);
+    for (const f of built) expect(f.bytes).toBeLessThan(512 * 1024);
+  });
+
+  it('laf.yaml lists exactly the npm packages the deployed code requires, at the installed versions', () => {
+    const deps = lafDependencies();
+    const required = new Set<string>();
+    for (const f of built) for (const m of source(f.name).matchAll(/require\("([^"]+)"\)/g)) required.add(m[1] as string);
+    const npm = [...required].filter((r) => r !== '@lafjs/cloud' && !builtinModules.includes(r));
+    expect(npm.sort()).toEqual(Object.keys(deps).sort());
+    for (const [name, version] of Object.entries(deps)) {
+      expect(JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version).toBe(version);
+    }
+  });
+});
+
+describe('the README’s laf steps', () => {
+  it('name the same dependencies and function files as the build', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    for (const [name, version] of Object.entries(lafDependencies())) expect(readme).toContain(`\`${name}@${version}\``);
+    for (const f of built) expect(readme).toContain(`dist/laf/functions/${f.name}.ts`);
+    expect(readme).toContain('https://<appid>.laf.run/wechat');
+  });
+});
+
+describe('the wechat function on laf', () => {
+  let wechat: Record<string, unknown>;
+  const required = new Set<string>();
+  beforeAll(() => {
+    wechat = load('wechat', required);
+  });
+
+  it('answers the echostr handshake as text/plain', async () => {
+    const r = await invokeLaf(wechat, { method: 'GET', query: { ...signedQuery(), echostr: '4375120948345356249' } });
+    expect(r).toMatchObject({ status: 200, body: '4375120948345356249' });
+    expect(r.headers['content-type']).toMatch(/^text\/plain/);
+    const bad = await invokeLaf(wechat, { method: 'GET', query: { signature: 'x', timestamp: '1', nonce: '1', echostr: 'x' } });
+    expect(bad.status).toBe(401);
+  });
+
+  it('answers a text question from Dify, as XML', async () => {
+    const r = await deliverLaf(wechat, textXml('oLaf1', '你好'));
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toMatch(/^application\/xml/);
+    expect(parseXmlFields(r.body, 1 << 20)).toMatchObject({ ToUserName: 'oLaf1', FromUserName: 'gh_laf', Content: 'laf:你好' });
+  });
+
+  it('sends user text with runs of spaces and newlines to Dify unchanged (laf’s parsed body folds them)', async () => {
+    const text = '第一行  两个空格\n\n\n第四行\t  结尾  ';
+    const xml = textXml('oLafSpace', text);
+    const folded = (await xmlBodyParser(xml)) as { xml: { content: string[] } };
+    expect(folded.xml.content[0]).not.toBe(text); // what laf's body parser would have given us
+    await deliverLaf(wechat, xml);
+    expect(dify.calls.at(-1)?.body.query).toBe(text);
+  });
+
+  it('pages a long answer and `1` returns the next page', async () => {
+    const first = await deliverLaf(wechat, textXml('oLafLong', '长'));
+    expect(parseXmlFields(first.body, 1 << 20)['Content']).toMatch(/\(1\/\d\) 回复 1 查看后续$/);
+    const next = await deliverLaf(wechat, textXml('oLafLong', '1'));
+    expect(parseXmlFields(next.body, 1 << 20)['Content']).toMatch(/\(2\/\d\) 回复 1 查看后续$/);
+  });
+
+  it('/clear forgets the conversation and deletes it at Dify', async () => {
+    await deliverLaf(wechat, textXml('oLafClr', 'hi'));
+    const r = await deliverLaf(wechat, textXml('oLafClr', '/clear'));
+    expect(parseXmlFields(r.body, 1 << 20)['Content']).toBe('已清除对话记录，我们重新开始吧。');
+    await eventually(() => dify.deletes.some((d) => d.user === 'oLafClr'));
+  });
+
+  it('lets a delivery time out (no response at all) while the answer is not ready and WeChat will retry', async () => {
+    const xml = textXml('oLafSlow', '慢');
+    const first = await invokeLaf(wechat, { method: 'POST', query: signedQuery(), rawXml: xml });
+    expect(first.destroyed).toBe(true);
+    const second = await invokeLaf(wechat, { method: 'POST', query: signedQuery(), rawXml: xml });
+    expect(parseXmlFields(second.body, 1 << 20)['Content']).toBe('慢的回答');
+  });
+
+  it('answers `success` as text/plain for events with nothing to say', async () => {
+    const xml = `<xml><ToUserName><![CDATA[gh_laf]]></ToUserName><FromUserName><![CDATA[oLafEv]]></FromUserName><CreateTime>${Math.floor(Date.now() / 1000)}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[VIEW]]></Event><EventKey><![CDATA[https://x]]></EventKey></xml>`;
+    const r = await deliverLaf(wechat, xml);
+    expect(r).toMatchObject({ status: 200, body: 'success' });
+  });
+
+  it('applies a changed setting without a restart (laf updates process.env in place)', async () => {
+    const ask = async () => parseXmlFields((await deliverLaf(wechat, textXml('oLafEnv', '/help'))).body, 1 << 20)['Content'];
+    expect(await ask()).toMatch(/^直接发送文字向我提问/);
+    process.env['BOT_TEXTS'] = JSON.stringify({ help: 'new help text' });
+    try {
+      expect(await ask()).toBe('new help text');
+    } finally {
+      delete process.env['BOT_TEXTS'];
+    }
+  });
+
+  it('a missing setting is a 500 naming the variable, not a crash', async () => {
+    const token = process.env['WECHAT_TOKEN'];
+    delete process.env['WECHAT_TOKEN'];
+    try {
+      const r = await invokeLaf(load('wechat'), { method: 'GET', query: signedQuery() });
+      expect(r.status).toBe(500);
+      expect(r.body).toMatch(/WECHAT_TOKEN/);
+      expect(lafLog.some((l) => l.includes('cannot start: configuration') && l.includes('WECHAT_TOKEN'))).toBe(true);
+    } finally {
+      process.env['WECHAT_TOKEN'] = token;
+    }
+  });
+
+  it('required only laf built-ins, Node core modules and laf.yaml packages', () => {
+    expect([...required].filter((r) => !r.startsWith('@lafjs/') && !builtinModules.includes(r)).sort()).toEqual(
+      Object.keys(lafDependencies()).sort(),
+    );
+  });
+});
+
+describe('the __init__ function on laf', () => {
+  it('opens the store (creating its indexes) and runs the recovery sweep', async () => {
+    const r = await invokeLaf(load('__init__'), { method: 'INIT', query: {} });
+    expect(JSON.parse(r.body)).toEqual({ ok: true, recovered: 0 });
+    expect([...mongo.collections.keys()].sort()).toEqual(['kv', 'messages', 'stats', 'users']);
+  });
+});
+
+describe('the store on laf', () => {
+  it('refuses STORE=embedded with a clear error: each function and publish would open its own copy of the files', async () => {
+    process.env['STORE'] = 'embedded';
+    try {
+      const r = await deliverLaf(load('wechat'), textXml('oLafEmb', '你好'));
+      expect(r.status).toBe(500);
+      expect(r.body).toMatch(/STORE: embedded is not available on laf/);
+      expect(dify.calls.some((c) => c.body.user === 'oLafEmb')).toBe(false);
+      const init = await invokeLaf(load('__init__'), { method: 'INIT', query: {} });
+      expect(JSON.parse(init.body)).toEqual({ ok: false });
+    } finally {
+      delete process.env['STORE'];
+    }
+  });
+
+  it('two functions share answers through MongoDB: a question asked through one is fetched with `1` through the other', async () => {
+    const a = load('wechat');
+    const b = load('wechat'); // another function context, as after a publish
+    const first = await deliverLaf(a, textXml('oLafTwo', '长'));
+    expect(parseXmlFields(first.body, 1 << 20)['Content']).toMatch(/\(1\/\d\)/);
+    const next = await deliverLaf(b, textXml('oLafTwo', '1'));
+    expect(parseXmlFields(next.body, 1 << 20)['Content']).toMatch(/\(2\/\d\)/);
+    expect(dify.calls.filter((c) => c.body.user === 'oLafTwo')).toHaveLength(1);
+  });
+});
+
+describe('an OpenAI-compatible backend on laf', () => {
+  it('answers with LLM_PROVIDER=openai, reasoning stripped, history kept in laf’s MongoDB', async () => {
+    const sim = await startOpenAISim({ model: 'laf-model', script: (b) => ({ kind: 'answer', text: `laf-openai:${String(b.messages?.at(-1)?.content)}`, reasoning: '想一想', reasoningAs: 'think-tags' }) });
+    Object.assign(process.env, { LLM_PROVIDER: 'openai', OPENAI_BASE_URL: sim.url, OPENAI_MODEL: 'laf-model' });
+    try {
+      const wechat = load('wechat');
+      const first = await deliverLaf(wechat, textXml('oLafAI', '你好'));
+      expect(parseXmlFields(first.body, 1 << 20)['Content']).toBe('laf-openai:你好');
+      await deliverLaf(wechat, textXml('oLafAI', '再问'));
+      expect(sim.calls[1]?.body.messages).toEqual([
+        { role: 'user', content: '你好' },
+        { role: 'assistant', content: 'laf-openai:你好' },
+        { role: 'user', content: '再问' },
+      ]);
+    } finally {
+      for (const k of ['LLM_PROVIDER', 'OPENAI_BASE_URL', 'OPENAI_MODEL']) delete process.env[k];
+      await sim.close();
+    }
+  });
+});
+
+describe('the answer function on laf', () => {
+  it('derives PUBLIC_URL from the runtime, links placeholders to /answer, and streams the page over Express', async () => {
+    Object.assign(process.env, { APPID: 'abc123', OSS_EXTERNAL_ENDPOINT: 'https://oss.laf.run', PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '100' });
+    const server = await serveLafOverExpress({ wechat: load('wechat'), answer: load('answer') });
+    try {
+      const reply = parseXmlFields((await deliverLaf(load('wechat'), textXml('oLafPage', '页面'))).body, 1 << 20)['Content'] ?? '';
+      const link = /<a href="([^"]+)">/.exec(reply)?.[1] ?? '';
+      expect(link).toMatch(/^https:\/\/abc123\.laf\.run\/answer\?t=[A-Za-z0-9_-]{22}$/);
+      const local = link.replace('https://abc123.laf.run', server.url);
+      const page = await fetch(local);
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+      const html = await page.text();
+      expect(html).toContain('src="answer?asset=page.js"');
+      expect((await fetch(`${server.url}/answer?asset=page.js`)).status).toBe(200);
+      // The answer is written by the wechat function: the page follows it through MongoDB.
+      const sse = await openSse(`${local}&x=events`);
+      expect(sse.headers['content-type']).toBe('text/event-stream; charset=utf-8');
+      await sse.until((e) => e.event === 'text' && JSON.parse(e.data).add !== '');
+      const final = await sse.until((e) => e.event === 'final', 20_000);
+      expect(JSON.parse(final.data).html).toContain('<h2>标题</h2>');
+      const state = (await (await fetch(`${local}&x=state`)).json()) as { status: string };
+      expect(state.status).toBe('answered');
+      expect((await fetch(`${server.url}/answer?t=${'A'.repeat(22)}`)).status).toBe(404);
+    } finally {
+      await server.close();
+      for (const k of ['APPID', 'OSS_EXTERNAL_ENDPOINT', 'PLACEHOLDER_MODE', 'REPLY_DEADLINE_MS']) delete process.env[k];
+      Object.assign(process.env, TIMINGS);
+    }
+  });
+});
+
+describe('the line and discord functions on laf', () => {
+  it('verify against laf’s parsed JSON body (it keeps no raw copy) and deliver through the store', async () => {
+    const line = await startLineSim({ channelSecret: '0123456789abcdef0123456789abcdef', accessToken: 'laf-line-token-0000000000' });
+    const discord = await startDiscordSim();
+    Object.assign(process.env, {
+      LINE_CHANNEL_SECRET: '0123456789abcdef0123456789abcdef',
+      LINE_CHANNEL_ACCESS_TOKEN: 'laf-line-token-0000000000',
+      LINE_API_BASE: line.url,
+      DISCORD_PUBLIC_KEY: discord.publicKeyHex,
+      DISCORD_APPLICATION_ID: discord.applicationId,
+      DISCORD_API_BASE: discord.url,
+    });
+    const server = await serveLafOverExpress({ line: load('line'), discord: load('discord') });
+    try {
+      // LINE writes compact JSON; the text has non-ASCII characters.
+      expect((await line.deliver(`${server.url}/line`, [line.text('U00000000000000000000000000000laf', '你好 laf')])).status).toBe(200);
+      await eventually(() => line.replies.length === 1, 10_000);
+      expect(line.replies[0]?.texts).toEqual(['laf:你好 laf']);
+      expect((await line.deliver(`${server.url}/line`, [line.text('U00000000000000000000000000000laf', 'x')], 'AAAA')).status).toBe(401);
+      // A Python-style body (", " and ": ", \u escapes) verifies too; a bad signature is 401.
+      expect((await discord.send(`${server.url}/discord`, discord.ping(), { style: 'python' })).body).toEqual({ type: 1 });
+      expect((await discord.send(`${server.url}/discord`, discord.ask('1150000000000000077', '你好'), { style: 'python' })).body).toEqual({ type: 5 });
+      await eventually(() => discord.edits.length === 1, 10_000);
+      expect(discord.edits[0]?.content).toBe('laf:你好');
+      expect((await discord.send(`${server.url}/discord`, discord.ping(), { badSignature: true })).status).toBe(401);
+    } finally {
+      await server.close();
+      await line.close();
+      await discord.close();
+      for (const k of ['LINE_CHANNEL_SECRET', 'LINE_CHANNEL_ACCESS_TOKEN', 'LINE_API_BASE', 'DISCORD_PUBLIC_KEY', 'DISCORD_APPLICATION_ID', 'DISCORD_API_BASE']) delete process.env[k];
+    }
+  });
+});
+
+describe('the admin function on laf', () => {
+  it('serves the console at /admin?p=…: login with laf’s parsed form, the plots’ scripts, Try it and its live stream', async () => {
+    const ADMIN = 'laf-console-token-0123456789';
+    Object.assign(process.env, { ADMIN_TOKEN: ADMIN });
+    const server = await serveLafOverExpress({ admin: load('admin') });
+    try {
+      expect((await fetch(`${server.url}/admin`)).status).toBe(200);
+      const login = await fetch(`${server.url}/admin?p=/login`, { method: 'POST', body: `token=${ADMIN}`, headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, redirect: 'manual' });
+      expect(login.status).toBe(303);
+      expect(login.headers.get('location')).toBe('/admin');
+      const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
+      const html = await (await fetch(`${server.url}/admin`, { headers: { cookie } })).text();
+      expect(html).toContain('data-api="/admin?p=%2Fapi%2Fstats&amp;days=14"');
+      // uPlot is inlined by the build (laf's require has no resolve), and served with our script.
+      for (const asset of ['/uplot.js', '/uplot.css', '/console.js', '/console.css']) {
+        const r = await fetch(`${server.url}/admin?p=${encodeURIComponent(asset)}`);
+        expect(r.status, asset).toBe(200);
+      }
+      expect(html).toContain('src="/admin?p=%2Fuplot.js"');
+      const stats = (await (await fetch(`${server.url}/admin?p=%2Fapi%2Fstats&days=14`, { headers: { cookie } })).json()) as { days: unknown[] };
+      expect(Array.isArray(stats.days)).toBe(true);
+      const tryPage = await (await fetch(`${server.url}/admin?p=/try`, { headers: { cookie } })).text();
+      const csrf = /data-csrf="([0-9a-f]{64})"/.exec(tryPage)?.[1] as string;
+      const ask = await fetch(`${server.url}/admin?p=/api/try`, { method: 'POST', body: `text=${encodeURIComponent('页面')}`, headers: { 'Content-Type': 'application/x-www-form-urlencoded', cookie, 'X-CSRF-Token': csrf } });
+      expect(ask.status).toBe(200);
+      const asked = (await ask.json()) as { reply: string; follow?: string };
+      expect(asked.follow).toMatch(/^\/admin\?p=%2Fapi%2Ffollow&r=/);
+      const sse = await openSse(`${server.url}${asked.follow as string}`, { cookie });
+      const final = await sse.until((e) => e.event === 'final', 20_000);
+      expect(JSON.parse(final.data).html).toContain('<h2>标题</h2>');
+      // A path that is not ours is an unknown page, not a file.
+      expect((await fetch(`${server.url}/admin?p=..%2F..%2Fetc%2Fpasswd`, { headers: { cookie } })).status).toBe(404);
+    } finally {
+      await server.close();
+      delete process.env['ADMIN_TOKEN'];
+    }
+  });
+});
+
+describe('the harness catches what breaks on laf', () => {
+  const opts = { builtins, dependencies: lafDependencies() };
+
+  const TS5 = {
+    'const type parameters (TS 5.0)': 'export default async function <const T extends readonly string[]>(x: T) { return x; }',
+    '`using` declarations (TS 5.2)': 'export default async function (ctx: any) { using res = { [Symbol.dispose]() {} }; return ctx; }',
+  };
+
+  it('TS-5 const type parameters become a syntax error under laf’s 4.9.5 transpile', () => {
+    expect(() => loadLafFunction(TS5['const type parameters (TS 5.0)'], 'ts5', opts)).toThrow(expect.objectContaining({ name: 'SyntaxError' }));
+  });
+
+  it('TS-5 `using` compiles under 4.9.5 into code that fails when it runs', async () => {
+    const mod = loadLafFunction(TS5['`using` declarations (TS 5.2)'], 'ts5', opts);
+    await expect(invokeLaf(mod, { method: 'GET', query: {} })).rejects.toMatchObject({ name: 'ReferenceError' });
+  });
+
+  it.each(Object.entries(TS5))('the source check flags %s', (_name, code) => {
+    expect(ts49SyntaxErrors(code)).not.toEqual([]);
+  });
+
+  it('an ESM-only dependency cannot be required', () => {
+    // A package like eventsource-parser 4 or dify-client: "type": "module", no CommonJS build.
+    const dir = mkdtempSync(join(tmpdir(), 'wdb-esm-'));
+    try {
+      mkdirSync(join(dir, 'node_modules', 'esm-only-pkg'), { recursive: true });
+      writeFileSync(join(dir, 'package.json'), '{}');
+      writeFileSync(join(dir, 'node_modules', 'esm-only-pkg', 'package.json'), JSON.stringify({ name: 'esm-only-pkg', version: '1.0.0', type: 'module', exports: './index.js' }));
+      writeFileSync(join(dir, 'node_modules', 'esm-only-pkg', 'index.js'), 'export const ok = true;\n');
+      const src = "import { ok } from 'esm-only-pkg';\nexport default async function () { return ok; }";
+      expect(() => loadLafFunction(src, 'esm', { builtins, dependencies: { 'esm-only-pkg': '1.0.0' }, resolveFrom: dir })).toThrow(/ES Module/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a package missing from laf.yaml cannot be required', () => {
+    expect(() => loadLafFunction("import x from 'left-pad-not-listed';\nexport default async () => x;", 'missing', opts)).toThrow(/laf\.yaml/);
+  });
+
+  it.each(['TextDecoder', 'TextEncoder', 'AbortController', 'structuredClone', 'queueMicrotask', 'URLSearchParams', 'performance', 'crypto', 'Headers', 'ReadableStream'])(
+    'the sandbox has no %s',
+    async (global) => {
+      const mod = loadLafFunction(`export default async function () { return typeof ${global} === 'undefined' ? 'missing' : 'present'; }`, 'globals', opts);
+      expect((await invokeLaf(mod, { method: 'GET', query: {} })).body).toBe('missing');
+      const uses = loadLafFunction(`export default async function () { return String(${global}); }`, 'uses', opts);
+      // The error comes from the sandbox's realm, so `instanceof ReferenceError` is false here, as on laf.
+      await expect(invokeLaf(uses, { method: 'GET', query: {} })).rejects.toMatchObject({ name: 'ReferenceError', message: `${global} is not defined` });
+    },
+  );
+
+  it('every source file that goes into the bundle is TypeScript 4.9 syntax', () => {
+    const files = ['functions', 'lib'].flatMap((d) =>
+      readdirSync(join(ROOT, d), { recursive: true, encoding: 'utf8' })
+        .filter((f) => f.endsWith('.ts') && !f.startsWith('sim'))
+        .map((f) => join(ROOT, d, f)),
+    );
+    expect(files.length).toBeGreaterThan(20);
+    for (const file of files) expect({ file, errors: ts49SyntaxErrors(readFileSync(file, 'utf8'), file) }).toEqual({ file, errors: [] });
+  });
+
+  it('the transpile step is laf’s: CommonJS out, bundle left as it is', () => {
+    expect(lafTranspile("import a from 'x';\nexport default a;", 'm')).toMatch(/require\("x"\)/);
+    expect(lafTranspile(source('wechat'), 'wechat')).toContain('handleLafRequest');
+  });
+});
