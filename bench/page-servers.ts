@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const a: App = createApp(configA, { store, logger });
   const b: App = createApp(loadConfig({ ...base, PUBLIC_URL: `http://127.0.0.1:${portB}` }), { store, logger });
   const serve = (app: App, port: number) =>
-    new Promise<void>((r) => createHttpServer({ handler: app.handler, page: app.page, logger, maxBodyBytes: 1 << 18 }).listen(port, '127.0.0.1', 4096, () => r()));
+    new Promise<void>((r) => createHttpServer({ webhook: (path) => app.routes.get(path), page: app.page, logger, maxBodyBytes: 1 << 18 }).listen(port, '127.0.0.1', 4096, () => r()));
   await serve(a, portA);
   await serve(b, portB);
   console.log(JSON.stringify({ a: `http://127.0.0.1:${portA}`, b: `http://127.0.0.1:${portB}` }));

@@ -1,160 +1,179 @@
 /**
- * Wires the pieces: config, store, Dify client, clock and logger in; the handler out.
- * Both adapters (laf function, Node server) call this once and reuse the result.
+ * Wires the pieces (docs/architecture.md): config, store, clock and logger in; the core (bot,
+ * worker), every channel instance the config turns on with its backend, the answer page and the
+ * console out. Both adapters (laf functions, the Node server) call this once and reuse the result.
  */
 import type { Config } from './config';
 import { secretsOf } from './config';
 import { Bot } from './core/bot';
-import type { Clock } from './util/clock';
-import { systemClock } from './util/clock';
-import { createHandler } from './channels/wechat-oa/handler';
-import type { Handler } from './channels/wechat-oa/handler';
-import { Pusher } from './channels/wechat-oa/push';
+import type { Answerer } from './core/answerer';
+import type { BackendSetup, Channel, WebhookRequest, WebhookResponse } from './core/channel';
+import { Channels, channelName } from './core/channel';
+import { LiveAnswers } from './core/live';
+import { Poller } from './core/poller';
 import { Wakeups } from './core/wakeups';
 import { AnswerWorker } from './core/worker';
-import type { Answerer } from './core/answerer';
-import { createDifyClient } from './backends/dify/client';
-import { createOpenAIClient } from './backends/openai/client';
-import { LiveAnswers } from './core/live';
+import { errorLogFields } from './errors';
+import type { Store } from './store';
+import { markdownToText } from './text/markdown';
+import { paginate } from './text/paging';
+import { createWordFilter } from './text/filter';
+import type { Clock } from './util/clock';
+import { systemClock } from './util/clock';
 import type { Logger } from './util/log';
 import { createLogger } from './util/log';
 import { createConsoleHandler } from './web/console/handler';
 import type { ConsoleHandler } from './web/console/handler';
-import { PageLinks } from './web/page/links';
 import { createPageHandler } from './web/page/handler';
 import type { PageHandler, StreamTimings } from './web/page/handler';
-import type { Store } from './store';
-import { TOKEN_INVALID, createWechatApi } from './channels/wechat-oa/api';
-import { WechatApiError, errorLogFields } from './errors';
-import { createWordFilter } from './text/filter';
-import { channelOf } from './core/channel';
-import type { Channel } from './core/channel';
-import { createLineApi } from './channels/line/api';
-import type { LineApi } from './channels/line/api';
-import { createLineChannel } from './channels/line/channel';
-import { createDiscordApi } from './channels/discord/api';
-import type { DiscordApi } from './channels/discord/api';
-import { createDiscordChannel } from './channels/discord/channel';
-import type { WechatApi } from './channels/wechat-oa/api';
-import { TokenCache } from './channels/wechat-oa/token';
+import { PageLinks } from './web/page/links';
 import { version } from '../package.json';
 
+export type WebhookHandler = (req: WebhookRequest) => Promise<WebhookResponse>;
+
 export interface App {
-  handler: Handler;
+  config: Config;
+  /** The core (lib/core/bot.ts): what each channel hands its messages to. */
+  bot: Bot;
+  /** Every channel instance on, found by name or conversation key. */
+  channels: Channels;
+  /** Webhooks by path: `/wechat`, `/line`, …; other instances at `/<kind path>/<instance>`. */
+  routes: ReadonlyMap<string, WebhookHandler>;
   /** The answer page's requests (lib/web/page/handler.ts); 404 for everything while the page is off. */
   page: PageHandler;
   version: string;
   /** The operator console's requests (lib/web/console/handler.ts); 404 for everything without ADMIN_TOKEN. */
   console: ConsoleHandler;
-  /** LINE and Discord, when configured (docs/channels.md). */
-  channels: { line?: Channel; discord?: Channel };
   worker: AnswerWorker;
+  /** One poller per polling channel instance (lib/core/poller.ts); started by `startPollers`. */
+  pollers: readonly Poller[];
+  /** Start the long-poll loops (the Node server does; a laf function cannot host them). */
+  startPollers(): void;
   store: Store;
   logger: Logger;
-  /** Wait for answers in flight, then close the store. */
+  /** Stop pollers and timers, wait for answers in flight, then close the store. */
   close(): Promise<void>;
 }
 
 export interface AppDeps {
   store: Store;
-  /** The model backend; built from the config (LLM_PROVIDER) when omitted. */
+  /** The deployment's model backend; built from the config (LLM_PROVIDER) when omitted. */
   answerer?: Answerer;
   clock?: Clock;
   logger?: Logger;
-  /** The WeChat server API (push mode); built from the config when omitted. */
-  wechatApi?: WechatApi;
   /** Answer-page stream timings (tests shorten them). */
   pageTimings?: StreamTimings;
-  lineApi?: LineApi;
-  discordApi?: DiscordApi;
+  /** Poller options tests shorten (lease, backoff, standby). */
+  pollerTimings?: { leaseMs?: number; standbyMs?: number; backoff?: { baseMs: number; maxMs: number } };
 }
 
-/** The backend LLM_PROVIDER names (lib/core/answerer.ts). */
-export function createAnswerer(config: Config): Answerer {
-  if (config.llm.provider === 'openai' && config.openai) {
-    return createOpenAIClient(config.openai, { vision: config.media.openaiVision, transcribeModel: config.media.openaiTranscribeModel });
-  }
-  return createDifyClient({
-    baseUrl: config.dify.baseUrl,
-    apiKey: config.dify.apiKey,
-    idleTimeoutMs: config.dify.idleTimeoutMs,
-    answerTimeoutMs: config.dify.answerTimeoutMs,
-    inputsTemplate: config.dify.inputs,
-  });
+/** The route a channel instance's webhook is served at. */
+export function webhookPath(kindPath: string, instance: string): string {
+  return instance ? `${kindPath}/${instance}` : kindPath;
 }
 
-/** Download a user's media by MediaId with the shared access token (fetched again once when WeChat says it expired). */
-function mediaDownloader(wechat: { api: WechatApi; tokens: TokenCache }, maxBytes: number) {
-  return async (mediaId: string) => {
-    const token = await wechat.tokens.get();
-    try {
-      return await wechat.api.media(token, mediaId, maxBytes);
-    } catch (err) {
-      if (!(err instanceof WechatApiError && TOKEN_INVALID.has(err.errcode))) throw err;
-      await wechat.tokens.invalidate(token);
-      return wechat.api.media(await wechat.tokens.get(), mediaId, maxBytes);
-    }
+/** The backend a setup names, built once per distinct setting. */
+function backendCache(): (b: BackendSetup) => Answerer {
+  const made = new Map<string, Answerer>();
+  return (b) => {
+    const key = `${b.kind.kind}:${JSON.stringify(b.settings)}`;
+    let a = made.get(key);
+    if (!a) made.set(key, (a = b.kind.create(b.settings)));
+    return a;
   };
 }
 
 export function createApp(config: Config, deps: AppDeps): App {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger({ level: config.logLevel, secrets: secretsOf(config) });
-  const answerer = deps.answerer ?? createAnswerer(config);
   const { store } = deps;
-  const { appId, appSecret } = config.wechat;
-  // The server API (push, the console's menu) needs the app's id and secret.
-  let wechat: { api: WechatApi; tokens: TokenCache } | undefined;
-  if (appId && appSecret) {
-    const api = deps.wechatApi ?? createWechatApi({ baseUrl: config.wechat.apiBase, appId, appSecret });
-    wechat = { api, tokens: new TokenCache({ store, api, clock, logger, appId }) };
-  }
-  const pusher = config.wechat.push && wechat ? new Pusher({ config, store, clock, logger, ...wechat }) : undefined;
-  const media = wechat ? mediaDownloader(wechat, config.media.maxBytes) : undefined;
+  const backendOf = backendCache();
+  const answerer = deps.answerer ?? backendOf(config.backend);
   const filter = config.guards.blockedWords.length > 0 ? createWordFilter(config.guards.blockedWords) : undefined;
-  // Say at start what would make every question fail (a required Dify input DIFY_INPUTS lacks).
-  void answerer
-    .setupProblems()
-    .then((problems) => problems.forEach((p) => logger.error(p)))
-    .catch((err) => logger.warn('could not check the backend’s setup', errorLogFields(err)));
-  // Each settled answer goes out its own channel's way (docs/channels.md); WeChat's only in push mode.
-  const channels: App['channels'] = {};
-  const onSettled = (q: { _id: string; user: string }): Promise<void> => {
-    const channel = channelOf(q.user);
-    if (channel === 'wechat') return pusher ? pusher.deliver(q._id) : Promise.resolve();
-    return channels[channel]?.deliver(q._id) ?? Promise.resolve();
-  };
-  const wakeups = new Wakeups(clock, store);
-  const live = new LiveAnswers();
   if (config.page.warning) logger.warn(config.page.warning);
   const links = config.page.enabled ? new PageLinks(store, config.page) : undefined;
+  const live = new LiveAnswers();
   // In-process news of answers being written, for answer pages and the console's Try it.
   const watched = links !== undefined || config.console.token !== undefined;
-  const worker = new AnswerWorker({ config, store, answerer, clock, logger, onSettled, live: watched ? live : undefined, media, filter });
-  const transcribes = media !== undefined && (config.llm.provider === 'dify' || config.media.openaiTranscribeModel !== undefined);
-  const bot = new Bot({ config, store, clock, logger, worker, answerer, wakeups, push: pusher, links, filter, transcribes });
-  const handler = createHandler({ config, bot, clock, logger });
-  if (config.line) {
-    const api = deps.lineApi ?? createLineApi({ apiBase: config.line.apiBase, accessToken: config.line.accessToken });
-    channels.line = createLineChannel({ config, bot, store, clock, logger, api });
+  const wakeups = new Wakeups(clock, store);
+  // The registry is filled below; the worker and the bot look channels up in it.
+  const registry: { channels: Channels } = { channels: new Channels([]) };
+  const worker = new AnswerWorker({
+    config,
+    store,
+    answerer,
+    channels: { forKey: (key) => registry.channels.forKey(key) },
+    clock,
+    logger,
+    live: watched ? live : undefined,
+    filter,
+  });
+  const bot = new Bot({ config, store, clock, logger, worker, wakeups, links, filter });
+
+  const list: Channel[] = [];
+  const routes = new Map<string, WebhookHandler>();
+  for (const setup of config.channels) {
+    const name = channelName(setup.kind.kind, setup.instance);
+    const channel = setup.kind.create(setup.settings, {
+      instance: setup.instance,
+      name,
+      config,
+      bot,
+      store,
+      clock,
+      logger,
+      answerer: setup.backend ? backendOf(setup.backend) : answerer,
+      links,
+    });
+    list.push(channel);
+    if (channel.webhook && setup.kind.path) routes.set(webhookPath(setup.kind.path, setup.instance), channel.webhook);
   }
-  if (config.discord) {
-    const api = deps.discordApi ?? createDiscordApi({ apiBase: config.discord.apiBase, applicationId: config.discord.applicationId });
-    channels.discord = createDiscordChannel({ config, bot, store, clock, logger, api });
+  // The console's Try it answers as the first channel that replies in its requests (the Official
+  // Account) does, with one delivery, on its own key.
+  const like = list.find((c) => c.delivery === 'reply' && c.instance === '');
+  const tryChannel: Channel = {
+    kind: 'console',
+    instance: '',
+    name: 'console',
+    answerer,
+    delivery: 'reply',
+    window: like?.window ?? { deliveries: 1, timeoutMs: config.delivery.replyDeadlineMs + 500 },
+    pages: like ? (a) => like.pages(a) : (a) => paginate(markdownToText(a), 1800, config.texts.pageHint),
+    carries: { images: false, files: false },
+    help: config.texts.help,
+  };
+  const bareKind = config.channels.find((c) => c.kind.bareKeys)?.kind.kind;
+  registry.channels = new Channels([...list, tryChannel], bareKind);
+
+  // Say at start what would make every question fail (a required Dify input DIFY_INPUTS lacks).
+  for (const a of new Set([answerer, ...list.map((c) => c.answerer)])) {
+    void a
+      .setupProblems()
+      .then((problems) => problems.forEach((p) => logger.error(p)))
+      .catch((err) => logger.warn('could not check the backend’s setup', errorLogFields(err)));
   }
-  const page = createPageHandler({ config, store, clock, logger, live }, deps.pageTimings);
-  const consoleHandler = createConsoleHandler({ config, store, clock, logger, bot, follow: page.follow, answerer, wechat, push: pusher, version });
+  const pollers = list.flatMap((c) => (c.poller ? [new Poller(c.poller, { store, clock, logger, ...deps.pollerTimings })] : []));
+
+  const page = createPageHandler({ config, store, clock, logger, live, pushesLater: (key) => registry.channels.forKey(key)?.push !== undefined }, deps.pageTimings);
+  const consoleHandler = createConsoleHandler({ config, store, clock, logger, bot, tryChannel, channels: registry.channels, follow: page.follow, answerer, version });
   return {
-    handler,
+    config,
+    bot,
+    channels: registry.channels,
+    routes,
     page,
     version,
     console: consoleHandler,
-    channels,
     worker,
+    pollers,
+    startPollers() {
+      for (const p of pollers) p.start();
+    },
     store,
     logger,
     async close() {
-      pusher?.stop();
+      await Promise.all(pollers.map((p) => p.stop()));
+      for (const c of list) c.stop?.();
       await worker.idle();
       await store.close();
     },

@@ -82,6 +82,21 @@ export class WechatApiError extends BotError {
   }
 }
 
+/**
+ * A user's picture or voice could not be downloaded from the channel (expired, too large, refused).
+ * `detail` is safe to log and goes into the failure code (`image_media_<detail>`); `tooLarge` when
+ * the platform said it is over its size limit.
+ */
+export class MediaError extends BotError {
+  readonly detail: string;
+  readonly tooLarge: boolean;
+  constructor(detail: string, message: string, opts: { tooLarge?: boolean; cause?: unknown } = {}) {
+    super(`media_${detail}`, message, { cause: opts.cause });
+    this.detail = detail;
+    this.tooLarge = opts.tooLarge ?? false;
+  }
+}
+
 /** Classify a Dify HTTP error body (docs/dify.md) into a failure kind. */
 export function classifyDifyHttp(status: number, difyCode: string): FailureKind {
   if (difyCode === 'provider_quota_exceeded' || difyCode === 'rate_limit_error') return 'quota';
@@ -111,7 +126,7 @@ export class InputError extends BotError {
   }
 }
 
-/** User-facing texts for failures, by kind; part of `Texts` (lib/config.ts). */
+/** User-facing texts for failures, by kind; part of `Texts` (lib/core/texts.ts). */
 export interface FailureTexts {
   failQuota: string;
   failBusy: string;
@@ -121,7 +136,7 @@ export interface FailureTexts {
   voiceNoRecognition: string;
 }
 
-/** What the WeChat user reads for a failed answer (`note`: an input failure's own text). */
+/** What the user reads for a failed answer (`note`: an input failure's own text). */
 export function failureText(kind: FailureKind, texts: FailureTexts, note?: string): string {
   switch (kind) {
     case 'input':

@@ -100,7 +100,7 @@ async function main(): Promise<void> {
   // Listen first: the answer page's links need the server's address.
   const ref: { app?: ReturnType<typeof createApp> } = {};
   const server = createHttpServer({
-    handler: (r) => (ref.app as ReturnType<typeof createApp>).handler(r),
+    webhook: (path) => (ref.app as ReturnType<typeof createApp>).routes.get(path),
     page: (r) => (ref.app as ReturnType<typeof createApp>).page(r),
     logger: createLogger({ level: 'warn' }),
     maxBodyBytes: 256 * 1024,
@@ -123,10 +123,11 @@ async function main(): Promise<void> {
   });
   const store = await openStore(config.store, { embedded: nedbBackend });
   const app = (ref.app = createApp(config, { store, logger: createLogger({ level: config.logLevel }) }));
-  const wechat = new WechatSim({ url, token: 'demotoken', timeoutMs: config.wechat.timeoutMs });
+  const wechatTimeoutMs = ms(5000);
+  const wechat = new WechatSim({ url, token: 'demotoken', timeoutMs: wechatTimeoutMs });
 
   console.log(`wechat-dify-bot demo — server ${url}, ${openai ? 'OpenAI-compatible' : 'Dify'} simulator ${sim.url}, embedded store ${dataDir}`);
-  console.log(`WeChat waits ${config.wechat.timeoutMs / 1000}s per delivery and delivers up to 3 times (DEMO_SCALE=${scale}).\n`);
+  console.log(`WeChat waits ${wechatTimeoutMs / 1000}s per delivery and delivers up to 3 times (DEMO_SCALE=${scale}).\n`);
 
   const user = 'oDemoUser';
   const say = async (what: Push | string, label: string, note?: string) => {

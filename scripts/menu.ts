@@ -5,7 +5,7 @@
  * WECHAT_APPSECRET (and, behind an IP whitelist, WECHAT_API_BASE). Errors print WeChat's code and
  * what it means; the access token and secret are never printed.
  */
-import { loadMenuSettings } from '../lib/config';
+import { loadMenuSettings } from '../lib/channels/wechat-oa/settings';
 import { ConfigError, WechatApiError } from '../lib/errors';
 import { WECHAT_ERRORS, createWechatApi } from '../lib/channels/wechat-oa/api';
 

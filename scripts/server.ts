@@ -37,13 +37,12 @@ async function main(): Promise<void> {
   const app = createApp(config, { store, logger });
   const storeKind = store.kind;
   const server = createHttpServer({
-    handler: app.handler,
+    webhook: (path) => app.routes.get(path),
     logger: app.logger,
     maxBodyBytes: config.server.maxBodyBytes,
     page: app.page,
     console: app.console,
     health: async () => ({ store: storeKind }),
-    channels: { '/line': app.channels.line?.handle, '/discord': app.channels.discord?.handle },
   });
   // Answers left pending by a process that died are taken over once they go stale.
   const sweep = () =>
@@ -67,7 +66,15 @@ async function main(): Promise<void> {
   }
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
-  app.logger.info('listening', { url: `http://${config.server.host}:${port}/wechat`, acceptDescriptors: 1 + listening.extra, store: storeKind, model: config.llm.provider === 'openai' ? `${config.openai?.baseUrl} (${config.openai?.model})` : config.dify.baseUrl });
+  app.logger.info('listening', {
+    url: `http://${config.server.host}:${port}`,
+    webhooks: [...app.routes.keys()],
+    channels: app.channels.list.filter((c) => c.kind !== 'console').map((c) => c.name),
+    acceptDescriptors: 1 + listening.extra,
+    store: storeKind,
+    model: `${config.backend.kind.kind}: ${config.backend.kind.describe(config.backend.settings)}`,
+  });
+  app.startPollers();
 
   let stopping = false;
   const stop = (signal: string) => {

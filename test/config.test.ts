@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_TEXTS, loadConfig, replyReserveBytes, secretsOf } from '../lib/config';
+import { loadConfig, secretsOf } from '../lib/config';
+import type { Config } from '../lib/config';
+import { DEFAULT_TEXTS } from '../lib/core/texts';
+import { replyReserveBytes } from '../lib/channels/wechat-oa/pages';
+import type { DifySettings } from '../lib/backends/dify/settings';
+import type { OpenAISettings } from '../lib/backends/openai/settings';
+import { wechatSettings } from './support/harness';
+
+const dify = (c: Config) => c.backend.settings as DifySettings;
+const openai = (c: Config) => c.backend.settings as OpenAISettings;
 import { ConfigError } from '../lib/errors';
 
 const base = { WECHAT_TOKEN: 'token123', DIFY_API_KEY: 'app-xyz' };
@@ -18,12 +27,12 @@ const fails = (env: Record<string, string>, variable: string) => {
 describe('loadConfig', () => {
   it('has documented defaults', () => {
     const c = loadConfig(base);
-    expect(c.dify.baseUrl).toBe('https://api.dify.ai/v1');
+    expect(dify(c).baseUrl).toBe('https://api.dify.ai/v1');
     expect(c.store).toEqual({ kind: 'auto', mongoUri: undefined, mongoDb: undefined, dataDir: './data', statsUtcOffsetMin: 480 });
     expect(c.server).toEqual({ port: 3000, host: '0.0.0.0', maxBodyBytes: 262144 });
-    expect(c.delivery).toMatchObject({ replyDeadlineMs: 4500, placeholderMode: 'last', pageBytes: 1800 });
-    expect(c.wechat).toMatchObject({ deliveries: 3, timeoutMs: 5000, timestampToleranceS: 300, push: false });
-    expect(c.dify.idleTimeoutMs).toBe(120_000);
+    expect(c.delivery).toMatchObject({ replyDeadlineMs: 4500, placeholderMode: 'last' });
+    expect(wechatSettings(c)).toMatchObject({ deliveries: 3, timeoutMs: 5000, timestampToleranceS: 300, push: false, pageBytes: 1800 });
+    expect(dify(c).idleTimeoutMs).toBe(120_000);
     expect(c.texts).toEqual(DEFAULT_TEXTS);
   });
 
@@ -70,18 +79,14 @@ describe('loadConfig', () => {
     const c = loadConfig({ ...base, BOT_TEXTS: '{"help": "H"}', MENU_KEYS: '{"A": "/help", "B": {"ask": " q "}}' });
     expect(c.texts.help).toBe('H');
     expect(c.texts.welcome).toBe(DEFAULT_TEXTS.welcome);
-    expect(c.menu).toEqual({ A: { command: '/help' }, B: { ask: 'q' } });
+    expect(wechatSettings(c).menu).toEqual({ A: { command: '/help' }, B: { ask: 'q' } });
   });
 
   it('lists the secrets for log redaction', () => {
     const uri = 'mongodb://user:pa55word@db.example:27017/bot';
-    expect(secretsOf(loadConfig({ ...base, WECHAT_APPID: 'wx1', WECHAT_APPSECRET: 'sec-ret-123', WECHAT_AES_KEY: 'A'.repeat(43), MONGODB_URI: uri }))).toEqual([
-      'token123',
-      'app-xyz',
-      'A'.repeat(43),
-      'sec-ret-123',
-      uri,
-    ]);
+    expect(secretsOf(loadConfig({ ...base, WECHAT_APPID: 'wx1', WECHAT_APPSECRET: 'sec-ret-123', WECHAT_AES_KEY: 'A'.repeat(43), MONGODB_URI: uri })).sort()).toEqual(
+      ['token123', 'app-xyz', 'A'.repeat(43), 'sec-ret-123', uri].sort(),
+    );
   });
 });
 
@@ -129,8 +134,8 @@ describe('answer page settings', () => {
 
 describe('model backend settings', () => {
   it('Dify by default; openai when chosen (or when only OPENAI_MODEL is set), with every option', () => {
-    expect(loadConfig(base).llm.provider).toBe('dify');
-    expect(loadConfig({ WECHAT_TOKEN: 'token123', OPENAI_MODEL: 'deepseek-chat' }).llm.provider).toBe('openai');
+    expect(loadConfig(base).backend.kind.kind).toBe('dify');
+    expect(loadConfig({ WECHAT_TOKEN: 'token123', OPENAI_MODEL: 'deepseek-chat' }).backend.kind.kind).toBe('openai');
     const c = loadConfig({
       WECHAT_TOKEN: 'token123',
       LLM_PROVIDER: 'openai',
@@ -144,10 +149,10 @@ describe('model backend settings', () => {
       HISTORY_MAX_TURNS: '6',
       HISTORY_IDLE_RESET: '30m',
     });
-    expect(c.openai).toMatchObject({ baseUrl: 'https://api.deepseek.com', apiKey: 'sk-abc', model: 'deepseek-chat', systemPrompt: '你是助手。', temperature: 0.7, maxTokens: 800, extraBody: { thinking: { type: 'disabled' } } });
+    expect(openai(c)).toMatchObject({ baseUrl: 'https://api.deepseek.com', apiKey: 'sk-abc', model: 'deepseek-chat', systemPrompt: '你是助手。', temperature: 0.7, maxTokens: 800, extraBody: { thinking: { type: 'disabled' } } });
     expect(c.history).toEqual({ maxTurns: 6, maxChars: 12_000, idleResetMs: 30 * 60_000 });
     expect(secretsOf(c)).toContain('sk-abc');
-    expect(loadConfig({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai', OPENAI_MODEL: 'llama3.1' }).openai?.apiKey).toBeUndefined();
+    expect(openai(loadConfig({ WECHAT_TOKEN: 'token123', LLM_PROVIDER: 'openai', OPENAI_MODEL: 'llama3.1' })).apiKey).toBeUndefined();
   });
 
   it('names the variable to fix', () => {

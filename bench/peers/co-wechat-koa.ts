@@ -2,7 +2,7 @@
 import Koa from 'koa';
 import type { AddressInfo } from 'net';
 import wechat from 'co-wechat';
-import { DEFAULT_TEXTS } from '../../lib/config';
+import { DEFAULT_TEXTS } from '../../lib/core/texts';
 
 const app = new Koa();
 app.use(wechat({ token: process.env['WECHAT_TOKEN'] ?? 'benchtoken', appid: 'wxbench' }).middleware(async (message: { Content?: string }) => (message.Content === '/help' ? DEFAULT_TEXTS.help : 'ok')));

@@ -10,7 +10,7 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import type { AddressInfo } from 'net';
 import xmlparser from 'express-xml-bodyparser';
-import { DEFAULT_TEXTS } from '../../lib/config';
+import { DEFAULT_TEXTS } from '../../lib/core/texts';
 
 const TOKEN = process.env['WECHAT_TOKEN'] ?? 'benchtoken';
 

@@ -2,7 +2,7 @@
 import express from 'express';
 import type { AddressInfo } from 'net';
 import wechat from 'wechat';
-import { DEFAULT_TEXTS } from '../../lib/config';
+import { DEFAULT_TEXTS } from '../../lib/core/texts';
 
 const app = express();
 app.use('/wechat', wechat(process.env['WECHAT_TOKEN'] ?? 'benchtoken', (req: { weixin: { Content?: string } }, res: { reply(text: string): void }) => {

@@ -1,8 +1,9 @@
 /**
- * The answerer port (docs/architecture.md): what the bot asks a model backend. Dify
- * (lib/backends/dify/client.ts) keeps each user's conversation itself; an OpenAI-compatible server
- * (lib/backends/openai/client.ts) is sent the user's recent turns from our store with every question.
- * Both stream, and both fail with a `ModelError` (lib/errors.ts), so the lifecycle is the same.
+ * The answerer port (docs/architecture.md): what the core asks a model backend, in terms of facts
+ * about the question, never of one backend's settings. Each backend is a folder under lib/backends/
+ * registered in lib/backends/index.ts: Dify keeps each user's conversation itself (and fills its
+ * app's inputs from the facts); an OpenAI-compatible server is sent the user's recent turns from our
+ * store. All stream, and all fail with a `ModelError` (lib/errors.ts), so the lifecycle is the same.
  */
 
 export interface Usage {
@@ -23,18 +24,35 @@ export interface Turn {
   tokens?: number | undefined;
 }
 
+/** What is known about a question besides its text (Dify's DIFY_INPUTS placeholders use them). */
+export interface QuestionFacts {
+  /** The kind of message that asked (`text`, `voice`, `image`, `event`). */
+  msgType: string;
+  /** A menu click's key ('' otherwise). */
+  eventKey: string;
+  /** The QR scene the user last came through ('' when none). */
+  scene: string;
+  /** When it is asked, ISO 8601 in the configured time zone. */
+  now: string;
+}
+
 export interface AnswerRequest {
   query: string;
-  /** The sender's OpenID: Dify scopes conversations to it; OpenAI-compatible servers may log it as `user`. */
+  /** The conversation key (lib/core/keys.ts): backends scope conversations to it; OpenAI-compatible servers may log it as `user`. */
   user: string;
-  /** Dify: the conversation to continue. */
+  /** Absent: a plain text question asked now (tools, tests). */
+  facts?: QuestionFacts | undefined;
+  /** Backends that keep the conversation: the one to continue. */
   conversationId?: string | undefined;
-  /** OpenAI-compatible: the turns before this question, oldest first. */
+  /** Backends that keep none: the turns before this question, oldest first. */
   history?: readonly Turn[] | undefined;
-  /** Dify: the app's input variables, filled (lib/backends/dify/inputs.ts). */
-  inputs?: Record<string, unknown> | undefined;
-  /** A picture the question is about: its URL (WeChat's PicUrl), or its bytes once downloaded. */
+  /** A picture the question is about: its URL, or its bytes once downloaded (as `imageInput` asked). */
   images?: readonly ImageInput[] | undefined;
+  /**
+   * The backend found `conversationId` gone (deleted, or finished) and answered in a new
+   * conversation: the stored id must be forgotten. Called before the answer resolves.
+   */
+  onConversationGone?: (() => Promise<void>) | undefined;
 }
 
 export type ImageInput = { url: string } | { bytes: Buffer; contentType: string };
@@ -74,9 +92,12 @@ export interface ChatHooks {
 }
 
 export interface Answerer {
-  readonly kind: 'dify' | 'openai';
+  /** Which backend (`dify`, `openai`): statistics and failure codes name it. */
+  readonly kind: string;
   /** The backend keeps the conversation (Dify); otherwise the store's history is sent along. */
   readonly keepsConversation: boolean;
+  /** `transcribe` can work (Dify's `/audio-to-text`; OpenAI-compatible with OPENAI_TRANSCRIBE_MODEL). */
+  readonly transcribes: boolean;
   /** Ask and stream the answer. */
   chat(req: AnswerRequest, hooks?: ChatHooks): Promise<Answer>;
   /** Forget a conversation at the backend (Dify; nothing to do elsewhere); "not found" counts as done. */
@@ -86,8 +107,12 @@ export interface Answerer {
    * said, in a few words. Throws the backend's `ModelError` when it is unreachable or refuses the key.
    */
   probe(): Promise<string>;
-  /** Does the backend take pictures with a question (Dify: the app's settings, read once; OpenAI: OPENAI_VISION)? */
-  takesImages(): Promise<boolean>;
+  /**
+   * How the backend takes a picture with a question: not at all, by URL (it fetches it), or as
+   * bytes downloaded here (a URL still serves when the channel cannot download). Dify: the app's
+   * settings (read once) and DIFY_IMAGE_UPLOAD; OpenAI-compatible: OPENAI_VISION.
+   */
+  imageInput(): Promise<'none' | 'url' | 'bytes'>;
   /**
    * Speech to text (Dify `/audio-to-text`, OpenAI-compatible `/audio/transcriptions`); throws a
    * `ModelError` when the backend cannot (`*_no_transcription` when it is not set up for it).

@@ -1,57 +1,75 @@
 /**
- * What the bot says to one inbound message, within WeChat's reply window (docs/architecture.md).
- *
- * Every delivery of a question waits for its answer until its reply deadline. Ready: the answer.
- * Not ready and WeChat will deliver again: no reply in time (`drop`), so the next delivery gets a
- * fresh window. Last delivery: a placeholder, and the answer waits in the user's inbox for `1`.
- * Each page is handed out once, by a compare-and-set in the store, whoever asks for it; only a
+ * The lifecycle of one message, whatever channel it came through (docs/architecture.md): commands,
+ * keyword replies, limits and filters, then the claim (one model call however often the message
+ * arrives) and the answer worker. A `send` channel gets the claimed question back at once (`queued`)
+ * and delivers the answer when it settles. A `reply` channel's delivery waits for the answer here,
+ * inside the platform's reply window (WeChat's 5 s and re-deliveries): ready, it is the reply; not
+ * ready and the platform will deliver again, no reply in time (`drop`), so the next delivery gets a
+ * fresh window; on the last delivery a placeholder, and the answer waits in the user's inbox for
+ * `1`. Each page is handed out once, by a compare-and-set in the store, whoever asks for it; only a
  * re-delivery of the same message gets the same page again.
  */
-import { createHash, randomInt } from 'crypto';
+import { createHash } from 'crypto';
 import type { Clock } from '../util/clock';
-import type { Config } from '../config';
-import { fill } from '../config';
-import type { CommandName } from '../config';
-import type { Answerer } from './answerer';
+import type { CoreConfig, CommandName } from './settings';
+import { COMMAND_NAMES } from './settings';
+import { fill } from '../text/fill';
 import { errorLogFields } from '../errors';
 import type { Logger } from '../util/log';
 import type { MessageRecord, Store } from '../store';
 import { TEST_USER, isTestUser, pageCount } from '../store';
 import type { CountWindow, PictureRef } from '../store';
 import type { WordFilter } from '../text/filter';
-import type { PageLinks } from '../web/page/links';
-import type { InboundMessage } from '../channels/wechat-oa/xml';
+import { quote } from '../text/quote';
+import type { Channel, Links } from './channel';
 import { keywordReply } from './keywords';
-import type { Pusher } from '../channels/wechat-oa/push';
-import { pageReply, quote } from '../channels/wechat-oa/replies';
+import { pageReply } from './replies';
 import type { Wakeups } from './wakeups';
 import type { AnswerWorker } from './worker';
 
 /**
  * What to answer one delivery with. A reply that carries a page says which, so the page can be
- * given back if the reply never reaches WeChat (`giveBack`).
+ * given back if the reply never reaches the user (`giveBack`).
  */
 export type Decision = { reply: string; giveBack?: () => Promise<void> } | { success: true } | { drop: true } | Queued;
 
-/** LINE and Discord: the question is claimed and being answered; the channel delivers it when it settles. */
+/** A `send` channel's question: claimed, its worker started; the channel delivers it when it settles. */
 export interface Queued {
   queued: MessageRecord;
   /** This delivery claimed it (a re-delivered event is not `first`). */
   first: boolean;
 }
 
-/** A text from LINE or Discord, as the channel's adapter parsed it (docs/channels.md). */
-export interface ChannelText {
-  channel: 'line' | 'discord';
-  /** Whose conversation: `line:U…`, `line:g:<groupId>`, `discord:<channelId>`. */
+/** What a message is, as its channel parsed it. */
+export type Content =
+  | { type: 'text'; text: string }
+  /** A voice: its transcript when the platform made one, else the media to download and transcribe. */
+  | { type: 'voice'; transcript?: string | undefined; media?: { id: string; format: string } | undefined }
+  | { type: 'image'; image: PictureRef }
+  /** A fixed question (a menu button): no keyword reply, no command. */
+  | { type: 'ask'; text: string }
+  | { type: 'command'; name: CommandName };
+
+/** One delivery of a message (docs/channels.md "Messages"). */
+export interface Inbound {
+  channel: Channel;
+  /** Whose conversation (lib/core/keys.ts). */
   user: string;
-  /** The channel's id of the event (dedupe: one claim however often it comes). */
-  msgId: string;
-  text: string;
-  /** When it was sent (ms). */
+  /** The message's dedupe key: one claim however often it comes (unique across channels: built on `user`). */
+  key: string;
+  /** When the user sent it (s): a message sent before they left is not asked again. */
   sentAt: number;
-  /** How to answer it (the reply or interaction token) and until when. */
-  replyHandle?: { token: string; until: number };
+  /** When this delivery arrived (ms). */
+  arrival: number;
+  /** The platform's id of the message, as it gives it (WeChat's 64-bit MsgId as text), for the record. */
+  msgId?: string | undefined;
+  content: Content;
+  /** What kind of message asked (DIFY_INPUTS `{msgType}`, `{eventKey}`); from `content` when absent. */
+  origin?: { msgType: string; eventKey?: string } | undefined;
+  /** How to answer it (a reply or interaction token) and until when; kept on the question, never logged. */
+  replyHandle?: { token: string; until: number } | undefined;
+  /** No re-delivery will come (the console's Try it): the first delivery is the last. */
+  single?: boolean;
 }
 
 /** How long `1` mentions an answer read on its page, instead of "nothing pending". */
@@ -62,25 +80,17 @@ const SOLO_POLL_MS = 2_000;
 const SUCCESS: Decision = { success: true };
 const DROP: Decision = { drop: true };
 
-/** What WeChat turns stickers and other unsupported input into (docs/wechat.md): never send it to Dify. */
-const UNSUPPORTED_PLACEHOLDER = '【收到不支持的消息类型，暂无法显示】';
-
 export interface BotDeps {
-  config: Config;
+  config: CoreConfig;
   store: Store;
   clock: Clock;
   logger: Logger;
   worker: AnswerWorker;
-  answerer: Answerer;
   wakeups: Wakeups;
-  /** Push mode: late answers are sent by the customer-service API (lib/channels/wechat-oa/push.ts). */
-  push?: Pick<Pusher, 'available' | 'afterPlaceholder'> | undefined;
   /** The answer page is on: placeholders and long answers link to it (lib/web/page/). */
-  links?: PageLinks | undefined;
+  links?: Links | undefined;
   /** BLOCKED_WORDS: a question containing one is refused without asking the model. */
   filter?: WordFilter | undefined;
-  /** A voice without WeChat's recognition can be downloaded and transcribed (app secret, and a backend that transcribes). */
-  transcribes?: boolean;
 }
 
 /** What a question carries besides its text: a voice to transcribe first, a picture given with it, the kind of message. */
@@ -90,26 +100,14 @@ interface AskExtra {
   origin?: { msgType: string; eventKey?: string };
 }
 
-interface Incoming {
-  msg: InboundMessage;
-  /** Dedupe key: sender + MsgId for messages, sender + CreateTime + event for events. */
-  key: string;
-  /** When this delivery arrived (ms). */
-  arrival: number;
-  /** No re-delivery will come (the console's Try it): the first delivery is the last. */
-  single?: boolean;
-  /** From LINE or Discord: a question is queued, not waited for; `1` is no command there. */
-  channel?: ChannelText;
-}
-
-type Command = (bot: Bot, m: Incoming) => Promise<Decision>;
+type Command = (bot: Bot, m: Inbound) => Promise<Decision>;
 
 /** Commands are a table: typed text and menu keys both land here. Its keys are exactly the
  * names config validation accepts (COMMAND_NAMES), which the type checker enforces. */
 export const COMMANDS: Readonly<Record<CommandName, Command>> = {
   '1': (bot, m) => bot.fetch(m),
   '/clear': (bot, m) => bot.clear(m),
-  '/help': (bot) => Promise.resolve({ reply: bot.texts.help }),
+  '/help': (_bot, m) => Promise.resolve({ reply: m.channel.help }),
 };
 
 /** Full-width digits and slashes, surrounding space and case don't change a command. */
@@ -121,17 +119,14 @@ export function normalizeCommand(text: string): string {
     .toLowerCase();
 }
 
-export function dedupeKey(msg: InboundMessage): string {
-  if ('msgId' in msg && msg.msgId) return `${msg.fromUser}:${msg.msgId}`;
-  const event = msg.kind === 'unknown' ? msg.event : msg.kind;
-  const eventKey = 'eventKey' in msg ? msg.eventKey : '';
-  return `${msg.fromUser}:e${msg.createTime}:${event}:${eventKey}`;
-}
-
-
-/** Is `name` a command? (Typed text is checked against the table, not trusted.) */
-function commandFor(name: string): Command | undefined {
-  return Object.prototype.hasOwnProperty.call(COMMANDS, name) ? COMMANDS[name as CommandName] : undefined;
+/**
+ * Is `name` a command on `channel`? Typed text is checked against the table, not trusted. `1`
+ * fetches answers that wait for the user to ask: only where answers travel in replies.
+ */
+function commandFor(channel: Channel, name: string): Command | undefined {
+  if (!(COMMAND_NAMES as readonly string[]).includes(name)) return undefined;
+  if (name === '1' && channel.delivery !== 'reply') return undefined;
+  return COMMANDS[name as CommandName];
 }
 
 /** Something for `1` to hand out now: an answer with pages left, or an unsent failure notice. */
@@ -147,103 +142,61 @@ const waitingBesides = (items: readonly MessageRecord[], exceptId: string) => it
 export class Bot {
   constructor(private readonly deps: BotDeps) {}
 
-  get texts(): Config['texts'] {
+  get texts(): CoreConfig['texts'] {
     return this.deps.config.texts;
   }
 
   /**
-   * The console's Try it: `text` from the test user (lib/store TEST_USER), handled exactly like a
-   * WeChat text message that gets one delivery: commands, keywords and `1` included. The reply the
-   * user would read, and the key of the message (a question's answer can be followed by it).
+   * The console's Try it: `text` from the test user (lib/store TEST_USER) through `channel` (the
+   * console's own, answering like WeChat with one delivery): commands, keywords and `1` included.
+   * The reply the user would read, and the key of the message (a question's answer can be followed by it).
    */
-  async tryIt(text: string, arrival: number): Promise<{ reply: string | undefined; key: string }> {
-    const msg: InboundMessage = { kind: 'text', fromUser: TEST_USER, toUser: 'console', createTime: Math.floor(arrival / 1000), msgId: randomInt(1, 2 ** 47).toString(), content: text };
-    const m: Incoming = { msg, key: dedupeKey(msg), arrival, single: true };
-    const decision = await this.route(m);
-    return { reply: 'reply' in decision ? decision.reply : undefined, key: m.key };
+  async tryIt(channel: Channel, text: string, arrival: number): Promise<{ reply: string | undefined; key: string }> {
+    const key = `${TEST_USER}:${arrival.toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+    const decision = await this.receive({ channel, user: TEST_USER, key, sentAt: Math.floor(arrival / 1000), arrival, content: { type: 'text', text }, single: true });
+    return { reply: 'reply' in decision ? decision.reply : undefined, key };
   }
 
-  /**
-   * A text from another channel (LINE, Discord): commands, keywords, limits and filters as on
-   * WeChat; a question is claimed (once per event id) and returned queued, for the channel to
-   * deliver when its worker settles it.
-   */
-  channelText(input: ChannelText, arrival: number): Promise<Decision> {
-    const msg: InboundMessage = { kind: 'text', fromUser: input.user, toUser: input.channel, createTime: Math.floor(input.sentAt / 1000), msgId: input.msgId, content: input.text };
-    return this.route({ msg, key: dedupeKey(msg), arrival, channel: input });
-  }
-
-  /** Route one delivery of a parsed message. */
-  handle(msg: InboundMessage, arrival: number): Promise<Decision> {
-    return this.route({ msg, key: dedupeKey(msg), arrival });
-  }
-
-  private async route(m: Incoming): Promise<Decision> {
-    const { msg } = m;
-    const { texts, menu, scenes } = this.deps.config;
-    switch (msg.kind) {
+  /** One delivery of a message from any channel. */
+  receive(m: Inbound): Promise<Decision> {
+    const { content } = m;
+    switch (content.type) {
       case 'text': {
-        const name = normalizeCommand(msg.content);
-        // `1` fetches WeChat's late answers; other channels deliver them by themselves.
-        const command = m.channel && name === '1' ? undefined : commandFor(name);
-        if (m.channel && name === '/help') return { reply: texts.channelHelp };
+        const command = commandFor(m.channel, normalizeCommand(content.text));
         if (command) return command(this, m);
-        if (msg.content.trim() === '') return { reply: texts.help };
-        if (msg.content.trim() === UNSUPPORTED_PLACEHOLDER) return { reply: texts.unsupported };
-        return this.askOrKeyword(m, msg.content, { origin: { msgType: 'text' } });
+        if (content.text.trim() === '') return Promise.resolve({ reply: m.channel.help });
+        return this.askOrKeyword(m, content.text, { origin: m.origin ?? { msgType: 'text' } });
       }
       case 'voice':
-        // Recognition is optional and reported empty in production (docs/wechat.md): then the
-        // voice itself is downloaded and transcribed, when the app secret and the backend allow.
-        if (msg.recognition) return this.askOrKeyword(m, msg.recognition, { origin: { msgType: 'voice' } });
-        if (!this.deps.transcribes || !msg.mediaId) return { reply: texts.voiceNoRecognition };
-        return this.guarded(m) ?? this.ask(m, '', { voice: { mediaId: msg.mediaId, format: msg.format }, origin: { msgType: 'voice' } });
-      case 'image': {
-        const refused = this.guarded(m);
-        if (refused) return refused;
-        const image = { picUrl: msg.picUrl, mediaId: msg.mediaId };
-        const { imagePrompt, imageWindowMs } = this.deps.config.media;
-        if (imagePrompt) return this.ask(m, imagePrompt, { image, origin: { msgType: 'image' } });
-        // Kept for the next question; the time is the message's own, so a re-delivery keeps the same one.
-        await this.deps.store.keepImage(msg.fromUser, image, msg.createTime * 1000);
-        return { reply: fill(texts.imageReceived, { seconds: Math.round(imageWindowMs / 1000) }) };
+        // A transcript is optional on WeChat and reported empty in production (docs/wechat.md): then
+        // the voice itself is downloaded and transcribed, when the channel and the backend allow.
+        if (content.transcript) return this.askOrKeyword(m, content.transcript, { origin: { msgType: 'voice' } });
+        if (!content.media || !m.channel.media || !m.channel.answerer.transcribes) return Promise.resolve({ reply: this.texts.voiceNoRecognition });
+        return this.guarded(m) ?? this.ask(m, '', { voice: { mediaId: content.media.id, format: content.media.format }, origin: { msgType: 'voice' } });
+      case 'image':
+        return this.picture(m, content.image);
+      case 'ask':
+        return this.guarded(m) ?? this.ask(m, content.text, { origin: m.origin ?? { msgType: 'event' } });
+      case 'command': {
+        const command = commandFor(m.channel, content.name);
+        return command ? command(this, m) : Promise.resolve(SUCCESS);
       }
-      case 'video':
-      case 'shortvideo':
-      case 'location':
-      case 'link':
-        return { reply: texts.unsupported };
-      case 'subscribe': {
-        if (!msg.eventKey.startsWith('qrscene_')) return { reply: texts.welcome };
-        const scene = msg.eventKey.slice('qrscene_'.length);
-        await this.deps.store.noteScene(msg.fromUser, scene, this.deps.clock.now());
-        return { reply: scenes[scene] ?? scenes['*'] ?? texts.welcome };
-      }
-      case 'scan': {
-        await this.deps.store.noteScene(msg.fromUser, msg.eventKey, this.deps.clock.now());
-        const text = scenes[msg.eventKey] ?? scenes['*'];
-        return text ? { reply: text } : SUCCESS;
-      }
-      case 'unsubscribe':
-        await this.deps.store.forgetUser(msg.fromUser, msg.createTime, this.deps.clock.now());
-        return SUCCESS;
-      case 'click': {
-        const action = menu[msg.eventKey];
-        if (!action) return SUCCESS;
-        if ('ask' in action) return this.guarded(m) ?? this.ask(m, action.ask, { origin: { msgType: 'event', eventKey: msg.eventKey } });
-        const command = commandFor(action.command);
-        return command ? command(this, m) : SUCCESS;
-      }
-      case 'view':
-        return SUCCESS;
-      case 'unknown':
-        // An unknown message type gets a polite text; unknown events (LOCATION, …) need no answer.
-        return msg.msgType === 'event' ? SUCCESS : { reply: texts.unsupported };
     }
   }
 
+  /** A picture: asked about at once (IMAGE_PROMPT), or kept for the user's next question. */
+  private async picture(m: Inbound, image: PictureRef): Promise<Decision> {
+    const refused = this.guarded(m);
+    if (refused) return refused;
+    const { imagePrompt, imageWindowMs } = this.deps.config.media;
+    if (imagePrompt) return this.ask(m, imagePrompt, { image, origin: { msgType: 'image' } });
+    // Kept for the next question; the time is the message's own, so a re-delivery keeps the same one.
+    await this.deps.store.keepImage(m.user, image, m.sentAt * 1000);
+    return { reply: fill(this.texts.imageReceived, { seconds: Math.round(imageWindowMs / 1000) }) };
+  }
+
   /** A keyword's fixed reply (the model never sees it), or else a question for the model. */
-  private async askOrKeyword(m: Incoming, text: string, extra: AskExtra): Promise<Decision> {
+  private async askOrKeyword(m: Inbound, text: string, extra: AskExtra): Promise<Decision> {
     const refused = this.guarded(m);
     if (refused) return refused;
     const fixed = keywordReply(this.deps.config.keywords, text);
@@ -257,16 +210,19 @@ export class Bot {
       return this.ask(m, text, extra);
     }
     // Counted once per message (its first delivery); a re-delivery gets the same reply.
-    await this.deps.store.keywordReplied(m.key, m.msg.fromUser, fixed.keyword, m.msg.createTime, this.deps.clock.now());
+    await this.deps.store.keywordReplied(m.key, m.user, fixed.keyword, m.sentAt, this.deps.clock.now());
     return { reply: fixed.reply };
   }
 
   /** A private bot (ALLOWED_USERS, BLOCKED_USERS) says no to everyone else. */
-  private guarded(m: Incoming): Decision | undefined {
+  private guarded(m: Inbound): Promise<Decision> | undefined {
     const { allowedUsers, blockedUsers } = this.deps.config.guards;
-    const user = m.msg.fromUser;
+    const user = m.user;
     if (isTestUser(user)) return undefined;
-    if (blockedUsers.has(user) || (allowedUsers !== undefined && !allowedUsers.has(user))) return { reply: this.texts.notAllowed };
+    // A key's last part is the platform's own id (an OpenID, a LINE user id): lists may name either.
+    const id = user.slice(user.lastIndexOf(':') + 1);
+    const listed = (set: ReadonlySet<string>) => set.has(user) || set.has(id);
+    if (listed(blockedUsers) || (allowedUsers !== undefined && !listed(allowedUsers))) return Promise.resolve({ reply: this.texts.notAllowed });
     return undefined;
   }
 
@@ -292,11 +248,11 @@ export class Bot {
     return sameDay ? at.slice(11, 16) : `${at.slice(5, 10).replace('-', '月')}日 ${at.slice(11, 16)}`;
   }
 
-  /** A question for Dify: claim it (one Dify call however many deliveries), then wait for it. */
-  async ask(m: Incoming, question: string, extra: AskExtra = {}): Promise<Decision> {
+  /** A question for the model: claim it (one model call however many deliveries), then wait for it or queue it. */
+  async ask(m: Inbound, question: string, extra: AskExtra = {}): Promise<Decision> {
     const { store, clock, worker, logger, config } = this.deps;
     const now = clock.now();
-    const user = m.msg.fromUser;
+    const user = m.user;
     // Limits count questions, once per message; commands, keywords and `1` never get here.
     const windows = isTestUser(user) ? [] : this.windows(user, now);
     if (windows.length > 0) {
@@ -314,10 +270,11 @@ export class Bot {
     const claim = await store.claim({
       _id: m.key,
       user,
-      msgId: 'msgId' in m.msg ? m.msg.msgId : '',
+      channel: m.channel.name,
+      ...(m.msgId ? { msgId: m.msgId } : {}),
       kind: 'question',
       createdAt: now,
-      sentAt: m.msg.createTime,
+      sentAt: m.sentAt,
       question,
       status: 'pending',
       generation: existing?.generation ?? 0,
@@ -330,8 +287,8 @@ export class Bot {
       ...(image ? { image } : {}),
       ...(extra.voice ? { voice: extra.voice } : {}),
       ...(extra.origin ? { origin: extra.origin } : {}),
-      ...(m.channel?.replyHandle ? { replyHandle: m.channel.replyHandle } : {}),
-      ...(m.channel ? { outbox: m.channel.channel } : {}),
+      ...(m.replyHandle ? { replyHandle: m.replyHandle } : {}),
+      ...(m.channel.delivery === 'send' ? { outbox: m.channel.name } : {}),
     });
     // Sent before the user unsubscribed: WeChat is re-delivering it to an account they left.
     if (claim.gone) return SUCCESS;
@@ -344,11 +301,10 @@ export class Bot {
       for (const key of dropped) logger.warn('inbox full: dropped the oldest undelivered answer', { key });
       othersWaiting = waitingBesides(kept, m.key);
     }
-    // Another channel delivers by itself once the answer settles; nothing waits here.
-    if (m.channel) return { queued: claim.record, first: claim.first };
+    // A `send` channel delivers by itself once the answer settles; nothing waits here.
+    if (m.channel.delivery === 'send') return { queued: claim.record, first: claim.first };
     let latest: MessageRecord | undefined;
-    const deliveryNo = m.single ? this.deps.config.wechat.deliveries : claim.record.deliveries;
-    const outcome = await this.until(user, m.arrival, deliveryNo, async () => {
+    const outcome = await this.until(m, this.deliveryNo(m, claim.record), async () => {
       const q = await store.message(m.key);
       if (!q) return 'gone' as const;
       if (q.status !== 'pending') return q;
@@ -357,17 +313,23 @@ export class Bot {
       return undefined;
     });
     if (outcome === 'drop') return DROP;
-    if (outcome === 'deadline') return this.placeholder(latest as MessageRecord);
+    if (outcome === 'deadline') return this.placeholder(m, latest as MessageRecord);
     if (outcome === 'gone') return SUCCESS;
-    return this.answerOwn(m.key, outcome, m.arrival, m.single ? 1 : claim.record.deliveries, othersWaiting);
+    return this.answerOwn(m, outcome, m.single ? 1 : claim.record.deliveries, othersWaiting);
+  }
+
+  /** Which delivery of its message this is, as the reply window counts: the console's one is the last. */
+  private deliveryNo(m: Inbound, record: MessageRecord): number {
+    return m.single ? (m.channel.window?.deliveries ?? 1) : record.deliveries;
   }
 
   /**
    * A settled question, in its own delivery: its first page, once. `othersWaiting`: answers the
    * user was already waiting for when this question arrived (read again when not known).
    */
-  private async answerOwn(key: string, q: MessageRecord, arrival: number, deliveryNo: number, othersWaiting?: number): Promise<Decision> {
+  private async answerOwn(m: Inbound, q: MessageRecord, deliveryNo: number, othersWaiting?: number): Promise<Decision> {
     const { store, config } = this.deps;
+    const { key } = m;
     let took: MessageRecord | null = null;
     // A few rounds: an earlier delivery of this message may be giving the page back right now.
     for (let round = 0, cur: MessageRecord | null = q; cur && round < 3; round++, cur = await store.message(key)) {
@@ -379,7 +341,7 @@ export class Bot {
       }
       // Someone else (a `1`, push) already gave the user this page: nothing to add.
       if ((cur.pagesDelivered ?? 0) > 0 || cur.inbox === undefined) return SUCCESS;
-      if (this.tooLate(arrival)) return DROP;
+      if (this.tooLate(m)) return DROP;
       took = await store.takePage(cur, 0, key, `reply${deliveryNo}`, this.deps.clock.now());
       if (took) break;
     }
@@ -419,14 +381,19 @@ export class Bot {
     return fill(template, this.timing(q)) + (link ? '\n' + link : '');
   }
 
-  /** WeChat stops listening to a delivery at its timeout: a page taken later would be lost. */
-  private tooLate(arrival: number): boolean {
-    return this.deps.clock.now() >= arrival + this.deps.config.wechat.timeoutMs;
+  /** The platform stops listening to a delivery at its timeout: a page taken later would be lost. */
+  private tooLate(m: Inbound): boolean {
+    return this.deps.clock.now() >= m.arrival + this.timeoutMs(m);
+  }
+
+  private timeoutMs(m: Inbound): number {
+    return m.channel.window?.timeoutMs ?? this.deps.config.delivery.replyDeadlineMs + 500;
   }
 
   /** The last delivery and no answer yet: say so, and promise `1` (or push). */
-  private async placeholder(q: MessageRecord): Promise<Decision> {
-    const { store, push, logger } = this.deps;
+  private async placeholder(m: Inbound, q: MessageRecord): Promise<Decision> {
+    const { store, logger } = this.deps;
+    const push = m.channel.push;
     await store.markPlaceholderSent(q._id);
     const pushing = push ? await push.available(q.user, q.createdAt) : false;
     if (push && pushing) {
@@ -440,9 +407,9 @@ export class Bot {
    * page once. While nothing is ready, it waits like a question does, then says what is still
    * being written.
    */
-  async fetch(m: Incoming): Promise<Decision> {
+  async fetch(m: Inbound): Promise<Decision> {
     const { store, config } = this.deps;
-    const user = m.msg.fromUser;
+    const user = m.user;
     const claim = await this.claimCommand(m, 'fetch');
     if (claim.gone) return SUCCESS;
     if (!claim.first) {
@@ -455,7 +422,7 @@ export class Bot {
       }
     }
     let oldestPending: MessageRecord | undefined;
-    const outcome = await this.until(user, m.arrival, m.single ? this.deps.config.wechat.deliveries : claim.record.deliveries, async () => {
+    const outcome = await this.until(m, this.deliveryNo(m, claim.record), async () => {
       // A page lost to a concurrent taker means the inbox changed: look again, a bounded number of times.
       for (let round = 0; round < 5; round++) {
         const items = await store.inbox(user);
@@ -467,7 +434,7 @@ export class Bot {
           return undefined;
         }
         const page = q.pagesDelivered ?? 0;
-        if (this.tooLate(m.arrival)) return DROP;
+        if (this.tooLate(m)) return DROP;
         const took = await store.takePage(q, page, m.key, 'fetch', this.deps.clock.now());
         if (!took) continue;
         const others = items.filter((i) => i._id !== q._id && (waitedFor(i) || deliverable(i)));
@@ -492,17 +459,17 @@ export class Bot {
     return recent ? fill(this.texts.readOnPage, { question: read.question }) : this.texts.nothingPending;
   }
 
-  /** `/clear`: forget the conversation here and (best effort) at Dify; cancel undelivered answers. */
-  async clear(m: Incoming): Promise<Decision> {
+  /** `/clear`: forget the conversation here and (best effort) at the backend; cancel undelivered answers. */
+  async clear(m: Inbound): Promise<Decision> {
     const { store, clock } = this.deps;
-    const user = m.msg.fromUser;
+    const user = m.user;
     const claim = await this.claimCommand(m, 'command');
     if (claim.gone) return SUCCESS;
     if (!claim.first) return { reply: this.texts.cleared };
     const { conversationId } = await store.clearUser(user, clock.now());
     if (conversationId) {
       // Best effort: the conversation is already forgotten here, whatever Dify answers.
-      this.deps.answerer
+      m.channel.answerer
         .deleteConversation(conversationId, user)
         .catch((err) => this.deps.logger.warn('could not delete the conversation at the backend', { user, ...errorLogFields(err) }));
     }
@@ -510,8 +477,8 @@ export class Bot {
   }
 
   /** Record a delivery of a `1` or a stateful command (its deliveries are counted, its reply is not stored). */
-  private claimCommand(m: Incoming, kind: 'fetch' | 'command') {
-    return this.deps.store.claim({ _id: m.key, user: m.msg.fromUser, kind, createdAt: this.deps.clock.now(), sentAt: m.msg.createTime });
+  private claimCommand(m: Inbound, kind: 'fetch' | 'command') {
+    return this.deps.store.claim({ _id: m.key, user: m.user, channel: m.channel.name, kind, createdAt: this.deps.clock.now(), sentAt: m.sentAt });
   }
 
   private timing(q: MessageRecord): { question: string; seconds: number } {
@@ -530,10 +497,11 @@ export class Bot {
    * answers settled by another instance) passes. At the deadline: `deadline` on the last delivery,
    * else `drop`, held until WeChat's own timeout so WeChat delivers again with a fresh window.
    */
-  private async until<T>(user: string, arrival: number, deliveryNo: number, probe: () => Promise<T | undefined>): Promise<T | 'deadline' | 'drop'> {
+  private async until<T>(m: Inbound, deliveryNo: number, probe: () => Promise<T | undefined>): Promise<T | 'deadline' | 'drop'> {
     const { clock, config, wakeups, store } = this.deps;
+    const { user, arrival } = m;
     const deadline = arrival + config.delivery.replyDeadlineMs;
-    const last = config.delivery.placeholderMode === 'first' || deliveryNo >= config.wechat.deliveries;
+    const last = config.delivery.placeholderMode === 'first' || deliveryNo >= (m.channel.window?.deliveries ?? 1);
     // Another process may settle the answer (MongoDB): poll, growing. Alone on its store, this process
     // hears every change (Store.onChange); a rare poll covers only what no change announces.
     const longest = store.shared ? config.delivery.pollMs * 4 : Math.max(config.delivery.pollMs, SOLO_POLL_MS);
@@ -546,8 +514,9 @@ export class Bot {
         if (last) return 'deadline';
         // Hold past WeChat's own timeout, so it sees exactly the timeout it retries on (a reset
         // might count as an abnormal reply); an answer that lands meanwhile goes to the next delivery.
-        const grace = Math.min(1000, config.wechat.timeoutMs / 5);
-        await clock.sleep(arrival + config.wechat.timeoutMs + grace - now);
+        const timeoutMs = this.timeoutMs(m);
+        const grace = Math.min(1000, timeoutMs / 5);
+        await clock.sleep(arrival + timeoutMs + grace - now);
         return 'drop';
       }
       await wakeups.wait(user, Math.min(pause, deadline - now));

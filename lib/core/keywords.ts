@@ -3,8 +3,8 @@
  * prices, which server mode would otherwise hide (WeChat turns off the console's own keyword replies
  * when a server URL is enabled). Checked after commands and before the model, which never sees them.
  */
-import type { KeywordReplies } from '../config';
-import { normalizeKeyword } from '../config';
+import type { KeywordReplies } from './settings';
+import { normalizeKeyword } from './settings';
 
 /** The fixed reply for `text` and the keyword that matched, if one does: the whole message first, then the longest prefix. */
 export function keywordReply(table: KeywordReplies, text: string): { keyword: string; reply: string } | undefined {

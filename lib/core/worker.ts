@@ -1,40 +1,86 @@
 /**
- * Produces answers: one Dify call per question (two if its first worker died), progress and a
- * heartbeat in the store while it streams, the result saved before anyone delivers it. A question
- * cleared by `/clear` or deleted by an unsubscribe stops its Dify call at the next heartbeat.
+ * Produces answers: one model call per question (two if its first worker died), progress and a
+ * heartbeat in the store while it streams, the result saved before anyone delivers it, then handed
+ * to the question's channel (lib/core/channel.ts): cut into its messages, sent by `send` channels,
+ * shown while written by progressive ones. A question cleared by `/clear` or deleted by an
+ * unsubscribe stops its model call at the next heartbeat. Which backend answers is the channel
+ * instance's; the worker tells it facts about the question and knows nothing of any one backend.
  */
 import type { Clock } from '../util/clock';
-import type { Config } from '../config';
-import { fill, replyReserveBytes } from '../config';
-import type { Answer, Answerer, ImageInput, Turn } from './answerer';
-import { fillInputs } from '../backends/dify/inputs';
+import type { CoreConfig } from './settings';
+import { fill } from '../text/fill';
+import type { Answer, Answerer, ImageInput, QuestionFacts, Turn } from './answerer';
+import type { Channel } from './channel';
 import type { WordFilter } from '../text/filter';
-import { MEDIA_TOO_LARGE } from '../channels/wechat-oa/api';
-import { DifyError, InputError, ModelError, WechatApiError, errorLogFields } from '../errors';
+import { InputError, MediaError, ModelError, errorLogFields } from '../errors';
 import type { LiveAnswers } from './live';
 import type { Logger } from '../util/log';
 import { Stop } from '../util/stop';
 import type { Failure, MessageRecord, Settlement, Store, UserRecord } from '../store';
 import { markdownToText } from '../text/markdown';
 import { visibleAnswer } from '../text/reasoning';
-import { paginate } from '../text/paging';
-
-/** Called with a question the moment its answer is saved (push mode delivers it). */
-export type AnsweredHook = (record: MessageRecord) => Promise<void>;
+import { splitByLength } from '../text/paging';
 
 export interface WorkerDeps {
-  config: Config;
+  config: CoreConfig;
   store: Store;
+  /** The backend of questions whose channel is not (or no longer) configured. */
   answerer: Answerer;
+  /** Which channel a question's conversation belongs to. */
+  channels: { forKey(userKey: string): Channel | undefined };
   clock: Clock;
   logger: Logger;
   /** Answer pages in this process hear about progress here (lib/core/live.ts). */
   live?: LiveAnswers | undefined;
-  onSettled?: AnsweredHook | undefined;
-  /** Downloads a user's picture or voice by MediaId (WeChat's media/get); only with the app secret. */
-  media?: ((mediaId: string) => Promise<{ bytes: Buffer; contentType: string }>) | undefined;
   /** BLOCKED_WORDS: answers containing one are replaced, and never shown while being written. */
   filter?: WordFilter | undefined;
+}
+
+/** The messages of an answer whose channel is gone (its settings removed since it was asked). */
+const fallbackPages = (answer: string) => splitByLength(markdownToText(answer), 2000);
+
+/**
+ * Runs a progressive channel's updates for one answer (docs/channels.md "Progressive"): at most one
+ * per `everyMs`, one at a time, the newest text only; `finish` stops them and waits for the one in
+ * flight, so the final send always comes last.
+ */
+class ProgressFeed {
+  private latest: string | undefined;
+  private lastAt = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private running: Promise<void> = Promise.resolve();
+  private done = false;
+
+  constructor(
+    private readonly channel: Channel,
+    private readonly q: MessageRecord,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  push(text: string): void {
+    if (this.done) return;
+    this.latest = text;
+    if (this.timer) return;
+    const every = this.channel.progress?.everyMs ?? 1000;
+    const wait = Math.max(0, this.lastAt + every - this.clock.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const text = this.latest;
+      this.latest = undefined;
+      if (this.done || text === undefined) return;
+      this.lastAt = this.clock.now();
+      this.running = this.running
+        .then(() => (this.done ? undefined : this.channel.progress?.update(this.q, text)))
+        .catch((err) => this.logger.warn('progress update failed', { key: this.q._id, ...errorLogFields(err) }));
+    }, wait);
+  }
+
+  async finish(): Promise<void> {
+    this.done = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
 }
 
 /** Does a question need its picture to make sense ("what is in this picture")? Then it is not asked without it. */
@@ -56,7 +102,7 @@ export const PROGRESS_SAVE_MS = 500;
  * asked before it, oldest first; as many of the latest as fit the turn and character limits; none
  * once the user has been silent longer than the idle reset.
  */
-export function historyFor(q: MessageRecord, user: UserRecord | null, limits: Config['history']): Turn[] {
+export function historyFor(q: MessageRecord, user: UserRecord | null, limits: CoreConfig['history']): Turn[] {
   if (!user?.history || (user.generation ?? 0) !== (q.generation ?? 0)) return [];
   const earlier = user.history.filter((t) => t.askedAt < q.createdAt).sort((a, b) => a.askedAt - b.askedAt);
   const kept: Turn[] = [];
@@ -133,7 +179,7 @@ export class AnswerWorker {
     const stale = await this.deps.store.stalePending(before);
     let n = 0;
     for (const q of stale) if (await this.takeOver(q)) n++;
-    // Settled, but the process that settled it died before its channel sent it (LINE, Discord).
+    // Settled, but the process that settled it died before its `send` channel sent it.
     for (const q of await this.deps.store.unsentChannelAnswers(before)) {
       this.deps.logger.info('sending an answer its settling process left unsent', { key: q._id });
       await this.settled(q);
@@ -143,7 +189,9 @@ export class AnswerWorker {
   }
 
   private async run(q: MessageRecord, attempt: number, known?: UserRecord | null): Promise<void> {
-    const { store, answerer, clock, config, logger } = this.deps;
+    const { store, clock, config, logger } = this.deps;
+    const channel = this.deps.channels.forKey(q.user);
+    const answerer = channel?.answerer ?? this.deps.answerer;
     const stop = new Stop();
     // The model's text so far, and what of it may be shown (reasoning removed), worked out lazily.
     let raw = '';
@@ -172,6 +220,7 @@ export class AnswerWorker {
     const timer = setInterval(() => void beat(), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
     // With the answer page on, the text so far reaches the store twice a second (only once a link
     // is out: lib/store/store.ts `saveProgress`), so a page on any instance can follow it.
+    const feed = channel?.progress ? new ProgressFeed(channel, q, clock, logger) : undefined;
     let shown = '';
     const progress = config.page.enabled
       ? setInterval(() => {
@@ -191,7 +240,7 @@ export class AnswerWorker {
     const onText = (t: string) => {
       raw = t;
       firstTextAt ??= clock.now();
-      if ((!live && !filter) || blocked) return;
+      if ((!live && !filter && !feed) || blocked) return;
       const text = visible();
       if (filter) {
         if (!text.startsWith(scanned)) {
@@ -202,9 +251,10 @@ export class AnswerWorker {
         scanned = text;
         if (blocked) return;
       }
-      if (!live || text === published) return; // only thinking, or a tag held back: nothing new to show
+      if (text === published) return; // only thinking, or a tag held back: nothing new to show
       published = text;
-      live.publish(q._id, { text, attempt });
+      live?.publish(q._id, { text, attempt });
+      feed?.push(text);
     };
     const started = clock.now();
     try {
@@ -215,27 +265,23 @@ export class AnswerWorker {
       const history = keeps ? undefined : historyFor(q, user, config.history);
       // A voice WeChat did not transcribe is transcribed here, once per question.
       let question = q.question ?? '';
-      const heard = q.voice && !question ? fill(config.texts.voiceHeard, { text: (question = await this.transcribe(q, attempt)) }) : '';
+      const heard = q.voice && !question ? fill(config.texts.voiceHeard, { text: (question = await this.transcribe(q, attempt, answerer, channel)) }) : '';
       const word = this.deps.filter?.find(question);
       if (word !== undefined) {
         logger.info('question refused: blocked word', { key: q._id, word });
         throw new InputError('input_blocked', 'the question contains a blocked word', config.texts.inputBlocked);
       }
-      const picture = await this.picture(q, question);
-      const inputs = Object.keys(config.dify.inputs).length > 0 ? fillInputs(config.dify.inputs, this.facts(q, user)) : undefined;
-      const ask = (conv: string | undefined): Promise<Answer> =>
-        answerer.chat({ query: question, user: q.user, conversationId: conv, history, inputs, images: picture.images }, { onText, stop });
-      let answer: Answer;
-      try {
-        answer = await ask(conversationId);
-      } catch (err) {
-        // 404 "Conversation Not Exists." (or a finished conversation) comes before any stream byte,
-        // so asking again without it is safe (docs/dify.md).
-        if (!(err instanceof DifyError && err.conversationGone && conversationId)) throw err;
-        logger.info('conversation gone at Dify; starting a new one', { key: q._id });
-        await store.forgetConversation(q.user, conversationId);
-        answer = await ask(undefined);
-      }
+      const picture = await this.picture(q, question, answerer, channel);
+      const onConversationGone = conversationId
+        ? async () => {
+            logger.info('conversation gone at the backend; starting a new one', { key: q._id });
+            await store.forgetConversation(q.user, conversationId);
+          }
+        : undefined;
+      const answer: Answer = await answerer.chat(
+        { query: question, user: q.user, facts: this.facts(q, user), conversationId, history, images: picture.images, onConversationGone },
+        { onText, stop },
+      );
       // Thinking never counts as the answer; a cut answer says so.
       let shownAnswer = visibleAnswer(answer.text);
       const badWord = this.deps.filter?.find(shownAnswer);
@@ -245,12 +291,12 @@ export class AnswerWorker {
         shownAnswer = config.texts.answerBlocked;
       }
       const cut = answer.cut === 'length' ? config.texts.answerCut : answer.cut === 'content_filter' ? config.texts.answerFiltered : '';
-      const sources = badWord === undefined && config.dify.citations && answer.citations?.length ? sourcesList(answer.citations, config.texts.sourcesTitle) : '';
+      const sources = badWord === undefined && config.citations && answer.citations?.length ? sourcesList(answer.citations, config.texts.sourcesTitle) : '';
       const full = shownAnswer ? [heard, picture.note ?? '', shownAnswer, cut, sources].filter(Boolean).join('\n\n') : shownAnswer;
-      const plain = markdownToText(full);
       let result: Settlement;
-      if (plain) {
-        const pages = paginate(plain, config.delivery.pageBytes, config.texts.pageHint, replyReserveBytes(config.texts, config.page));
+      if (markdownToText(full)) {
+        // Cut into the channel's own messages (WeChat's pages, LINE's and Discord's lengths).
+        const pages = channel ? channel.pages(full) : fallbackPages(full);
         result = { status: 'answered', answer: full, pages };
         if (answer.conversationId) result.conversationId = answer.conversationId;
         if (answer.messageId) result.messageId = answer.messageId;
@@ -281,8 +327,10 @@ export class AnswerWorker {
         tokens: answer.usage?.total_tokens,
         saved: done !== null,
       });
+      await feed?.finish();
       if (done) await this.settled(done);
     } catch (err) {
+      await feed?.finish();
       if (stop.stopped) {
         logger.info('answer stopped: the question was cleared or its user left', { key: q._id, attempt, ms: clock.now() - started });
         return;
@@ -298,26 +346,27 @@ export class AnswerWorker {
     }
   }
 
-  /** The placeholders DIFY_INPUTS can use, for this question. */
-  private facts(q: MessageRecord, user: UserRecord | null) {
+  /** What the backend is told about this question besides its text (Dify's DIFY_INPUTS placeholders). */
+  private facts(q: MessageRecord, user: UserRecord | null): QuestionFacts {
     const offset = this.deps.config.store.statsUtcOffsetMin;
     const local = new Date(this.deps.clock.now() + offset * 60_000).toISOString().slice(0, 19);
     const sign = offset < 0 ? '-' : '+';
     const zone = `${sign}${String(Math.floor(Math.abs(offset) / 60)).padStart(2, '0')}:${String(Math.abs(offset) % 60).padStart(2, '0')}`;
-    return { openid: q.user, msgType: q.origin?.msgType ?? 'text', eventKey: q.origin?.eventKey ?? '', scene: user?.scene ?? '', now: `${local}${zone}` };
+    return { msgType: q.origin?.msgType ?? 'text', eventKey: q.origin?.eventKey ?? '', scene: user?.scene ?? '', now: `${local}${zone}` };
   }
 
   /** Download a voice and transcribe it; the transcript becomes the question. */
-  private async transcribe(q: MessageRecord, attempt: number): Promise<string> {
-    const { media, answerer, store, config, logger } = this.deps;
+  private async transcribe(q: MessageRecord, attempt: number, answerer: Answerer, channel: Channel | undefined): Promise<string> {
+    const { store, config, logger } = this.deps;
+    const media = channel?.media;
     const voice = q.voice as { mediaId: string; format: string };
     const please = config.texts.voiceNoRecognition;
-    if (!media) throw new InputError('voice_no_download', 'voice without recognition, and no WECHAT_APPSECRET to download it', please);
+    if (!media) throw new InputError('voice_no_download', 'voice without a transcript, and the channel cannot download it (WECHAT_APPSECRET)', please);
     let audio: { bytes: Buffer; contentType: string };
     try {
       audio = await media(voice.mediaId);
     } catch (err) {
-      throw new InputError(`voice_media_${err instanceof WechatApiError ? err.errcode : 'failed'}`, 'could not download the voice', please, { cause: err });
+      throw new InputError(`voice_media_${err instanceof MediaError ? err.detail : 'failed'}`, 'could not download the voice', please, { cause: err });
     }
     const format = /^[a-z0-9]{2,5}$/i.test(voice.format) ? voice.format.toLowerCase() : 'amr';
     let text: string;
@@ -337,29 +386,33 @@ export class AnswerWorker {
    * expired): a question that needs it is not asked (InputError); one that makes sense alone is
    * asked without it, and the answer says so (`note`).
    */
-  private async picture(q: MessageRecord, question: string): Promise<{ images?: ImageInput[]; note?: string }> {
-    const { answerer, config, media, logger } = this.deps;
+  private async picture(q: MessageRecord, question: string, answerer: Answerer, channel: Channel | undefined): Promise<{ images?: ImageInput[]; note?: string }> {
+    const { config, logger } = this.deps;
+    const media = channel?.media;
     if (!q.image) return {};
     const without = (reason: string, code: string) => {
       logger.info('picture not used', { key: q._id, code });
       if (refersToPicture(question)) throw new InputError(code, 'the question is about a picture that cannot be used', fill(config.texts.imageUnusable, { reason }));
       return { note: fill(config.texts.imageIgnored, { reason }) };
     };
-    if (!(await answerer.takesImages().catch(() => false))) return without(config.texts.imageNoVision, 'image_no_vision');
-    // Dify fetches a PicUrl itself (remote_url); otherwise the picture is downloaded and sent as bytes.
-    if (!media || (answerer.kind === 'dify' && config.dify.imageUpload === 'remote_url')) return { images: [{ url: q.image.picUrl }] };
+    const wants = await answerer.imageInput().catch(() => 'none' as const);
+    if (wants === 'none') return without(config.texts.imageNoVision, 'image_no_vision');
+    // The backend fetches the picture's URL itself, or is given the bytes when the channel can download them.
+    if (wants === 'url' || !media) return { images: [{ url: q.image.picUrl }] };
     try {
       const f = await media(q.image.mediaId);
       if (!f.contentType.startsWith('image/')) return without(config.texts.imageExpired, 'image_not_an_image');
       return { images: [{ bytes: f.bytes, contentType: f.contentType }] };
     } catch (err) {
-      const large = err instanceof WechatApiError && err.errcode === MEDIA_TOO_LARGE;
-      return without(large ? config.texts.imageTooLarge : config.texts.imageExpired, large ? 'image_too_large' : `image_media_${err instanceof WechatApiError ? err.errcode : 'failed'}`);
+      const large = err instanceof MediaError && err.tooLarge;
+      return without(large ? config.texts.imageTooLarge : config.texts.imageExpired, large ? 'image_too_large' : `image_media_${err instanceof MediaError ? err.detail : 'failed'}`);
     }
   }
 
+  /** A settled answer goes to its channel (a `send` channel sends it; push mode pushes it). */
   private async settled(record: MessageRecord): Promise<void> {
     this.deps.live?.publish(record._id, { settled: true });
-    await this.deps.onSettled?.(record).catch((err) => this.deps.logger.warn('after-answer hook failed', { key: record._id, ...errorLogFields(err) }));
+    const channel = this.deps.channels.forKey(record.user);
+    await channel?.deliver?.(record._id).catch((err) => this.deps.logger.warn('could not deliver the answer', { key: record._id, ...errorLogFields(err) }));
   }
 }

@@ -25,11 +25,11 @@ const UNSUBSCRIBE_MEMORY_MS = 10 * 60_000;
 export type QuestionStatus = 'pending' | 'answered' | 'failed' | 'cleared';
 
 /**
- * The console's "Try it" user (lib/web/console/): no OpenID looks like this (they are 28 characters of
- * base64url). Its questions go through the whole lifecycle, but are counted apart (`test.*`), so
- * the owner's numbers are their users' only.
+ * The console's "Try it" user (lib/web/console/), the one conversation of the `console` channel
+ * (lib/core/keys.ts). Its questions go through the whole lifecycle, but are counted apart (`test.*`),
+ * so the owner's numbers are their users' only.
  */
-export const TEST_USER = '~console-test';
+export const TEST_USER = 'console:try';
 export const isTestUser = (user: string) => user === TEST_USER;
 
 export interface Failure {
@@ -44,7 +44,10 @@ export interface Failure {
 /** One inbound message (deduplicated on its key) and, for questions, the answer's life. */
 export interface MessageRecord {
   _id: string;
+  /** The conversation key (lib/core/keys.ts). */
   user: string;
+  /** The channel instance it came through (`wechat-oa`, `line@shop`…); absent on records older than channels. */
+  channel?: string;
   /** WeChat's MsgId (a 64-bit integer kept as text); '' for events, which are keyed by CreateTime. */
   msgId?: string;
   /** `question` asks the model; `fetch` is a `1`; `command` any other stateful command. */
@@ -104,13 +107,13 @@ export interface MessageRecord {
   /** What kind of message asked (DIFY_INPUTS `{msgType}`, `{eventKey}`). */
   origin?: { msgType: string; eventKey?: string };
   /**
-   * LINE and Discord (docs/channels.md): the channel's handle for answering this message (LINE's
-   * reply token, Discord's interaction token) and until when it is valid. Never logged.
+   * The channel's handle for answering this message (LINE's reply token, Discord's interaction
+   * token) and until when it is valid (docs/channels.md). Never logged.
    */
   replyHandle?: { token: string; until: number };
-  /** LINE and Discord: the channel still owes the user this answer (present until it is sent or given up). */
-  outbox?: 'line' | 'discord';
-  /** LINE and Discord: sends that failed before anything reached the user (retried by the sweep, a few times). */
+  /** `send` channels (docs/channels.md): the channel (its name) still owes the user this answer; present until it is sent or given up. */
+  outbox?: string;
+  /** `send` channels: sends that failed before anything reached the user (retried by the sweep, a few times). */
   sendFailures?: number;
 }
 
@@ -165,6 +168,8 @@ export interface KvRecord {
   expireAt: Date;
   /** A counter (`bump`). */
   hits?: number;
+  /** A poller's cursor (`claimPoller`), kept while the lease comes and goes. */
+  cursor?: string;
 }
 
 /** What the worker saves when an answer settles (`backend`: which answered; `firstTextAt`: its first text). */
@@ -173,8 +178,11 @@ export type Settlement = { backend?: string; firstTextAt?: number } & (
   | { status: 'failed'; failure: Failure; answer?: string }
 );
 
-/** How a question's first page reached its user: its own reply on delivery N, `1`, push, or the answer page. */
-export type DeliveryPath = `reply${number}` | 'fetch' | 'push' | 'page' | 'line-reply' | 'line-push' | 'discord';
+/**
+ * How a question's first page reached its user: its own reply on delivery N, `1`, push, the answer
+ * page, or a channel's own path (`line-reply`, `discord`, …: each `send` channel names its own).
+ */
+export type DeliveryPath = string;
 
 /**
  * One day's counters (docs/store.md "Statistics"), each changed only by `$inc` at a transition that
@@ -188,6 +196,9 @@ export interface StatsRecord {
    * (`hour`, `latency`, `via`, `fail`, `backend`), as `$inc` on dotted names makes them. */
   [counter: string]: number | string | Date | Record<string, number>;
 }
+
+/** A poller's record (its cursor) is kept this long after its lease's last renewal. */
+const POLLER_KEEP_MS = 90 * 86_400_000;
 
 /** Counts are written together at most this long after they happen. */
 const COUNT_FLUSH_MS = 1000;
@@ -352,9 +363,9 @@ export class Store {
     return this.messages.find({ heartbeatAt: { $lt: before }, status: 'pending' }, limit);
   }
 
-  /** The newest questions, for the console (bounded); only those in `status` when given. */
-  async recentQuestions(limit: number, status?: QuestionStatus): Promise<MessageRecord[]> {
-    return this.messages.find({ kind: 'question', ...(status ? { status } : {}) }, Math.min(limit, 500), 'createdAt');
+  /** The newest questions, for the console (bounded); only those in `status`, or of `channel`, when given. */
+  async recentQuestions(limit: number, status?: QuestionStatus, channel?: string): Promise<MessageRecord[]> {
+    return this.messages.find({ kind: 'question', ...(status ? { status } : {}), ...(channel ? { channel } : {}) }, Math.min(limit, 500), 'createdAt');
   }
 
   /** Everything, for tests and diagnostics (bounded). */
@@ -473,7 +484,7 @@ export class Store {
   }
 
   /**
-   * LINE and Discord deliver an answer whole, by one taker (docs/channels.md): every page at once,
+   * A `send` channel delivers an answer whole, by one taker (docs/channels.md): every page at once,
    * by compare-and-set on the cursor (so however many instances and recoveries race, one sends
    * it), and the question leaves the inbox. Null when someone else took it, or it is not settled.
    */
@@ -492,7 +503,7 @@ export class Store {
    * Nothing of an answer `taker` took could be sent (the platform was unreachable): it goes back to
    * the outbox for the recovery sweep, if it is still `taker`'s. False once it failed `maxFailures` times.
    */
-  async returnAll(q: MessageRecord, taker: string, channel: 'line' | 'discord', maxFailures: number): Promise<boolean> {
+  async returnAll(q: MessageRecord, taker: string, channel: string, maxFailures: number): Promise<boolean> {
     const failures = (q.sendFailures ?? 0) + 1;
     if (failures >= maxFailures) return false;
     const back = await this.messages.updateOne(
@@ -509,7 +520,7 @@ export class Store {
   }
 
   /**
-   * Answers settled before `before` that their channel (LINE, Discord) has not sent: the process
+   * Answers settled before `before` that their `send` channel has not sent: the process
    * that settled one died before sending it. The recovery sweep sends them.
    */
   async unsentChannelAnswers(before: number, limit = 50): Promise<MessageRecord[]> {
@@ -836,5 +847,42 @@ export class Store {
 
   async releaseLease(id: string, owner: string): Promise<void> {
     await this.kv.deleteMany({ _id: id, value: owner });
+  }
+
+  // ---- pollers (lib/core/poller.ts)
+
+  /**
+   * Take or renew the poller lease of `account` for `owner` until `until`: when it is free,
+   * expired, or already `owner`'s. The cursor saved with it, or null when another owner holds it.
+   * The record is kept long after the lease (the cursor must outlive a quiet month).
+   */
+  async claimPoller(account: string, owner: string, until: number, now: number): Promise<{ cursor: string | undefined } | null> {
+    const id = `poller:${account}`;
+    const keep = new Date(until + POLLER_KEEP_MS);
+    const set = { $set: { value: owner, expiresAt: until, expireAt: keep } };
+    if (await this.kv.insert({ _id: id, value: owner, expiresAt: until, expireAt: keep })) return { cursor: undefined };
+    const got = (await this.kv.updateOne({ _id: id, value: owner }, set)) ?? (await this.kv.updateOne({ _id: id, expiresAt: { $lt: now } }, set));
+    return got ? { cursor: got.cursor } : null;
+  }
+
+  /** Move `account`'s cursor, if `owner` still holds its poller's lease. False: it does not (nothing written). */
+  async savePollCursor(account: string, owner: string, cursor: string): Promise<boolean> {
+    return (await this.kv.updateOne({ _id: `poller:${account}`, value: owner }, { $set: { cursor } })) !== null;
+  }
+
+  /** `owner` stops polling `account`: the lease is free at once; the cursor stays. */
+  async releasePoller(account: string, owner: string): Promise<void> {
+    await this.kv.updateOne({ _id: `poller:${account}`, value: owner }, { $set: { value: '', expiresAt: 0 } });
+  }
+
+  /** Forget `account`'s cursor (the platform's session ended: the next session starts afresh). */
+  async resetPollCursor(account: string): Promise<void> {
+    await this.kv.updateOne({ _id: `poller:${account}` }, { $unset: { cursor: true } });
+  }
+
+  /** The poller of `account`, for the console: who holds it until when, and whether a cursor is saved. */
+  async pollerState(account: string): Promise<{ owner: string; until: number; hasCursor: boolean } | null> {
+    const r = await this.kv.findOne({ _id: `poller:${account}` });
+    return r ? { owner: r.value, until: r.expiresAt, hasCursor: r.cursor !== undefined } : null;
   }
 }

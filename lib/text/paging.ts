@@ -5,7 +5,7 @@
  * flag 🇨🇳 or a family 👨‍👩‍👧‍👦 is never cut in half. Work is linear in the text: each page looks
  * only at its own window.
  */
-import { fill } from '../config';
+import { fill } from './fill';
 
 const utf8Len = (cp: number): number => (cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4);
 

@@ -44,11 +44,11 @@ describe('RATE_LIMIT and DAILY_QUESTION_BUDGET', () => {
     h = await startHarness({ dify: echo, env: { DAILY_QUESTION_BUDGET: '5' } });
     // A second instance: its own app and server, the same store.
     const second = createApp(h.config, { store: h.app.store, logger: memoryLogger() });
-    const server = createHttpServer({ handler: second.handler, logger: second.logger, maxBodyBytes: 65536 });
+    const server = createHttpServer({ webhook: (path) => second.routes.get(path), logger: second.logger, maxBodyBytes: 65536 });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url2 = `http://127.0.0.1:${(server.address() as AddressInfo).port}/wechat`;
     try {
-      const both = new WechatSim({ url: [h.url, url2], token: TOKEN, timeoutMs: h.config.wechat.timeoutMs, deliveries: h.config.wechat.deliveries });
+      const both = new WechatSim({ url: [h.url, url2], token: TOKEN, timeoutMs: h.oa.timeoutMs, deliveries: h.oa.deliveries });
       const results = await Promise.all(Array.from({ length: 12 }, (_, i) => both.send(`oBudget${String(i).padStart(2, '0')}`, `问题${i}`)));
       const answered = results.filter((r) => r.text?.startsWith('答：'));
       const refused = results.filter((r) => r.text?.startsWith('今天的提问名额已经用完了'));

@@ -4,7 +4,7 @@
  * Raw deliveries give exact control over which delivery arrives when.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { fill } from '../../lib/config';
+import { fill } from '../../lib/text/fill';
 import { parseXmlFields } from '../../lib/channels/wechat-oa/xml';
 import { TOKEN, eventually, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';

@@ -5,11 +5,12 @@
  * checked at the millisecond it is made.
  */
 import { describe, expect, it } from 'vitest';
-import { Bot } from '../../lib/core/bot';
+import { createApp } from '../../lib/app';
 import type { Decision } from '../../lib/core/bot';
-import { Wakeups } from '../../lib/core/wakeups';
-import { AnswerWorker } from '../../lib/core/worker';
+import type { Channel } from '../../lib/core/channel';
+import { onWechatMessage } from '../../lib/channels/wechat-oa/inbound';
 import { loadConfig } from '../../lib/config';
+import { wechatSettings } from '../support/harness';
 import type { Answer, AnswerRequest, Answerer, ChatHooks } from '../../lib/core/answerer';
 import { memoryLogger } from '../../lib/util/log';
 import { Store } from '../../lib/store';
@@ -39,8 +40,9 @@ class ScriptedDify implements Answerer {
   async probe(): Promise<string> {
     return 'scripted';
   }
-  async takesImages(): Promise<boolean> {
-    return false;
+  readonly transcribes = false;
+  async imageInput(): Promise<'none'> {
+    return 'none';
   }
   async transcribe(): Promise<string> {
     throw new Error('no transcription here');
@@ -88,13 +90,14 @@ async function setup(env: Record<string, string> = {}, backend: Backend = nedbBa
   const store = await Store.open(backend);
   const logger = memoryLogger({ secrets: [] });
   const dify = new ScriptedDify();
-  const wakeups = new Wakeups(clock, store);
-  const worker = new AnswerWorker({ config, store, answerer: dify, clock, logger });
-  const bot = new Bot({ config, store, clock, logger, worker, answerer: dify, wakeups });
+  const app = createApp(config, { store, clock, logger, answerer: dify });
+  const { bot } = app;
+  const channel = app.channels.forKey('oLife') as Channel;
+  const inbound = { bot, channel, store, clock, texts: config.texts, settings: wechatSettings(config), keyOf: (openid: string) => openid };
   let msgId = 1000n;
   /** One delivery arriving now; resolves to the decision and the (virtual) ms it was made at. */
   const deliver = (m: InboundMessage) => {
-    const p = bot.handle(m, clock.now()).then((d) => ({ d, at: clock.now() - start }));
+    const p = onWechatMessage(inbound, m, clock.now()).then((d) => ({ d, at: clock.now() - start }));
     let done: { d: Decision; at: number } | undefined;
     void p.then((r) => (done = r));
     return { p, done: () => done };

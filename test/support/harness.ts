@@ -10,7 +10,9 @@ import { join } from 'path';
 import { createApp } from '../../lib/app';
 import type { App } from '../../lib/app';
 import type { StreamTimings } from '../../lib/web/page/handler';
-import { loadConfig } from '../../lib/config';
+import { channelSettings, loadConfig, secretsOf } from '../../lib/config';
+import { wechatOa } from '../../lib/channels/wechat-oa';
+import type { WechatOaSettings } from '../../lib/channels/wechat-oa/settings';
 import type { Config } from '../../lib/config';
 import { memoryLogger } from '../../lib/util/log';
 import { createHttpServer } from '../../lib/adapters/server/http';
@@ -41,6 +43,8 @@ export const TIMINGS = {
 export interface Harness {
   app: App;
   config: Config;
+  /** The Official Account's settings (WECHAT_TOKEN is always set here). */
+  oa: WechatOaSettings;
   dify: DifySim;
   /** With `openai`: the OpenAI-compatible simulator the bot asks instead of Dify. */
   openai: OpenAISim | undefined;
@@ -74,13 +78,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const ref: { app?: App } = {};
   const logger = memoryLogger({ secrets: [TOKEN, DIFY_KEY, OPENAI_KEY] });
   const server = createHttpServer({
-    handler: (r) => (ref.app as App).handler(r),
+    webhook: (path) => (ref.app as App).routes.get(path),
     page: (r) => (ref.app as App).page(r),
     console: (r) => (ref.app as App).console(r),
-    channels: {
-      '/line': (r) => ((ref.app as App).channels.line?.handle(r) ?? Promise.resolve({ status: 404, contentType: 'text/plain', body: 'Not Found' })),
-      '/discord': (r) => ((ref.app as App).channels.discord?.handle(r) ?? Promise.resolve({ status: 404, contentType: 'text/plain', body: 'Not Found' })),
-    },
     logger,
     maxBodyBytes: Number(opts.env?.['MAX_BODY_BYTES'] ?? 256 * 1024),
   });
@@ -93,10 +93,12 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const config = loadConfig({ WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, ...TIMINGS, ...page, ...backend, ...opts.env });
   const store = await openStore(config.store, { embedded: nedbBackend });
   const app = (ref.app = createApp(config, { store, logger, ...(opts.pageTimings ? { pageTimings: opts.pageTimings } : {}) }));
-  const wechat = new WechatSim({ url, token: TOKEN, timeoutMs: Number(config.wechat.timeoutMs), deliveries: config.wechat.deliveries, ...opts.wechat });
+  const oa = wechatSettings(config);
+  const wechat = new WechatSim({ url, token: TOKEN, timeoutMs: oa.timeoutMs, deliveries: oa.deliveries, ...opts.wechat });
   return {
     app,
     config,
+    oa,
     dify,
     openai,
     wechat,
@@ -107,7 +109,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     dataDir,
     async close() {
       // Every test that runs a harness also proves no secret reached a log line (issue: security).
-      const secrets = [TOKEN, DIFY_KEY, OPENAI_KEY, config.wechat.token, config.dify.apiKey, config.wechat.aesKey, config.wechat.appSecret].filter(
+      const secrets = [TOKEN, DIFY_KEY, OPENAI_KEY, ...secretsOf(config)].filter(
         (v): v is string => typeof v === 'string' && v.length >= 6,
       );
       const leaked = secrets.filter((secret) => logger.lines.some((line) => line.includes(secret)));
@@ -120,6 +122,13 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       if (leaked.length > 0) throw new Error(`a secret appeared in the log (${leaked.length} value(s))`);
     },
   };
+}
+
+/** The default Official Account's settings of `config` (tests that need WeChat's timings or page size). */
+export function wechatSettings(config: Config): WechatOaSettings {
+  const oa = channelSettings(config, wechatOa);
+  if (!oa) throw new Error('no Official Account in this config');
+  return oa;
 }
 
 /** Poll until `check` holds (bounded). */

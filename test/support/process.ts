@@ -7,7 +7,10 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface ServerProcess {
   child: ChildProcess;
+  /** The Official Account's webhook (`<origin>/wechat`). */
   url: string;
+  /** http://127.0.0.1:<port> */
+  origin: string;
   output: string[];
   kill9(): Promise<void>;
   stop(): Promise<void>;
@@ -39,7 +42,7 @@ export async function spawnServer(env: Record<string, string>): Promise<ServerPr
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];
-  const url = await new Promise<string>((resolve, reject) => {
+  const origin = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${output.join('')}`)), 20_000);
     const onData = (b: Buffer) => {
       output.push(b.toString());
@@ -59,7 +62,8 @@ export async function spawnServer(env: Record<string, string>): Promise<ServerPr
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   return {
     child,
-    url,
+    url: `${origin}/wechat`,
+    origin,
     output,
     async kill9() {
       child.kill('SIGKILL');

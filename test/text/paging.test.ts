@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_TEXTS } from '../../lib/config';
+import { DEFAULT_TEXTS } from '../../lib/core/texts';
 import { byteLength, paginate } from '../../lib/text/paging';
 
 const HINT = DEFAULT_TEXTS.pageHint;

@@ -67,13 +67,6 @@ export function lafApp(cloud: LafCloud): Promise<App> {
   return cachedApp.app;
 }
 
-function rawBody(ctx: FunctionContext): string {
-  const raw = ctx.request?.rawBody ?? ctx.body;
-  if (typeof raw === 'string') return raw;
-  if (Buffer.isBuffer(raw)) return raw.toString('utf8');
-  return '';
-}
-
 /**
  * The app, or the text of the 500 to send when it cannot start (the log says why). `detail`: name
  * the setting at fault (the webhook, which the owner tests); a public page says only that it failed.
@@ -89,24 +82,9 @@ async function appOr500(ctx: FunctionContext, cloud: LafCloud, detail: boolean):
   }
 }
 
-/** Handle one laf invocation of the `wechat` function. */
-export async function handleLafRequest(ctx: FunctionContext, cloud: LafCloud): Promise<unknown> {
-  const app = await appOr500(ctx, cloud, true);
-  if ('error' in app) return app.error;
-  const query: Record<string, string | string[] | undefined> = {};
-  for (const [k, v] of Object.entries(ctx.query ?? {})) {
-    if (typeof v === 'string') query[k] = v;
-    else if (Array.isArray(v)) query[k] = v.filter((x): x is string => typeof x === 'string');
-  }
-  const out = await app.handler({ method: String(ctx.method ?? 'GET').toUpperCase(), query, body: rawBody(ctx) });
-  if ('drop' in out) {
-    // Let WeChat's delivery time out (it re-delivers); nothing must be sent, not even an empty body.
-    ctx.response?.destroy?.();
-    return undefined;
-  }
-  ctx.response?.status(out.status);
-  ctx.response?.setHeader('Content-Type', out.contentType);
-  return out.body;
+/** Handle one laf invocation of the `wechat` function (the Official Account's webhook). */
+export function handleLafRequest(ctx: FunctionContext, cloud: LafCloud): Promise<unknown> {
+  return handleLafWebhook(ctx, cloud, '/wechat');
 }
 
 /** `__init__`: runs at every instance start. Opens the store (creating indexes) and recovers answers
@@ -199,26 +177,45 @@ export function jsonBodyVariants(body: unknown): string[] {
   return [...new Set([compact, asciiJson(compact), pythonJson(body)])];
 }
 
-/** Handle one laf invocation of a channel's webhook function (`line`, `discord`; docs/channels.md). */
-export async function handleLafChannel(ctx: FunctionContext, cloud: LafCloud, name: 'line' | 'discord'): Promise<unknown> {
+/**
+ * Handle one laf invocation of a channel's webhook function (`wechat`, `line`, `discord`;
+ * docs/channels.md). laf routes by function name, so another instance of the channel (BOTS) is
+ * addressed as `/<function>?bot=<instance>`. XML keeps its raw body on laf; JSON does not, and is
+ * verified against the forms the parsed body can have been written in (docs/channels.md "On laf").
+ */
+export async function handleLafWebhook(ctx: FunctionContext, cloud: LafCloud, path: string): Promise<unknown> {
   const app = await appOr500(ctx, cloud, true);
   if ('error' in app) return app.error;
-  const channel = app.channels[name];
-  if (!channel) {
+  const query: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries((ctx.query ?? {}) as Record<string, unknown>)) query[k] = oneString(v);
+  const instance = query['bot'];
+  const webhook = app.routes.get(instance && /^[a-z][a-z0-9-]{0,31}$/.test(instance) ? `${path}/${instance}` : path);
+  if (!webhook) {
     ctx.response?.status(404);
-    return `${name} is not configured (docs/channels.md)`;
+    return `${path.slice(1)}${instance ? `?bot=${instance}` : ''} is not configured (docs/channels.md)`;
   }
   const raw = (ctx.request as { rawBody?: unknown } | undefined)?.rawBody;
-  const bodies = typeof raw === 'string' ? [raw] : jsonBodyVariants(ctx.body);
+  const body = ctx.body as unknown;
+  const bodies = typeof raw === 'string' ? [raw] : Buffer.isBuffer(raw) ? [raw.toString('utf8')] : typeof body === 'string' ? [body] : jsonBodyVariants(body);
   const headers: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries((ctx.headers ?? {}) as Record<string, unknown>)) headers[k.toLowerCase()] = oneString(v);
-  const out = await channel.handle({ method: String(ctx.method ?? 'GET').toUpperCase(), bodies, headers });
-  if (out.status === 401 && typeof raw !== 'string') {
-    app.logger.warn(`${name}: no form of laf's parsed body carries the signature; if the platform writes its JSON another way, serve this channel from the Node server (docs/channels.md "On laf")`);
+  const out = await webhook({ method: String(ctx.method ?? 'GET').toUpperCase(), query, bodies, headers });
+  if ('drop' in out) {
+    // Let the delivery time out (the platform re-delivers); nothing must be sent, not even an empty body.
+    ctx.response?.destroy?.();
+    return undefined;
+  }
+  if (out.status === 401 && typeof raw !== 'string' && bodies.length > 1) {
+    app.logger.warn(`${path.slice(1)}: no form of laf's parsed body carries the signature; if the platform writes its JSON another way, serve this channel from the Node server (docs/channels.md "On laf")`);
   }
   ctx.response?.status(out.status);
   ctx.response?.setHeader('Content-Type', out.contentType);
   return out.body;
+}
+
+/** Handle one laf invocation of a channel's webhook function named `name`. */
+export function handleLafChannel(ctx: FunctionContext, cloud: LafCloud, name: 'line' | 'discord'): Promise<unknown> {
+  return handleLafWebhook(ctx, cloud, `/${name}`);
 }
 
 /**

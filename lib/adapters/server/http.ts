@@ -1,21 +1,22 @@
 /**
- * The self-hosted adapter: a node:http server that serves the handler at `/wechat`, answer pages
- * under `/a/` (lib/web/page/handler.ts) and a health check at `/healthz`. Bodies over the limit are
- * refused while they stream in.
+ * The self-hosted adapter: a node:http server that serves every channel's webhook at its path
+ * (`/wechat`, `/line`, …: lib/app.ts `routes`), answer pages under `/a/` (lib/web/page/handler.ts),
+ * the console under `/admin` and a health check at `/healthz`. Bodies over the limit are refused
+ * while they stream in.
  */
 import { createServer } from 'http';
 import { parse as parseQuery } from 'querystring';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
-import type { Handler } from '../../channels/wechat-oa/handler';
 import type { ConsoleHandler } from '../../web/console/handler';
 import { parseForm } from '../../web/console/handler';
 import type { PageOp, PageRequest, PageResponse } from '../../web/page/handler';
-import type { ChannelRequest, ChannelResponse } from '../../core/channel';
+import type { WebhookRequest, WebhookResponse } from '../../core/channel';
 import type { Logger } from '../../util/log';
 import { errorLogFields } from '../../errors';
 
 export interface ServerOptions {
-  handler: Handler;
+  /** The webhook served at a path, if any (lib/app.ts `routes`). */
+  webhook: (path: string) => ((req: WebhookRequest) => Promise<WebhookResponse>) | undefined;
   logger: Logger;
   maxBodyBytes: number;
   /** Answer pages under /a/. */
@@ -24,8 +25,6 @@ export interface ServerOptions {
   console?: ConsoleHandler;
   /** Extra health facts (store kind, …). */
   health?: () => Promise<Record<string, unknown>>;
-  /** Other channels' webhooks by path: `/line`, `/discord` (docs/channels.md). */
-  channels?: Record<string, ((req: ChannelRequest) => Promise<ChannelResponse>) | undefined>;
 }
 
 class BodyTooLarge extends Error {}
@@ -145,26 +144,9 @@ export function createHttpServer(opts: ServerOptions): Server {
           sendPage(req, res, out);
           return;
         }
-        const channel = opts.channels && Object.prototype.hasOwnProperty.call(opts.channels, pathname) ? opts.channels[pathname] : undefined;
-        if (channel) {
-          let body = '';
-          if (req.method === 'POST') {
-            try {
-              body = await readBody(req, opts.maxBodyBytes);
-            } catch (err) {
-              if (!(err instanceof BodyTooLarge)) throw err;
-              res.setHeader('Connection', 'close');
-              send(res, 413, 'text/plain; charset=utf-8', 'Payload Too Large');
-              return;
-            }
-          } else req.resume();
-          const headers: Record<string, string | undefined> = {};
-          for (const [k, v] of Object.entries(req.headers)) headers[k] = Array.isArray(v) ? v[0] : v;
-          const out = await channel({ method: req.method ?? 'GET', bodies: [body], headers });
-          send(res, out.status, out.contentType, out.body);
-          return;
-        }
-        if (pathname !== '/wechat' && pathname !== '/wechat/') {
+        // A trailing slash names the same webhook (`/wechat/` as WeChat's console may save it).
+        const webhook = opts.webhook(pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname);
+        if (!webhook) {
           send(res, 404, 'text/plain; charset=utf-8', 'Not Found');
           return;
         }
@@ -173,21 +155,23 @@ export function createHttpServer(opts: ServerOptions): Server {
           try {
             body = await readBody(req, opts.maxBodyBytes);
           } catch (err) {
-            if (err instanceof BodyTooLarge) {
-              res.setHeader('Connection', 'close');
-              send(res, 413, 'text/plain; charset=utf-8', 'Payload Too Large');
-              return;
-            }
-            throw err;
+            if (!(err instanceof BodyTooLarge)) throw err;
+            res.setHeader('Connection', 'close');
+            send(res, 413, 'text/plain; charset=utf-8', 'Payload Too Large');
+            return;
           }
-        }
-        const query = qAt === -1 ? {} : parseQuery(raw.slice(qAt + 1));
-        const out = await opts.handler({ method: req.method ?? 'GET', query, body });
+        } else req.resume();
+        const headers: Record<string, string | undefined> = {};
+        for (const [k, v] of Object.entries(req.headers)) headers[k] = Array.isArray(v) ? v[0] : v;
+        const query: Record<string, string | undefined> = {};
+        // A repeated parameter counts by its first value.
+        if (qAt !== -1) for (const [k, v] of Object.entries(parseQuery(raw.slice(qAt + 1)))) query[k] = Array.isArray(v) ? v[0] : v;
+        const out = await webhook({ method: req.method ?? 'GET', query, bodies: [body], headers });
         if ('drop' in out) {
           res.destroy();
           return;
         }
-        // WeChat hung up before the answer was ready: what this reply carried never reached it.
+        // The platform hung up before the answer was ready: what this reply carried never reached it.
         if (!send(res, out.status, out.contentType, out.body)) out.undelivered?.();
       } catch (err) {
         opts.logger.error('http adapter error', errorLogFields(err));

@@ -5,11 +5,11 @@
  */
 import { call, open } from '../../util/http';
 import type { Readable } from 'stream';
-import { jsonCall, networkFailure, readSmall } from '../stream';
+import { jsonCall, networkFailure, readSmall, readTimedStream } from '../stream';
 import { DifyError, classifyDifyHttp } from '../../errors';
 import type { Answerer, AnswerRequest, ChatHooks, ImageInput } from '../../core/answerer';
 import { multipart } from '../../util/multipart';
-import { missingInputs, takesImages } from './inputs';
+import { fillInputs, missingInputs, takesImages } from './inputs';
 import { AnswerBuilder, createDifyDecoder } from './events';
 import type { DifyAnswer } from './events';
 
@@ -27,8 +27,10 @@ export interface DifyClientOptions {
   answerTimeoutMs?: number;
   /** After `message_end`, keep reading the tail (workflow_finished) at most this long. */
   drainMs?: number;
-  /** DIFY_INPUTS as configured, checked against the app's required inputs at start. */
+  /** DIFY_INPUTS: filled from each question's facts, and checked against the app's required inputs at start. */
   inputsTemplate?: Readonly<Record<string, unknown>>;
+  /** DIFY_IMAGE_UPLOAD (lib/backends/dify/settings.ts). */
+  imageUpload?: 'auto' | 'remote_url' | 'local_file';
 }
 
 /** The file name Dify is given for an upload: the extension tells it the type. */
@@ -56,75 +58,44 @@ function networkError(err: unknown): DifyError {
 const badStream = (err: unknown) => (err instanceof DifyError ? err : new DifyError('failed', 'dify_bad_stream', String(err), { cause: err }));
 
 /**
- * Read one `chat-messages` SSE body to its `message_end`. Resolves with the answer, or rejects
- * with a `DifyError` on an error event, a cut or incomplete stream, silence longer than
- * `idleTimeoutMs`, or `abort(err)` (the caller's overall timeout or stop).
+ * Read one `chat-messages` SSE body to its `message_end` (lib/backends/stream.ts `readTimedStream`).
+ * Resolves with the answer, or rejects with a `DifyError` on an error event, a cut or incomplete
+ * stream, silence longer than `idleTimeoutMs`, or `abort(err)` (the caller's overall timeout or stop).
  */
 export function readAnswerStream(
   stream: Readable,
   opts: { idleTimeoutMs: number; drainMs: number; hooks: ChatHooks },
 ): { answer: Promise<DifyAnswer>; abort(err: DifyError): void; taskId(): string | undefined } {
   const { hooks } = opts;
-  let abort: (err: DifyError) => void = () => undefined;
+  const builder = new AnswerBuilder();
   let taskId: string | undefined;
-  const answer = new Promise<DifyAnswer>((resolve, reject) => {
-    const builder = new AnswerBuilder();
-    let settled = false;
-    let idle: ReturnType<typeof setTimeout> | undefined;
-    const finish = (err: DifyError | undefined) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(idle);
-      if (err) {
-        stream.destroy();
-        reject(err);
-        return;
-      }
-      // Resolved on message_end; keep reading the tail so a Chatflow run is not cut (docs/dify.md),
-      // but never wait forever for an EOF that may not come.
-      const drain = setTimeout(() => stream.destroy(), opts.drainMs);
-      drain.unref?.();
-      stream.once('close', () => clearTimeout(drain));
-      resolve(builder.done as DifyAnswer);
-    };
-    abort = finish;
-    const armIdle = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => finish(new DifyError('down', 'dify_idle_timeout', `no data from Dify for ${opts.idleTimeoutMs} ms`)), opts.idleTimeoutMs);
-    };
-    const decoder = createDifyDecoder((e) => {
-      if (settled) return;
-      if (typeof e['task_id'] === 'string') taskId = e['task_id'];
-      builder.apply(e);
-      if (e.event !== 'message_end') hooks.onText?.(builder.text);
-    });
-    armIdle();
-    stream.on('data', (chunk: Buffer) => {
-      if (settled) return;
-      armIdle();
-      hooks.onActivity?.();
-      try {
-        decoder.feed(chunk);
-      } catch (err) {
-        finish(badStream(err));
-        return;
-      }
-      if (builder.done) finish(undefined);
-    });
-    stream.on('end', () => {
-      if (settled) return;
-      try {
-        decoder.end();
-      } catch (err) {
-        finish(badStream(err));
-        return;
-      }
-      finish(builder.done ? undefined : new DifyError('failed', 'dify_stream_incomplete', 'the stream ended without message_end'));
-    });
-    stream.on('error', (err) => finish(new DifyError('failed', 'dify_stream_cut', `the stream broke: ${err.message}`, { cause: err })));
-    stream.on('close', () => finish(builder.done ? undefined : new DifyError('failed', 'dify_stream_cut', 'the stream closed early')));
+  let ended = false;
+  const decoder = createDifyDecoder((e) => {
+    if (ended) return;
+    if (typeof e['task_id'] === 'string') taskId = e['task_id'];
+    builder.apply(e);
+    if (e.event !== 'message_end') hooks.onText?.(builder.text);
   });
-  return { answer, abort: (err) => abort(err), taskId: () => taskId };
+  const reading = readTimedStream<DifyAnswer>(stream, {
+    idleTimeoutMs: opts.idleTimeoutMs,
+    decoder,
+    complete: () => builder.done !== undefined,
+    result: () => builder.done,
+    onActivity: hooks.onActivity,
+    // Resolved on message_end; the tail is read on, so a Chatflow run is not cut (docs/dify.md).
+    drainMs: opts.drainMs,
+    errors: {
+      idle: (ms) => new DifyError('down', 'dify_idle_timeout', `no data from Dify for ${ms} ms`),
+      bad: badStream,
+      cut: (message, cause) => new DifyError('failed', 'dify_stream_cut', message, { cause }),
+      incomplete: () => new DifyError('failed', 'dify_stream_incomplete', 'the stream ended without message_end'),
+    },
+  });
+  void reading.answer.then(
+    () => (ended = true),
+    () => (ended = true),
+  );
+  return { answer: reading.answer, abort: (err) => reading.abort(err), taskId: () => taskId };
 }
 
 export function createDifyClient(opts: DifyClientOptions): DifyClient {
@@ -173,8 +144,10 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
   /** The streaming POST: resolves with the event stream once Dify answers 200; `started` gets the call's cancel. */
   async function request(req: AnswerRequest, started: (cancel: (err: Error) => void) => void): Promise<Readable> {
     const files = req.images && req.images.length > 0 ? await filesFor(req.images, req.user) : undefined;
+    const template = opts.inputsTemplate ?? {};
+    const inputs = Object.keys(template).length > 0 ? fillInputs(template, { openid: req.user, msgType: 'text', eventKey: '', scene: '', now: new Date().toISOString(), ...req.facts }) : {};
     const body = {
-      inputs: req.inputs ?? {},
+      inputs,
       query: req.query,
       response_mode: 'streaming',
       user: req.user,
@@ -196,46 +169,60 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
     return res.body;
   }
 
+  /** One streamed answer for `req`, as Dify gives it. */
+  async function ask(req: AnswerRequest, hooks: ChatHooks): Promise<DifyAnswer> {
+    // One deadline and one stop for the whole call: headers and body alike.
+    let cancel: ((err: Error) => void) | undefined;
+    let reader: ReturnType<typeof readAnswerStream> | undefined;
+    let ended: DifyError | undefined;
+    const end = (err: DifyError) => {
+      if (ended) return;
+      ended = err;
+      if (reader) reader.abort(err);
+      else cancel?.(err);
+    };
+    const overall = setTimeout(
+      () => end(new DifyError('failed', 'dify_answer_timeout', `no complete answer from Dify within ${answerTimeoutMs} ms`)),
+      answerTimeoutMs,
+    );
+    const stopNow = () => {
+      const task = reader?.taskId();
+      end(new DifyError('failed', 'dify_stopped', 'the question no longer needs an answer'));
+      // Tell Dify too: a run whose stream is merely cut may stay "running" (docs/dify.md). Best effort.
+      if (task) {
+        void call({ method: 'POST', url: `${opts.baseUrl}/chat-messages/${encodeURIComponent(task)}/stop`, headers, body: { user: req.user }, timeoutMs: opts.idleTimeoutMs }).catch(() => undefined);
+      }
+    };
+    hooks.stop?.onStop(stopNow);
+    try {
+      const stream = await request(req, (c) => {
+        cancel = c;
+        if (ended) c(ended);
+      });
+      if (ended) {
+        stream.destroy();
+        throw ended;
+      }
+      reader = readAnswerStream(stream, { idleTimeoutMs: opts.idleTimeoutMs, drainMs, hooks });
+      return await reader.answer;
+    } finally {
+      clearTimeout(overall);
+    }
+  }
+
   return {
     kind: 'dify',
     keepsConversation: true,
+    transcribes: true,
     async chat(req, hooks = {}) {
-      // One deadline and one stop for the whole call: headers and body alike.
-      let cancel: ((err: Error) => void) | undefined;
-      let reader: ReturnType<typeof readAnswerStream> | undefined;
-      let ended: DifyError | undefined;
-      const end = (err: DifyError) => {
-        if (ended) return;
-        ended = err;
-        if (reader) reader.abort(err);
-        else cancel?.(err);
-      };
-      const overall = setTimeout(
-        () => end(new DifyError('failed', 'dify_answer_timeout', `no complete answer from Dify within ${answerTimeoutMs} ms`)),
-        answerTimeoutMs,
-      );
-      const stopNow = () => {
-        const task = reader?.taskId();
-        end(new DifyError('failed', 'dify_stopped', 'the question no longer needs an answer'));
-        // Tell Dify too: a run whose stream is merely cut may stay "running" (docs/dify.md). Best effort.
-        if (task) {
-          void call({ method: 'POST', url: `${opts.baseUrl}/chat-messages/${encodeURIComponent(task)}/stop`, headers, body: { user: req.user }, timeoutMs: opts.idleTimeoutMs }).catch(() => undefined);
-        }
-      };
-      hooks.stop?.onStop(stopNow);
       try {
-        const stream = await request(req, (c) => {
-          cancel = c;
-          if (ended) c(ended);
-        });
-        if (ended) {
-          stream.destroy();
-          throw ended;
-        }
-        reader = readAnswerStream(stream, { idleTimeoutMs: opts.idleTimeoutMs, drainMs, hooks });
-        return await reader.answer;
-      } finally {
-        clearTimeout(overall);
+        return await ask(req, hooks);
+      } catch (err) {
+        // 404 "Conversation Not Exists." (or a finished conversation) comes before any stream byte,
+        // so asking again in a new conversation is safe (docs/dify.md).
+        if (!(err instanceof DifyError && err.conversationGone && req.conversationId) || hooks.stop?.stopped) throw err;
+        await req.onConversationGone?.();
+        return ask({ ...req, conversationId: undefined }, hooks);
       }
     },
 
@@ -249,8 +236,9 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
       return `app reachable, key accepted, ${inputs} input variable${inputs === 1 ? '' : 's'}${missing.length ? `; DIFY_INPUTS lacks required ${missing.join(', ')}` : ''}`;
     },
 
-    async takesImages() {
-      return takesImages(await appParameters());
+    async imageInput() {
+      if (!takesImages(await appParameters())) return 'none';
+      return opts.imageUpload === 'remote_url' ? 'url' : 'bytes';
     },
 
     async transcribe(audio, user) {

@@ -7,9 +7,9 @@
 import { open } from '../../util/http';
 import { multipart } from '../../util/multipart';
 import type { Readable } from 'stream';
-import { jsonCall, networkFailure, readSmall } from '../stream';
+import { jsonCall, networkFailure, readSmall, readTimedStream } from '../stream';
 import type { Answer, AnswerRequest, Answerer, ChatHooks } from '../../core/answerer';
-import type { OpenAIConfig } from '../../config';
+import type { OpenAISettings } from './settings';
 import { OpenAIError } from '../../errors';
 import { CompletionBuilder, createOpenAIDecoder, errorFrom } from './events';
 
@@ -49,71 +49,41 @@ export function buildMessages(req: AnswerRequest, systemPrompt: string | undefin
   return messages;
 }
 
-/** What the OpenAI-compatible backend can do besides chat (OPENAI_VISION, OPENAI_TRANSCRIBE_MODEL). */
-export interface OpenAIMedia {
-  vision: boolean;
-  transcribeModel: string | undefined;
-}
-
-/** Read one stream to its end; rejects with an OpenAIError on an error frame, a cut stream or silence. */
+/** Read one stream to its end (lib/backends/stream.ts `readTimedStream`); rejects with an OpenAIError on an error frame, a cut stream or silence. */
 function readStream(stream: Readable, idleTimeoutMs: number, hooks: ChatHooks): { answer: Promise<Answer>; abort(err: OpenAIError): void } {
-  let abort: (err: OpenAIError) => void = () => undefined;
-  const answer = new Promise<Answer>((resolve, reject) => {
-    const builder = new CompletionBuilder();
-    let settled = false;
-    let idle: ReturnType<typeof setTimeout> | undefined;
-    const finish = (err: OpenAIError | undefined) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(idle);
-      stream.destroy();
-      const result = builder.result();
-      if (err || !result) reject(err ?? new OpenAIError('failed', 'openai_stream_incomplete', 'the stream ended without [DONE] or a finish reason'));
-      else resolve(result);
-    };
-    abort = finish;
-    const armIdle = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => finish(new OpenAIError('down', 'openai_idle_timeout', `no data from the model for ${idleTimeoutMs} ms`)), idleTimeoutMs);
-    };
-    const decoder = createOpenAIDecoder(
-      (data) => {
-        if (!settled && builder.apply(data) === 'text') hooks.onText?.(builder.text);
-      },
-      () => {
-        builder.finished = true;
-        finish(undefined);
-      },
-    );
-    const fail = (err: unknown) => finish(err instanceof OpenAIError ? err : new OpenAIError('failed', 'openai_bad_stream', String(err), { cause: err }));
-    armIdle();
-    stream.on('data', (chunk: Buffer) => {
-      if (settled) return;
-      armIdle();
-      hooks.onActivity?.();
-      try {
-        decoder.feed(chunk);
-      } catch (err) {
-        fail(err);
-      }
-    });
-    stream.on('end', () => {
-      if (settled) return;
-      try {
-        decoder.end();
-      } catch (err) {
-        fail(err);
-        return;
-      }
-      finish(undefined);
-    });
-    stream.on('error', (err) => finish(new OpenAIError('failed', 'openai_stream_cut', `the stream broke: ${err.message}`, { cause: err })));
-    stream.on('close', () => finish(builder.finishReason === undefined ? new OpenAIError('failed', 'openai_stream_cut', 'the stream closed early') : undefined));
+  const builder = new CompletionBuilder();
+  let ended = false;
+  const decoder = createOpenAIDecoder(
+    (data) => {
+      if (!ended && builder.apply(data) === 'text') hooks.onText?.(builder.text);
+    },
+    () => {
+      builder.finished = true;
+    },
+  );
+  const reading = readTimedStream<Answer>(stream, {
+    idleTimeoutMs,
+    decoder,
+    complete: () => builder.finished,
+    // A finish reason without [DONE] is an answer too (some servers end so).
+    result: () => builder.result(),
+    onActivity: hooks.onActivity,
+    drainMs: 0,
+    errors: {
+      idle: (ms) => new OpenAIError('down', 'openai_idle_timeout', `no data from the model for ${ms} ms`),
+      bad: (err) => (err instanceof OpenAIError ? err : new OpenAIError('failed', 'openai_bad_stream', String(err), { cause: err })),
+      cut: (message, cause) => new OpenAIError('failed', 'openai_stream_cut', message, { cause }),
+      incomplete: () => new OpenAIError('failed', 'openai_stream_incomplete', 'the stream ended without [DONE] or a finish reason'),
+    },
   });
-  return { answer, abort: (err) => abort(err) };
+  void reading.answer.then(
+    () => (ended = true),
+    () => (ended = true),
+  );
+  return reading;
 }
 
-export function createOpenAIClient(config: OpenAIConfig, media: OpenAIMedia = { vision: false, transcribeModel: undefined }): Answerer {
+export function createOpenAIClient(config: OpenAISettings): Answerer {
   const headers: Record<string, string> = { 'Content-Type': 'application/json', Accept: 'text/event-stream' };
   // Local servers (Ollama, LM Studio) need no key.
   if (config.apiKey) headers['Authorization'] = `Bearer ${config.apiKey}`;
@@ -125,6 +95,7 @@ export function createOpenAIClient(config: OpenAIConfig, media: OpenAIMedia = { 
   return {
     kind: 'openai',
     keepsConversation: false,
+    transcribes: config.transcribeModel !== undefined,
     async chat(req, hooks = {}) {
       const body: Record<string, unknown> = {
         ...config.extraBody,
@@ -176,12 +147,13 @@ export function createOpenAIClient(config: OpenAIConfig, media: OpenAIMedia = { 
       const ids = Array.isArray(data) ? data.map((m) => (m && typeof m === 'object' ? String((m as { id?: unknown }).id) : '')) : [];
       return ids.includes(config.model) ? `reachable, key accepted, model ${config.model} listed` : `reachable, key accepted, but ${config.model} is not among its ${ids.length} models`;
     },
-    async takesImages() {
-      return media.vision;
+    async imageInput() {
+      // Bytes go as a data URL (docs/openai.md); a URL the model fetches itself when no download is possible.
+      return config.vision ? 'bytes' : 'none';
     },
     async transcribe(audio) {
-      if (!media.transcribeModel) throw new OpenAIError('config', 'openai_no_transcription', 'OPENAI_TRANSCRIBE_MODEL is not set');
-      const { body, contentType } = multipart({ model: media.transcribeModel, response_format: 'json' }, { name: 'file', ...audio });
+      if (!config.transcribeModel) throw new OpenAIError('config', 'openai_no_transcription', 'OPENAI_TRANSCRIBE_MODEL is not set');
+      const { body, contentType } = multipart({ model: config.transcribeModel, response_format: 'json' }, { name: 'file', ...audio });
       const auth: Record<string, string> = config.apiKey ? { Authorization: `Bearer ${config.apiKey}` } : {};
       const req = { method: 'POST', url: `${config.baseUrl}/audio/transcriptions`, body, headers: { ...auth, 'Content-Type': contentType }, timeoutMs: config.idleTimeoutMs };
       const text = (await jsonCall(req, '/audio/transcriptions', named))['text'];

@@ -4,40 +4,46 @@
  * original response edited with the answer and follow-ups past 2,000 characters, while the
  * interaction token lives (15 minutes). `/clear` forgets the channel's (or thread's) conversation.
  */
-import type { Bot } from '../../core/bot';
-import type { Clock } from '../../util/clock';
-import type { Config } from '../../config';
+import { SEND_ATTEMPTS, answerMessages, verifiedBody } from '../../core/channel';
+import type { Channel, ChannelDeps, ChannelKind, WebhookRequest, WebhookResponse } from '../../core/channel';
+import { conversationKey } from '../../core/keys';
 import { RequestError, errorLogFields } from '../../errors';
-import type { Logger } from '../../util/log';
-import type { Store } from '../../store';
+import type { MessageRecord } from '../../store';
+import { markdownToText } from '../../text/markdown';
 import { splitByLength } from '../../text/paging';
-import { SEND_ATTEMPTS, answerText, verifiedBody } from '../../core/channel';
-import type { Channel, ChannelRequest, ChannelResponse } from '../../core/channel';
 import type { DiscordApi } from './api';
-import { DISCORD_TEXT_MAX, DiscordApiError } from './api';
+import { DISCORD_TEXT_MAX, DiscordApiError, createDiscordApi } from './api';
 import { discordKey, parseInteraction, verifyDiscordSignature } from './interactions';
 import type { Interaction } from './interactions';
-
-export interface DiscordDeps {
-  config: Config;
-  bot: Pick<Bot, 'channelText'>;
-  store: Store;
-  clock: Clock;
-  logger: Logger;
-  api: DiscordApi;
-}
+import type { DiscordSettings } from './settings';
+import { DISCORD_VARIABLES, discordSettings } from './settings';
 
 /** Interaction tokens live 15 minutes; the last minute is left for the edit itself. */
 export const INTERACTION_TOKEN_MS = 14 * 60_000;
 /** An edit waits this long after the question arrived, so the deferred response is surely out first. */
 const AFTER_ACK_MS = 1500;
+/** While an answer is written, the original response is edited at most this often (Discord allows about 5 edits in 5 s). */
+export const PROGRESS_EVERY_MS = 1500;
 
-const json = (status: number, body: unknown): ChannelResponse => ({ status, contentType: 'application/json', body: JSON.stringify(body) });
+const json = (status: number, body: unknown): WebhookResponse => ({ status, contentType: 'application/json', body: JSON.stringify(body) });
 const say = (content: string, ephemeral = false) => json(200, { type: 4, data: { content, allowed_mentions: { parse: [] }, ...(ephemeral ? { flags: 64 } : {}) } });
 
-export function createDiscordChannel(deps: DiscordDeps): Channel {
-  const { config, bot, store, clock, logger, api } = deps;
-  const key = config.discord ? discordKey(config.discord.publicKey) : undefined;
+/** The answer so far as one message: its end is cut (with "…") while it is longer than a message. */
+export function progressText(textSoFar: string): string {
+  const plain = markdownToText(textSoFar);
+  return plain.length <= DISCORD_TEXT_MAX - 2 ? `${plain} …` : `${plain.slice(0, DISCORD_TEXT_MAX - 2)} …`;
+}
+
+export function createDiscordChannel(settings: DiscordSettings, deps: ChannelDeps, api: DiscordApi = createDiscordApi({ apiBase: settings.apiBase, applicationId: settings.applicationId })): Channel {
+  const { config, bot, store, clock, logger, instance } = deps;
+  const key = discordKey(settings.publicKey);
+
+  /** The answer so far, into the original response ("thinking…" until the first text). */
+  async function update(q: MessageRecord, textSoFar: string): Promise<void> {
+    const now = clock.now();
+    if (!q.replyHandle || now < q.createdAt + AFTER_ACK_MS || now >= q.replyHandle.until || !textSoFar.trim()) return;
+    await api.editOriginal(q.replyHandle.token, progressText(textSoFar));
+  }
 
   async function deliver(id: string): Promise<void> {
     const q = await store.message(id);
@@ -52,7 +58,7 @@ export function createDiscordChannel(deps: DiscordDeps): Channel {
     }
     const took = await store.takeAll(q, 'discord', 'discord', now);
     if (!took) return;
-    const parts = splitByLength(answerText(took, config), DISCORD_TEXT_MAX);
+    const parts = answerMessages(took, config.texts);
     let sent = 0;
     try {
       await api.editOriginal(q.replyHandle.token, parts[0] ?? '…');
@@ -66,7 +72,7 @@ export function createDiscordChannel(deps: DiscordDeps): Channel {
       logger.warn('Discord answer could not be sent', { key: id, ...errorLogFields(err) });
       // Discord unreachable or failing (not a refusal): nothing arrived, so the sweep tries again while the token lives.
       const transient = err instanceof DiscordApiError && (err.status === 0 || err.status >= 500);
-      if (transient && sent === 0 && (await store.returnAll(took, 'discord', 'discord', SEND_ATTEMPTS))) logger.info('Discord answer back in the outbox for a later try', { key: id });
+      if (transient && sent === 0 && (await store.returnAll(took, 'discord', deps.name, SEND_ATTEMPTS))) logger.info('Discord answer back in the outbox for a later try', { key: id });
     }
   }
 
@@ -81,12 +87,18 @@ export function createDiscordChannel(deps: DiscordDeps): Channel {
     timer.unref?.();
   }
 
-  async function command(i: Extract<Interaction, { kind: 'ask' | 'clear' }>, arrival: number): Promise<ChannelResponse> {
+  async function command(i: Extract<Interaction, { kind: 'ask' | 'clear' }>, arrival: number): Promise<WebhookResponse> {
     const until = arrival + INTERACTION_TOKEN_MS;
-    const decision = await bot.channelText(
-      { channel: 'discord', user: `discord:${i.channelId}`, msgId: i.id, text: i.kind === 'ask' ? i.question : '/clear', sentAt: arrival, replyHandle: { token: i.token, until } },
+    const user = conversationKey('discord', instance, [i.channelId]);
+    const decision = await bot.receive({
+      channel,
+      user,
+      key: `${user}:${i.id}`,
+      sentAt: Math.floor(arrival / 1000),
       arrival,
-    );
+      content: i.kind === 'ask' ? { type: 'text', text: i.question } : { type: 'command', name: '/clear' },
+      replyHandle: { token: i.token, until },
+    });
     if ('reply' in decision) return say(decision.reply);
     if ('queued' in decision) {
       if (decision.first) watchToken(decision.queued._id, i.token, until);
@@ -95,10 +107,10 @@ export function createDiscordChannel(deps: DiscordDeps): Channel {
     return say(config.texts.channelUnsupported, true);
   }
 
-  async function handle(req: ChannelRequest): Promise<ChannelResponse> {
+  async function handle(req: WebhookRequest): Promise<WebhookResponse> {
     if (req.method !== 'POST') return json(405, { message: 'Method Not Allowed' });
     const arrival = clock.now();
-    const raw = key ? verifiedBody(req.bodies, (body) => verifyDiscordSignature(key, body, req.headers['x-signature-ed25519'], req.headers['x-signature-timestamp'])) : undefined;
+    const raw = verifiedBody(req.bodies, (body) => verifyDiscordSignature(key, body, req.headers['x-signature-ed25519'], req.headers['x-signature-timestamp']));
     if (raw === undefined) {
       logger.warn('rejected Discord request: bad signature');
       return json(401, { message: 'invalid request signature' });
@@ -120,6 +132,29 @@ export function createDiscordChannel(deps: DiscordDeps): Channel {
     }
   }
 
-  return { handle, deliver };
+  const channel: Channel = {
+    kind: 'discord',
+    instance,
+    name: deps.name,
+    answerer: deps.answerer,
+    webhook: handle,
+    delivery: 'send',
+    pages: (answer) => splitByLength(markdownToText(answer), DISCORD_TEXT_MAX),
+    deliver,
+    // The answer shows as it is written: the deferred response edited (docs/channels.md "Progressive").
+    progress: { everyMs: PROGRESS_EVERY_MS, update },
+    carries: { images: false, files: false },
+    help: config.texts.channelHelp,
+  };
+  return channel;
 }
+
+export const discord: ChannelKind<DiscordSettings> = {
+  kind: 'discord',
+  path: '/discord',
+  variables: DISCORD_VARIABLES,
+  settings: (env, ctx) => discordSettings(env, ctx),
+  secrets: (s) => [s.botToken],
+  create: (s, deps) => createDiscordChannel(s, deps),
+};
 

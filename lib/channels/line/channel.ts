@@ -3,42 +3,34 @@
  * message, the webhook answered at once; answers go back with the event's reply token while it is
  * valid, else with the push API. Split at LINE's 5,000-unit text limit, 5 messages per call.
  */
-import type { Bot } from '../../core/bot';
-import type { Clock } from '../../util/clock';
-import type { Config } from '../../config';
+import { SEND_ATTEMPTS, answerMessages, verifiedBody } from '../../core/channel';
+import type { Channel, ChannelDeps, ChannelKind, WebhookRequest, WebhookResponse } from '../../core/channel';
+import { conversationKey, parseKey } from '../../core/keys';
 import { RequestError, errorLogFields } from '../../errors';
-import { SEND_ATTEMPTS, answerText, verifiedBody } from '../../core/channel';
-import type { Channel, ChannelRequest, ChannelResponse } from '../../core/channel';
-import type { Logger } from '../../util/log';
-import type { Store } from '../../store';
+import { markdownToText } from '../../text/markdown';
 import { splitByLength } from '../../text/paging';
 import type { LineApi } from './api';
-import { LINE_MESSAGES_PER_CALL, LINE_TEXT_MAX, LineApiError } from './api';
+import { LINE_MESSAGES_PER_CALL, LINE_TEXT_MAX, LineApiError, createLineApi } from './api';
+import type { LineSettings } from './settings';
+import { LINE_VARIABLES, lineSettings } from './settings';
 import type { LineEvent } from './webhook';
 import { parseLineWebhook, verifyLineSignature } from './webhook';
-
-export interface LineDeps {
-  config: Config;
-  bot: Pick<Bot, 'channelText'>;
-  store: Store;
-  clock: Clock;
-  logger: Logger;
-  api: LineApi;
-}
 
 /** A reply token is used only this long after the event arrived (LINE: about a minute; network delay eats into it). */
 export const REPLY_TOKEN_MS = 50_000;
 
 /** The push target of a conversation key: the user, group or room id. */
 export function lineTarget(key: string): string {
-  return key.replace(/^line:(?:[gr]:)?/, '');
+  const { parts } = parseKey(key);
+  return parts[parts.length - 1] ?? '';
 }
 
-const json = (status: number, body: unknown): ChannelResponse => ({ status, contentType: 'application/json; charset=utf-8', body: JSON.stringify(body) });
+const json = (status: number, body: unknown): WebhookResponse => ({ status, contentType: 'application/json; charset=utf-8', body: JSON.stringify(body) });
 
-export function createLineChannel(deps: LineDeps): Channel {
-  const { config, bot, store, clock, logger, api } = deps;
-  const secret = config.line?.channelSecret ?? '';
+export function createLineChannel(settings: LineSettings, deps: ChannelDeps, api: LineApi = createLineApi({ apiBase: settings.apiBase, accessToken: settings.accessToken })): Channel {
+  const { config, bot, store, clock, logger, instance } = deps;
+  const secret = settings.channelSecret;
+  const keyOf = (parts: readonly string[]) => conversationKey('line', instance, parts);
   let quotaWarned = false;
 
   /**
@@ -85,7 +77,7 @@ export function createLineChannel(deps: LineDeps): Channel {
     const token = q.replyHandle && now < q.replyHandle.until ? q.replyHandle.token : undefined;
     const took = await store.takeAll(q, 'line', token ? 'line-reply' : 'line-push', now);
     if (!took) return;
-    const texts = splitByLength(answerText(took, config), LINE_TEXT_MAX);
+    const texts = answerMessages(took, config.texts);
     const progress = { sent: 0 };
     try {
       const via = await send(lineTarget(q.user), token, texts, progress);
@@ -94,7 +86,7 @@ export function createLineChannel(deps: LineDeps): Channel {
       report(err, 'LINE answer could not be sent');
       // LINE unreachable or failing (not a refusal): nothing arrived, so the sweep tries again later.
       const transient = err instanceof LineApiError && (err.status === 0 || err.status >= 500);
-      if (transient && progress.sent === 0 && (await store.returnAll(took, 'line', 'line', SEND_ATTEMPTS))) logger.info('LINE answer back in the outbox for a later try', { key });
+      if (transient && progress.sent === 0 && (await store.returnAll(took, 'line', deps.name, SEND_ATTEMPTS))) logger.info('LINE answer back in the outbox for a later try', { key });
     }
   }
 
@@ -110,7 +102,7 @@ export function createLineChannel(deps: LineDeps): Channel {
         return replyNow(config.texts.welcome);
       case 'unfollow':
         // The user blocked the bot: their data goes (as on WeChat's unsubscribe).
-        if (source.type === 'user') await store.forgetUser(source.key, Math.floor(e.at / 1000), clock.now());
+        if (source.type === 'user') await store.forgetUser(keyOf(source.parts), Math.floor(e.at / 1000), clock.now());
         return;
       case 'other-message':
         if (source.type === 'user') replyNow(config.texts.channelUnsupported);
@@ -118,10 +110,16 @@ export function createLineChannel(deps: LineDeps): Channel {
       case 'text': {
         // In a group or room, only a message that mentions the bot is for it.
         if (source.type !== 'user' && !e.mentionsBot) return;
-        const decision = await bot.channelText(
-          { channel: 'line', user: source.key, msgId: e.id, text: e.text, sentAt: e.at, ...(e.replyToken ? { replyHandle: { token: e.replyToken, until: arrival + REPLY_TOKEN_MS } } : {}) },
+        const user = keyOf(source.parts);
+        const decision = await bot.receive({
+          channel,
+          user,
+          key: `${user}:${e.id}`,
+          sentAt: Math.floor(e.at / 1000),
           arrival,
-        );
+          content: { type: 'text', text: e.text },
+          replyHandle: e.replyToken ? { token: e.replyToken, until: arrival + REPLY_TOKEN_MS } : undefined,
+        });
         if ('reply' in decision) return replyNow(decision.reply);
         if ('queued' in decision && decision.first && source.type === 'user' && source.userId) {
           // The loading animation while the answer is written (cosmetic; 1:1 chats only).
@@ -132,7 +130,7 @@ export function createLineChannel(deps: LineDeps): Channel {
     }
   }
 
-  async function handle(req: ChannelRequest): Promise<ChannelResponse> {
+  async function handle(req: WebhookRequest): Promise<WebhookResponse> {
     if (req.method !== 'POST') return json(405, { message: 'Method Not Allowed' });
     const arrival = clock.now();
     const raw = verifiedBody(req.bodies, (body) => verifyLineSignature(secret, body, req.headers['x-line-signature']));
@@ -157,6 +155,28 @@ export function createLineChannel(deps: LineDeps): Channel {
     return json(200, {});
   }
 
-  return { handle, deliver };
+  const channel: Channel = {
+    kind: 'line',
+    instance,
+    name: deps.name,
+    answerer: deps.answerer,
+    webhook: handle,
+    delivery: 'send',
+    // Plain text, in messages of at most 5,000 UTF-16 units (LINE shows no Markdown).
+    pages: (answer) => splitByLength(markdownToText(answer), LINE_TEXT_MAX),
+    deliver,
+    carries: { images: false, files: false },
+    help: config.texts.channelHelp,
+  };
+  return channel;
 }
+
+export const line: ChannelKind<LineSettings> = {
+  kind: 'line',
+  path: '/line',
+  variables: LINE_VARIABLES,
+  settings: (env) => lineSettings(env),
+  secrets: (s) => [s.channelSecret, s.accessToken],
+  create: (s, deps) => createLineChannel(s, deps),
+};
 

@@ -20,8 +20,8 @@ export interface LineSource {
   userId: string | undefined;
   /** The id push messages go to: the user, group or room. */
   to: string;
-  /** The bot's conversation key: `line:U…`, `line:g:C…`, `line:r:R…` (history per group). */
-  key: string;
+  /** The conversation's parts (lib/core/keys.ts): `[U…]`, `['g', C…]`, `['r', R…]` (history per group). */
+  parts: string[];
 }
 
 export type LineEvent =
@@ -37,9 +37,9 @@ function sourceOf(s: unknown): LineSource | undefined {
   if (!s || typeof s !== 'object') return undefined;
   const o = s as Record<string, unknown>;
   const userId = typeof o['userId'] === 'string' && ID.test(o['userId']) ? o['userId'] : undefined;
-  if (o['type'] === 'user' && userId) return { type: 'user', userId, to: userId, key: `line:${userId}` };
-  if (o['type'] === 'group' && typeof o['groupId'] === 'string' && ID.test(o['groupId'])) return { type: 'group', userId, to: o['groupId'], key: `line:g:${o['groupId']}` };
-  if (o['type'] === 'room' && typeof o['roomId'] === 'string' && ID.test(o['roomId'])) return { type: 'room', userId, to: o['roomId'], key: `line:r:${o['roomId']}` };
+  if (o['type'] === 'user' && userId) return { type: 'user', userId, to: userId, parts: [userId] };
+  if (o['type'] === 'group' && typeof o['groupId'] === 'string' && ID.test(o['groupId'])) return { type: 'group', userId, to: o['groupId'], parts: ['g', o['groupId']] };
+  if (o['type'] === 'room' && typeof o['roomId'] === 'string' && ID.test(o['roomId'])) return { type: 'room', userId, to: o['roomId'], parts: ['r', o['roomId']] };
   return undefined;
 }
 

@@ -1,55 +1,39 @@
 /**
- * The one handler: a WeChat HTTP request in, a response out. The laf function and the Node
- * server are thin adapters around it. Errors become responses here and nowhere else.
+ * The Official Account's webhook: a WeChat HTTP request in, a response out (docs/wechat.md). The
+ * laf function and the Node server are thin adapters around it. Errors become responses here and
+ * nowhere else.
  */
-import type { Config } from '../../config';
+import type { Decision } from '../../core/bot';
+import type { WebhookRequest, WebhookResponse } from '../../core/channel';
 import { RequestError, SignatureError, errorLogFields } from '../../errors';
 import type { Logger } from '../../util/log';
 import { aesKeyFrom, decryptMessage, encryptMessage } from '../wxbiz/crypto';
 import { buildEncryptedEnvelope, buildTextReply } from './reply';
 import { checkTimestamp, msgSignature, safeEqualHex, verifySignature } from '../wxbiz/signature';
 import { parseXmlFields, toMessage } from './xml';
-import type { Bot, Decision } from '../../core/bot';
 import type { Clock } from '../../util/clock';
+import type { WechatOaSettings } from './settings';
+import type { InboundMessage } from './xml';
 
-export interface HandlerRequest {
-  method: string;
-  /** Query parameters; a repeated parameter counts by its first value. */
-  query: Record<string, string | string[] | undefined>;
-  /** The raw body text, exactly as WeChat sent it. */
-  body: string;
-}
-
-/**
- * A response, or `drop`: don't answer at all (let this delivery time out so WeChat retries).
- * `undelivered`: the adapter calls it when the client was gone before the response could be sent
- * (the page it carries goes back to the user's inbox).
- */
-export type HandlerResponse = { status: number; contentType: string; body: string; undelivered?: () => void } | { drop: true };
-
-export type Handler = (req: HandlerRequest) => Promise<HandlerResponse>;
-
-export interface HandlerDeps {
-  config: Config;
-  bot: Bot;
+export interface WechatWebhookDeps {
+  settings: WechatOaSettings;
+  maxBodyBytes: number;
+  /** What to answer a verified, parsed message with (lib/channels/wechat-oa/inbound.ts). */
+  onMessage(msg: InboundMessage, arrival: number): Promise<Decision>;
   clock: Clock;
   logger: Logger;
 }
 
-const plain = (status: number, body: string): HandlerResponse => ({ status, contentType: 'text/plain; charset=utf-8', body });
+const plain = (status: number, body: string): WebhookResponse => ({ status, contentType: 'text/plain; charset=utf-8', body });
 
-function first(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
-}
+export function createWechatWebhook(deps: WechatWebhookDeps): (req: WebhookRequest) => Promise<WebhookResponse> {
+  const { settings, clock, logger, maxBodyBytes } = deps;
+  const { token, appId, timestampToleranceS } = settings;
+  const aesKey = settings.aesKey ? aesKeyFrom(settings.aesKey) : undefined;
 
-export function createHandler(deps: HandlerDeps): Handler {
-  const { config, bot, clock, logger } = deps;
-  const { token, appId, timestampToleranceS } = config.wechat;
-  const aesKey = config.wechat.aesKey ? aesKeyFrom(config.wechat.aesKey) : undefined;
-
-  async function post(q: Record<string, string | undefined>, body: string): Promise<HandlerResponse> {
+  async function post(q: Record<string, string | undefined>, body: string): Promise<WebhookResponse> {
     const arrival = clock.now();
-    const outer = parseXmlFields(body, config.server.maxBodyBytes);
+    const outer = parseXmlFields(body, maxBodyBytes);
     const encrypted = q['encrypt_type'] === 'aes' && q['msg_signature'] !== undefined;
     let fields = outer;
     if (encrypted) {
@@ -63,14 +47,14 @@ export function createHandler(deps: HandlerDeps): Handler {
         logger.error('WeChat sends encrypted messages but WECHAT_AES_KEY / WECHAT_APPID are not set');
         throw new RequestError('aes_not_configured', 'encrypted message, but safe mode is not configured');
       }
-      fields = parseXmlFields(decryptMessage(aesKey, encrypt, appId).message, config.server.maxBodyBytes);
+      fields = parseXmlFields(decryptMessage(aesKey, encrypt, appId).message, maxBodyBytes);
     } else {
       verifySignature(token, q, arrival, timestampToleranceS);
     }
     const msg = toMessage(fields);
-    const decision: Decision = await bot.handle(msg, arrival);
+    const decision: Decision = await deps.onMessage(msg, arrival);
     if ('drop' in decision) return decision;
-    // `success` is never encrypted (docs/wechat.md). (`queued` is other channels' and never comes here.)
+    // `success` is never encrypted (docs/wechat.md). (`queued` is `send` channels' and never comes here.)
     if ('success' in decision || 'queued' in decision) return plain(200, 'success');
     const xml = buildTextReply({ toUser: msg.fromUser, fromUser: msg.toUser, createTime: clock.now() / 1000, content: decision.reply });
     const giveBack = decision.giveBack;
@@ -84,23 +68,13 @@ export function createHandler(deps: HandlerDeps): Handler {
   }
 
   return async function handle(req) {
-    // No WECHAT_TOKEN (a LINE- or Discord-only bot): an empty token would let anyone sign, so nothing is served.
-    if (!token) return plain(404, 'Not Found');
-    // A repeated parameter counts by its first value; most queries have none, and need no copy.
-    let q = req.query as Record<string, string | undefined>;
-    for (const k in req.query) {
-      if (Array.isArray(req.query[k])) {
-        q = {};
-        for (const [key, v] of Object.entries(req.query)) q[key] = first(v);
-        break;
-      }
-    }
+    const q = req.query;
     try {
       if (req.method === 'GET') {
         verifySignature(token, q, clock.now(), timestampToleranceS);
         return plain(200, q['echostr'] ?? '');
       }
-      if (req.method === 'POST') return await post(q, req.body);
+      if (req.method === 'POST') return await post(q, req.bodies[0] ?? '');
       return plain(405, 'Method Not Allowed');
     } catch (err) {
       if (err instanceof SignatureError) {

@@ -4,7 +4,7 @@
  * waiting for `1` (docs/wechat.md). Where WeChat refuses (45015 outside the 48-hour window,
  * 45047 over quota, 48001 not allowed), the bot falls back to `1` and remembers it for a while.
  */
-import type { Config } from '../../config';
+import type { Texts } from '../../core/texts';
 import { WechatApiError, errorLogFields } from '../../errors';
 import type { Logger } from '../../util/log';
 import type { MessageRecord, Store, UserRecord } from '../../store';
@@ -13,14 +13,17 @@ import type { WechatApi } from './api';
 import { ACCOUNT_PUSH_UNAVAILABLE, TOKEN_INVALID, USER_PUSH_CLOSED } from './api';
 import type { TokenCache } from './token';
 import type { Clock } from '../../util/clock';
-import { failedAnswerText } from './replies';
+import { failedAnswerText } from '../../core/replies';
 
 /** How long the account stays on `1` after WeChat said it may not push (48001). */
 const ACCOUNT_BLOCK_MS = 3_600_000;
-const ACCOUNT_BLOCK_KEY = 'push:account-unavailable';
 
 export interface PusherDeps {
-  config: Config;
+  texts: Texts;
+  /** The account (its AppID): WeChat's refusal (48001) holds for it alone. */
+  appId: string;
+  /** The OpenID a conversation key stands for on this account. */
+  openidOf(user: string): string;
   store: Store;
   clock: Clock;
   logger: Logger;
@@ -33,7 +36,11 @@ export interface PusherDeps {
 export class Pusher {
   private stopped = false;
 
-  constructor(private readonly d: PusherDeps) {}
+  private readonly blockKey: string;
+
+  constructor(private readonly d: PusherDeps) {
+    this.blockKey = `push:account-unavailable:${d.appId}`;
+  }
 
   stop(): void {
     this.stopped = true;
@@ -47,12 +54,12 @@ export class Pusher {
 
   /** The account's push state, for the console: suspended after WeChat refused it (48001), until when. */
   async status(): Promise<{ state: 'on' } | { state: 'suspended'; errcode: number; until: number }> {
-    const block = await this.d.store.kvEntry(ACCOUNT_BLOCK_KEY, this.d.clock.now());
+    const block = await this.d.store.kvEntry(this.blockKey, this.d.clock.now());
     return block ? { state: 'suspended', errcode: Number(block.value), until: block.expiresAt } : { state: 'on' };
   }
 
   private async allows(u: UserRecord | null, askedAt: number): Promise<boolean> {
-    if ((await this.d.store.kvGet(ACCOUNT_BLOCK_KEY, this.d.clock.now())) !== undefined) return false;
+    if ((await this.d.store.kvGet(this.blockKey, this.d.clock.now())) !== undefined) return false;
     // A new message from the user opens a new window (5 messages / 48 h), so a block only holds
     // for questions asked before it.
     return !(u?.pushBlockedUntil !== undefined && u.pushBlockedUntil >= askedAt);
@@ -66,7 +73,7 @@ export class Pusher {
       const q = await this.d.store.message(key);
       if (!q || q.status !== 'pending') return this.deliver(key);
       if (this.stopped || this.d.clock.now() - started > 10 * 60_000) return;
-      await this.withToken((t) => this.d.api.typing(t, q.user)).catch(() => undefined); // cosmetic
+      await this.withToken((t) => this.d.api.typing(t, this.d.openidOf(q.user))).catch(() => undefined); // cosmetic
       await this.d.clock.sleep(every);
     }
   }
@@ -95,7 +102,7 @@ export class Pusher {
         if (!took) return;
         q = took;
         // The failure notice is one message, counted as the one page.
-        await this.send(q, q.status === 'failed' ? failedAnswerText(q, this.d.config.texts) : (q.pages?.[k] as string), k);
+        await this.send(q, q.status === 'failed' ? failedAnswerText(q, this.d.texts) : (q.pages?.[k] as string), k);
       }
     } catch (err) {
       logger.warn('push stopped; the user can fetch the rest with 1', { key, ...errorLogFields(err) });
@@ -107,7 +114,7 @@ export class Pusher {
     const { store, clock, logger } = this.d;
     const note = (errcode: number) => store.notePush(q._id, { page: page + 1, at: clock.now(), errcode }).catch(() => undefined);
     try {
-      await this.withToken((t) => this.d.api.sendText(t, q.user, text));
+      await this.withToken((t) => this.d.api.sendText(t, this.d.openidOf(q.user), text));
       logger.info('answer pushed', { key: q._id, page: page + 1 });
       await note(0);
     } catch (err) {
@@ -117,7 +124,7 @@ export class Pusher {
       if (err instanceof WechatApiError && USER_PUSH_CLOSED.has(err.errcode)) {
         await store.blockUserPush(q.user, clock.now());
       } else if (err instanceof WechatApiError && ACCOUNT_PUSH_UNAVAILABLE.has(err.errcode)) {
-        await store.kvPut(ACCOUNT_BLOCK_KEY, String(err.errcode), clock.now() + ACCOUNT_BLOCK_MS);
+        await store.kvPut(this.blockKey, String(err.errcode), clock.now() + ACCOUNT_BLOCK_MS);
       }
       throw err;
     }

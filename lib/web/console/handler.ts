@@ -12,7 +12,9 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'crypto';
 import type { Answerer } from '../../core/answerer';
 import type { Bot } from '../../core/bot';
-import type { Pusher } from '../../channels/wechat-oa/push';
+import type { Channel, Channels, HealthItem } from '../../core/channel';
+import type { WechatOaChannel } from '../../channels/wechat-oa';
+import { isWechatOa } from '../../channels/wechat-oa';
 import type { Clock } from '../../util/clock';
 import type { Config } from '../../config';
 import { ModelError, WechatApiError, errorLogFields } from '../../errors';
@@ -23,12 +25,10 @@ import { PAGE_CSS } from '../page/assets';
 import type { Store } from '../../store';
 import { statCount, statKey } from '../../store';
 import { escapeHtml } from '../../text/html';
-import type { WechatApi } from '../../channels/wechat-oa/api';
 import { WECHAT_ERRORS } from '../../channels/wechat-oa/api';
-import type { TokenCache } from '../../channels/wechat-oa/token';
 import { CONSOLE_JS } from './assets';
 import { uplotAsset } from './uplot';
-import type { HealthItem, MenuData, Shell } from './views';
+import type { MenuData, Shell } from './views';
 import { STATUSES, consoleUrls, healthPage, menuPage, overviewPage, recordPage, tryPage } from './views';
 
 export interface ConsoleRequest {
@@ -53,16 +53,15 @@ export interface ConsoleDeps {
   store: Store;
   clock: Clock;
   logger: Logger;
-  /** Try it: messages from the console's test user (lib/core/bot.ts `tryIt`). */
+  /** Try it: messages from the console's test user (lib/core/bot.ts `tryIt`), through its own channel. */
   bot: Pick<Bot, 'tryIt'>;
+  tryChannel: Channel;
+  /** Every channel instance: their health, the list's filter, the Official Account's menu. */
+  channels: Channels;
   /** Try it: the answer page's stream of a question, by its key (lib/web/page/handler.ts `follow`). */
   follow: (key: string, from: string | undefined) => Promise<PageResponse>;
   /** Health: a cheap call to the model backend. */
-  answerer: Pick<Answerer, 'kind' | 'probe'>;
-  /** The menu and the access token's health: with WECHAT_APPID and WECHAT_APPSECRET only. */
-  wechat?: { api: WechatApi; tokens: TokenCache } | undefined;
-  /** Push mode is on (and configured). */
-  push?: Pick<Pusher, 'status'> | undefined;
+  answerer: Answerer;
   version: string;
 }
 
@@ -209,8 +208,10 @@ export function createConsoleHandler(deps: ConsoleDeps) {
   async function overview(s: Shell, req: ConsoleRequest): Promise<ConsoleResponse> {
     const days = daysBack(7);
     const status = STATUSES.find((st) => st === req.query['status']);
-    const [stats, recent] = await Promise.all([store.statsBetween(days[0] as string, days[6] as string), store.recentQuestions(50, status)]);
-    return html(200, '控制台', overviewPage(s, { days, chartDays: daysBack(14), stats, recent, status, offsetMin: config.store.statsUtcOffsetMin, seal }), { scripts: true });
+    const names = userChannels().map((c) => c.name);
+    const channel = names.find((n) => n === req.query['channel']);
+    const [stats, recent] = await Promise.all([store.statsBetween(days[0] as string, days[6] as string), store.recentQuestions(50, status, channel)]);
+    return html(200, '控制台', overviewPage(s, { days, chartDays: daysBack(14), stats, recent, status, channels: names, channel, offsetMin: config.store.statsUtcOffsetMin, seal }), { scripts: true });
   }
 
   async function record(s: Shell, key: string): Promise<ConsoleResponse> {
@@ -219,12 +220,19 @@ export function createConsoleHandler(deps: ConsoleDeps) {
     return html(200, '问题详情', recordPage(s, q, config.store.statsUtcOffsetMin));
   }
 
+  /** The channel instances people use (not the console's own). */
+  const userChannels = () => deps.channels.list.filter((c) => c !== deps.tryChannel);
+  /** The Official Account whose menu the console shows: the default one. */
+  const account = (): WechatOaChannel | undefined => deps.channels.list.find((c): c is WechatOaChannel => isWechatOa(c) && c.instance === '');
+
   async function menu(s: Shell, notice?: MenuData['notice']): Promise<ConsoleResponse> {
     let live: MenuData['live'];
-    if (!deps.wechat) live = { unconfigured: NEEDS_APP };
+    const oa = account();
+    const wechat = oa?.account;
+    if (!wechat) live = { unconfigured: NEEDS_APP };
     else {
       try {
-        live = await deps.wechat.api.currentMenu(await deps.wechat.tokens.get());
+        live = await wechat.api.currentMenu(await wechat.tokens.get());
       } catch (err) {
         logger.warn('console could not read the menu', errorLogFields(err));
         live = { error: wechatProblem(err) };
@@ -234,15 +242,17 @@ export function createConsoleHandler(deps: ConsoleDeps) {
     const stats = await store.statsBetween(days[0] as string, days[6] as string);
     const keywordCounts = (name: string) => stats.reduce((sum, d) => sum + statCount(d, `keyword.${statKey(name)}`), 0);
     const status = notice && !notice.ok ? 502 : 200;
-    return html(status, '菜单与关键词', menuPage(s, { configured: config.menuDefinition, live, notice, keywords: config.keywords, keywordCounts }));
+    return html(status, '菜单与关键词', menuPage(s, { configured: oa?.settings.menuDefinition, live, notice, keywords: config.keywords, keywordCounts }));
   }
 
   async function publishMenu(s: Shell): Promise<ConsoleResponse> {
-    const definition = config.menuDefinition;
-    if (!deps.wechat) return menu(s, { ok: false, text: NEEDS_APP });
+    const oa = account();
+    const definition = oa?.settings.menuDefinition;
+    const wechat = oa?.account;
+    if (!wechat) return menu(s, { ok: false, text: NEEDS_APP });
     if (!definition) return menu(s, { ok: false, text: '没有设置 MENU，没有可发布的菜单。' });
     try {
-      await deps.wechat.api.createMenu(await deps.wechat.tokens.get(), definition);
+      await wechat.api.createMenu(await wechat.tokens.get(), definition);
     } catch (err) {
       logger.warn('console could not publish the menu', errorLogFields(err));
       return menu(s, { ok: false, text: `发布失败：${wechatProblem(err)}` });
@@ -252,8 +262,6 @@ export function createConsoleHandler(deps: ConsoleDeps) {
   }
 
   async function health(): Promise<HealthItem[]> {
-    const now = clock.now();
-    const at = (ms: number) => new Date(ms + config.store.statsUtcOffsetMin * 60_000).toISOString().slice(0, 16).replace('T', ' ');
     const check = async (name: string, run: () => Promise<Omit<HealthItem, 'name'>>): Promise<HealthItem> => {
       try {
         return { name, ...(await run()) };
@@ -267,38 +275,44 @@ export function createConsoleHandler(deps: ConsoleDeps) {
       const v = await within(p(), what);
       return [v, Date.now() - t0];
     };
-    return Promise.all([
+    const channels = userChannels();
+    // Each backend once, named by the instances bound to it when there are several.
+    const backends = new Map<Answerer, string[]>([[deps.answerer, []]]);
+    for (const c of channels) backends.set(c.answerer, [...(backends.get(c.answerer) ?? []), c.name]);
+    const several = backends.size > 1;
+    const items = await Promise.all([
       Promise.resolve({ name: '版本', ok: undefined, text: `wechat-dify-bot ${deps.version}` }),
       check('存储', async () => {
         const [, ms] = await timed(() => store.ping(), 'the store');
         return { ok: true, text: `${store.kind === 'mongodb' ? 'MongoDB' : '内置文件存储'}，可用（${ms} ms）` };
       }),
-      check('模型后端', async () => {
-        const [said, ms] = await timed(() => deps.answerer.probe(), 'the backend');
-        return { ok: true, text: `${deps.answerer.kind}：${said}（${ms} ms）` };
-      }),
-      check('推送', async () => {
-        if (!config.wechat.push) return { ok: undefined, text: '关闭（WECHAT_PUSH 未开启：晚到的回答由用户回复 1 取回）' };
-        const st = deps.push ? await deps.push.status() : undefined;
-        if (!st) return { ok: false, text: '已开启，但缺少 WECHAT_APPID / WECHAT_APPSECRET' };
-        if (st.state === 'suspended') return { ok: false, text: `暂停到 ${at(st.until)}：微信拒绝推送（${st.errcode}${WECHAT_ERRORS[st.errcode] ? `，${WECHAT_ERRORS[st.errcode]}` : ''}），期间用回复 1` };
-        return { ok: true, text: '开启' };
-      }),
-      check('access token', async () => {
-        if (!deps.wechat) return { ok: undefined, text: '未配置 WECHAT_APPID / WECHAT_APPSECRET（推送和菜单需要）' };
-        const until = await deps.wechat.tokens.validUntil();
-        if (until === undefined) return { ok: undefined, text: '还没有取过（第一次推送或读取菜单时获取）' };
-        return { ok: true, text: `有效，还有 ${Math.round((until - now) / 60_000)} 分钟（到 ${at(until)}）` };
-      }),
+      ...[...backends]
+        .filter(([a, names]) => a === deps.answerer || names.length > 0)
+        .map(([a, names]) =>
+          check(several && names.length > 0 ? `模型后端（${names.join('、')}）` : '模型后端', async () => {
+            const [said, ms] = await timed(() => a.probe(), 'the backend');
+            return { ok: true, text: `${a.kind}：${said}（${ms} ms）` };
+          }),
+        ),
       Promise.resolve({ name: '回答网页', ok: config.page.enabled ? true : undefined, text: config.page.enabled ? `开启（${config.page.publicUrl ?? ''}）` : '关闭（没有 PUBLIC_URL）' }),
-      Promise.resolve({ name: '渠道', ok: undefined, text: [...(config.wechat.token ? ['微信'] : []), ...(config.line ? ['LINE'] : []), ...(config.discord ? ['Discord'] : [])].join('、') }),
+      Promise.resolve({ name: '渠道', ok: undefined, text: channels.map((c) => c.name).join('、') }),
     ]);
+    const perChannel = await Promise.all(
+      channels.map(async (c): Promise<HealthItem[]> => {
+        try {
+          return c.health ? await within(c.health(), c.name) : [];
+        } catch (err) {
+          return [{ name: c.name, ok: false, text: err instanceof Error ? err.message : String(err) }];
+        }
+      }),
+    );
+    return [...items, ...perChannel.flat()];
   }
 
   async function tryIt(req: ConsoleRequest): Promise<ConsoleResponse> {
     const text = (req.form['text'] ?? '').trim();
     if (text === '' || text.length > TRY_MAX_CHARS) return json(400, { error: `text must be 1 to ${TRY_MAX_CHARS} characters` });
-    const { reply, key } = await deps.bot.tryIt(text, clock.now());
+    const { reply, key } = await deps.bot.tryIt(deps.tryChannel, text, clock.now());
     const q = await store.message(key);
     // A question still being answered: the page follows it live, as the answer page does.
     const follow = q?.kind === 'question' && q.status === 'pending' ? u('/api/follow', { r: seal(key) }) : undefined;

@@ -2,11 +2,11 @@
  * The console's pages as HTML (docs/console.md): pure functions of what the handler read. Every
  * value from the store, the config or WeChat is escaped here; nothing here reads or writes state.
  */
-import type { KeywordReplies } from '../../config';
+import type { KeywordReplies } from '../../core/settings';
 import type { Menu, MenuButton } from '../../channels/wechat-oa/menu';
 import { WECHAT_ERRORS } from '../../channels/wechat-oa/api';
 import type { MessageRecord, QuestionStatus, StatsRecord } from '../../store';
-import { pageCount, statCount } from '../../store';
+import { isTestUser, pageCount, statCount } from '../../store';
 import { escapeHtml } from '../../text/html';
 import { quote } from '../../text/quote';
 
@@ -41,9 +41,12 @@ const COUNTERS: [string, string][] = [
 export const STATUSES: readonly QuestionStatus[] = ['pending', 'answered', 'failed', 'cleared'];
 
 /** An OpenID as the console's lists show it: enough to tell users apart, not enough to reuse. */
-export function maskOpenId(id: string): string {
-  if (id.startsWith('~')) return id; // the console's own test user
-  return id.length <= 8 ? '…' : `${id.slice(0, 4)}…${id.slice(-4)}`;
+export function maskOpenId(key: string): string {
+  if (isTestUser(key)) return key; // the console's own test user
+  // The channel's tag stays readable; the platform's id is masked.
+  const at = key.lastIndexOf(':');
+  const [tag, id] = at === -1 ? ['', key] : [key.slice(0, at + 1), key.slice(at + 1)];
+  return tag + (id.length <= 8 ? '…' : `${id.slice(0, 4)}…${id.slice(-4)}`);
 }
 
 export interface Shell {
@@ -75,6 +78,9 @@ export interface OverviewData {
   stats: StatsRecord[];
   recent: MessageRecord[];
   status: QuestionStatus | undefined;
+  /** The channel instances on (`wechat-oa`, `line@shop`, …), and the one the list is filtered to. */
+  channels: readonly string[];
+  channel: string | undefined;
   offsetMin: number;
   seal: (key: string) => string;
 }
@@ -86,11 +92,17 @@ export function overviewPage(s: Shell, d: OverviewData): string {
   const byDay = new Map(d.stats.map((r) => [r._id, r]));
   const head = `<tr><th>日期</th>${COUNTERS.map(([, label]) => `<th>${escapeHtml(label)}</th>`).join('')}</tr>`;
   const rows = d.days.map((day) => `<tr><td>${day}</td>${COUNTERS.map(([k]) => `<td>${statCount(byDay.get(day), k)}</td>`).join('')}</tr>`).join('');
-  const filters = ['', ...STATUSES].map((st) => (st === (d.status ?? '') ? `<strong>${st || '全部'}</strong>` : `<a href="${escapeHtml(s.u('', st ? { status: st } : {}))}">${st || '全部'}</a>`)).join(' · ');
+  const keep = (o: Record<string, string | undefined>) => Object.fromEntries(Object.entries(o).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''));
+  const filters = ['', ...STATUSES].map((st) => (st === (d.status ?? '') ? `<strong>${st || '全部'}</strong>` : `<a href="${escapeHtml(s.u('', keep({ status: st, channel: d.channel })))}">${st || '全部'}</a>`)).join(' · ');
+  // With more than one channel instance, the list can show one of them.
+  const byChannel =
+    d.channels.length > 1
+      ? `<p>渠道：${['', ...d.channels].map((c) => (c === (d.channel ?? '') ? `<strong>${escapeHtml(c || '全部')}</strong>` : `<a href="${escapeHtml(s.u('', keep({ status: d.status, channel: c })))}">${escapeHtml(c || '全部')}</a>`)).join(' · ')}</p>`
+      : '';
   const recentRows = d.recent
     .map(
       (q) =>
-        `<tr><td>${when(d.offsetMin, q.createdAt)}</td><td>${escapeHtml(maskOpenId(q.user))}</td>` +
+        `<tr><td>${when(d.offsetMin, q.createdAt)}</td><td>${escapeHtml(q.channel ?? '')}</td><td>${escapeHtml(maskOpenId(q.user))}</td>` +
         `<td><a href="${escapeHtml(s.u('/q', { r: d.seal(q._id) }))}">${escapeHtml(quote(q.question ?? ''))}</a></td>` +
         `<td>${escapeHtml(q.status ?? '')}</td><td>${q.deliveries}</td><td>${escapeHtml(q.deliveredVia ?? '')}</td>` +
         `<td>${seconds(q.createdAt, q.firstTextAt)}</td><td>${seconds(q.createdAt, q.answeredAt)}</td><td>${seconds(q.createdAt, q.deliveredAt)}</td>` +
@@ -102,12 +114,12 @@ export function overviewPage(s: Shell, d: OverviewData): string {
     `<div id="charts" data-api="${escapeHtml(s.u('/api/stats', { days: '14' }))}" data-days="${d.chartDays.join(',')}" data-offset-min="${d.offsetMin}"></div>` +
     '<h2>最近 7 天</h2><p>每个问题的结局，按天统计（“测试”是控制台“试一试”的问题，不计入其他列）。</p>' +
     table(head, rows, '', COUNTERS.length + 1) +
-    `<h2>最近的问题</h2><p>${filters}</p>` +
+    `<h2>最近的问题</h2>${byChannel}<p>${filters}</p>` +
     table(
-      '<tr><th>时间</th><th>用户</th><th>问题</th><th>状态</th><th>投递</th><th>送达方式</th><th>首字 s</th><th>回答 s</th><th>送达 s</th><th>后端</th><th>错误</th></tr>',
+      '<tr><th>时间</th><th>渠道</th><th>用户</th><th>问题</th><th>状态</th><th>投递</th><th>送达方式</th><th>首字 s</th><th>回答 s</th><th>送达 s</th><th>后端</th><th>错误</th></tr>',
       recentRows,
       '还没有问题。',
-      11,
+      12,
     )
   );
 }
@@ -118,6 +130,7 @@ export function recordPage(s: Shell, q: MessageRecord, offsetMin: number): strin
   const at = (ms: number | undefined) => (ms === undefined ? '' : `${escapeHtml(when(offsetMin, ms))} (+${seconds(q.createdAt, ms)} s)`);
   const takers = (q.takers ?? []).map((t, i) => `${i + 1}: ${t === q._id ? '本条消息的回复' : t === 'push' ? '推送' : t === 'page' ? '网页' : '回复 1'}`).join('；');
   const fields = [
+    row('渠道', escapeHtml(q.channel ?? '')),
     row('用户', escapeHtml(q.user)),
     row('状态', escapeHtml(q.status ?? '')),
     row('后端', escapeHtml(q.backend ?? '')),

@@ -8,8 +8,8 @@
  * left; nothing on the page names the user.
  */
 import type { Clock } from '../../util/clock';
-import type { Config } from '../../config';
-import { fill } from '../../config';
+import type { CoreConfig } from '../../core/settings';
+import { fill } from '../../text/fill';
 import { errorLogFields, failureText } from '../../errors';
 import type { LiveAnswers } from '../../core/live';
 import type { Logger } from '../../util/log';
@@ -40,11 +40,13 @@ export type PageResponse =
   | { status: 200; headers: Record<string, string>; stream: (sink: StreamSink) => void };
 
 export interface PageDeps {
-  config: Config;
+  config: CoreConfig;
   store: Store;
   clock: Clock;
   logger: Logger;
   live: LiveAnswers;
+  /** Does the question's channel send late answers by itself (push)? Then an open page holds it back. */
+  pushesLater?: (userKey: string) => boolean;
 }
 
 /**
@@ -84,7 +86,7 @@ const NO_STORE = { ...SECURITY_HEADERS, 'Cache-Control': 'no-store' };
  * The endpoints of one question's page and the shared assets, relative to the page's own URL, so
  * they stay right behind a proxy that serves the bot under a path prefix (PUBLIC_URL with a path).
  */
-export function pageUrls(routes: Config['page']['routes'], token: string) {
+export function pageUrls(routes: CoreConfig['page']['routes'], token: string) {
   if (routes === 'laf') {
     const page = `answer?t=${token}`;
     return { events: `${page}&x=events`, state: `${page}&x=state`, read: `${page}&x=read`, css: 'answer?asset=page.css', js: 'answer?asset=page.js' };
@@ -267,8 +269,9 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
           else void check();
         });
         // Push holds back while a page is open (lib/channels/wechat-oa/push.ts); without push nobody needs to know.
+        const pushes = deps.pushesLater?.(q.user) ?? false;
         const view = () => {
-          if (config.wechat.push) void store.notePageView(q._id, clock.now() + timings.viewHoldMs).catch(() => undefined);
+          if (pushes) void store.notePageView(q._id, clock.now() + timings.viewHoldMs).catch(() => undefined);
         };
         view();
         timers.push(setInterval(() => void check(true), timings.pollMs));

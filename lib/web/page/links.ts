@@ -2,12 +2,13 @@
  * Links to answer pages, as replies carry them (docs/answer-page.md). The secret the tokens are
  * derived from is read from the store once per process.
  */
-import type { PageConfig } from '../../config';
-import { linkMarkup } from '../../config';
+import type { Links } from '../../core/channel';
+import type { PageConfig } from '../../core/settings';
+import { linkMarkup } from '../../core/settings';
 import type { Store } from '../../store';
 import { pageToken, tokenHash } from './token';
 
-export class PageLinks {
+export class PageLinks implements Links {
   private secret: Promise<Buffer> | undefined;
 
   constructor(

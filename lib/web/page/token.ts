@@ -5,7 +5,7 @@
  * finds it. 22 base64url characters carry 132 bits: not guessable, and nothing in it names the user.
  */
 import { createHash, createHmac } from 'crypto';
-import { PAGE_TOKEN_CHARS } from '../../config';
+import { PAGE_TOKEN_CHARS } from '../../core/settings';
 
 export function pageToken(secret: Buffer, questionKey: string): string {
   return createHmac('sha256', secret).update(`answer-page:${questionKey}`).digest('base64url').slice(0, PAGE_TOKEN_CHARS);

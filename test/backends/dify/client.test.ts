@@ -96,11 +96,21 @@ describe('chat: failures map to named errors', () => {
     expect(await failure(client.chat(ask))).toMatchObject({ kind: 'config', status: 401, backendCode: 'unauthorized' });
   });
 
-  it('404 Conversation Not Exists. is recognisable as a gone conversation', async () => {
+  it('404 Conversation Not Exists.: asked again in a new conversation, and the caller told to forget the old one', async () => {
     sim = await startDifySim({ apiKey: KEY });
     const client = createDifyClient({ baseUrl: sim.url, apiKey: KEY, idleTimeoutMs: 5000 });
-    const err = await failure(client.chat({ ...ask, conversationId: '45701982-8118-4bc5-8e9b-64562b4555f2' }));
-    expect(err).toMatchObject({ status: 404, conversationGone: true });
+    let forgotten = 0;
+    const answer = await client.chat({ ...ask, conversationId: '45701982-8118-4bc5-8e9b-64562b4555f2', onConversationGone: async () => void forgotten++ });
+    expect(forgotten).toBe(1);
+    expect(answer.conversationId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(answer.conversationId).not.toBe('45701982-8118-4bc5-8e9b-64562b4555f2');
+    expect(sim.calls.map((c) => c.body.conversation_id)).toEqual(['45701982-8118-4bc5-8e9b-64562b4555f2', '']);
+  });
+
+  it('a gone conversation is still a named error where nothing can be asked again (no conversation was given)', async () => {
+    sim = await startDifySim({ apiKey: KEY, script: () => ({ kind: 'http', status: 404, body: JSON.stringify({ code: 'not_found', message: 'Conversation Not Exists.' }) }) });
+    const client = createDifyClient({ baseUrl: sim.url, apiKey: KEY, idleTimeoutMs: 5000 });
+    expect(await failure(client.chat(ask))).toMatchObject({ status: 404, conversationGone: true });
   });
 
   it('an unreachable Dify is "down"', async () => {

@@ -5,7 +5,7 @@
 import { readFileSync } from 'fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Answer } from '../../../lib/core/answerer';
-import type { OpenAIConfig } from '../../../lib/config';
+import type { OpenAISettings as OpenAIConfig } from '../../../lib/backends/openai/settings';
 import { OpenAIError } from '../../../lib/errors';
 import { createOpenAIClient } from '../../../lib/backends/openai/client';
 import { startOpenAISim } from '../../../lib/sim/openai-sim';
@@ -20,7 +20,7 @@ const closeSim = async () => sim?.close();
 
 const KEY = 'sk-client-test-0001';
 function config(over: Partial<OpenAIConfig> = {}): OpenAIConfig {
-  return { baseUrl: sim?.url ?? 'http://127.0.0.1:1/v1', apiKey: KEY, model: 'sim-model', systemPrompt: undefined, temperature: undefined, maxTokens: undefined, extraBody: {}, idleTimeoutMs: 2000, answerTimeoutMs: 5000, ...over };
+  return { baseUrl: sim?.url ?? 'http://127.0.0.1:1/v1', apiKey: KEY, model: 'sim-model', systemPrompt: undefined, temperature: undefined, maxTokens: undefined, extraBody: {}, idleTimeoutMs: 2000, answerTimeoutMs: 5000, vision: false, transcribeModel: undefined, ...over };
 }
 async function withScript(script: OpenAIScript | ((i: number) => OpenAIScript), over: Partial<OpenAIConfig> = {}, simKey: string | null = KEY) {
   sim = await startOpenAISim({ ...(simKey ? { apiKey: simKey } : {}), model: 'sim-model', script: (_b, i) => (typeof script === 'function' ? script(i) : script) });

@@ -142,7 +142,7 @@ describe('long answers', () => {
     let r = await h.wechat.send('oLong', '长答案');
     while (r.text !== h.config.texts.nothingPending) {
       expect(r.notice).toBe(false);
-      expect(Buffer.byteLength(r.text ?? '')).toBeLessThanOrEqual(h.config.delivery.pageBytes);
+      expect(Buffer.byteLength(r.text ?? '')).toBeLessThanOrEqual(h.oa.pageBytes);
       pages.push(r.text ?? '');
       r = await h.wechat.send('oLong', '1');
       expect(pages.length).toBeLessThan(100);

@@ -6,6 +6,7 @@ import { spawn } from 'child_process';
 import { fileURLToPath } from 'url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../lib/config';
+import { wechatSettings } from '../../support/harness';
 import { ConfigError } from '../../../lib/errors';
 import { menuProblems } from '../../../lib/channels/wechat-oa/menu';
 import { startWechatApiSim } from '../../../lib/sim/wechat-api-sim';
@@ -36,7 +37,7 @@ function menu(args: string[], env: Record<string, string>): Promise<{ code: numb
 describe('MENU', () => {
   it('accepts WeChat’s format with CLICK keys the bot handles', () => {
     expect(menuProblems(MENU, Object.keys(KEYS))).toEqual([]);
-    expect(loadConfig({ WECHAT_TOKEN: 'token123', DIFY_API_KEY: 'app-x', MENU_KEYS: JSON.stringify(KEYS), MENU: JSON.stringify(MENU) }).menuDefinition).toEqual(MENU);
+    expect(wechatSettings(loadConfig({ WECHAT_TOKEN: 'token123', DIFY_API_KEY: 'app-x', MENU_KEYS: JSON.stringify(KEYS), MENU: JSON.stringify(MENU) })).menuDefinition).toEqual(MENU);
   });
 
   it('names every problem at once: counts, name sizes, types, keys MENU_KEYS does not map, urls', () => {

@@ -128,7 +128,7 @@ describe('push mode', () => {
   it('on 48001 falls back to `1` for the whole account, and later placeholders say to send 1', async () => {
     await start(() => 48001);
     await h.wechat.send('oNoPerm', '问题');
-    await eventually(async () => (await h.app.store.kvGet('push:account-unavailable', Date.now())) !== undefined);
+    await eventually(async () => (await h.app.store.kvGet(`push:account-unavailable:${APP_ID}`, Date.now())) !== undefined);
     expect((await h.wechat.send('oNoPerm', '1')).text).toBe('推送:问题');
     const other = await h.wechat.send('oOther', '另一个问题');
     expect(other.text).toMatch(/请稍后回复 1 获取回答/);
@@ -164,7 +164,7 @@ describe('push mode', () => {
     await start();
     const logger = memoryLogger({ secrets: [TOKEN, DIFY_KEY, APP_SECRET] });
     const second = createApp(h.config, { store: h.app.store, logger });
-    const server = createHttpServer({ handler: second.handler, logger, maxBodyBytes: 1 << 18 });
+    const server = createHttpServer({ webhook: (path) => second.routes.get(path), logger, maxBodyBytes: 1 << 18 });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const wechat2 = new WechatSim({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/wechat`, token: TOKEN, timeoutMs: 1000 });
     await Promise.all([h.wechat.send('oShareA', 'A'), wechat2.send('oShareB', 'B')]);

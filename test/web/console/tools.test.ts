@@ -173,13 +173,13 @@ describe('the health page', () => {
     expect(item('存储')?.text).toContain('内置文件存储');
     expect(item('模型后端')).toMatchObject({ ok: true });
     expect(item('模型后端')?.text).toContain('dify：app reachable, key accepted');
-    expect(item('推送')).toMatchObject({ ok: true, text: '开启' });
-    expect(item('access token')?.text).toContain('还没有取过');
+    expect(item('微信公众号：推送')).toMatchObject({ ok: true, text: '开启' });
+    expect(item('微信公众号：access token')?.text).toContain('还没有取过');
     // Reading the menu fetches a token: now its freshness shows (never the token).
     await fetch(`${h.origin}/admin/menu`, { headers: { cookie: s.cookie } });
     items = await get();
-    expect(item('access token')).toMatchObject({ ok: true });
-    expect(item('access token')?.text).toMatch(/有效，还有 1\d\d 分钟/);
+    expect(item('微信公众号：access token')).toMatchObject({ ok: true });
+    expect(item('微信公众号：access token')?.text).toMatch(/有效，还有 1\d\d 分钟/);
     expect(api.issued.length).toBeGreaterThan(0);
     for (const t of api.issued) expect(JSON.stringify(items)).not.toContain(t);
     const page = await (await fetch(`${h.origin}/admin/health`, { headers: { cookie: s.cookie } })).text();
@@ -194,6 +194,6 @@ describe('the health page', () => {
     const backend = items.find((i) => i.name === '模型后端');
     expect(backend?.ok).toBe(false);
     expect(backend?.text).toContain('HTTP 401');
-    expect(items.find((i) => i.name === '推送')?.text).toContain('关闭');
+    expect(items.find((i) => i.name === '微信公众号：推送')?.text).toContain('关闭');
   });
 });

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../../../lib/app';
 import type { App } from '../../../lib/app';
-import { fill } from '../../../lib/config';
+import { fill } from '../../../lib/text/fill';
 import { memoryLogger } from '../../../lib/util/log';
 import { createPageHandler } from '../../../lib/web/page/handler';
 import { LiveAnswers } from '../../../lib/core/live';
@@ -69,7 +69,7 @@ describe('links in replies', () => {
     h = await pageHarness({ 长: { kind: 'answer', text: long } }, { PLACEHOLDER_MODE: 'last', REPLY_DEADLINE_MS: '800' });
     const r = await h.wechat.send('oLong', '长');
     expect(r.text).toContain(`>${h.config.texts.pageLinkFull}</a>`);
-    expect(Buffer.byteLength(r.text ?? '')).toBeLessThanOrEqual(h.config.delivery.pageBytes);
+    expect(Buffer.byteLength(r.text ?? '')).toBeLessThanOrEqual(h.oa.pageBytes);
     const next = await h.wechat.send('oLong', '1');
     expect(next.text).not.toContain('<a ');
     const page = await call(linkIn(r.text));
@@ -166,7 +166,7 @@ describe('the page', () => {
     // A second app on the same store: it has no part in writing the answer.
     const logger = memoryLogger({ secrets: [] });
     const other: App = createApp(h.config, { store: h.app.store, logger });
-    const server = createHttpServer({ handler: other.handler, page: other.page, logger, maxBodyBytes: 1 << 16 });
+    const server = createHttpServer({ webhook: (path) => other.routes.get(path), page: other.page, logger, maxBodyBytes: 1 << 16 });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     extra.push(() => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))));
     const url = linkIn((await h.wechat.send('oOther', '别处')).text).replace(h.origin, `http://127.0.0.1:${(server.address() as AddressInfo).port}`);

@@ -1,11 +1,11 @@
 /** Reply texts built from a question record, shared by the passive reply, `1` and push. */
-import type { Texts } from '../../config';
-import { fill } from '../../config';
-import { failureText } from '../../errors';
-import type { MessageRecord } from '../../store';
-import { pageCount } from '../../store';
+import type { Texts } from './texts';
+import { fill } from '../text/fill';
+import { failureText } from '../errors';
+import type { MessageRecord } from '../store';
+import { pageCount } from '../store';
 
-import { quote } from '../../text/quote';
+import { quote } from '../text/quote';
 
 export { quote };
 
