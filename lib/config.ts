@@ -233,7 +233,7 @@ export interface Config {
     /** Push late answers with the customer-service API (needs appId + appSecret). */
     push: boolean;
     apiBase: string;
-    /** Signed timestamps further than this from now are rejected; 0 disables the check. */
+    /** Signed timestamps further than this from now are rejected (WeChat and Discord); 0 disables the check. */
     timestampToleranceS: number;
     /** How long WeChat waits for one delivery before re-delivering. */
     timeoutMs: number;

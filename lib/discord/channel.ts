@@ -7,7 +7,7 @@
 import type { Bot } from '../bot/bot';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
-import { RequestError, errorLogFields } from '../errors';
+import { RequestError, SignatureError, errorLogFields } from '../errors';
 import type { Logger } from '../log';
 import type { Store } from '../store';
 import { splitByLength } from '../text/paging';
@@ -98,9 +98,20 @@ export function createDiscordChannel(deps: DiscordDeps): Channel {
   async function handle(req: ChannelRequest): Promise<ChannelResponse> {
     if (req.method !== 'POST') return json(405, { message: 'Method Not Allowed' });
     const arrival = clock.now();
-    const raw = key ? verifiedBody(req.bodies, (body) => verifyDiscordSignature(key, body, req.headers['x-signature-ed25519'], req.headers['x-signature-timestamp'])) : undefined;
+    let stale = false;
+    const raw = key
+      ? verifiedBody(req.bodies, (body) => {
+          try {
+            verifyDiscordSignature(key, body, req.headers['x-signature-ed25519'], req.headers['x-signature-timestamp'], arrival, config.wechat.timestampToleranceS);
+          } catch (err) {
+            if (err instanceof SignatureError && err.code === 'stale_timestamp') stale = true;
+            throw err;
+          }
+        })
+      : undefined;
     if (raw === undefined) {
-      logger.warn('rejected Discord request: bad signature');
+      // A stale timestamp (a replay, or this server's clock off) is told apart: README's troubleshooting names it.
+      logger.warn(`rejected Discord request: ${stale ? 'stale_timestamp' : 'bad signature'}`);
       return json(401, { message: 'invalid request signature' });
     }
     let i: Interaction;
