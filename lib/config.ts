@@ -318,8 +318,11 @@ export interface Config {
   scenes: Record<string, string>;
   /** The answer page (lib/page/): off unless a public base URL is known. */
   page: PageConfig;
-  /** The operator console (lib/console/): off without ADMIN_TOKEN. */
-  console: { token: string | undefined };
+  /**
+   * The operator console (lib/console/): off without ADMIN_TOKEN. `trustedProxyHeader`: the header
+   * (lower-case) a reverse proxy in front writes the client's address into; none = the socket's peer.
+   */
+  console: { token: string | undefined; trustedProxyHeader: string | undefined };
   /** LINE (lib/line/): on with LINE_CHANNEL_SECRET and LINE_CHANNEL_ACCESS_TOKEN. */
   line: { channelSecret: string; accessToken: string; apiBase: string } | undefined;
   /** Discord (lib/discord/): on with DISCORD_PUBLIC_KEY and DISCORD_APPLICATION_ID. */
@@ -464,6 +467,14 @@ function adminToken(env: Env): string | undefined {
   const t = str(env, 'ADMIN_TOKEN');
   if (t !== undefined && t.length < 24) throw new ConfigError('ADMIN_TOKEN', `must be at least 24 characters (got ${t.length}); e.g. the output of: openssl rand -base64 24`);
   return t;
+}
+
+/** TRUSTED_PROXY_HEADER: one header name, such as x-forwarded-for or x-real-ip. */
+function trustedProxyHeader(env: Env): string | undefined {
+  const v = str(env, 'TRUSTED_PROXY_HEADER');
+  if (v === undefined) return undefined;
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(v)) throw new ConfigError('TRUSTED_PROXY_HEADER', `must be one header name, such as x-forwarded-for or x-real-ip (got "${v}")`);
+  return v.toLowerCase();
 }
 
 /** `MENU`: the menu to publish, every problem named at once. */
@@ -711,7 +722,7 @@ export function loadConfig(env: Env = process.env, opts: LoadOptions = {}): Conf
     keywords: json(env, 'KEYWORD_REPLIES', (v) => parseKeywords(v, pageBytes), { exact: {}, prefixes: [] }),
     scenes: json(env, 'SCENE_REPLIES', (v) => stringRecord('SCENE_REPLIES', v), {}),
     page,
-    console: { token: adminToken(env) },
+    console: { token: adminToken(env), trustedProxyHeader: trustedProxyHeader(env) },
     line,
     discord,
     logLevel: logLevel as LogLevel,
@@ -723,7 +734,7 @@ export const CONFIG_VARIABLES = [
   'WECHAT_TOKEN', 'WECHAT_AES_KEY', 'WECHAT_APPID', 'WECHAT_APPSECRET', 'WECHAT_PUSH', 'WECHAT_API_BASE',
   'SIGNATURE_TOLERANCE_S', 'WECHAT_TIMEOUT_MS', 'WECHAT_DELIVERIES', 'DIFY_API_KEY', 'DIFY_BASE_URL', 'DIFY_TIMEOUT_MS', 'DIFY_ANSWER_TIMEOUT_MS',
   'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'PAGE_BYTES', 'STALE_AFTER_MS', 'POLL_MS', 'STORE', 'MONGODB_URI', 'MONGODB_DB', 'STATS_UTC_OFFSET_MIN',
-  'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'BOT_TEXTS', 'MENU_KEYS', 'MENU', 'KEYWORD_REPLIES', 'SCENE_REPLIES', 'LOG_LEVEL',
+  'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'TRUSTED_PROXY_HEADER', 'BOT_TEXTS', 'MENU_KEYS', 'MENU', 'KEYWORD_REPLIES', 'SCENE_REPLIES', 'LOG_LEVEL',
   'LLM_PROVIDER', 'OPENAI_BASE_URL', 'OPENAI_API_KEY', 'OPENAI_MODEL', 'SYSTEM_PROMPT', 'OPENAI_TEMPERATURE', 'OPENAI_MAX_TOKENS',
   'OPENAI_EXTRA_BODY', 'OPENAI_TIMEOUT_MS', 'OPENAI_ANSWER_TIMEOUT_MS', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
   'ADMIN_TOKEN', 'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
