@@ -18,7 +18,7 @@ export const CORE_VARIABLES = [
   'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'STALE_AFTER_MS', 'POLL_MS', 'SIGNATURE_TOLERANCE_S',
   'STORE', 'MONGODB_URI', 'MONGODB_DB', 'STATS_UTC_OFFSET_MIN', 'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES',
   'BOT_TEXTS', 'KEYWORD_REPLIES', 'LOG_LEVEL', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
-  'ADMIN_TOKEN', 'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
+  'ADMIN_TOKEN', 'TRUSTED_PROXY_HEADER', 'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
   'CITATIONS', 'IMAGE_WINDOW_S', 'IMAGE_PROMPT', 'MEDIA_MAX_BYTES',
   'RATE_LIMIT', 'DAILY_QUESTION_BUDGET', 'ALLOWED_USERS', 'BLOCKED_USERS', 'BLOCKED_WORDS', 'BLOCKED_WORDS_FILE',
   ...PROXY_VARIABLES,
@@ -149,7 +149,7 @@ export interface CoreConfig {
     /** How often a waiting delivery looks at the store. */
     pollMs: number;
   };
-  /** Signed requests further than this from now are rejected, on every channel that signs a time; 0 disables the check. */
+  /** Signed requests further than this from now are rejected, on every channel that signs a time (WeChat, Discord); 0 disables the check. */
   signatureToleranceS: number;
   /** `auto`: MongoDB when one is configured (MONGODB_URI, or laf's cloud.mongo.db), else the embedded store. */
   store: {
@@ -163,8 +163,11 @@ export interface CoreConfig {
   server: { port: number; host: string; maxBodyBytes: number };
   /** The answer page (lib/web/page/): off unless a public base URL is known. */
   page: PageConfig;
-  /** The operator console (lib/web/console/): off without ADMIN_TOKEN. */
-  console: { token: string | undefined };
+  /**
+   * The operator console (lib/web/console/): off without ADMIN_TOKEN. `trustedProxyHeader`: the header
+   * (lower-case) a reverse proxy in front writes the client's address into; none = the socket's peer.
+   */
+  console: { token: string | undefined; trustedProxyHeader: string | undefined };
   logLevel: LogLevel;
 }
 
@@ -195,6 +198,14 @@ function adminToken(env: Env<CoreVariable>): string | undefined {
   const t = env.str('ADMIN_TOKEN');
   if (t !== undefined && t.length < 24) throw new ConfigError('ADMIN_TOKEN', `must be at least 24 characters (got ${t.length}); e.g. the output of: openssl rand -base64 24`);
   return t;
+}
+
+/** TRUSTED_PROXY_HEADER: one header name, such as x-forwarded-for or x-real-ip. */
+function trustedProxyHeader(env: Env<CoreVariable>): string | undefined {
+  const v = env.str('TRUSTED_PROXY_HEADER');
+  if (v === undefined) return undefined;
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(v)) throw new ConfigError('TRUSTED_PROXY_HEADER', `must be one header name, such as x-forwarded-for or x-real-ip (got "${v}")`);
+  return v.toLowerCase();
 }
 
 export function loadCoreConfig(whole: Env, opts: LoadOptions = {}): CoreConfig {
@@ -245,7 +256,7 @@ export function loadCoreConfig(whole: Env, opts: LoadOptions = {}): CoreConfig {
       maxBodyBytes: env.int('MAX_BODY_BYTES', 256 * 1024, 1024, 16 * 1024 * 1024),
     },
     page: pageConfig(env, opts.platform ?? 'node'),
-    console: { token: adminToken(env) },
+    console: { token: adminToken(env), trustedProxyHeader: trustedProxyHeader(env) },
     logLevel: env.oneOf('LOG_LEVEL', ['debug', 'info', 'warn', 'error'] as const, 'info'),
   };
 }

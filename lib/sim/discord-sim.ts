@@ -11,6 +11,12 @@ import type { Server } from 'http';
 import type { AddressInfo } from 'net';
 import { pyJson, readJson } from './dify-sim';
 
+export interface SendOptions {
+  badSignature?: boolean;
+  style?: 'compact' | 'python';
+  timestampS?: number;
+}
+
 export interface DiscordSim {
   /** The API base, like https://discord.com/api/v10. */
   url: string;
@@ -22,8 +28,11 @@ export interface DiscordSim {
   followUps: { token: string; content: string }[];
   registered: unknown[] | undefined;
   errors: { path: string; status: number; code: number }[];
-  /** Send an interaction to `endpoint`; `badSignature` signs something else (Discord's probe). */
-  send(endpoint: string, interaction: object, opts?: { badSignature?: boolean; style?: 'compact' | 'python' }): Promise<{ status: number; body: unknown }>;
+  /**
+   * Send an interaction to `endpoint`; `badSignature` signs something else (Discord's probe);
+   * `timestampS` signs with that X-Signature-Timestamp (Unix seconds) instead of now (a replay).
+   */
+  send(endpoint: string, interaction: object, opts?: SendOptions): Promise<{ status: number; body: unknown }>;
   ping(): object;
   ask(channelId: string, question: string): { id: string; token: string; [k: string]: unknown };
   clear(channelId: string): { id: string; token: string; [k: string]: unknown };
@@ -91,9 +100,9 @@ export async function startDiscordSim(opts: { botToken?: string; tokenMs?: numbe
     server,
     applicationId,
     publicKeyHex,
-    send(endpoint: string, interaction: object, o: { badSignature?: boolean; style?: 'compact' | 'python' } = {}) {
+    send(endpoint: string, interaction: object, o: SendOptions = {}) {
       const raw = o.style === 'python' ? pyJson(interaction) : JSON.stringify(interaction);
-      const timestamp = String(Math.floor(Date.now() / 1000));
+      const timestamp = String(o.timestampS ?? Math.floor(Date.now() / 1000));
       const signature = sign(null, Buffer.from(timestamp + (o.badSignature ? raw + ' ' : raw)), privateKey).toString('hex');
       return new Promise<{ status: number; body: unknown }>((resolve, reject) => {
         const r = request(endpoint, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Signature-Ed25519': signature, 'X-Signature-Timestamp': timestamp, 'Content-Length': Buffer.byteLength(raw) } }, (res) => {

@@ -7,7 +7,11 @@
  * never blocks its restart. "Gone" is decided without trusting the pid alone, since pids are reused
  * (a container's server is often pid 1 or 7 on every start): on Linux the recorded start time must
  * match /proc/<pid>/stat, on a new boot every old lock is stale, and a lock naming our own pid
- * but another start time is a previous life of this container.
+ * but another start time is a previous life of this container. A killed process that its parent has
+ * not reaped yet (a zombie, state `Z` in /proc/<pid>/stat) still answers `kill(pid, 0)` but holds
+ * nothing: where the init process reaps slowly it stays so for seconds after `kill -9`.
+ * A live holder is given a few seconds to finish exiting (a restart issued while the old server is
+ * still in its shutdown grace) before the lock is refused.
  */
 import { closeSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'fs';
 import { hostname } from 'os';
@@ -35,16 +39,23 @@ function readText(path: string): string | undefined {
 
 const bootId = (): string => readText('/proc/sys/kernel/random/boot_id')?.trim() ?? '';
 
-/** Field 22 of /proc/<pid>/stat (start time in ticks since boot); the command may contain spaces. */
-function procStart(pid: number | 'self'): string | undefined {
+/** How long a live holder is given to exit before the lock is refused. */
+export const HOLDER_EXIT_WAIT_MS = 3000;
+const POLL_MS = 50;
+
+/**
+ * Fields 3 (state) and 22 (start time in ticks since boot) of /proc/<pid>/stat; the command before
+ * them, in parentheses, may contain spaces.
+ */
+function procStat(pid: number | 'self'): { state: string; start: string } | undefined {
   const stat = readText(`/proc/${pid}/stat`);
   if (stat === undefined) return undefined;
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return fields[19];
+  return { state: fields[0] ?? '', start: fields[19] ?? '' };
 }
 
 function me(): Holder {
-  const start = procStart('self') ?? String(Math.round((Date.now() - process.uptime() * 1000) / 1000));
+  const start = procStat('self')?.start ?? String(Math.round((Date.now() - process.uptime() * 1000) / 1000));
   return { pid: process.pid, host: hostname(), boot: bootId(), start, at: new Date().toISOString() };
 }
 
@@ -64,8 +75,15 @@ function holderLives(h: Holder, self: Holder): boolean {
   if (h.boot && self.boot && h.boot !== self.boot) return false; // written before the last reboot
   if (h.pid === self.pid) return h.start === self.start; // our own pid: this process (alive) or an earlier one
   if (!alive(h.pid)) return false;
-  const start = procStart(h.pid);
-  return start === undefined || start === h.start;
+  const stat = procStat(h.pid);
+  if (stat === undefined) return true; // no /proc (not Linux): the pid exists, and that is all we can tell
+  if (stat.state === 'Z' || stat.state === 'X') return false; // killed, waiting to be reaped: holds nothing
+  return stat.start === h.start;
+}
+
+/** Block this thread for `ms` (the lock is taken while the server starts, before it serves anything). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 export interface DirLock {
@@ -75,12 +93,14 @@ export interface DirLock {
 
 /**
  * Take the lock on `dir` or throw a `StoreError` naming the directory and the holder's pid.
- * `onStale` is told when a dead owner's lock is taken over.
+ * `onStale` is told when a dead owner's lock is taken over. A live holder on this host (another pid)
+ * is polled for up to `HOLDER_EXIT_WAIT_MS` before the lock is refused, blocking the caller meanwhile.
  */
 export function lockDirectory(dir: string, onStale?: (holder: { pid: number }) => void): DirLock {
   const path = join(dir, LOCK_FILE);
   const self = me();
   const content = JSON.stringify(self);
+  const giveUpAt = Date.now() + HOLDER_EXIT_WAIT_MS;
   for (let attempt = 0; attempt < 3; attempt++) {
     let fd: number;
     try {
@@ -96,6 +116,12 @@ export function lockDirectory(dir: string, onStale?: (holder: { pid: number }) =
         holder = undefined; // torn by a crash while it was being written: nobody holds it
       }
       if (holder && typeof holder.pid === 'number' && holderLives(holder, self)) {
+        const mayExit = holder.host === self.host && holder.pid !== self.pid;
+        if (mayExit && Date.now() < giveUpAt) {
+          sleepSync(POLL_MS);
+          attempt--; // waiting for the holder is not a lost race
+          continue;
+        }
         const where = holder.host === self.host ? '' : ` on host ${holder.host}`;
         const who = holder.pid === self.pid ? 'this process already has it open' : `process ${holder.pid}${where} holds it`;
         throw new StoreError(

@@ -166,7 +166,7 @@ export interface KvRecord {
   value: string;
   expiresAt: number;
   expireAt: Date;
-  /** A counter (`bump`). */
+  /** A counter (`countUnder`, `countIn`). */
   hits?: number;
   /** A poller's cursor (`claimPoller`), kept while the lease comes and goes. */
   cursor?: string;
@@ -823,20 +823,24 @@ export class Store {
   }
 
   /**
-   * Count one more event in the window `id` (sliding: each event extends it to `now + windowMs`);
-   * how many the window holds now. A window that has run out starts again from zero.
+   * Count one more event in the sliding window `id` if it holds fewer than `limit`; true if it was
+   * counted. Each counted event extends the window to `now + windowMs`; a window that has run out
+   * starts again from this event. Check and count are one compare-and-set (as `countIn`), so
+   * however many requests race, at most `limit` are counted per window.
    */
-  async bump(id: string, windowMs: number, now: number): Promise<number> {
-    await this.kv.updateOne({ _id: id, expiresAt: { $lt: now } }, { $set: { hits: 0 } });
+  async countUnder(id: string, limit: number, windowMs: number, now: number): Promise<boolean> {
     const until = now + windowMs;
-    await this.kv.upsert(id, { $inc: { hits: 1 }, $set: { value: 'counter', expiresAt: until, expireAt: new Date(until) } });
-    return (await this.kv.findOne({ _id: id }))?.hits ?? 1;
-  }
-
-  /** The count in window `id`, 0 once it has run out. */
-  async hits(id: string, now: number): Promise<number> {
-    const r = await this.kv.findOne({ _id: id });
-    return r && r.expiresAt > now ? (r.hits ?? 0) : 0;
+    const extend = { expiresAt: until, expireAt: new Date(until + 60_000) };
+    // Each round counts, finds the window full, or lost a race that changed the window: bounded.
+    for (let round = 0; round < 20; round++) {
+      // A window that has run out: this event starts the next one (only one racer can match).
+      if (await this.kv.updateOne({ _id: id, expiresAt: { $lt: now } }, { $set: { value: 'counter', hits: 1, ...extend } })) return true;
+      if (await this.kv.updateOne({ _id: id, hits: { $lt: limit } }, { $inc: { hits: 1 }, $set: extend })) return true;
+      const cur = await this.kv.findOne({ _id: id });
+      if (cur && cur.expiresAt >= now && (cur.hits ?? 0) >= limit) return false; // full
+      if (!cur && (await this.kv.insert({ _id: id, value: 'counter', hits: 1, ...extend }))) return true;
+    }
+    return false;
   }
 
   /** Take the lease `id` for `owner` until `until`: free, expired, or already ours. */

@@ -364,6 +364,27 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect((await s.admit('oLimit:next-hour', [{ ...hour, id: 'rate:h:oLimit:2', until: until + 3_600_000 }], until + 1)).ok).toBe(true);
   });
 
+  it('countUnder: racing events never pass the limit; the window slides with each counted event, then starts again', async () => {
+    const s = await open();
+    const W = 600_000;
+    // 100 at once on one window of 20: exactly 20 counted, whatever the interleaving.
+    const first = await Promise.all(Array.from({ length: 100 }, () => s.countUnder('login:a', 20, W, T0)));
+    expect(first.filter(Boolean)).toHaveLength(20);
+    expect(await s.countUnder('login:a', 20, W, T0 + 1)).toBe(false);
+    // Another window is not affected.
+    expect(await s.countUnder('login:b', 20, W, T0 + 1)).toBe(true);
+    // A refused event does not extend the window: it runs out W after the last counted one.
+    expect(await s.countUnder('login:a', 20, W, T0 + W - 1)).toBe(false);
+    const next = await Promise.all(Array.from({ length: 30 }, () => s.countUnder('login:a', 20, W, T0 + W + 1)));
+    expect(next.filter(Boolean)).toHaveLength(20);
+    // Each counted event slides the window: counted at T0 + W + 1, so still full just before T0 + 2W + 1.
+    expect(await s.countUnder('login:a', 20, W, T0 + 2 * W)).toBe(false);
+    expect(await s.countUnder('login:a', 20, W, T0 + 2 * W + 2)).toBe(true);
+    // A limit of 1 admits one of many racers.
+    const one = await Promise.all(Array.from({ length: 10 }, () => s.countUnder('login:c', 1, W, T0)));
+    expect(one.filter(Boolean)).toHaveLength(1);
+  });
+
   it('pictures wait in the user’s record; a transcript is set once, by the attempt answering; push attempts are kept', async () => {
     const s = await open();
     await s.keepImage('oPicS', { picUrl: 'http://x/1.jpg', mediaId: 'm1' }, T0);

@@ -17,9 +17,13 @@ import type { MessageRecord } from '../../lib/store/store';
 
 const tempDir = tempDirs('wdb-emb-');
 
+/** Node code that takes the lock on `dir`, says so, and then runs `then`. */
+const lockingCode = (dir: string, then = 'setInterval(() => {}, 1000);') =>
+  `const { lockDirectory } = require(${JSON.stringify(join(__dirname, '../../lib/store/dirlock.ts'))}); lockDirectory(${JSON.stringify(dir)}); console.log('locked'); ${then}`;
+
 /** A child process that takes the lock on `dir`, says so, and waits to be killed. */
-function lockingChild(dir: string): Promise<{ pid: number; kill9(): Promise<void> }> {
-  const code = `const { lockDirectory } = require(${JSON.stringify(join(__dirname, '../../lib/store/dirlock.ts'))}); lockDirectory(${JSON.stringify(dir)}); console.log('locked'); setInterval(() => {}, 1000);`;
+function lockingChild(dir: string, then?: string): Promise<{ pid: number; kill9(): Promise<void> }> {
+  const code = lockingCode(dir, then);
   const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((r) => child.on('exit', () => r()));
   return new Promise((resolve, reject) => {
@@ -30,13 +34,64 @@ function lockingChild(dir: string): Promise<{ pid: number; kill9(): Promise<void
   });
 }
 
+/** Field 3 of /proc/<pid>/stat: R, S, D, Z (zombie)… or undefined when the pid is gone. */
+function procState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A process that took the lock on `dir`, was killed with SIGKILL and is not reaped: a shell starts it
+ * in the background and then becomes `sleep`, which never waits for children, so the killed
+ * grandchild stays a zombie until `reap()` ends the sleep (its orphan is then reaped by init).
+ */
+async function zombieLockHolder(dir: string): Promise<{ pid: number; reap(): Promise<void> }> {
+  const parent = spawn('sh', ['-c', '"$0" --import tsx -e "$1" & echo "pid $!"; exec sleep 600', process.execPath, lockingCode(dir)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const parentExited = new Promise<void>((r) => parent.on('exit', () => r()));
+  const reap = async () => void (parent.kill('SIGKILL'), await parentExited);
+  try {
+    const pid = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      parent.stdout?.on('data', (b: Buffer) => {
+        out += b.toString();
+        const m = /pid (\d+)\n/.exec(out);
+        if (m && out.includes('locked')) resolve(Number(m[1]));
+      });
+      parent.on('exit', (c) => reject(new Error(`zombie's parent exited with ${c}`)));
+    });
+    process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 500 && procState(pid) !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
+    return { pid, reap };
+  } catch (err) {
+    await reap();
+    throw err;
+  }
+}
+
 describe('the lock on DATA_DIR', () => {
   it('refuses a second opener in another process, naming the directory and the holder’s pid', async () => {
     const dir = tempDir();
     const child = await lockingChild(dir);
     try {
-      expect(() => nedbBackend({ dataDir: dir })).toThrow(StoreError);
-      expect(() => nedbBackend({ dataDir: dir })).toThrow(new RegExp(`${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*process ${child.pid} holds it`));
+      // One attempt: each waits a few seconds for the holder to exit before refusing.
+      const err = (() => {
+        try {
+          nedbBackend({ dataDir: dir });
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(err).toBeInstanceOf(StoreError);
+      expect((err as StoreError).code).toBe('store_locked');
+      expect((err as Error).message).toMatch(new RegExp(`${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*process ${child.pid} holds it`));
+      expect(['R', 'S']).toContain(procState(child.pid)); // alive all along, not a zombie
     } finally {
       await child.kill9();
     }
@@ -51,6 +106,36 @@ describe('the lock on DATA_DIR', () => {
     expect(stale).toEqual([child.pid]);
     expect(JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8')).pid).toBe(process.pid);
     lock.release();
+  });
+
+  it('takes over the lock of a process killed with SIGKILL and not yet reaped (a zombie)', async () => {
+    const dir = tempDir();
+    const zombie = await zombieLockHolder(dir);
+    try {
+      expect(procState(zombie.pid)).toBe('Z');
+      const stale: number[] = [];
+      const lock = lockDirectory(dir, (h) => stale.push(h.pid));
+      expect(stale).toEqual([zombie.pid]);
+      expect(procState(zombie.pid)).toBe('Z'); // still unreaped: the lock was taken because it is a zombie
+      lock.release();
+      const store = await Store.open(nedbBackend({ dataDir: dir }));
+      await store.close();
+    } finally {
+      await zombie.reap();
+    }
+  });
+
+  it('waits for a holder that exits within a few seconds instead of refusing', async () => {
+    const dir = tempDir();
+    // It kills itself a moment after taking the lock; our lockDirectory call below blocks this
+    // process's event loop, so nobody reaps the child meanwhile and it ends as a zombie.
+    const child = await lockingChild(dir, "setTimeout(() => process.kill(process.pid, 'SIGKILL'), 300);");
+    expect(procState(child.pid)).not.toBe('Z');
+    const stale: number[] = [];
+    const lock = lockDirectory(dir, (h) => stale.push(h.pid));
+    expect(stale).toEqual([child.pid]);
+    lock.release();
+    await child.kill9();
   });
 
   it('refuses a second open in this very process, and releases on close', async () => {

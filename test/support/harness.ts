@@ -17,6 +17,7 @@ import type { Config } from '../../lib/config';
 import { memoryLogger } from '../../lib/util/log';
 import { createHttpServer } from '../../lib/adapters/server/http';
 import { openStore } from '../../lib/store';
+import type { Backend, Collection, Filter, IndexSpec, Update } from '../../lib/store/collection';
 import { nedbBackend } from '../../lib/store/nedb';
 import { startDifySim } from '../../lib/sim/dify-sim';
 import type { DifySim, DifySimOptions } from '../../lib/sim/dify-sim';
@@ -69,6 +70,35 @@ export interface HarnessOptions {
   /** Ask an OpenAI-compatible simulator (LLM_PROVIDER=openai) instead of Dify. */
   openai?: OpenAISimOptions;
   pageTimings?: StreamTimings;
+  /** Each store operation reaches the data this long after it is issued, as over a network to MongoDB. */
+  storeLatencyMs?: number;
+}
+
+/**
+ * `backend` with every collection operation starting `ms` later: the round trip to a remote database,
+ * during which other requests' operations may run (the operations themselves stay the real ones).
+ */
+export function withLatency(backend: Backend, ms: number): Backend {
+  return {
+    kind: backend.kind,
+    close: () => backend.close(),
+    async collection<T extends { _id: string }>(name: string, indexes: readonly IndexSpec[]): Promise<Collection<T>> {
+      const c = await backend.collection<T>(name, indexes);
+      const later = <A extends unknown[], R>(fn: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+        await new Promise((r) => setTimeout(r, ms));
+        return fn(...args);
+      };
+      return {
+        insert: later((doc: T) => c.insert(doc)),
+        findOne: later((f: Filter) => c.findOne(f)),
+        find: later((f: Filter, limit: number, newestBy?: string) => c.find(f, limit, newestBy)),
+        updateOne: later((f: Filter, u: Update) => c.updateOne(f, u)),
+        updateMany: later((f: Filter, u: Update) => c.updateMany(f, u)),
+        upsert: later((id: string, u: Update) => c.upsert(id, u)),
+        deleteMany: later((f: Filter) => c.deleteMany(f)),
+      };
+    },
+  };
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -91,7 +121,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const openai = opts.openai ? await startOpenAISim({ apiKey: OPENAI_KEY, model: 'sim-model', ...opts.openai }) : undefined;
   const backend = openai ? { LLM_PROVIDER: 'openai', OPENAI_BASE_URL: openai.url, OPENAI_MODEL: 'sim-model', OPENAI_API_KEY: OPENAI_KEY } : {};
   const config = loadConfig({ WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, ...TIMINGS, ...page, ...backend, ...opts.env });
-  const store = await openStore(config.store, { embedded: nedbBackend });
+  const latency = opts.storeLatencyMs;
+  const store = await openStore(config.store, { embedded: latency ? (o) => withLatency(nedbBackend(o), latency) : nedbBackend });
   const app = (ref.app = createApp(config, { store, logger, ...(opts.pageTimings ? { pageTimings: opts.pageTimings } : {}) }));
   const oa = wechatSettings(config);
   const wechat = new WechatSim({ url, token: TOKEN, timeoutMs: oa.timeoutMs, deliveries: oa.deliveries, ...opts.wechat });

@@ -10,9 +10,10 @@ export interface WireResponse {
   dropped: boolean;
 }
 
-export function call(url: string, opts: { method?: string; body?: string | Buffer | undefined; headers?: Record<string, string> } = {}): Promise<WireResponse> {
+/** `from`: the local address to send from, e.g. 127.0.0.2 (any of loopback's 127.0.0.0/8 reaches a server on 127.0.0.1). */
+export function call(url: string, opts: { method?: string; body?: string | Buffer | undefined; headers?: Record<string, string>; from?: string } = {}): Promise<WireResponse> {
   return new Promise((resolve) => {
-    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers }, (res) => {
+    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers, ...(opts.from ? { localAddress: opts.from } : {}) }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString('utf8'), type: String(res.headers['content-type']), dropped: false }));

@@ -152,6 +152,9 @@ export async function handleLafConsole(ctx: FunctionContext, cloud: LafCloud): P
     csrfHeader: oneString(headers['x-csrf-token']),
     query,
     lastEventId: oneString(headers['last-event-id']),
+    // Express's request: its socket's peer is laf's gateway, the same for every client (docs/console.md).
+    remoteAddress: (ctx.request as { socket?: { remoteAddress?: string } } | undefined)?.socket?.remoteAddress,
+    headers,
   });
   return sendLaf(ctx, out);
 }

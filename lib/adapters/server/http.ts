@@ -140,6 +140,8 @@ export function createHttpServer(opts: ServerOptions): Server {
             csrfHeader: typeof csrf === 'string' ? csrf : undefined,
             query: Object.fromEntries(Object.entries(q).map(([k, v]) => [k, Array.isArray(v) ? v[0] : v])),
             lastEventId: typeof lastEventId === 'string' ? lastEventId : undefined,
+            remoteAddress: req.socket.remoteAddress,
+            headers: req.headers,
           });
           sendPage(req, res, out);
           return;

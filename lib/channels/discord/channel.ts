@@ -7,7 +7,7 @@
 import { SEND_ATTEMPTS, answerMessages, verifiedBody } from '../../core/channel';
 import type { Channel, ChannelDeps, ChannelKind, WebhookRequest, WebhookResponse } from '../../core/channel';
 import { conversationKey } from '../../core/keys';
-import { RequestError, errorLogFields } from '../../errors';
+import { RequestError, SignatureError, errorLogFields } from '../../errors';
 import type { MessageRecord } from '../../store';
 import { markdownToText } from '../../text/markdown';
 import { splitByLength } from '../../text/paging';
@@ -110,9 +110,18 @@ export function createDiscordChannel(settings: DiscordSettings, deps: ChannelDep
   async function handle(req: WebhookRequest): Promise<WebhookResponse> {
     if (req.method !== 'POST') return json(405, { message: 'Method Not Allowed' });
     const arrival = clock.now();
-    const raw = verifiedBody(req.bodies, (body) => verifyDiscordSignature(key, body, req.headers['x-signature-ed25519'], req.headers['x-signature-timestamp']));
+    let stale = false;
+    const raw = verifiedBody(req.bodies, (body) => {
+      try {
+        verifyDiscordSignature(key, body, req.headers['x-signature-ed25519'], req.headers['x-signature-timestamp'], arrival, settings.timestampToleranceS);
+      } catch (err) {
+        if (err instanceof SignatureError && err.code === 'stale_timestamp') stale = true;
+        throw err;
+      }
+    });
     if (raw === undefined) {
-      logger.warn('rejected Discord request: bad signature');
+      // A stale timestamp (a replay, or this server's clock off) is told apart: README's troubleshooting names it.
+      logger.warn(`rejected Discord request: ${stale ? 'stale_timestamp' : 'bad signature'}`);
       return json(401, { message: 'invalid request signature' });
     }
     let i: Interaction;

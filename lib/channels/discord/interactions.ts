@@ -1,11 +1,13 @@
 /**
  * Discord interactions (docs/channels.md "Discord"), pure: the Ed25519 signature over
- * `timestamp + body` with the application's public key (node:crypto, no dependency), and the
+ * `timestamp + body` with the application's public key (node:crypto, no dependency) and the
+ * timestamp's freshness, and the
  * interactions this bot answers, parsed.
  */
 import { createPublicKey, verify } from 'crypto';
 import type { KeyObject } from 'crypto';
 import { RequestError, SignatureError } from '../../errors';
+import { checkTimestamp } from '../wxbiz/signature';
 
 /** RFC 8410's SPKI header for a raw 32-byte Ed25519 public key. */
 const SPKI_ED25519 = Buffer.from('302a300506032b6570032100', 'hex');
@@ -14,9 +16,23 @@ export function discordKey(publicKeyHex: string): KeyObject {
   return createPublicKey({ key: Buffer.concat([SPKI_ED25519, Buffer.from(publicKeyHex, 'hex')]), format: 'der', type: 'spki' });
 }
 
-export function verifyDiscordSignature(key: KeyObject, body: string, signature: string | undefined, timestamp: string | undefined): void {
+/**
+ * Verify a request's Ed25519 signature, then the freshness of its timestamp (Unix seconds) against
+ * `nowMs`: Discord documents no window, but without one a captured request could be replayed once its
+ * interaction id is forgotten, so WeChat's tolerance applies (`toleranceS`, SIGNATURE_TOLERANCE_S; 0 = off).
+ * Throws `SignatureError` (`bad_signature`, `stale_timestamp`).
+ */
+export function verifyDiscordSignature(
+  key: KeyObject,
+  body: string,
+  signature: string | undefined,
+  timestamp: string | undefined,
+  nowMs: number,
+  toleranceS: number,
+): void {
   if (!signature || !timestamp || !/^[0-9a-f]{128}$/i.test(signature) || timestamp.length > 32) throw new SignatureError('bad_signature', 'X-Signature-Ed25519 / X-Signature-Timestamp missing or malformed');
   if (!verify(null, Buffer.from(timestamp + body, 'utf8'), key, Buffer.from(signature, 'hex'))) throw new SignatureError('bad_signature', 'X-Signature-Ed25519 does not verify');
+  if (toleranceS > 0) checkTimestamp(timestamp, nowMs, toleranceS);
 }
 
 export type Interaction =

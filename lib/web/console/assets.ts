@@ -17,7 +17,26 @@ export const CONSOLE_JS = `(function () {
       var sec = el('section', 'chart');
       sec.appendChild(el('h3', '', title));
       box.appendChild(sec);
-      var cfg = { width: width(), height: 220, series: [{}].concat(series.map(function (s) { return { label: s.label, stroke: s.color, fill: s.fill, width: 2, points: { show: s.points || false }, value: s.value }; })), axes: [{}, { values: opts.axisValues }], scales: { x: opts.log ? { time: false, distr: 3 } : { time: opts.time !== false } } };
+      var cfg = { width: width(), height: 220, series: [{}].concat(series.map(function (s) { return { label: s.label, stroke: s.color, fill: s.fill, width: 2, points: { show: s.points || false }, value: s.value }; })), axes: [{}, { values: opts.axisValues }], scales: { x: { time: false, distr: opts.log ? 3 : 1 } } };
+      // Days and hours: x is the bucket's index and its label the server's (the stats time zone's
+      // YYYY-MM-DD, as the tables), never a time the browser would show in its own zone.
+      if (opts.labels) {
+        var labels = opts.labels;
+        cfg.series[0] = { label: opts.xLabel, value: function (u, v) { return v == null ? '' : labels[v] || ''; } };
+        cfg.axes[0] = {
+          splits: function (u) {
+            // As many labels as fit (each needs about tickPx), at one of tickSteps where given.
+            var fit = Math.max(1, Math.ceil(labels.length * (opts.tickPx || 48) / Math.max(1, u.bbox.width / (window.devicePixelRatio || 1))));
+            var steps = opts.tickSteps || [];
+            var every = steps.length ? steps.filter(function (s) { return s >= fit; })[0] || steps[steps.length - 1] : fit;
+            // Without steps, counted back from the last bucket (today), so today always has its label.
+            var at = [];
+            for (var i = steps.length ? 0 : (labels.length - 1) % every; i < labels.length; i += every) at.push(i);
+            return at;
+          },
+          values: function (u, splits) { return splits.map(function (i) { return opts.tick(labels[i] || '', i); }); },
+        };
+      }
       if (opts.y) cfg.scales.y = opts.y;
       if (opts.hooks) cfg.hooks = opts.hooks;
       new uPlot(cfg, [xs].concat(series.map(function (s) { return s.data; })), sec);
@@ -31,15 +50,14 @@ export const CONSOLE_JS = `(function () {
       var byId = {};
       JSON.parse(x.responseText).days.forEach(function (d) { byId[d._id] = d; });
       var days = box.getAttribute('data-days').split(',').map(function (id) { return byId[id] || { _id: id }; });
-      var offset = Number(box.getAttribute('data-offset-min') || 0) * 60;
       var n = function (o, path) { var v = o; path.split('.').forEach(function (k) { v = v && typeof v === 'object' ? v[k] : undefined; }); return typeof v === 'number' ? v : 0; };
       var total = function (path) { return days.reduce(function (a, d) { return a + n(d, path); }, 0); };
-      var dayTs = function (d) { return Date.parse(d._id + 'T00:00:00Z') / 1000 - offset; };
-      var daysX = days.map(dayTs);
+      var daysX = days.map(function (d, i) { return i; });
+      var daily = { labels: days.map(function (d) { return d._id; }), xLabel: '日期', tick: function (id) { return id.slice(5); } };
       // Questions per hour over the last 48 hours.
-      var hoursX = [], hoursY = [];
-      days.slice(-2).forEach(function (d) { for (var h = 0; h < 24; h++) { hoursX.push(dayTs(d) + h * 3600); hoursY.push(n(d, 'hour.' + (h < 10 ? '0' : '') + h)); } });
-      plot('每小时的问题（48 小时）', '48 小时内 ' + hoursY.reduce(function (a, b) { return a + b; }, 0) + ' 个问题', hoursX, [{ label: '问题', data: hoursY, color: '#07c160', fill: 'rgba(7,193,96,.12)' }], {});
+      var hoursX = [], hoursY = [], hourLabels = [];
+      days.slice(-2).forEach(function (d) { for (var h = 0; h < 24; h++) { var hh = (h < 10 ? '0' : '') + h; hoursX.push(hoursX.length); hourLabels.push(d._id + ' ' + hh + ':00'); hoursY.push(n(d, 'hour.' + hh)); } });
+      plot('每小时的问题（48 小时）', '48 小时内 ' + hoursY.reduce(function (a, b) { return a + b; }, 0) + ' 个问题', hoursX, [{ label: '问题', data: hoursY, color: '#07c160', fill: 'rgba(7,193,96,.12)' }], { labels: hourLabels, xLabel: '时间', tickSteps: [6, 12, 24], tickPx: 100, tick: function (label, i) { return i % 24 === 0 ? label.slice(5, 10) : label.slice(11); } });
       // Answer times: how many answers took up to each bound; WeChat's 5, 10 and 15 s windows marked.
       var bounds = [1, 2, 3, 5, 10, 15, 30, 60, 120];
       var counts = bounds.map(function (b) { return total('latency.' + b); });
@@ -61,14 +79,14 @@ export const CONSOLE_JS = `(function () {
       });
       // Drawn top band first, so each lower band's fill covers the one above it.
       var sums = paths.map(function (p) { return p[1] + ' ' + total(p[0]); }).join('，');
-      plot('送达方式（每天的占比，叠加）', '14 天：' + sums, daysX, stacked.reverse().map(function (s) { return { label: s.label, color: s.color, fill: s.fill, data: s.data, value: function (u, v, si, i) { return i == null ? '' : Math.round(s.share[i]) + '%'; } }; }), { y: { range: [0, 100] } });
+      plot('送达方式（每天的占比，叠加）', '14 天：' + sums, daysX, stacked.reverse().map(function (s) { return { label: s.label, color: s.color, fill: s.fill, data: s.data, value: function (u, v, si, i) { return i == null ? '' : Math.round(s.share[i]) + '%'; } }; }), { labels: daily.labels, xLabel: daily.xLabel, tick: daily.tick, y: { range: [0, 100] } });
       // Failures by reason, per day (the six most frequent reasons).
       var reasons = {};
       days.forEach(function (d) { var f = d.fail || {}; Object.keys(f).forEach(function (k) { reasons[k] = (reasons[k] || 0) + (typeof f[k] === 'number' ? f[k] : 0); }); });
       var top = Object.keys(reasons).sort(function (a, b) { return reasons[b] - reasons[a]; }).slice(0, 6);
       var colors = ['#c62828', '#ef6c00', '#6a1b9a', '#00838f', '#5d4037', '#455a64'];
-      plot('失败（按原因，每天）', top.length ? top.map(function (k) { return k + ' ' + reasons[k]; }).join('，') : '14 天内没有失败', daysX, top.length ? top.map(function (k, i) { return { label: k, data: days.map(function (d) { return n(d, 'fail.' + k); }), color: colors[i], points: true }; }) : [{ label: '失败', data: days.map(function () { return 0; }), color: colors[0] }], {});
-      plot('tokens（每天）', '14 天共 ' + total('tokens') + ' tokens', daysX, [{ label: 'tokens', data: days.map(function (d) { return n(d, 'tokens'); }), color: '#eb2f96', points: true }], {});
+      plot('失败（按原因，每天）', top.length ? top.map(function (k) { return k + ' ' + reasons[k]; }).join('，') : '14 天内没有失败', daysX, top.length ? top.map(function (k, i) { return { label: k, data: days.map(function (d) { return n(d, 'fail.' + k); }), color: colors[i], points: true }; }) : [{ label: '失败', data: days.map(function () { return 0; }), color: colors[0] }], daily);
+      plot('tokens（每天）', '14 天共 ' + total('tokens') + ' tokens', daysX, [{ label: 'tokens', data: days.map(function (d) { return n(d, 'tokens'); }), color: '#eb2f96', points: true }], daily);
     };
     x.send();
   }

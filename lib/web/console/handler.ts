@@ -4,8 +4,9 @@
  * health. Everything under /admin (laf: `/admin?p=…`); off (404) without ADMIN_TOKEN.
  *
  * Attacked from the internet by design: the token is compared in constant time; failed logins are
- * limited for the whole account (a proxy hides client addresses, and a 24+ character token is not
- * guessable within the limit anyway); sessions are random 256-bit ids kept in the store only as a
+ * limited per client address (lib/console/client.ts), and the right token is never refused (a 24+
+ * character token is not guessable, so a lockout would only serve an attacker keeping the owner
+ * out); sessions are random 256-bit ids kept in the store only as a
  * hash, in an HttpOnly SameSite=Strict cookie (Secure behind HTTPS); every state change needs the
  * session's CSRF token; the same strict headers as the answer page, nothing loaded from elsewhere.
  */
@@ -27,6 +28,7 @@ import { statCount, statKey } from '../../store';
 import { escapeHtml } from '../../text/html';
 import { WECHAT_ERRORS } from '../../channels/wechat-oa/api';
 import { CONSOLE_JS } from './assets';
+import { clientAddress, failuresKey } from './client';
 import { uplotAsset } from './uplot';
 import type { MenuData, Shell } from './views';
 import { STATUSES, consoleUrls, healthPage, menuPage, overviewPage, recordPage, tryPage } from './views';
@@ -43,6 +45,10 @@ export interface ConsoleRequest {
   query: Record<string, string | undefined>;
   /** The Last-Event-ID header, for Try it's stream. */
   lastEventId?: string | undefined;
+  /** The socket's peer: the client, or the reverse proxy in front (on laf, laf's gateway). */
+  remoteAddress: string | undefined;
+  /** The request's headers, lower-case names; only the one TRUSTED_PROXY_HEADER names is read. */
+  headers: Readonly<Record<string, unknown>>;
 }
 
 /** A page, JSON, or a stream (Try it's answer), as the answer page's responses are. */
@@ -67,10 +73,9 @@ export interface ConsoleDeps {
 
 const COOKIE = 'wdb_admin';
 export const SESSION_MS = 12 * 3_600_000;
-/** Failed logins allowed in a sliding window, for the whole account. */
+/** Failed logins allowed from one client address in a sliding window. */
 export const LOGIN_FAILURES_ALLOWED = 20;
 const LOGIN_WINDOW_MS = 10 * 60_000;
-const FAILURES_KEY = 'console:login-failures';
 /** Try it's messages are WeChat-sized. */
 export const TRY_MAX_CHARS = 2000;
 /** Health checks that wait on the network give up after this long. */
@@ -334,13 +339,15 @@ export function createConsoleHandler(deps: ConsoleDeps) {
     }
     if (req.path === '/login' && req.method === 'POST') {
       const now = clock.now();
-      if ((await store.hits(FAILURES_KEY, now)) >= LOGIN_FAILURES_ALLOWED) {
-        logger.warn('console login refused: too many failed attempts');
-        return loginPage(429, '尝试次数过多，请 10 分钟后再试。');
-      }
       const given = req.form['token'];
+      // The token first: the right one always logs in, even from an address over its limit.
       if (typeof given !== 'string' || !sameSecret(given, token)) {
-        await store.bump(FAILURES_KEY, LOGIN_WINDOW_MS, now);
+        const client = clientAddress(config.console.trustedProxyHeader, req.headers, req.remoteAddress);
+        // Check and count in one step, so a burst of guesses cannot all pass the check first.
+        if (!(await store.countUnder(failuresKey(token, client), LOGIN_FAILURES_ALLOWED, LOGIN_WINDOW_MS, now))) {
+          logger.warn('console login refused: too many failed attempts from this address');
+          return loginPage(429, '尝试次数过多，请 10 分钟后再试。');
+        }
         logger.warn('console login failed');
         return loginPage(401, 'ADMIN_TOKEN 不对。');
       }

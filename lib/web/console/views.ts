@@ -111,7 +111,7 @@ export function overviewPage(s: Shell, d: OverviewData): string {
     .join('');
   return (
     `${nav(s, '')}<h1>控制台</h1>` +
-    `<div id="charts" data-api="${escapeHtml(s.u('/api/stats', { days: '14' }))}" data-days="${d.chartDays.join(',')}" data-offset-min="${d.offsetMin}"></div>` +
+    `<div id="charts" data-api="${escapeHtml(s.u('/api/stats', { days: '14' }))}" data-days="${d.chartDays.join(',')}"></div>` +
     '<h2>最近 7 天</h2><p>每个问题的结局，按天统计（“测试”是控制台“试一试”的问题，不计入其他列）。</p>' +
     table(head, rows, '', COUNTERS.length + 1) +
     `<h2>最近的问题</h2>${byChannel}<p>${filters}</p>` +

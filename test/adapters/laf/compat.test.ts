@@ -21,6 +21,8 @@ import { driver5Db } from '../../support/driver5-db';
 import { DIFY_KEY, TIMINGS, TOKEN, eventually } from '../../support/harness';
 import { invokeLaf, lafDependencies, lafTranspile, loadLafFunction, serveLafOverExpress, ts49SyntaxErrors, xmlBodyParser } from '../../support/laf-runtime';
 import { openSse } from '../../../lib/sim/sse-client';
+import { LOGIN_FAILURES_ALLOWED } from '../../../lib/web/console/handler';
+import { call } from '../../support/wire';
 import { startLineSim } from '../../../lib/sim/line-sim';
 import { startDiscordSim } from '../../../lib/sim/discord-sim';
 
@@ -363,6 +365,29 @@ describe('the admin function on laf', () => {
     } finally {
       await server.close();
       delete process.env['ADMIN_TOKEN'];
+    }
+  });
+});
+
+describe('the admin function on laf: failed logins', () => {
+  it('are counted by the address of laf’s request (its socket: laf’s gateway), or TRUSTED_PROXY_HEADER’s; the right token always logs in', async () => {
+    const ADMIN = 'laf-console-token-limit-0123456789';
+    Object.assign(process.env, { ADMIN_TOKEN: ADMIN });
+    const server = await serveLafOverExpress({ admin: load('admin') });
+    const login = (token: string, from: string, headers: Record<string, string> = {}) =>
+      call(`${server.url}/admin?p=/login`, { method: 'POST', body: `token=${token}`, headers: { 'Content-Type': 'application/x-www-form-urlencoded', ...headers }, from });
+    try {
+      for (let i = 0; i < LOGIN_FAILURES_ALLOWED; i++) expect((await login(`guess-${i}`, '127.0.0.2')).status).toBe(401);
+      expect((await login('more', '127.0.0.2', { 'X-Real-IP': '203.0.113.5' })).status).toBe(429);
+      expect((await login('elsewhere', '127.0.0.3')).status).toBe(401);
+      expect((await login(ADMIN, '127.0.0.2')).status).toBe(303);
+      // A gateway that writes the client's address into X-Real-IP: trusted once configured.
+      process.env['TRUSTED_PROXY_HEADER'] = 'x-real-ip';
+      expect((await login('via-gateway', '127.0.0.2', { 'X-Real-IP': '203.0.113.5' })).status).toBe(401);
+    } finally {
+      await server.close();
+      delete process.env['ADMIN_TOKEN'];
+      delete process.env['TRUSTED_PROXY_HEADER'];
     }
   });
 });

@@ -35,6 +35,34 @@ describe('Discord', () => {
     expect(h.dify.calls).toHaveLength(0);
   });
 
+  it('refuses a validly signed interaction whose timestamp is stale or in the future (a replay), as it refuses a bad signature', async () => {
+    const url = await start({ dify: echo() });
+    const nowS = Math.floor(Date.now() / 1000);
+    const dayOld = discord.ask(CHANNEL, '昨天的');
+    expect(await discord.send(url, dayOld, { timestampS: nowS - 86_400 })).toMatchObject({ status: 401 });
+    const ahead = discord.ask(CHANNEL, '明天的');
+    expect(await discord.send(url, ahead, { timestampS: nowS + 600 })).toMatchObject({ status: 401 });
+    expect((await discord.send(url, discord.ping(), { timestampS: nowS - 310 })).status).toBe(401);
+    expect(h.logs.filter((l) => l.includes('stale_timestamp'))).toHaveLength(3);
+    await h.app.worker.idle();
+    expect(h.dify.calls).toHaveLength(0);
+    expect(await h.app.store.message(`discord:${CHANNEL}:${dayOld.id}`)).toBeNull();
+    expect(await h.app.store.message(`discord:${CHANNEL}:${ahead.id}`)).toBeNull();
+    // Within the tolerance (a little clock skew) it is answered.
+    const fresh = discord.ask(CHANNEL, '现在的');
+    expect(await discord.send(url, fresh, { timestampS: nowS - 60 })).toEqual({ status: 200, body: { type: 5 } });
+    await eventually(() => discord.edits.length === 1, 8000);
+    expect(discord.edits[0]).toMatchObject({ token: fresh.token, content: '答：现在的' });
+    expect(await h.app.store.message(`discord:${CHANNEL}:${fresh.id}`)).not.toBeNull(); // where the refused ones would be
+  });
+
+  it('SIGNATURE_TOLERANCE_S=0 turns the freshness check off, for Discord too', async () => {
+    const url = await start({ dify: echo(), env: { SIGNATURE_TOLERANCE_S: '0' } });
+    const old = discord.ask(CHANNEL, '旧');
+    expect((await discord.send(url, old, { timestampS: Math.floor(Date.now() / 1000) - 86_400 })).status).toBe(200);
+    await eventually(() => discord.edits.length === 1, 8000);
+  });
+
   it('defers /ask, then edits the original response with the answer; a re-sent interaction is asked once', async () => {
     const url = await start({ dify: echo(200) });
     const ask = discord.ask(CHANNEL, '你好 <@1160000000000000001>');

@@ -129,4 +129,38 @@ describe.skipIf(!haveChromium)('the console in Chromium', () => {
       await context.close();
     }
   }, 90_000);
+
+  it('labels the plots’ days and hours in the stats time zone (+08:00 here), whatever the browser’s zone', async () => {
+    h = await startHarness({ env: { ADMIN_TOKEN: ADMIN, STATS_UTC_OFFSET_MIN: '480' } });
+    await h.wechat.send('oConsoleTz000001', '今天');
+    // Today and this hour in +08:00, as the store counts them and the tables show them.
+    const startedAt = Date.now();
+    const today = h.app.store.dayOf(startedAt);
+    const hourNow = new Date(startedAt + 480 * 60_000).toISOString().slice(11, 13);
+    for (const timezoneId of ['UTC', 'America/Los_Angeles', 'Asia/Tokyo']) {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'zh-CN', timezoneId });
+      const page = await context.newPage();
+      await page.goto(`${h.origin}/admin`);
+      await page.fill('input[name=token]', ADMIN);
+      await Promise.all([page.waitForURL(`${h.origin}/admin`), page.click('button[type=submit]')]);
+      await page.waitForFunction(() => document.querySelectorAll('#charts canvas').length >= 5);
+      const charts = await page.$$('#charts section.chart');
+      /** The legend's x value with the cursor on a plot's `at` bucket (0 = first, -1 = last). */
+      const legendAt = async (chart: number, at: (count: number) => number, count: number) => {
+        const over = await charts[chart]?.$('.u-over');
+        await over?.scrollIntoViewIfNeeded();
+        const box = await over?.boundingBox();
+        if (!over || !box) throw new Error(`plot ${chart} has no cursor area`);
+        // The buckets are spread evenly from the left edge to the right one.
+        await page.mouse.move(box.x + Math.min(at(count) / (count - 1), 0.995) * box.width, box.y + box.height / 2);
+        return (await charts[chart]?.$eval('.u-legend .u-series:first-child .u-value', (e) => e.textContent ?? '')) ?? '';
+      };
+      // The hourly plot: the bucket holding this hour is today's, this hour.
+      expect(await legendAt(0, () => 24 + Number(hourNow), 48), timezoneId).toBe(`${today} ${hourNow}:00`);
+      // The daily plots (delivery shares, failures, tokens): the last bucket is today, and it holds today's question.
+      for (const chart of [2, 3, 4]) expect(await legendAt(chart, (n) => n - 1, 14), `${timezoneId} plot ${chart}`).toBe(today);
+      expect(await page.textContent('.md tbody')).toContain(today);
+      await context.close();
+    }
+  }, 60_000);
 });

@@ -97,11 +97,50 @@ describe('the console', () => {
     expect((await call(`${h.origin}/admin/api/stats`, { headers: { cookie } })).status).toBe(401);
   });
 
-  it('limits failed logins for the whole account', async () => {
-    h = await startHarness({ env: { ADMIN_TOKEN: ADMIN } });
-    for (let i = 0; i < LOGIN_FAILURES_ALLOWED; i++) expect((await call(`${h.origin}/admin/login`, form({ token: `guess-${i}` }))).status).toBe(401);
-    expect((await call(`${h.origin}/admin/login`, form({ token: 'one-more' }))).status).toBe(429);
-    // Even the right token waits out the window: the limit is what stops guessing.
-    expect((await call(`${h.origin}/admin/login`, form({ token: ADMIN }))).status).toBe(429);
+  it('limits failed logins per client address, counting a burst exactly; the right token always gets in', async () => {
+    // With a store a network hop away (MongoDB, laf), a check and a count made apart let a burst through.
+    h = await startHarness({ env: { ADMIN_TOKEN: ADMIN }, storeLatencyMs: 5 });
+    const login = (from: string, token: string, headers: Record<string, string> = {}) => {
+      const f = form({ token });
+      return call(`${h.origin}/admin/login`, { ...f, headers: { ...f.headers, ...headers }, from });
+    };
+    // 100 wrong tokens at once from one address (each claiming another address in X-Forwarded-For,
+    // which counts for nothing without TRUSTED_PROXY_HEADER), and the owner amid them, from that
+    // address and from another.
+    const attack = Array.from({ length: 100 }, (_, i) => login('127.0.0.2', `guess-${i}`, { 'X-Forwarded-For': `198.51.100.${i}` }));
+    const ownerThere = login('127.0.0.2', ADMIN);
+    const ownerElsewhere = login('127.0.0.3', ADMIN);
+    const statuses = (await Promise.all(attack)).map((r) => r.status);
+    expect(statuses.filter((s) => s === 401)).toHaveLength(LOGIN_FAILURES_ALLOWED);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(100 - LOGIN_FAILURES_ALLOWED);
+    expect((await ownerThere).status).toBe(303);
+    expect((await ownerElsewhere).status).toBe(303);
+    // Afterwards: that address is refused, but the right token from it still logs in.
+    expect((await login('127.0.0.2', 'one-more')).status).toBe(429);
+    expect((await login('127.0.0.2', ADMIN)).status).toBe(303);
+    // Another address has its own count.
+    for (let i = 0; i < LOGIN_FAILURES_ALLOWED; i++) expect((await login('127.0.0.4', `other-${i}`)).status).toBe(401);
+    expect((await login('127.0.0.4', 'other-more')).status).toBe(429);
+    // The store keys the counts by a hash, never the address itself.
+    const kv = JSON.stringify((await h.app.store.snapshot()).kv);
+    expect(kv).toContain('console:login-failures:');
+    expect(kv).not.toMatch(/127\.0\.0\.[24]/);
+  });
+
+  it('behind a proxy, counts by the address the header TRUSTED_PROXY_HEADER names (its last entry, the one the proxy added)', async () => {
+    h = await startHarness({ env: { ADMIN_TOKEN: ADMIN, TRUSTED_PROXY_HEADER: 'X-Forwarded-For' } });
+    const login = (xff: string, token: string) => {
+      const f = form({ token });
+      return call(`${h.origin}/admin/login`, { ...f, headers: { ...f.headers, 'X-Forwarded-For': xff } });
+    };
+    // Every request comes from the proxy's socket (127.0.0.1); the client's claims left of the proxy's entry vary.
+    for (let i = 0; i < LOGIN_FAILURES_ALLOWED; i++) expect((await login(`192.0.2.${i}, 203.0.113.7`, `guess-${i}`)).status).toBe(401);
+    expect((await login('192.0.2.99, 203.0.113.7', 'more')).status).toBe(429);
+    expect((await login('203.0.113.8', 'elsewhere')).status).toBe(401);
+    expect((await login('192.0.2.1, 203.0.113.7', ADMIN)).status).toBe(303);
+    // A request without the header (one that got past the proxy) is counted by its socket's address.
+    const f = form({ token: 'direct' });
+    expect((await call(`${h.origin}/admin/login`, f)).status).toBe(401);
+    expect(() => loadConfig({ WECHAT_TOKEN: 'token123', DIFY_API_KEY: 'app-x', TRUSTED_PROXY_HEADER: 'x-forwarded-for, x-real-ip' })).toThrow(/TRUSTED_PROXY_HEADER/);
   });
 });
