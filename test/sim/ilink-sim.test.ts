@@ -5,7 +5,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { call } from '../../lib/http';
+import { call } from '../../lib/util/http';
 import { startIlinkSim } from '../../lib/sim/ilink-sim';
 import type { IlinkSim, IlinkSimOptions } from '../../lib/sim/ilink-sim';
 
