@@ -463,6 +463,10 @@ describe('customer service (KF)', () => {
     const got = await pullAll(s, t, KF, syncTokenOf(bot.received[0] as Received), {});
     expect(got.pages).toEqual([8, 8, 4]);
     expect(got.msgs.map((m) => m['msgid'])).toEqual(burst.msgids);
+    // The client's own limit pages too.
+    const limited = await pullAll(s, t, KF, undefined, {}, 7);
+    expect(limited.pages).toEqual([7, 7, 6]);
+    expect(limited.msgs.map((m) => m['msgid'])).toEqual(burst.msgids);
     // A client reading only the last item of the first page (as several bridges do) would see 1 of 20.
     expect(new Set(got.msgs.map((m) => m['external_userid']))).toEqual(new Set(['wm0', 'wm1', 'wm2', 'wm3']));
   });
