@@ -25,6 +25,8 @@ export type { HandshakeResult } from './wecom-common';
 export interface WecomBotSimSettings {
   /** How long WeCom waits for an answer to a callback or a poll (undocumented; assumed 5 s). */
   replyTimeoutMs: number;
+  /** How long WeCom waits for the URL-verification answer (1 s). */
+  handshakeTimeoutMs: number;
   /** Deliveries of a message callback after timeouts or non-200 (undocumented; assumed 3, as for the app). */
   deliveries: number;
   /** Pause between stream-refresh polls (undocumented). */
@@ -47,6 +49,7 @@ export interface WecomBotSimSettings {
 
 export const DEFAULT_BOT_SETTINGS: Readonly<WecomBotSimSettings> = {
   replyTimeoutMs: 5000,
+  handshakeTimeoutMs: 1000,
   deliveries: 3,
   pollIntervalMs: 1000,
   streamDeadlineMs: 6 * 60_000,
@@ -543,7 +546,7 @@ export async function startWecomBotSim(opts: WecomBotSimOptions): Promise<WecomB
   return Object.assign(sim, {
     url: baseUrl,
     server,
-    verifyUrl: (o: { badSignature?: boolean } = {}) => handshake(opts.url, crypto, now(), Math.min(settings.replyTimeoutMs, 1000), o.badSignature ?? false),
+    verifyUrl: (o: { badSignature?: boolean } = {}) => handshake(opts.url, crypto, now(), settings.handshakeTimeoutMs, o.badSignature ?? false),
     start,
     send: (user: string, push: BotPush, o: { chatid?: string; mention?: boolean } = {}) => start(user, push, o).done,
     async redeliver(msgid: string): Promise<BotEventResult> {

@@ -98,7 +98,7 @@ function streamer(text: string, pieces: number, extra: (finish: boolean) => Reco
 
 async function sim(bot: FakeBot, o: Partial<WecomBotSimOptions> = {}): Promise<{ s: WecomBotSim; clock: { t: number } }> {
   const clock = { t: 1_700_000_000_000 };
-  const s = await startWecomBotSim({ url: bot.url, token: TOKEN, encodingAesKey: AES, pollIntervalMs: 5, replyTimeoutMs: 300, now: () => clock.t, ...o });
+  const s = await startWecomBotSim({ url: bot.url, token: TOKEN, encodingAesKey: AES, pollIntervalMs: 5, replyTimeoutMs: 5000, handshakeTimeoutMs: 5000, now: () => clock.t, ...o });
   closers.push(() => s.close());
   return { s, clock };
 }
@@ -204,7 +204,7 @@ describe('intelligent bot: messages and replies', () => {
 
   it('redelivers a message on timeout with the same msgid, and sends duplicates on request', async () => {
     const bot = await fakeBot((_m) => (bot.received.length < 3 ? 'hang' : { msgtype: 'stream', stream: { id: 'dup', finish: true, content: 'once' } }));
-    const { s } = await sim(bot);
+    const { s } = await sim(bot, { replyTimeoutMs: 1000 });
     const conv = await s.send('qianqi', 'are you there?');
     expect(conv.deliveries.map((d) => d.outcome)).toEqual(['timeout', 'timeout', 'answered']);
     expect(new Set(bot.received.map((m) => m.msgid))).toEqual(new Set([conv.msgid]));
@@ -298,6 +298,7 @@ describe('intelligent bot: events', () => {
     expect(fb.problem).toMatch(/empty packet/);
     expect(bot.received.at(-1)?.['event']).toEqual({ eventtype: 'feedback_event', feedback_event: { id: 'fb-1', type: 2 } });
 
+    s.settings.replyTimeoutMs = 1000; // the click hangs
     const card = await s.templateCardEvent('e', { eventKey: 'yes', taskId: 't1' });
     expect(card.deliveries.map((d) => d.outcome)).toEqual(['timeout']);
   });

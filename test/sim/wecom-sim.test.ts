@@ -102,7 +102,9 @@ async function sim(o: WecomSimOptions = {}, botUrl?: string): Promise<{ s: Wecom
       { agentId: 1000003, secret: 'other-secret' },
     ],
     kfAccounts: [KF, KF2],
-    callbackTimeoutMs: 300,
+    // Generous: a busy machine must not turn an answer into a timeout. Tests of timeouts shorten it.
+    callbackTimeoutMs: 5000,
+    handshakeTimeoutMs: 5000,
     now: () => clock.t,
     ...o,
   });
@@ -183,7 +185,7 @@ describe('self-built app: callbacks', () => {
 
   it('redelivers the same request after a timeout or a non-200, up to `deliveries` in all', async () => {
     const bot = await fakeBot((_r, n) => (n <= 2 ? 'hang' : { body: 'success' }));
-    const { s } = await sim({}, bot.url);
+    const { s } = await sim({ callbackTimeoutMs: 1000 }, bot.url);
     const r = await s.memberSends('lisi', 'hello');
     expect(r.deliveries.map((d) => d.outcome)).toEqual(['timeout', 'timeout', 'ack']);
     expect(bot.received).toHaveLength(3);
