@@ -63,8 +63,8 @@ export interface AppDeps {
   logger?: Logger;
   /** Answer-page stream timings (tests shorten them). */
   pageTimings?: StreamTimings;
-  /** Poller options tests shorten (lease, backoff, standby). */
-  pollerTimings?: { leaseMs?: number; standbyMs?: number; backoff?: { baseMs: number; maxMs: number } };
+  /** Poller options tests shorten (backoff, standby). */
+  pollerTimings?: { standbyMs?: number; backoff?: { baseMs: number; maxMs: number } };
 }
 
 /** The route a channel instance's webhook is served at. */
@@ -152,7 +152,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       .then((problems) => problems.forEach((p) => logger.error(p)))
       .catch((err) => logger.warn('could not check the backend’s setup', errorLogFields(err)));
   }
-  const pollers = list.flatMap((c) => (c.poller ? [new Poller(c.poller, { store, clock, logger, ...deps.pollerTimings })] : []));
+  const pollers = list.flatMap((c) => (c.poller ? [new Poller(c.poller, { store, clock, logger, takeoverMs: config.delivery.pollerTakeoverMs, ...deps.pollerTimings })] : []));
 
   const page = createPageHandler({ config, store, clock, logger, live, pushesLater: (key) => registry.channels.forKey(key)?.push !== undefined }, deps.pageTimings);
   const consoleHandler = createConsoleHandler({ config, store, clock, logger, bot, tryChannel, channels: registry.channels, follow: page.follow, answerer, version });

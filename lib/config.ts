@@ -62,7 +62,7 @@ interface BotEntry {
  * "DIFY_API_KEY": "app-…"}}]`. An entry's `env` holds that channel's variables and, optionally, a
  * backend's; nothing else (the core's settings are the deployment's).
  */
-function botEntries(env: Env, opts: LoadOptions): BotEntry[] {
+function botEntries(env: Env, opts: LoadOptions, kinds: readonly ChannelKind[]): BotEntry[] {
   const e = env.only(COMPOSITION_VARIABLES);
   let text = e.text('BOTS');
   const file = e.str('BOTS_FILE');
@@ -89,8 +89,8 @@ function botEntries(env: Env, opts: LoadOptions): BotEntry[] {
     const o = (item && typeof item === 'object' ? item : {}) as { id?: unknown; channel?: unknown; env?: unknown };
     const id = typeof o.id === 'string' ? o.id : '';
     if (!isInstanceId(id)) throw new ConfigError(where, `entry ${i + 1}: "id" must be 1-32 lower-case letters, digits or dashes, starting with a letter`);
-    const channel = CHANNEL_KINDS.find((k) => k.kind === o.channel);
-    if (!channel) throw new ConfigError(where, `"${id}": "channel" must be one of ${CHANNEL_KINDS.map((k) => k.kind).join(', ')}`);
+    const channel = kinds.find((k) => k.kind === o.channel);
+    if (!channel) throw new ConfigError(where, `"${id}": "channel" must be one of ${kinds.map((k) => k.kind).join(', ')}`);
     if (seen.has(`${channel.kind}@${id}`)) throw new ConfigError(where, `"${id}" is listed twice for ${channel.kind}`);
     seen.add(`${channel.kind}@${id}`);
     const vars = o.env && typeof o.env === 'object' && !Array.isArray(o.env) ? (o.env as Record<string, unknown>) : undefined;
@@ -118,11 +118,12 @@ export function loadConfig(raw: RawEnv = process.env, opts: LoadOptions = {}): C
   const ctx: SettingsContext = { core, platform, instance: '' };
   const backend = backendFrom(env, ctx);
   const channels: ChannelSetup[] = [];
-  for (const kind of CHANNEL_KINDS) {
+  const kinds = [...CHANNEL_KINDS, ...(opts.extraKinds ?? [])];
+  for (const kind of kinds) {
     const settings = kind.settings(env, ctx);
     if (settings !== undefined) channels.push({ kind, instance: '', settings });
   }
-  for (const bot of botEntries(env, opts)) {
+  for (const bot of botEntries(env, opts, kinds)) {
     const own = Env.of(overlay(raw, bot.channel.variables, bot.env));
     const instanceCtx = { ...ctx, instance: bot.id };
     const settings = bot.channel.settings(own, instanceCtx);
@@ -136,7 +137,7 @@ export function loadConfig(raw: RawEnv = process.env, opts: LoadOptions = {}): C
     });
   }
   if (channels.length === 0) {
-    throw new ConfigError('WECHAT_TOKEN', `is required: no channel is on (set WECHAT_TOKEN for a WeChat Official Account, or the variables of another channel: ${CHANNEL_KINDS.map((k) => k.kind).join(', ')}; README "Configuration")`);
+    throw new ConfigError('WECHAT_TOKEN', `is required: no channel is on (set WECHAT_TOKEN for a WeChat Official Account, or the variables of another channel: ${kinds.map((k) => k.kind).join(', ')}; README "Configuration")`);
   }
   return { ...core, channels, backend, platform };
 }

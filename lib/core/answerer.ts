@@ -6,23 +6,9 @@
  * store. All stream, and all fail with a `ModelError` (lib/errors.ts), so the lifecycle is the same.
  */
 
-export interface Usage {
-  prompt_tokens?: number;
-  completion_tokens?: number;
-  total_tokens?: number;
-  total_price?: string;
-  currency?: string;
-  latency?: number;
-}
+import type { Turn, Usage } from '../store';
 
-/** One earlier exchange of the user's, as the prompt carries it. */
-export interface Turn {
-  question: string;
-  answer: string;
-  /** When the question was asked (ms). */
-  askedAt: number;
-  tokens?: number | undefined;
-}
+export type { Turn, Usage };
 
 /** What is known about a question besides its text (Dify's DIFY_INPUTS placeholders use them). */
 export interface QuestionFacts {

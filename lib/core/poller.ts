@@ -47,8 +47,8 @@ export interface PollerOptions {
   logger: Logger;
   /** Who this process is (a random id by default). */
   owner?: string;
-  /** The lease lasts this long past each renewal (default: the hold plus 30 s). */
-  leaseMs?: number;
+  /** The lease outlives the longest poll by this long (POLLER_TAKEOVER_S): after a crash another instance takes over then. */
+  takeoverMs?: number;
   /** Backoff after a failed poll: from `baseMs`, doubling, at most `maxMs`, each with jitter. */
   backoff?: { baseMs: number; maxMs: number };
   /** How often a process without the lease looks whether it is free (default: a third of the lease). */
@@ -85,7 +85,7 @@ export class Poller<M = unknown> {
   }
 
   private get leaseMs(): number {
-    return this.o.leaseMs ?? this.source.holdMs + 30_000;
+    return this.source.holdMs + (this.o.takeoverMs ?? 30_000);
   }
 
   start(): void {

@@ -6,8 +6,10 @@
  */
 import { readFileSync } from 'fs';
 import { ConfigError } from '../errors';
+import type { StoreSettings } from '../store';
 import type { LogLevel } from '../util/log';
 import { PROXY_VARIABLES, parseProxy } from '../util/http';
+import type { ChannelKind } from './channel';
 import type { Env } from './env';
 import { stringRecord } from './env';
 import type { Texts } from './texts';
@@ -15,7 +17,7 @@ import { DEFAULT_TEXTS, parseTexts } from './texts';
 
 /** The variables the core reads (README "Configuration"). */
 export const CORE_VARIABLES = [
-  'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'STALE_AFTER_MS', 'POLL_MS', 'SIGNATURE_TOLERANCE_S',
+  'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'STALE_AFTER_MS', 'POLL_MS', 'POLLER_TAKEOVER_S', 'SIGNATURE_TOLERANCE_S',
   'STORE', 'MONGODB_URI', 'MONGODB_DB', 'STATS_UTC_OFFSET_MIN', 'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES',
   'BOT_TEXTS', 'KEYWORD_REPLIES', 'LOG_LEVEL', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
   'ADMIN_TOKEN', 'TRUSTED_PROXY_HEADER', 'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
@@ -148,18 +150,12 @@ export interface CoreConfig {
     staleAfterMs: number;
     /** How often a waiting delivery looks at the store. */
     pollMs: number;
+    /** A long-poll loop's lease outlives its last renewal by this long: after a crash another instance takes over then. */
+    pollerTakeoverMs: number;
   };
   /** Signed requests further than this from now are rejected, on every channel that signs a time (WeChat, Discord); 0 disables the check. */
   signatureToleranceS: number;
-  /** `auto`: MongoDB when one is configured (MONGODB_URI, or laf's cloud.mongo.db), else the embedded store. */
-  store: {
-    kind: 'auto' | 'mongodb' | 'embedded';
-    mongoUri: string | undefined;
-    mongoDb: string | undefined;
-    dataDir: string;
-    /** Daily statistics count days in this time zone (minutes east of UTC; China +480). */
-    statsUtcOffsetMin: number;
-  };
+  store: StoreSettings;
   server: { port: number; host: string; maxBodyBytes: number };
   /** The answer page (lib/web/page/): off unless a public base URL is known. */
   page: PageConfig;
@@ -189,8 +185,10 @@ export interface PageConfig {
 /** Which platform reads the config: laf derives PUBLIC_URL and serves pages from its own function. */
 export interface LoadOptions {
   platform?: 'node' | 'laf';
-  /** Reads BLOCKED_WORDS_FILE; the file system by default, none on laf. */
+  /** Reads BLOCKED_WORDS_FILE (and BOTS_FILE); the file system by default, none on laf. */
   readFile?: (path: string) => string;
+  /** Channel kinds besides the registered ones (tests: the example channel of docs/channels.md). */
+  extraKinds?: readonly ChannelKind[];
 }
 
 /** ADMIN_TOKEN: long enough that guessing it is hopeless (the console also limits attempts). */
@@ -241,6 +239,7 @@ export function loadCoreConfig(whole: Env, opts: LoadOptions = {}): CoreConfig {
       placeholderMode: env.oneOf('PLACEHOLDER_MODE', ['last', 'first'] as const, 'last'),
       staleAfterMs: env.int('STALE_AFTER_MS', 30_000, 300, 3_600_000),
       pollMs: env.int('POLL_MS', 150, 5, 5000),
+      pollerTakeoverMs: env.int('POLLER_TAKEOVER_S', 30, 1, 600) * 1000,
     },
     signatureToleranceS: env.int('SIGNATURE_TOLERANCE_S', 300, 0, 86_400 * 366),
     store: {

@@ -11,8 +11,26 @@ import { createHash, randomBytes } from 'crypto';
 import type { FailureKind } from '../errors';
 import { StoreError } from '../errors';
 import { Listeners } from '../util/listeners';
-import type { Turn, Usage } from '../core/answerer';
 import type { Backend, Collection, Update } from './collection';
+
+/** A backend's token counts and cost for one answer, as it reports them (kept on the record). */
+export interface Usage {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+  total_tokens?: number;
+  total_price?: string;
+  currency?: string;
+  latency?: number;
+}
+
+/** One earlier exchange of the user's, as the prompt carries it (kept in the user's record). */
+export interface Turn {
+  question: string;
+  answer: string;
+  /** When the question was asked (ms). */
+  askedAt: number;
+  tokens?: number | undefined;
+}
 
 /** Messages and their answers are kept this long, then removed by a TTL index. */
 export const RETENTION_DAYS = 7;

@@ -285,6 +285,32 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(await s.acquireLease('lease:1', 'e', T0 + 300, T0 + 200)).toBe(true);
   });
 
+  it('pollers: one owner of a lease however many race; renewed by its owner only; taken over once expired; the cursor moves only for the owner and outlives the lease', async () => {
+    const s = await open();
+    const acct = `acct-${randomBytes(3).toString('hex')}`;
+    const got = await Promise.all(['a', 'b', 'c'].map((o) => s.claimPoller(acct, o, T0 + 1000, T0)));
+    expect(got.filter((g) => g !== null)).toEqual([{ cursor: undefined }]);
+    const owner = ['a', 'b', 'c'][got.findIndex((g) => g !== null)] as string;
+    const other = owner === 'a' ? 'b' : 'a';
+    // The owner renews and moves the cursor; another may do neither while the lease lives.
+    expect(await s.claimPoller(acct, owner, T0 + 2000, T0 + 500)).toEqual({ cursor: undefined });
+    expect(await s.savePollCursor(acct, owner, 'c1')).toBe(true);
+    expect(await s.claimPoller(acct, other, T0 + 3000, T0 + 1500)).toBeNull();
+    expect(await s.savePollCursor(acct, other, 'forged')).toBe(false);
+    // Expired (its owner died): taken over, cursor and all; the old owner can no longer write it.
+    expect(await s.claimPoller(acct, other, T0 + 4000, T0 + 2500)).toEqual({ cursor: 'c1' });
+    expect(await s.savePollCursor(acct, owner, 'stale')).toBe(false);
+    expect(await s.claimPoller(acct, owner, T0 + 4000, T0 + 2600)).toBeNull();
+    // A release frees the lease at once and keeps the cursor; a reset forgets the cursor.
+    await s.releasePoller(acct, owner); // not the owner: nothing happens
+    expect(await s.claimPoller(acct, owner, T0 + 5000, T0 + 2700)).toBeNull();
+    await s.releasePoller(acct, other);
+    expect(await s.claimPoller(acct, owner, T0 + 5000, T0 + 2700)).toEqual({ cursor: 'c1' });
+    expect(await s.pollerState(acct)).toEqual({ owner, until: T0 + 5000, hasCursor: true });
+    await s.resetPollCursor(acct);
+    expect(await s.claimPoller(acct, owner, T0 + 6000, T0 + 2800)).toEqual({ cursor: undefined });
+  });
+
   it('answer pages: one shared secret, lookup by token hash, progress only once a link is out', async () => {
     const s = await open();
     const secrets = await Promise.all([s.pageSecret(), s.pageSecret(), s.pageSecret()]);

@@ -35,8 +35,12 @@ export function runServerToExit(env: Record<string, string>): Promise<{ code: nu
   );
 }
 
-export async function spawnServer(env: Record<string, string>): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/server.ts'], {
+/**
+ * Start a server process: `npm start`'s entry, or with `instance` the test entry that adds the
+ * example channel and opens the shared store (test/support/instance-server.ts).
+ */
+export async function spawnServer(env: Record<string, string>, opts: { instance?: boolean } = {}): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', opts.instance ? 'test/support/instance-server.ts' : 'scripts/server.ts'], {
     cwd: ROOT,
     env: { PATH: process.env['PATH'] ?? '', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'debug', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

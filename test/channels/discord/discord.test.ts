@@ -76,6 +76,26 @@ describe('Discord', () => {
     expect(h.dify.calls[0]?.body.user).toBe(`discord:${CHANNEL}`);
   });
 
+  it('shows the answer as it is written (throttled edits of the original), then the whole answer once, last', async () => {
+    const text = '这是一段慢慢写出来的回答，'.repeat(12);
+    const url = await start({ dify: { script: () => ({ kind: 'answer', text, durationMs: 6000, pieceChars: 8 }) } });
+    const ask = discord.ask(CHANNEL, '慢慢说');
+    expect(await discord.send(url, ask)).toEqual({ status: 200, body: { type: 5 } });
+    await eventually(() => discord.edits.at(-1)?.content === text, 15_000);
+    await h.app.worker.idle();
+    const contents = discord.edits.map((e) => e.content);
+    // Growing partial answers, each marked unfinished, then the final one exactly once and last.
+    const partial = contents.slice(0, -1);
+    expect(partial.length).toBeGreaterThanOrEqual(2);
+    for (const c of partial) expect(c.endsWith(' …') && text.startsWith(c.slice(0, -2))).toBe(true);
+    for (let i = 1; i < partial.length; i++) expect((partial[i] as string).length).toBeGreaterThanOrEqual((partial[i - 1] as string).length);
+    expect(contents.filter((c) => c === text)).toHaveLength(1);
+    // Never faster than one edit per PROGRESS_EVERY_MS: 6 s of writing makes at most a handful.
+    expect(partial.length).toBeLessThanOrEqual(6);
+    expect(discord.edits.every((e) => e.token === ask.token)).toBe(true);
+    expect(h.dify.calls).toHaveLength(1);
+  });
+
   it('sends an answer past 2,000 characters as the edited original plus follow-ups', async () => {
     const long = Array.from({ length: 9 }, (_, i) => `第${i + 1}段 ` + '内容'.repeat(300)).join('\n\n');
     const url = await start({ dify: { script: () => ({ kind: 'answer', text: long }) } });
