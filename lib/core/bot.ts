@@ -105,7 +105,7 @@ type Command = (bot: Bot, m: Inbound) => Promise<Decision>;
 /** Commands are a table: typed text and menu keys both land here. Its keys are exactly the
  * names config validation accepts (COMMAND_NAMES), which the type checker enforces. */
 export const COMMANDS: Readonly<Record<CommandName, Command>> = {
-  '1': (bot, m) => bot.fetch(m),
+  '1': (bot, m) => (m.channel.delivery === 'reply' ? bot.fetch(m) : (m.channel.more?.(m) ?? Promise.resolve(SUCCESS))),
   '/clear': (bot, m) => bot.clear(m),
   '/help': (_bot, m) => Promise.resolve({ reply: m.channel.help }),
 };
@@ -121,11 +121,12 @@ export function normalizeCommand(text: string): string {
 
 /**
  * Is `name` a command on `channel`? Typed text is checked against the table, not trusted. `1`
- * fetches answers that wait for the user to ask: only where answers travel in replies.
+ * fetches what waits for the user to ask: where answers travel in replies, or where the channel
+ * can stop an answer part-way (`Channel.more`); elsewhere it is an ordinary question.
  */
 function commandFor(channel: Channel, name: string): Command | undefined {
   if (!(COMMAND_NAMES as readonly string[]).includes(name)) return undefined;
-  if (name === '1' && channel.delivery !== 'reply') return undefined;
+  if (name === '1' && channel.delivery !== 'reply' && !channel.more) return undefined;
   return COMMANDS[name as CommandName];
 }
 

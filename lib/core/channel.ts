@@ -16,7 +16,7 @@
  * (`pages`) and says what it can carry.
  */
 import type { Answerer } from './answerer';
-import type { Bot } from './bot';
+import type { Bot, Decision, Inbound } from './bot';
 import type { Env } from './env';
 import type { CoreConfig } from './settings';
 import { parseKey } from './keys';
@@ -105,6 +105,16 @@ export interface Channel {
   readonly progress?: Progressive | undefined;
   /** `reply` channels that can also send later (push mode). */
   readonly push?: PushLater | undefined;
+  /**
+   * `send` channels whose answers may stop part-way (a budget of messages per user message): `1`
+   * asks for the rest, and this sends it (or says there is nothing). `reply` channels have `1` built in.
+   */
+  more?(m: Inbound): Promise<Decision>;
+  /**
+   * The answer so far is kept in the store while it is written (twice a second), for channels whose
+   * platform asks for it from any instance (WeCom's stream refresh) or that resume it (a reloaded web page).
+   */
+  readonly savesProgress?: boolean | undefined;
   /** Downloads the user's pictures and voice, where the platform gives ids for them. */
   readonly media?: MediaDownload | undefined;
   readonly carries: Carries;

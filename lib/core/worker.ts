@@ -219,17 +219,20 @@ export class AnswerWorker {
     };
     const timer = setInterval(() => void beat(), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
     // With the answer page on, the text so far reaches the store twice a second (only once a link
-    // is out: lib/store/store.ts `saveProgress`), so a page on any instance can follow it.
+    // is out: lib/store/store.ts `saveProgress`), so a page on any instance can follow it; always, for
+    // a channel whose platform asks for it (Channel.savesProgress). Never past a blocked word.
     const feed = channel?.progress ? new ProgressFeed(channel, q, clock, logger) : undefined;
+    const always = channel?.savesProgress === true;
     let shown = '';
-    const progress = config.page.enabled
-      ? setInterval(() => {
-          const text = visible();
-          if (text === shown) return;
-          shown = text;
-          void store.saveProgress(q._id, attempt, text).catch((err) => logger.warn('could not save progress', { key: q._id, ...errorLogFields(err) }));
-        }, PROGRESS_SAVE_MS)
-      : undefined;
+    const progress =
+      config.page.enabled || always
+        ? setInterval(() => {
+            const text = visible();
+            if (blocked || text === shown) return;
+            shown = text;
+            void store.saveProgress(q._id, attempt, text, always).catch((err) => logger.warn('could not save progress', { key: q._id, ...errorLogFields(err) }));
+          }, PROGRESS_SAVE_MS)
+        : undefined;
     const live = this.deps.live;
     let published = '';
     let firstTextAt: number | undefined;

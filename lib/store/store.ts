@@ -427,11 +427,12 @@ export class Store {
   }
 
   /**
-   * The answer so far, for answer pages served by other instances. Only once a link to the page
-   * has gone out (with the placeholder): before that nobody can be watching.
+   * The answer so far, for answer pages served by other instances: only once a link to the page
+   * has gone out (with the placeholder), before which nobody can be watching; or `always`, for a
+   * channel whose platform asks for it (lib/core/channel.ts `savesProgress`).
    */
-  async saveProgress(key: string, attempt: number, answerSoFar: string): Promise<void> {
-    await this.messages.updateOne({ _id: key, status: 'pending', attempts: attempt, placeholderSent: true }, { $set: { answer: answerSoFar } });
+  async saveProgress(key: string, attempt: number, answerSoFar: string, always = false): Promise<void> {
+    await this.messages.updateOne({ _id: key, status: 'pending', attempts: attempt, ...(always ? {} : { placeholderSent: true }) }, { $set: { answer: answerSoFar } });
   }
 
   /** Save a settled answer, if the question is still this attempt's to answer. */

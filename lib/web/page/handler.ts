@@ -10,8 +10,10 @@
 import type { Clock } from '../../util/clock';
 import type { CoreConfig } from '../../core/settings';
 import { fill } from '../../text/fill';
-import { errorLogFields, failureText } from '../../errors';
+import { failureText } from '../../errors';
 import type { LiveAnswers } from '../../core/live';
+import { delta, followAnswer, formatPosition, parsePosition, progressOf } from '../../core/follow';
+import type { Position } from '../../core/follow';
 import type { Logger } from '../../util/log';
 import type { MessageRecord, Store } from '../../store';
 import { escapeHtml, markdownToHtml } from '../../text/html';
@@ -94,15 +96,6 @@ export function pageUrls(routes: CoreConfig['page']['routes'], token: string) {
   return { events: `${token}/events`, state: `${token}/state`, read: `${token}/read`, css: 'assets/page.css', js: 'assets/page.js' };
 }
 
-/** A position in the answer's text: which attempt (a takeover starts over) and how far. */
-interface Position {
-  attempt: number;
-  at: number;
-}
-function parsePosition(v: string | undefined): Position | undefined {
-  const m = /^(\d{1,3})\.(\d{1,9})$/.exec(v ?? '');
-  return m ? { attempt: Number(m[1]), at: Number(m[2]) } : undefined;
-}
 
 type Settled = { status: 'answered'; html: string } | { status: 'failed'; message: string };
 
@@ -161,18 +154,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     return undefined;
   }
 
-  /** The text so far: this process's own when it is writing the answer (fresher), else the store's. */
-  function progress(q: MessageRecord): { text: string; attempt: number } {
-    const mine = live.current(q._id);
-    const stored = { text: q.answer ?? '', attempt: q.attempts ?? 1 };
-    return mine && mine.attempt >= stored.attempt && mine.text.length >= stored.text.length ? mine : stored;
-  }
-
-  /** What a client at `from` is missing: the rest of the text, or all of it after a takeover. */
-  function delta(p: { text: string; attempt: number }, from: Position | undefined) {
-    const at = from && from.attempt === p.attempt && from.at <= p.text.length ? from.at : 0;
-    return { attempt: p.attempt, at, add: p.text.slice(at) };
-  }
+  const progress = (q: MessageRecord) => progressOf(live, q);
 
   function renderPage(q: MessageRecord, token: string): PageResponse {
     const urls = pageUrls(config.page.routes, token);
@@ -208,15 +190,14 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
         // Counted from here: a response never streamed (HEAD, a client already gone) holds no slot.
         openStreams++;
         perAnswer.set(q._id, (perAnswer.get(q._id) ?? 0) + 1);
-        let pos: Position | undefined = from;
         let closed = false;
         const timers: ReturnType<typeof setInterval>[] = [];
-        let unsubscribe = () => {};
+        const following: { stop?: () => void } = {};
         const close = () => {
           if (closed) return;
           closed = true;
           for (const t of timers) clearInterval(t);
-          unsubscribe();
+          following.stop?.();
           openStreams--;
           const n = (perAnswer.get(q._id) ?? 1) - 1;
           if (n <= 0) perAnswer.delete(q._id);
@@ -228,53 +209,27 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
           const ok = sink.write(`event: ${event}\n${id ? `id: ${id}\n` : ''}data: ${JSON.stringify(data)}\n\n`);
           if (!ok && sink.pending > MAX_QUEUED_BYTES) close();
         };
-        const sendText = (p: { text: string; attempt: number }) => {
-          const d = delta(p, pos);
-          if (pos && d.attempt === pos.attempt && d.at === pos.at && d.add === '') return;
-          if (pos && d.attempt === pos.attempt && p.text.length < pos.at) return; // the store lags this process
-          pos = { attempt: d.attempt, at: d.at + d.add.length };
-          send('text', d, `${pos.attempt}.${pos.at}`);
-        };
-        const finish = (q2: MessageRecord | null) => {
-          const done = q2 && q2.status !== 'cleared' ? settled(q2) : undefined;
-          if (done) send('final', done);
-          else send('gone', {});
-          close();
-        };
-        // Look at the store: the truth, and the only news from other instances.
-        let checking = false;
-        let ticks = 0;
-        const check = async (tick = false) => {
-          if (closed || checking) return;
-          // While this process writes the answer, its news comes in memory; the store is read
-          // every few seconds still, for a /clear or an unsubscribe handled elsewhere.
-          if (tick && live.current(q._id) && ++ticks % 5 !== 0) return;
-          checking = true;
-          try {
-            const cur = await lookup();
-            if (!cur) return finish(null);
-            if (cur.status !== 'pending') return finish(cur);
-            sendText(progress(cur));
-          } catch (err) {
-            logger.warn('answer page could not read the store', errorLogFields(err));
-          } finally {
-            checking = false;
-          }
-        };
         sink.onClose(close);
         sink.write('retry: 2000\n\n');
         send('state', { status: 'pending', elapsedMs: clock.now() - q.createdAt });
-        unsubscribe = live.subscribe(q._id, (e) => {
-          if ('text' in e) sendText(e);
-          else void check();
-        });
+        following.stop = followAnswer(q, { live, logger, pollMs: timings.pollMs, lookup, from }, {
+          text: (d, pos) => send('text', d, formatPosition(pos)),
+          settled: (q2) => {
+            const done = settled(q2);
+            if (done) send('final', done);
+            close();
+          },
+          gone: () => {
+            send('gone', {});
+            close();
+          },
+        }).stop;
         // Push holds back while a page is open (lib/channels/wechat-oa/push.ts); without push nobody needs to know.
         const pushes = deps.pushesLater?.(q.user) ?? false;
         const view = () => {
           if (pushes) void store.notePageView(q._id, clock.now() + timings.viewHoldMs).catch(() => undefined);
         };
         view();
-        timers.push(setInterval(() => void check(true), timings.pollMs));
         timers.push(
           setInterval(() => {
             if (!sink.write(': ping\n\n') && sink.pending > MAX_QUEUED_BYTES) close();
@@ -284,7 +239,6 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
         // A stream lives a bounded time; the browser reconnects and resumes (Last-Event-ID).
         const born = clock.now();
         timers.push(setInterval(() => clock.now() - born >= timings.maxLifeMs && close(), Math.min(timings.maxLifeMs, 5000)));
-        void check();
       },
     };
   }
