@@ -7,7 +7,7 @@
 import { readFileSync } from 'fs';
 import { ConfigError } from '../errors';
 import type { StoreSettings } from '../store';
-import type { LogLevel } from '../util/log';
+import type { LogFormatSetting, LogLevel } from '../util/log';
 import { PROXY_VARIABLES, parseProxy } from '../util/http';
 import type { ChannelKind } from './channel';
 import type { Env } from './env';
@@ -19,7 +19,7 @@ import { DEFAULT_TEXTS, parseTexts } from './texts';
 export const CORE_VARIABLES = [
   'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'STALE_AFTER_MS', 'POLL_MS', 'POLLER_TAKEOVER_S', 'SIGNATURE_TOLERANCE_S',
   'STORE', 'MONGODB_URI', 'MONGODB_DB', 'STATS_UTC_OFFSET_MIN', 'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES',
-  'BOT_TEXTS', 'KEYWORD_REPLIES', 'LOG_LEVEL', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
+  'BOT_TEXTS', 'KEYWORD_REPLIES', 'LOG_LEVEL', 'LOG_FORMAT', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
   'ADMIN_TOKEN', 'TRUSTED_PROXY_HEADER', 'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
   'CITATIONS', 'IMAGE_WINDOW_S', 'IMAGE_PROMPT', 'MEDIA_MAX_BYTES',
   'RATE_LIMIT', 'DAILY_QUESTION_BUDGET', 'ALLOWED_USERS', 'BLOCKED_USERS', 'BLOCKED_WORDS', 'BLOCKED_WORDS_FILE',
@@ -165,6 +165,8 @@ export interface CoreConfig {
    */
   console: { token: string | undefined; trustedProxyHeader: string | undefined };
   logLevel: LogLevel;
+  /** LOG_FORMAT: JSON lines, readable lines, or readable when stdout is a terminal (`auto`). */
+  logFormat: LogFormatSetting;
 }
 
 export interface PageConfig {
@@ -257,6 +259,7 @@ export function loadCoreConfig(whole: Env, opts: LoadOptions = {}): CoreConfig {
     page: pageConfig(env, opts.platform ?? 'node'),
     console: { token: adminToken(env), trustedProxyHeader: trustedProxyHeader(env) },
     logLevel: env.oneOf('LOG_LEVEL', ['debug', 'info', 'warn', 'error'] as const, 'info'),
+    logFormat: env.oneOf('LOG_FORMAT', ['auto', 'json', 'pretty'] as const, 'auto'),
   };
 }
 

@@ -1,10 +1,15 @@
 /**
- * Structured logging: one JSON object a line. Every line passes through `redact`, which replaces
- * any configured secret (token, keys, access tokens) wherever it appears, so a secret that slips
- * into an error message still never reaches the log.
+ * Structured logging: one JSON object a line, for services and log collectors (the default), or,
+ * for a person at a terminal (LOG_FORMAT=pretty, or `auto` on a TTY), one readable line per event:
+ * time, level, message and the fields as `key=value`, coloured where the terminal shows colour.
+ * Every line passes through `redact`, which replaces any configured secret (token, keys, access
+ * tokens) wherever it appears, so a secret that slips into an error message still never reaches the log.
  */
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+/** LOG_FORMAT: `auto` is `pretty` when stdout is a terminal, else `json`. */
+export type LogFormatSetting = 'auto' | 'json' | 'pretty';
+export type LogFormat = 'json' | 'pretty';
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -23,6 +28,51 @@ export interface LoggerOptions {
   /** Where lines go; defaults to stdout/stderr. */
   sink?: (line: string, level: LogLevel) => void;
   now?: () => number;
+  /** `json` (default): one JSON object a line; `pretty`: one readable line. */
+  format?: LogFormat;
+  /** Colour the pretty lines (ANSI escapes): only when they go to a terminal. */
+  color?: boolean;
+}
+
+/** The format and colour for LOG_FORMAT, given whether the output is a terminal. */
+export function logFormatFor(setting: LogFormatSetting, isTty: boolean | undefined): { format: LogFormat; color: boolean } {
+  const format = setting === 'auto' ? (isTty ? 'pretty' : 'json') : setting;
+  return { format, color: format === 'pretty' && isTty === true };
+}
+
+const COLORS: Record<LogLevel, string> = { debug: '\x1b[90m', info: '\x1b[36m', warn: '\x1b[33m', error: '\x1b[31m' };
+const RESET = '\x1b[0m';
+const DIM = '\x1b[2m';
+const BOLD = '\x1b[1m';
+
+const pad2 = (n: number) => String(n).padStart(2, '0');
+
+/** A field's value as a person reads it: plain words bare, anything with spaces or quotes as JSON. */
+function fieldText(v: unknown): string {
+  if (typeof v === 'string') return v !== '' && /^[^\s"=\\]+$/.test(v) ? v : JSON.stringify(v);
+  if (v === undefined) return 'undefined';
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return '[unserialisable]';
+  }
+}
+
+/**
+ * One event as a readable line: `12:03:04.567 INFO  answer ready key=o1:42 ms=2345`, the time in
+ * this machine's zone. Each part is redacted before colour goes between them.
+ */
+export function prettyLine(t: number, level: LogLevel, msg: string, fields: Record<string, unknown> | undefined, secrets: Iterable<string>, color: boolean): string {
+  const d = new Date(t);
+  const time = `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, '0')}`;
+  const lvl = level.toUpperCase().padEnd(5);
+  const parts = Object.entries(fields ?? {})
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => [redact(k, secrets), redact(fieldText(v), secrets)] as const);
+  const text = redact(msg, secrets);
+  if (!color) return [time, lvl, text, ...parts.map(([k, v]) => `${k}=${v}`)].join(' ');
+  const c = COLORS[level];
+  return [`${DIM}${time}${RESET}`, `${c}${lvl}${RESET}`, level === 'error' || level === 'warn' ? `${BOLD}${text}${RESET}` : text, ...parts.map(([k, v]) => `${DIM}${k}=${RESET}${v}`)].join(' ');
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
@@ -37,8 +87,14 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   // console, not process.stdout: on laf only console output reaches the function log.
   const sink = opts.sink ?? ((line: string, level: LogLevel) => (level === 'error' || level === 'warn' ? console.error(line) : console.log(line)));
 
+  const pretty = opts.format === 'pretty';
+  const color = opts.color === true;
   const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[level] < min) return;
+    if (pretty) {
+      sink(prettyLine(now(), level, msg, fields, secrets, color), level);
+      return;
+    }
     let line: string;
     try {
       line = JSON.stringify({ t: new Date(now()).toISOString(), level, msg, ...fields });

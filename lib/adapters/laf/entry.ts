@@ -11,7 +11,7 @@ import type { App } from '../../app';
 import { CONFIG_VARIABLES, loadConfig, secretsOf } from '../../config';
 import type { Config } from '../../config';
 import { ConfigError, errorLogFields } from '../../errors';
-import { createLogger } from '../../util/log';
+import { createLogger, logFormatFor } from '../../util/log';
 import type { PageOp, PageRequest, PageResponse } from '../../web/page/handler';
 import { openStore } from '../../store';
 import type { Store } from '../../store';
@@ -49,7 +49,8 @@ function lafStore(config: Config, cloud: LafCloud): Promise<Store> {
 
 async function build(cloud: LafCloud): Promise<App> {
   const config = loadConfig(process.env, { platform: 'laf' });
-  const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
+  // laf's function log is no terminal: JSON lines unless LOG_FORMAT=pretty asks otherwise (no colour).
+  const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config), ...logFormatFor(config.logFormat, false) });
   return createApp(config, { store: await lafStore(config, cloud), logger });
 }
 

@@ -8,7 +8,7 @@ import { createApp } from '../../app';
 import { loadConfig, secretsOf } from '../../config';
 import type { ChannelKind } from '../../core/channel';
 import { ConfigError, errorLogFields } from '../../errors';
-import { createLogger } from '../../util/log';
+import { createLogger, logFormatFor } from '../../util/log';
 import { createHttpServer } from './http';
 import { listenWide } from './listen';
 import type { Listening } from './listen';
@@ -36,7 +36,7 @@ export async function runServer(opts: ServerRunOptions = {}): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config) });
+  const logger = createLogger({ level: config.logLevel, secrets: secretsOf(config), ...logFormatFor(config.logFormat, process.stdout.isTTY) });
   let store;
   try {
     store = await openStore(config.store, { embedded: nedbBackend, backend: opts.backend?.(), warn: (msg, fields) => logger.warn(msg, fields) });
