@@ -1,7 +1,7 @@
 /**
- * Reply XML builders (docs/wechat.md). Every value goes through `cdata`, so no
- * content can break the document: `]]>` is split across sections and characters XML 1.0 forbids
- * are dropped.
+ * Reply builders (docs/wechat.md). XML: every value goes through `cdata`, so no content can break
+ * the document: `]]>` is split across sections and characters XML 1.0 forbids are dropped. JSON,
+ * for a push that came as JSON: the same fields under the same names, written by JSON.stringify.
  */
 
 // Control characters other than tab/newline/CR, lone surrogates and U+FFFE/U+FFFF are not XML 1.0 characters.
@@ -52,4 +52,14 @@ export function buildEncryptedEnvelope(e: { encrypt: string; signature: string; 
     `<Nonce>${cdata(e.nonce)}</Nonce>` +
     '</xml>'
   );
+}
+
+/** The text reply to a push that came as JSON: the XML's fields as JSON keys (docs/wechat.md "JSON pushes"). */
+export function buildTextReplyJson(r: TextReply): string {
+  return JSON.stringify({ ToUserName: r.toUser, FromUserName: r.fromUser, CreateTime: Math.floor(r.createTime), MsgType: 'text', Content: r.content });
+}
+
+/** The safe-mode reply envelope in JSON, as the platform's example writes it (TimeStamp a number, Nonce a string). */
+export function buildEncryptedEnvelopeJson(e: { encrypt: string; signature: string; timestamp: string; nonce: string }): string {
+  return JSON.stringify({ Encrypt: e.encrypt, MsgSignature: e.signature, TimeStamp: Number(e.timestamp.replace(/\D/g, '')), Nonce: e.nonce });
 }
