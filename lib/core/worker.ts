@@ -129,8 +129,20 @@ function toFailure(err: unknown): Failure {
   return { kind: 'failed', code: 'internal', status: 0, backendCode: '' };
 }
 
+/** An answer this process is producing: what a stopping process hands back (`handOver`). */
+interface Job {
+  key: string;
+  attempt: number;
+  stop: Stop;
+  /** Set when the process is stopping: the job beats no more and settles nothing. */
+  handingOver: boolean;
+  /** The heartbeat in flight, if any (a hand-over waits for it, so it cannot land after). */
+  beating: Promise<unknown>;
+}
+
 export class AnswerWorker {
   private readonly running = new Set<Promise<void>>();
+  private readonly jobs = new Map<Promise<void>, Job>();
 
   constructor(private readonly deps: WorkerDeps) {}
 
@@ -139,16 +151,57 @@ export class AnswerWorker {
    * asker's record as read just before the claim, when the caller has it (one read fewer).
    */
   start(record: MessageRecord, user?: UserRecord | null): void {
-    const job = this.run(record, record.attempts ?? 1, user).catch((err) => {
+    const info: Job = { key: record._id, attempt: record.attempts ?? 1, stop: new Stop(), handingOver: false, beating: Promise.resolve() };
+    const job = this.run(record, info.attempt, user, info).catch((err) => {
       this.deps.logger.error('answer worker crashed', { key: record._id, ...errorLogFields(err) });
     });
     this.running.add(job);
-    void job.finally(() => this.running.delete(job));
+    this.jobs.set(job, info);
+    void job.finally(() => {
+      this.running.delete(job);
+      this.jobs.delete(job);
+    });
   }
 
   /** Resolves when every answer this process is producing has settled (tests, shutdown). */
   async idle(): Promise<void> {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
+  /** How many answers this process is producing now. */
+  get busy(): number {
+    return this.running.size;
+  }
+
+  /**
+   * The process is stopping (SIGTERM) and its grace period is over: stop every answer still being
+   * written and hand each back to the store (`Store.handOver`), stale at once, so another instance, or
+   * this one after its restart, asks again without waiting for STALE_AFTER_MS, and a deliberate
+   * restart does not count as a death. Waits at most `waitMs` for the stopped calls to wind down; an
+   * answer that settles meanwhile is kept (the hand-over only matches a question still pending).
+   */
+  async handOver(waitMs: number): Promise<number> {
+    const { store, logger } = this.deps;
+    const entries = [...this.jobs];
+    for (const [, info] of entries) {
+      info.handingOver = true;
+      info.stop.stop();
+    }
+    let handed = 0;
+    await Promise.race([
+      Promise.all(
+        entries.map(async ([job, info]) => {
+          await job;
+          await info.beating.catch(() => undefined);
+          if (await store.handOver(info.key, info.attempt).catch(() => false)) {
+            handed++;
+            logger.info('answer handed over: this process is stopping; another takes it over', { key: info.key, attempt: info.attempt });
+          }
+        }),
+      ),
+      new Promise((r) => setTimeout(r, waitMs).unref()),
+    ]);
+    return handed;
   }
 
   /**
@@ -159,7 +212,8 @@ export class AnswerWorker {
     const { store, clock, config, logger } = this.deps;
     const now = clock.now();
     const staleBefore = now - config.delivery.staleAfterMs;
-    if ((q.attempts ?? 1) >= MAX_ATTEMPTS) {
+    // A hand-over by a stopping process is no death: only the others count against the limit.
+    if ((q.attempts ?? 1) - (q.handovers ?? 0) >= MAX_ATTEMPTS) {
       const failed = await store.abandon(q, staleBefore, { kind: 'failed', code: 'worker_lost', status: 0, backendCode: '' }, now);
       if (failed) {
         logger.warn('answer abandoned: its worker died twice', { key: q._id });
@@ -188,11 +242,11 @@ export class AnswerWorker {
     return n;
   }
 
-  private async run(q: MessageRecord, attempt: number, known?: UserRecord | null): Promise<void> {
+  private async run(q: MessageRecord, attempt: number, known: UserRecord | null | undefined, job: Job): Promise<void> {
     const { store, clock, config, logger } = this.deps;
     const channel = this.deps.channels.forKey(q.user);
     const answerer = channel?.answerer ?? this.deps.answerer;
-    const stop = new Stop();
+    const stop = job.stop;
     // The model's text so far, and what of it may be shown (reasoning removed), worked out lazily.
     let raw = '';
     let shownFor = '';
@@ -208,6 +262,7 @@ export class AnswerWorker {
     let blocked: string | undefined;
     let saved = '';
     const beat = async () => {
+      if (job.handingOver) return;
       const text = visible();
       const progress = !blocked && text !== saved ? (saved = text) : undefined;
       const mine = await store.heartbeat(q._id, attempt, clock.now(), progress).catch((err) => {
@@ -217,7 +272,7 @@ export class AnswerWorker {
       // Cleared, deleted (unsubscribe) or taken over: nobody will read this answer.
       if (!mine) stop.stop();
     };
-    const timer = setInterval(() => void beat(), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
+    const timer = setInterval(() => void (job.beating = beat()), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
     // With the answer page on, the text so far reaches the store twice a second (only once a link
     // is out: lib/store/store.ts `saveProgress`), so a page on any instance can follow it; always, for
     // a channel whose platform asks for it (Channel.savesProgress). Never past a blocked word.
@@ -335,7 +390,7 @@ export class AnswerWorker {
     } catch (err) {
       await feed?.finish();
       if (stop.stopped) {
-        logger.info('answer stopped: the question was cleared or its user left', { key: q._id, attempt, ms: clock.now() - started });
+        if (!job.handingOver) logger.info('answer stopped: the question was cleared or its user left', { key: q._id, attempt, ms: clock.now() - started });
         return;
       }
       const done = await store.settle(q._id, attempt, { status: 'failed', failure: toFailure(err), backend: answerer.kind }, clock.now());

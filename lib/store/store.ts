@@ -93,10 +93,12 @@ export interface MessageRecord {
   /** The user's id, present only while they have not received all of it: the inbox is
    * `{inbox: user}`, indexed sparsely, so it costs the same however many records the user has. */
   inbox?: string;
-  /** Model calls made for this question: 1, or 2 after its worker died and it was taken over. */
+  /** Model calls made for this question: 1, and one more after each takeover (a worker that died, or one handed over by a stopping process). */
   attempts?: number;
   /** Last sign of life from the worker producing the answer; present only while pending. */
   heartbeatAt?: number;
+  /** Attempts handed over by a process that was stopped (SIGTERM) before they finished: not deaths. */
+  handovers?: number;
   placeholderSent?: boolean;
   conversationId?: string;
   messageId?: string;
@@ -469,6 +471,15 @@ export class Store {
       { _id: q._id, status: 'pending', attempts, heartbeatAt: { $lt: staleBefore } },
       { $set: { attempts: attempts + 1, heartbeatAt: now, answer: '' } },
     );
+  }
+
+  /**
+   * A process that is stopping hands an answer it could not finish back (lib/core/worker.ts
+   * `handOver`): stale at once, so the next sweep, delivery or `1` on any instance takes it over
+   * without waiting for STALE_AFTER_MS, and counted, so a deliberate restart is not a death.
+   */
+  async handOver(key: string, attempt: number): Promise<boolean> {
+    return (await this.messages.updateOne({ _id: key, status: 'pending', attempts: attempt }, { $set: { heartbeatAt: 0 }, $inc: { handovers: 1 } })) !== null;
   }
 
   /** Give up on a question whose workers died too often. */

@@ -196,6 +196,21 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect((await s.message('oT:1'))?.status).toBe('failed');
   });
 
+  it('a hand-over (a stopping process) makes the question stale at once, counted, only for its own attempt and only while pending', async () => {
+    const s = await open();
+    claimed(await s.claim(question('oHo:1', 'oHo', T0)));
+    expect(await s.handOver('oHo:1', 2)).toBe(false); // not this attempt's
+    expect(await s.heartbeat('oHo:1', 1, T0)).toBe(true);
+    expect(await s.handOver('oHo:1', 1)).toBe(true);
+    const q = (await s.message('oHo:1')) as MessageRecord;
+    expect(q).toMatchObject({ heartbeatAt: 0, handovers: 1, attempts: 1 });
+    // Stale at once: taken over however recent its last heartbeat was.
+    expect(await s.takeOver(q, T0 - 1, T0)).toMatchObject({ attempts: 2, handovers: 1 });
+    claimed(await s.claim(question('oHo:2', 'oHo', T0)));
+    await s.settle('oHo:2', 1, { status: 'answered', answer: 'a', pages: ['a'] }, T0);
+    expect(await s.handOver('oHo:2', 1)).toBe(false); // settled: nothing to hand over
+  });
+
   it('finds pending questions whose heartbeat is stale, and only those', async () => {
     const s = await open();
     claimed(await s.claim(question('oS:old', 'oS', T0 - 60_000)));

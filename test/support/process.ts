@@ -12,6 +12,8 @@ export interface ServerProcess {
   /** http://127.0.0.1:<port> */
   origin: string;
   output: string[];
+  /** Resolves with the exit code (null when a signal ended it) once the process has exited. */
+  exit: Promise<number | null>;
   kill9(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -63,12 +65,14 @@ export async function spawnServer(env: Record<string, string>, opts: { instance?
       reject(new Error(`server exited with ${code}:\n${output.join('')}`));
     });
   });
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const exited = exit.then(() => undefined);
   return {
     child,
     url: `${origin}/wechat`,
     origin,
     output,
+    exit,
     async kill9() {
       child.kill('SIGKILL');
       await exited;
