@@ -82,6 +82,8 @@ export interface Answerer {
   readonly kind: string;
   /** The backend keeps the conversation (Dify); otherwise the store's history is sent along. */
   readonly keepsConversation: boolean;
+  /** The base URL it calls, if any (`npm run doctor` reads the server's clock from its answers). */
+  readonly endpoint?: string | undefined;
   /** `transcribe` can work (Dify's `/audio-to-text`; OpenAI-compatible with OPENAI_TRANSCRIBE_MODEL). */
   readonly transcribes: boolean;
   /** Ask and stream the answer. */

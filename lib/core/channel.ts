@@ -24,6 +24,7 @@ import { SignatureError, failureText } from '../errors';
 import type { MessageRecord, Store } from '../store';
 import type { Clock } from '../util/clock';
 import type { Logger } from '../util/log';
+import type { Check } from '../util/checks';
 import type { Texts } from './texts';
 import type { PollSource } from './poller';
 
@@ -122,6 +123,12 @@ export interface Channel {
   readonly help: string;
   /** Health lines for the console. */
   health?(): Promise<HealthItem[]>;
+  /**
+   * What an owner checks before the platform finds out (`npm run doctor`, the console's checks
+   * page): its credentials accepted (a token fetch), its public URL answering as the platform expects.
+   * Each line passes or fails with the fix; nothing in the store changes.
+   */
+  selfCheck?(): Promise<Check[]>;
   /** Start and stop what runs by itself (timers); pollers are run by the app. */
   stop?(): void;
 }

@@ -4,6 +4,7 @@
  * both understand ($set, $unset, $inc, $max, $push, $pop; $lt, $exists, $in). Only lib/store/
  * uses it: every state change goes through a named operation of `Store` (lib/store/store.ts).
  */
+import type { Check } from '../util/checks';
 
 export type FilterValue = string | number | boolean | null | { $lt: number } | { $exists: boolean } | { $in: readonly (string | number)[] };
 export type Filter = Record<string, FilterValue>;
@@ -39,6 +40,8 @@ export interface Backend {
   readonly kind: 'embedded' | 'mongodb';
   collection<T extends { _id: string }>(name: string, indexes: readonly IndexSpec[]): Promise<Collection<T>>;
   close(): Promise<void>;
+  /** Checks that it behaves as the store needs, for `npm run doctor` and the console (lib/store/check.ts). */
+  check?(): Promise<Check[]>;
 }
 
 export interface IndexSpec {

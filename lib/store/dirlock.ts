@@ -86,6 +86,24 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
+/**
+ * Who holds the lock on `dir`, without taking it (`npm run doctor`): undefined when nobody does;
+ * `alive` false for a lock left by a process that is gone (the next start takes it over).
+ */
+export function lockHolder(dir: string): { pid: number; host: string; alive: boolean } | undefined {
+  const text = readText(join(dir, LOCK_FILE));
+  if (text === undefined) return undefined;
+  let holder: Holder;
+  try {
+    holder = JSON.parse(text) as Holder;
+  } catch {
+    return { pid: 0, host: '', alive: false };
+  }
+  if (typeof holder.pid !== 'number') return { pid: 0, host: '', alive: false };
+  const self = me();
+  return { pid: holder.pid, host: holder.host === self.host ? '' : holder.host, alive: holderLives(holder, self) };
+}
+
 export interface DirLock {
   readonly path: string;
   release(): void;

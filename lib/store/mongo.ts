@@ -5,6 +5,7 @@
  */
 import type { Db, MongoClient } from 'mongodb';
 import type { Backend, Collection, Filter, IndexSpec, Update } from './collection';
+import { mongoChecks } from './check';
 
 const DUPLICATE_KEY = 11000;
 
@@ -62,13 +63,14 @@ export function mongoBackend(db: Db, client?: MongoClient): Backend {
     async close() {
       await client?.close();
     },
+    check: () => mongoChecks(db),
   };
 }
 
 /** Connect with the official driver (self-hosted). */
-export async function connectMongo(uri: string, dbName: string | undefined): Promise<Backend> {
+export async function connectMongo(uri: string, dbName: string | undefined, opts: { timeoutMs?: number } = {}): Promise<Backend> {
   const { MongoClient } = await import('mongodb');
-  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 10_000 });
+  const client = new MongoClient(uri, { serverSelectionTimeoutMS: opts.timeoutMs ?? 10_000 });
   await client.connect();
   return mongoBackend(client.db(dbName), client);
 }

@@ -14,6 +14,7 @@ import { mkdirSync } from 'fs';
 import { join } from 'path';
 import type { Backend, Collection, Filter, IndexSpec, Update } from './collection';
 import { lockDirectory } from './dirlock';
+import { embeddedChecks } from './check';
 import { Journal, loadJournal, repairTornTail } from './journal';
 
 function wrap<T extends { _id: string }>(db: Datastore<T>, journal: Journal): Collection<T> {
@@ -117,6 +118,7 @@ export function nedbBackend(opts: NedbOptions | { inMemory: true }): Backend {
       open.push({ db: db as unknown as Datastore<{ _id: string }>, journal });
       return wrap(db, journal);
     },
+    ...('dataDir' in opts ? { check: async () => embeddedChecks(opts.dataDir, process.pid) } : {}),
     async close() {
       if (closed) return;
       closed = true;

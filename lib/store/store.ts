@@ -7,6 +7,7 @@
  * (a compare-and-set where a race is possible), written once over `Collection` for both backends
  * and covered by one conformance suite (test/store/conformance.test.ts).
  */
+import type { Check } from '../util/checks';
 import { createHash, randomBytes } from 'crypto';
 import type { FailureKind } from '../errors';
 import { StoreError } from '../errors';
@@ -343,6 +344,12 @@ export class Store {
 
   private changed(user: string): void {
     this.listeners.emit(user, undefined);
+  }
+
+  /** The backend's own checks (lib/store/check.ts): MongoDB's conformance pass, the embedded store's directory. */
+  async check(): Promise<Check[]> {
+    if (!this.backend.check) return [{ name: 'store', ok: undefined, detail: `${this.backend.kind}: this backend has no checks of its own` }];
+    return this.backend.check();
   }
 
   async close(): Promise<void> {

@@ -4,7 +4,8 @@
  * (findOneAndUpdate → a ModifyResult, duplicate _id → error code 11000, updateMany → matchedCount),
  * and evaluates filters and updates with NeDB in memory, which implements the same operators. It
  * tests our adapter's use of the driver, not MongoDB; the conformance suite runs against a real
- * server when MONGODB_URI is set.
+ * server when MONGODB_URI is set. `listIndexes` and `drop` answer as the driver does, for the
+ * doctor's conformance pass (lib/store/check.ts).
  */
 import Datastore from '@seald-io/nedb';
 import type { Db } from 'mongodb';
@@ -18,13 +19,25 @@ export function driver5Db(): { db: Db; collections: Map<string, Datastore<Doc>> 
     if (!c) collections.set(name, (c = new Datastore<Doc>({ inMemoryOnly: true })));
     return c;
   };
+  const indexes = new Map<string, { key: Record<string, 1>; name: string; sparse?: boolean; expireAfterSeconds?: number }[]>();
   const collection = (name: string) => {
     const c = get(name);
     return {
       async createIndex(spec: Record<string, 1>, opts: { name: string; expireAfterSeconds?: number; sparse?: boolean }) {
         const fieldName = Object.keys(spec)[0] as string;
         await c.ensureIndexAsync({ fieldName, ...(opts.expireAfterSeconds === undefined ? {} : { expireAfterSeconds: opts.expireAfterSeconds }), ...(opts.sparse ? { sparse: true } : {}) });
+        const list = indexes.get(name) ?? [{ key: { _id: 1 }, name: '_id_' }];
+        if (!list.some((ix) => ix.name === opts.name)) list.push({ key: spec, name: opts.name, ...(opts.sparse ? { sparse: true } : {}), ...(opts.expireAfterSeconds === undefined ? {} : { expireAfterSeconds: opts.expireAfterSeconds }) });
+        indexes.set(name, list);
         return opts.name;
+      },
+      listIndexes() {
+        return { toArray: async () => [...(indexes.get(name) ?? [{ key: { _id: 1 }, name: '_id_' }])] };
+      },
+      async drop() {
+        collections.delete(name);
+        indexes.delete(name);
+        return true;
       },
       async insertOne(doc: Doc) {
         try {

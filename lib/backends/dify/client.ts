@@ -212,6 +212,7 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
 
   return {
     kind: 'dify',
+    endpoint: opts.baseUrl,
     keepsConversation: true,
     transcribes: true,
     async chat(req, hooks = {}) {

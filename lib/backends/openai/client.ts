@@ -94,6 +94,7 @@ export function createOpenAIClient(config: OpenAISettings): Answerer {
   };
   return {
     kind: 'openai',
+    endpoint: config.baseUrl,
     keepsConversation: false,
     transcribes: config.transcribeModel !== undefined,
     async chat(req, hooks = {}) {
