@@ -31,7 +31,8 @@ import { CONSOLE_JS } from './assets';
 import { clientAddress, failuresKey } from './client';
 import { uplotAsset } from './uplot';
 import type { MenuData, Shell } from './views';
-import { STATUSES, consoleUrls, healthPage, menuPage, overviewPage, recordPage, tryPage } from './views';
+import { STATUSES, consoleUrls, doctorPage, healthPage, menuPage, overviewPage, recordPage, tryPage } from './views';
+import { runChecks } from '../doctor';
 
 export interface ConsoleRequest {
   method: string;
@@ -314,6 +315,14 @@ export function createConsoleHandler(deps: ConsoleDeps) {
     return [...items, ...perChannel.flat()];
   }
 
+  /** `npm run doctor`'s checks, run by this server on its own store (on laf: laf's MongoDB, driver 5). */
+  async function doctor() {
+    const channels = userChannels();
+    const backends = new Map<Answerer, string[]>([[deps.answerer, []]]);
+    for (const c of channels) backends.set(c.answerer, [...(backends.get(c.answerer) ?? []), c.name]);
+    return runChecks({ config, channels, backends, store: () => store.check(), clock });
+  }
+
   async function tryIt(req: ConsoleRequest): Promise<ConsoleResponse> {
     const text = (req.form['text'] ?? '').trim();
     if (text === '' || text.length > TRY_MAX_CHARS) return json(400, { error: `text must be 1 to ${TRY_MAX_CHARS} characters` });
@@ -397,6 +406,8 @@ export function createConsoleHandler(deps: ConsoleDeps) {
         return html(200, '健康', healthPage(s, await health()));
       case '/api/health':
         return json(200, { items: await health() });
+      case '/doctor':
+        return html(200, '检查', doctorPage(s, await doctor()));
       case '/api/follow': {
         const key = unseal(req.query['r'] ?? '');
         return key ? deps.follow(key, req.lastEventId ?? req.query['from']) : json(404, { status: 'gone' });

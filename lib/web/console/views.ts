@@ -2,6 +2,7 @@
  * The console's pages as HTML (docs/console.md): pure functions of what the handler read. Every
  * value from the store, the config or WeChat is escaped here; nothing here reads or writes state.
  */
+import type { Check } from '../../util/checks';
 import type { KeywordReplies } from '../../core/settings';
 import type { Menu, MenuButton } from '../../channels/wechat-oa/menu';
 import { WECHAT_ERRORS } from '../../channels/wechat-oa/api';
@@ -224,5 +225,25 @@ export function healthPage(s: Shell, items: readonly HealthItem[]): string {
   const rows = items
     .map((i) => `<tr><th>${escapeHtml(i.name)}</th><td class="${i.ok === false ? 'failed' : i.ok ? 'ok' : ''}">${i.ok === false ? '✗' : i.ok ? '✓' : '–'}</td><td>${escapeHtml(i.text)}</td></tr>`)
     .join('');
-  return `${nav(s, '/health')}<h1>健康</h1>` + table('<tr><th>项目</th><th></th><th>状态</th></tr>', rows, '', 3);
+  return (
+    `${nav(s, '/health')}<h1>健康</h1>` +
+    table('<tr><th>项目</th><th></th><th>状态</th></tr>', rows, '', 3) +
+    `<p><a href="${escapeHtml(s.u('/doctor'))}">运行完整检查</a>（与 <code>npm run doctor</code> 相同：凭据、服务器 URL、存储的一致性、时钟、PUBLIC_URL；需要几秒）</p>`
+  );
+}
+
+/** The checks of `npm run doctor`, run by this server (lib/web/doctor.ts). */
+export function doctorPage(s: Shell, checks: readonly Check[]): string {
+  const failed = checks.filter((c) => c.ok === false).length;
+  const rows = checks
+    .map(
+      (c) =>
+        `<tr><th>${escapeHtml(c.name)}</th><td class="${c.ok === false ? 'failed' : c.ok ? 'ok' : ''}">${c.ok === false ? '✗' : c.ok ? '✓' : '–'}</td>` +
+        `<td>${escapeHtml(c.detail)}${c.fix && c.ok !== true ? `<br><small>怎么办：${escapeHtml(c.fix)}</small>` : ''}</td></tr>`,
+    )
+    .join('');
+  return (
+    `${nav(s, '/health')}<h1>检查</h1><p>${failed === 0 ? `全部 ${checks.length} 项通过。` : `${checks.length} 项中 ${failed} 项未通过。`}</p>` +
+    table('<tr><th>项目</th><th></th><th>结果</th></tr>', rows, '', 3)
+  );
 }

@@ -369,6 +369,28 @@ describe('the admin function on laf', () => {
   });
 });
 
+describe('the admin function on laf: the checks page', () => {
+  it('runs npm run doctor’s checks on laf’s MongoDB (driver 5.9 shapes) and removes its temporary collection', async () => {
+    const ADMIN = 'laf-console-token-doctor-0123456789';
+    Object.assign(process.env, { ADMIN_TOKEN: ADMIN });
+    const server = await serveLafOverExpress({ admin: load('admin') });
+    try {
+      const login = await fetch(`${server.url}/admin?p=/login`, { method: 'POST', body: `token=${ADMIN}`, headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, redirect: 'manual' });
+      const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
+      const health = await (await fetch(`${server.url}/admin?p=/health`, { headers: { cookie } })).text();
+      expect(health).toContain('href="/admin?p=%2Fdoctor"');
+      const page = await (await fetch(`${server.url}/admin?p=/doctor`, { headers: { cookie } })).text();
+      for (const name of ['create', 'unique key refused', 'find-and-update result', '\\$push with \\$slice', 'sparse index', 'TTL index', 'conformance pass']) {
+        expect(page).toMatch(new RegExp(`<th>MongoDB: ${name}</th><td class="ok">✓`));
+      }
+      expect([...mongo.collections.keys()].filter((n) => n.startsWith('wdb_doctor_'))).toEqual([]);
+    } finally {
+      await server.close();
+      delete process.env['ADMIN_TOKEN'];
+    }
+  });
+});
+
 describe('the admin function on laf: failed logins', () => {
   it('are counted by the address of laf’s request (its socket: laf’s gateway), or TRUSTED_PROXY_HEADER’s; the right token always logs in', async () => {
     const ADMIN = 'laf-console-token-limit-0123456789';

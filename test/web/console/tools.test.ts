@@ -185,6 +185,16 @@ describe('the health page', () => {
     const page = await (await fetch(`${h.origin}/admin/health`, { headers: { cookie: s.cookie } })).text();
     expect(page).toContain('<h1>健康</h1>');
     expect((await call(`${h.origin}/admin/api/health`)).status).toBe(401);
+    // The health page links npm run doctor's checks, run by this server on its own store.
+    expect(page).toContain('href="/admin/doctor"');
+    const checks = await (await fetch(`${h.origin}/admin/doctor`, { headers: { cookie: s.cookie } })).text();
+    expect(checks).toContain('<h1>检查</h1>');
+    expect(checks).toMatch(/<th>model backend<\/th><td class="ok">✓<\/td><td>dify: app reachable, key accepted/);
+    expect(checks).toMatch(/<th>微信公众号: AppID\/AppSecret<\/th><td class="ok">✓/);
+    // The store checks itself: a running server holds its own lock.
+    expect(checks).toMatch(/<th>embedded store: lock<\/th><td class="ok">✓<\/td><td>held by this server/);
+    for (const t of api.issued) expect(checks).not.toContain(t);
+    expect((await call(`${h.origin}/admin/doctor`)).status).not.toBe(200);
   });
 
   it('names a backend that refuses the key, with its code', async () => {
