@@ -153,9 +153,12 @@ export function createHttpServer(opts: ServerOptions): Server {
           return;
         }
         let body = '';
-        if (req.method === 'POST') {
+        // Any body is read (a POST's) or drained (another method's) before the answer: answering
+        // while the client still sends makes newer Node versions reset the connection (no answer).
+        if (req.method === 'POST' || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) {
           try {
-            body = await readBody(req, opts.maxBodyBytes);
+            const read = await readBody(req, opts.maxBodyBytes);
+            if (req.method === 'POST') body = read;
           } catch (err) {
             if (!(err instanceof BodyTooLarge)) throw err;
             res.setHeader('Connection', 'close');
