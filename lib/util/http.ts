@@ -128,8 +128,36 @@ function tunnel(proxy: URL, target: URL, done: (err: Error | null, socket?: Dupl
   req.end();
 }
 
-/** Start `req`; `onResponse` gets the answer's head, `onError` anything that fails before or during it. */
-function start(req: OutRequest, onResponse: (res: IncomingMessage) => void, onError: (err: Error) => void): http.ClientRequest | undefined {
+/**
+ * Start `req`; `onResponse` gets the answer's head, `onError` anything that fails before or during it.
+ * A kept-alive connection that the server closed just as it was reused fails with ECONNRESET before
+ * any answer: the request never reached the server, so it is sent once more on a fresh connection, as
+ * Node's documentation advises (`request.reusedSocket`). The handle destroys whichever request is current.
+ */
+function start(req: OutRequest, onResponse: (res: IncomingMessage) => void, onError: (err: Error) => void): { destroy(): void } | undefined {
+  let current: http.ClientRequest | undefined;
+  let answered = false;
+  const handle = { destroy: () => current?.destroy() };
+  const once = (retry: boolean): boolean => {
+    const out = send(req, (res) => {
+      answered = true;
+      onResponse(res);
+    }, (err) => {
+      if (retry && !answered && current?.reusedSocket && (err as { code?: string }).code === 'ECONNRESET') {
+        once(false);
+        return;
+      }
+      onError(asNetworkError(err));
+    });
+    if (!out) return false;
+    current = out;
+    return true;
+  };
+  return once(true) ? handle : undefined;
+}
+
+/** One request as `start` describes; undefined (and `onError` told) when it cannot even start. */
+function send(req: OutRequest, onResponse: (res: IncomingMessage) => void, onError: (err: Error) => void): http.ClientRequest | undefined {
   let out: http.ClientRequest;
   try {
     const url = new URL(req.url);
@@ -156,7 +184,7 @@ function start(req: OutRequest, onResponse: (res: IncomingMessage) => void, onEr
     } else {
       out = (secure ? https : http).request(url, { method, headers }, onResponse);
     }
-    out.on('error', (err) => onError(asNetworkError(err)));
+    out.on('error', onError);
     out.end(body);
     return out;
   } catch (err) {

@@ -123,6 +123,25 @@ describe('call', () => {
   });
 });
 
+describe('a kept-alive connection the server closed', () => {
+  it('is retried once on a fresh connection when reusing it is reset before any answer; a fresh connection reset is an error', async () => {
+    const perSocket = new WeakMap<object, number>();
+    let requests = 0;
+    const { url } = await serve((req, res) => {
+      requests++;
+      const n = (perSocket.get(req.socket) ?? 0) + 1;
+      perSocket.set(req.socket, n);
+      // The server gave up on the idle connection just as the client reused it.
+      if (n > 1 || req.url === '/always-reset') return void req.socket.resetAndDestroy();
+      res.end(`ok ${requests}`);
+    });
+    expect((await call({ url: `${url}/a`, timeoutMs: 5000 })).body.toString()).toBe('ok 1');
+    expect((await call({ method: 'POST', url: `${url}/b`, body: 'x', timeoutMs: 5000 })).body.toString()).toBe('ok 3');
+    expect(requests).toBe(3); // the reset one, then the same request once more
+    await expect(call({ url: `${url}/always-reset`, timeoutMs: 5000, headers: { Connection: 'close' } })).rejects.toMatchObject({ code: 'ECONNRESET' });
+  });
+});
+
 describe('open', () => {
   it('resolves on the head and streams the body as it comes', async () => {
     let push: ((s: string) => void) | undefined;
