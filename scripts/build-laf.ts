@@ -82,7 +82,7 @@ if (require.main === module) {
   buildLaf(out).then(
     (fns) => {
       for (const f of fns) console.log(`${f.file}  ${(f.bytes / 1024).toFixed(1)} KB`);
-      console.log(`laf project in ${out}: cd there, then laf app init / laf dep push / laf func push (README "Deploy to laf").`);
+      console.log(`laf project in ${out}: cd there, then laf app init / laf dep push / laf func push (README "Deploy to laf / sealaf").`);
     },
     (err: unknown) => {
       console.error(err);

@@ -20,7 +20,7 @@ export const CORE_VARIABLES = [
   'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'STALE_AFTER_MS', 'POLL_MS', 'POLLER_TAKEOVER_S', 'SIGNATURE_TOLERANCE_S',
   'STORE', 'MONGODB_URI', 'MONGODB_DB', 'STATS_UTC_OFFSET_MIN', 'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'STOP_GRACE_S',
   'BOT_TEXTS', 'KEYWORD_REPLIES', 'LOG_LEVEL', 'LOG_FORMAT', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
-  'ADMIN_TOKEN', 'TRUSTED_PROXY_HEADER', 'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
+  'ADMIN_TOKEN', 'TRUSTED_PROXY_HEADER', 'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT', 'IS_SEALAF',
   'CITATIONS', 'IMAGE_WINDOW_S', 'IMAGE_PROMPT', 'MEDIA_MAX_BYTES',
   'RATE_LIMIT', 'DAILY_QUESTION_BUDGET', 'ALLOWED_USERS', 'BLOCKED_USERS', 'BLOCKED_WORDS', 'BLOCKED_WORDS_FILE',
   ...PROXY_VARIABLES,
@@ -279,9 +279,12 @@ export type CommandName = (typeof COMMAND_NAMES)[number];
 
 /**
  * laf serves each app at https://<appid>.<domain>, and its storage at https://oss.<domain>
- * (docs/laf.md): with APPID and OSS_EXTERNAL_ENDPOINT the app's own URL can be derived.
+ * (docs/laf.md): with APPID and OSS_EXTERNAL_ENDPOINT the app's own URL can be derived. Not on
+ * sealaf (IS_SEALAF=true: laf inside Sealos), whose storage is Sealos' own (objectstorageapi.…) and
+ * whose app domains (`<appid>.sealos<region>.site`) no variable names: there PUBLIC_URL must be set.
  */
 export function lafPublicUrl(env: Env<CoreVariable>): string | undefined {
+  if (env.bool('IS_SEALAF', false)) return undefined;
   const appId = env.str('APPID') ?? env.str('APP_ID');
   const oss = /^(https?):\/\/oss\.([a-z0-9.-]+?)\/?$/i.exec(env.str('OSS_EXTERNAL_ENDPOINT') ?? '');
   if (!appId || !/^[a-z0-9-]+$/i.test(appId) || !oss) return undefined;
@@ -309,9 +312,11 @@ function pageConfig(env: Env<CoreVariable>, platform: 'node' | 'laf'): PageConfi
   if (!wanted) return { enabled: false, ...base };
   if (!publicUrl) {
     const warning =
-      platform === 'laf'
-        ? 'answer page off: set PUBLIC_URL to this app\'s address (e.g. https://<appid>.laf.run); it could not be derived from APPID and OSS_EXTERNAL_ENDPOINT'
-        : 'answer page off: set PUBLIC_URL to the address WeChat users can open (e.g. https://bot.example.com), or ANSWER_PAGE=off to silence this';
+      platform !== 'laf'
+        ? 'answer page off: set PUBLIC_URL to the address WeChat users can open (e.g. https://bot.example.com), or ANSWER_PAGE=off to silence this'
+        : env.bool('IS_SEALAF', false)
+          ? 'answer page off: on sealaf set PUBLIC_URL to this app\'s address, https://<appid>.sealos<region>.site as the function list shows it (e.g. https://abc1234567.sealosbja.site), or ANSWER_PAGE=off'
+          : 'answer page off: set PUBLIC_URL to this app\'s address (e.g. https://<appid>.laf.run); it could not be derived from APPID and OSS_EXTERNAL_ENDPOINT';
     return { enabled: false, ...base, warning };
   }
   return { enabled: true, ...base };

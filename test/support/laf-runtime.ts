@@ -165,7 +165,7 @@ export interface LafResponse {
  */
 export async function invokeLaf(
   mod: Record<string, unknown>,
-  req: { method: string; query: Record<string, string>; rawXml?: string; headers?: Record<string, string> },
+  req: { method: string; query: Record<string, string>; rawXml?: string; json?: string; headers?: Record<string, string> },
 ): Promise<LafResponse> {
   const fn = (mod['default'] ?? mod['main']) as ((ctx: unknown) => Promise<unknown>) | undefined;
   if (typeof fn !== 'function') throw new Error('laf finds no default export or main in the function');
@@ -191,6 +191,10 @@ export async function invokeLaf(
     headers['content-type'] ??= 'text/xml';
     body = await xmlBodyParser(req.rawXml); // malformed XML would be a 400 from laf before the function runs
     request['rawBody'] = req.rawXml;
+  } else if (req.json !== undefined) {
+    // express.json: parsed into ctx.body, no raw copy kept (a 64-bit number rounds here, as on laf).
+    headers['content-type'] ??= 'application/json';
+    body = JSON.parse(req.json) as unknown;
   }
   const ctx = { __function_name: 'wechat', requestId: 'test-request', query: req.query, body, headers, method: req.method, user: null, request, response };
   const result = await fn(ctx);

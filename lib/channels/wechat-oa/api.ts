@@ -130,7 +130,7 @@ export const WECHAT_ERRORS: Readonly<Record<number, string>> = {
   40054: 'a sub-button url is invalid',
   40055: 'a button url is invalid',
   40125: 'WECHAT_APPSECRET is wrong',
-  40164: "this machine's IP is not on the account's IP whitelist (公众号后台 → 基本配置 → IP白名单)",
+  40164: "this machine's IP is not on the account's IP whitelist (微信开发者平台 → 我的业务 → 公众号 → 基础信息 → 开发密钥 → IP白名单)",
   40003: 'not an OpenID of this account',
   40007: 'the media_id is invalid or expired (temporary media are kept 3 days)',
   45015: 'the user has not written to the account in the last 48 hours',

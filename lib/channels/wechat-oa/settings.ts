@@ -125,7 +125,7 @@ export function wechatOaSettings(whole: Env, ctx: SettingsContext): WechatOaSett
 /** What `npm run menu` needs: the account's credentials and the menu, without the bot's other settings. */
 export function loadMenuSettings(raw: Readonly<Record<string, string | undefined>>): { appId: string; appSecret: string; apiBase: string; menu: Menu | undefined } {
   const env = Env.of(raw).only(WECHAT_OA_VARIABLES);
-  const appId = env.required('WECHAT_APPID', 'the account\'s AppID (公众号后台 → 设置与开发 → 基本配置)');
+  const appId = env.required('WECHAT_APPID', 'the account\'s AppID (微信开发者平台 → 我的业务 → 公众号 → 基础信息)');
   const appSecret = env.required('WECHAT_APPSECRET', 'the account\'s AppSecret (same page; the menu API needs it)');
   const keys = env.json('MENU_KEYS', parseMenuKeys, {});
   return { appId, appSecret, apiBase: env.url('WECHAT_API_BASE', 'https://api.weixin.qq.com'), menu: menuDefinition(env, keys) };

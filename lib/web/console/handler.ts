@@ -157,7 +157,7 @@ export function createConsoleHandler(deps: ConsoleDeps) {
   const token = config.console.token;
   const secure = (config.page.publicUrl ?? '').startsWith('https://');
   const u = consoleUrls(config.page.routes);
-  const NEEDS_APP = '需要设置 WECHAT_APPID 和 WECHAT_APPSECRET（公众号后台 → 基本配置），控制台才能读取和发布菜单。';
+  const NEEDS_APP = '需要设置 WECHAT_APPID 和 WECHAT_APPSECRET（微信开发者平台 → 我的业务 → 公众号 → 基础信息 → 开发密钥），控制台才能读取和发布菜单。';
 
   const html = (status: number, title: string, main: string, opts: { extra?: Record<string, string>; scripts?: boolean } = {}): ConsoleResponse => ({
     status,

@@ -17,6 +17,7 @@ import { startOpenAISim } from '../../../lib/sim/openai-sim';
 import type { DifySim } from '../../../lib/sim/dify-sim';
 import { sha1Signature } from '../../../lib/channels/wxbiz/signature';
 import { parseXmlFields } from '../../../lib/channels/wechat-oa/xml';
+import { loadConfig } from '../../../lib/config';
 import { driver5Db } from '../../support/driver5-db';
 import { DIFY_KEY, TIMINGS, TOKEN, eventually } from '../../support/harness';
 import { invokeLaf, lafDependencies, lafTranspile, loadLafFunction, serveLafOverExpress, ts49SyntaxErrors, xmlBodyParser } from '../../support/laf-runtime';
@@ -293,6 +294,53 @@ describe('the answer function on laf', () => {
       for (const k of ['APPID', 'OSS_EXTERNAL_ENDPOINT', 'PLACEHOLDER_MODE', 'REPLY_DEADLINE_MS']) delete process.env[k];
       Object.assign(process.env, TIMINGS);
     }
+  });
+});
+
+describe('sealaf (laf inside Sealos: the same runtime image, Node 20.10, driver 5.9)', () => {
+  const SEALAF = { IS_SEALAF: 'true', APPID: 'abc1234567', OSS_EXTERNAL_ENDPOINT: 'https://objectstorageapi.bja.sealos.run' };
+
+  it('cannot derive the app’s URL (no variable names its domain): the answer page stays off and says to set PUBLIC_URL', async () => {
+    const config = loadConfig({ WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, ...SEALAF }, { platform: 'laf' });
+    expect(config.page).toMatchObject({ enabled: false, publicUrl: undefined });
+    expect(config.page.warning).toContain('on sealaf set PUBLIC_URL');
+    expect(config.page.warning).toContain('.sealosbja.site');
+    // Even an endpoint shaped like laf.run's derives nothing once IS_SEALAF says where this runs.
+    expect(loadConfig({ WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, ...SEALAF, OSS_EXTERNAL_ENDPOINT: 'https://oss.laf.run' }, { platform: 'laf' }).page.publicUrl).toBeUndefined();
+    Object.assign(process.env, SEALAF, { PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '100' });
+    try {
+      const off = parseXmlFields((await deliverLaf(load('wechat'), textXml('oSealOff', '慢'))).body, 1 << 20)['Content'] ?? '';
+      expect(off).toContain('正在思考');
+      expect(off).not.toContain('<a href=');
+      process.env['PUBLIC_URL'] = 'https://abc1234567.sealosbja.site';
+      const on = parseXmlFields((await deliverLaf(load('wechat'), textXml('oSealOn', '慢'))).body, 1 << 20)['Content'] ?? '';
+      expect(/<a href="([^"]+)">/.exec(on)?.[1]).toMatch(/^https:\/\/abc1234567\.sealosbja\.site\/answer\?t=[A-Za-z0-9_-]{22}$/);
+    } finally {
+      for (const k of [...Object.keys(SEALAF), 'PUBLIC_URL', 'PLACEHOLDER_MODE', 'REPLY_DEADLINE_MS']) delete process.env[k];
+      Object.assign(process.env, TIMINGS);
+    }
+  });
+
+  it('answers WeChat’s URL check through the runtime’s Express response: 200, text/plain, exactly the echostr', async () => {
+    const server = await serveLafOverExpress({ wechat: load('wechat') });
+    try {
+      const res = await fetch(`${server.url}/wechat?${new URLSearchParams({ ...signedQuery(), echostr: '4375120948345356249' }).toString()}`, { headers: { 'User-Agent': 'Mozilla/4.0' } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+      expect(Buffer.from(await res.arrayBuffer()).equals(Buffer.from('4375120948345356249'))).toBe(true);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('reads a push in JSON from the parsed body (laf keeps no raw copy of JSON) and answers in JSON; debug_demo gets success', async () => {
+    const wechat = load('wechat');
+    const ts = Math.floor(Date.now() / 1000);
+    const r = await invokeLaf(wechat, { method: 'POST', query: signedQuery(), json: `{"ToUserName":"gh_laf","FromUserName":"oLafJson","CreateTime":${ts},"MsgType":"text","Content":"你好 JSON","MsgId":${(msgId++).toString()}}` });
+    expect(r.headers['content-type']).toMatch(/^application\/json/);
+    expect(JSON.parse(r.body)).toMatchObject({ ToUserName: 'oLafJson', Content: 'laf:你好 JSON' });
+    const demo = await invokeLaf(wechat, { method: 'POST', query: signedQuery(), json: `{"ToUserName":"gh_laf","FromUserName":"oLafDemo","CreateTime":${ts},"MsgType":"event","Event":"debug_demo","debug_str":"hello world"}` });
+    expect(demo.body).toBe('success');
   });
 });
 
