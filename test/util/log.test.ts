@@ -79,7 +79,8 @@ function serverOutput(env: Record<string, string>, terminal: boolean): Promise<s
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
-    child.on('exit', () => {
+    // 'close', not 'exit': the pipes close once the server under the shell has exited too (and closed its store).
+    child.on('close', () => {
       clearTimeout(timer);
       resolve(out);
     });
