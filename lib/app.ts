@@ -138,7 +138,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     answerer,
     delivery: 'reply',
     window: like?.window ?? { deliveries: 1, timeoutMs: config.delivery.replyDeadlineMs + 500 },
-    pages: like ? (a) => like.pages(a) : (a) => paginate(markdownToText(a), 1800, config.texts.pageHint),
+    pages: like ? (a, p) => like.pages(a, p) : (a) => paginate(markdownToText(a), 1800, config.texts.pageHint),
     carries: { images: false, files: false },
     help: config.texts.help,
   };

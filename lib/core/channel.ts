@@ -21,7 +21,7 @@ import type { Env } from './env';
 import type { CoreConfig } from './settings';
 import { parseKey } from './keys';
 import { SignatureError, failureText } from '../errors';
-import type { MessageRecord, Store } from '../store';
+import type { AnswerPart, MessageRecord, Store } from '../store';
 import type { Clock } from '../util/clock';
 import type { Logger } from '../util/log';
 import type { Texts } from './texts';
@@ -98,8 +98,12 @@ export interface Channel {
   readonly delivery: 'reply' | 'send';
   /** `reply` channels: how the platform delivers a message (how many times, how long it waits for each). */
   readonly window?: { deliveries: number; timeoutMs: number } | undefined;
-  /** The messages a settled answer (Markdown) is sent as, in order. */
-  pages(answer: string): string[];
+  /**
+   * The messages a settled answer (Markdown) is sent as, in order. `parts`: its files (docs/rich-answers.md),
+   * which a channel that carries them sends besides the text (their Markdown pictures need not repeat
+   * in the text: lib/text/markdown.ts `withoutImages`).
+   */
+  pages(answer: string, parts: readonly AnswerPart[]): string[];
   /** `send` channels: send a settled answer, once (lib/core/worker.ts calls it; so does the recovery sweep). */
   deliver?(questionKey: string): Promise<void>;
   readonly progress?: Progressive | undefined;

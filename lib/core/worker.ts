@@ -9,15 +9,15 @@
 import type { Clock } from '../util/clock';
 import type { CoreConfig } from './settings';
 import { fill } from '../text/fill';
-import type { Answer, Answerer, ImageInput, QuestionFacts, Turn } from './answerer';
+import type { Answer, AnswerFile, Answerer, ImageInput, QuestionFacts, Turn } from './answerer';
 import type { Channel } from './channel';
 import type { WordFilter } from '../text/filter';
 import { InputError, MediaError, ModelError, errorLogFields } from '../errors';
 import type { LiveAnswers } from './live';
 import type { Logger } from '../util/log';
 import { Stop } from '../util/stop';
-import type { Failure, MessageRecord, Settlement, Store, UserRecord } from '../store';
-import { markdownToText } from '../text/markdown';
+import type { AnswerPart, Failure, MessageRecord, Settlement, Store, UserRecord } from '../store';
+import { imagesIn, markdownToText } from '../text/markdown';
 import { visibleAnswer } from '../text/reasoning';
 import { splitByLength } from '../text/paging';
 
@@ -34,6 +34,17 @@ export interface WorkerDeps {
   live?: LiveAnswers | undefined;
   /** BLOCKED_WORDS: answers containing one are replaced, and never shown while being written. */
   filter?: WordFilter | undefined;
+}
+
+/**
+ * The files that are part of an answer (docs/rich-answers.md): those the backend reported, then the
+ * pictures its Markdown shows, once each, at most `max` (the rest stay links in the text).
+ */
+export function answerParts(files: readonly AnswerFile[], markdown: string, max: number): AnswerPart[] {
+  const parts: AnswerPart[] = [];
+  for (const f of files) if (!parts.some((p) => p.url === f.url)) parts.push({ url: f.url, kind: f.kind, ...(f.name ? { name: f.name } : {}), ...(f.mime ? { mime: f.mime } : {}), ...(f.size !== undefined ? { size: f.size } : {}) });
+  for (const img of imagesIn(markdown)) if (!parts.some((p) => p.url === img.url)) parts.push({ url: img.url, kind: 'image', ...(img.alt ? { name: img.alt.slice(0, 80) } : {}) });
+  return parts.slice(0, max);
 }
 
 /** The messages of an answer whose channel is gone (its settings removed since it was asked). */
@@ -296,11 +307,15 @@ export class AnswerWorker {
       const cut = answer.cut === 'length' ? config.texts.answerCut : answer.cut === 'content_filter' ? config.texts.answerFiltered : '';
       const sources = badWord === undefined && config.citations && answer.citations?.length ? sourcesList(answer.citations, config.texts.sourcesTitle) : '';
       const full = shownAnswer ? [heard, picture.note ?? '', shownAnswer, cut, sources].filter(Boolean).join('\n\n') : shownAnswer;
+      // Files the backend made and pictures the answer shows (never those of a replaced answer).
+      const parts = badWord === undefined ? answerParts(answer.files ?? [], shownAnswer, config.media.maxPerAnswer) : [];
       let result: Settlement;
-      if (markdownToText(full)) {
-        // Cut into the channel's own messages (WeChat's pages, LINE's and Discord's lengths).
-        const pages = channel ? channel.pages(full) : fallbackPages(full);
-        result = { status: 'answered', answer: full, pages };
+      if (markdownToText(full) || parts.length > 0) {
+        // Cut into the channel's own messages (WeChat's pages, LINE's and Discord's lengths); an answer
+        // that is only pictures still has one message, naming them.
+        let pages = channel ? channel.pages(full, parts) : fallbackPages(full);
+        if (pages.length === 0 || pages.every((p) => !p.trim())) pages = [parts.map((p) => (p.kind === 'image' ? '[图片]' : `[${p.name ?? '文件'}]`)).join(' ')];
+        result = { status: 'answered', answer: full, pages, ...(parts.length > 0 ? { parts } : {}) };
         if (answer.conversationId) result.conversationId = answer.conversationId;
         if (answer.messageId) result.messageId = answer.messageId;
         if (answer.usage) result.usage = answer.usage;

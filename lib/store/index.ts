@@ -10,7 +10,7 @@ import { connectMongo, mongoBackend } from './mongo';
 import { Store } from './store';
 
 export { Store, INBOX_MAX, RETENTION_DAYS, TEST_USER, isTestUser, pageCount, statCount, statKey } from './store';
-export type { Turn, Usage, MessageRecord, UserRecord, KvRecord, QuestionStatus, Failure, Settlement, ClaimResult, StatsRecord, PushAttempt, PictureRef, CountWindow, Admission } from './store';
+export type { AnswerPart, Turn, Usage, MessageRecord, UserRecord, KvRecord, QuestionStatus, Failure, Settlement, ClaimResult, StatsRecord, PushAttempt, PictureRef, CountWindow, Admission } from './store';
 
 /** Where the store lives (README "Configuration": STORE, MONGODB_URI, MONGODB_DB, DATA_DIR, STATS_UTC_OFFSET_MIN). */
 export interface StoreSettings {

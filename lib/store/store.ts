@@ -120,6 +120,8 @@ export interface MessageRecord {
   pushes?: PushAttempt[];
   /** The picture the question is about (it was sent just before, or with IMAGE_PROMPT). */
   image?: PictureRef;
+  /** Files that are part of the answer: pictures the model made or showed (docs/rich-answers.md). */
+  parts?: AnswerPart[];
   /** A voice message WeChat did not transcribe: the worker transcribes it, then `question` is set. */
   voice?: { mediaId: string; format: string };
   /** What kind of message asked (DIFY_INPUTS `{msgType}`, `{eventKey}`). */
@@ -133,6 +135,19 @@ export interface MessageRecord {
   outbox?: string;
   /** `send` channels: sends that failed before anything reached the user (retried by the sweep, a few times). */
   sendFailures?: number;
+}
+
+/** A file that is part of an answer (docs/rich-answers.md), kept with it. */
+export interface AnswerPart {
+  url: string;
+  kind: 'image' | 'file';
+  name?: string;
+  mime?: string;
+  size?: number;
+  /** How each channel (by name) delivered it, or why it could not: the console's record view shows it. */
+  sent?: Record<string, string>;
+  /** Copies a platform keeps for us (WeChat's temporary media, 3 days), by channel: their id and until when. */
+  cached?: Record<string, { id: string; until: number }>;
 }
 
 /** A picture a user sent: WeChat's PicUrl and the MediaId to download it with. */
@@ -192,7 +207,7 @@ export interface KvRecord {
 
 /** What the worker saves when an answer settles (`backend`: which answered; `firstTextAt`: its first text). */
 export type Settlement = { backend?: string; firstTextAt?: number } & (
-  | { status: 'answered'; answer: string; pages: string[]; conversationId?: string; messageId?: string; usage?: Usage }
+  | { status: 'answered'; answer: string; pages: string[]; parts?: AnswerPart[]; conversationId?: string; messageId?: string; usage?: Usage }
   | { status: 'failed'; failure: Failure; answer?: string }
 );
 
@@ -676,6 +691,16 @@ export class Store {
   private async unsubscribedAfter(user: string, sentAt: number): Promise<boolean> {
     const t = await this.kv.findOne({ _id: tombstoneKey(user) });
     return t !== null && Number(t.value) >= sentAt;
+  }
+
+  /** How `channel` delivered part `index` of the answer, or why it could not (the console shows it). */
+  async notePart(key: string, index: number, channel: string, outcome: string): Promise<void> {
+    await this.messages.updateOne({ _id: key, [`parts.${index}`]: { $exists: true } }, { $set: { [`parts.${index}.sent.${statKey(channel)}`]: outcome.slice(0, 200) } });
+  }
+
+  /** A platform keeps a copy of part `index` for `channel` (its id) until `until`: reuse it meanwhile. */
+  async cachePart(key: string, index: number, channel: string, id: string, until: number): Promise<void> {
+    await this.messages.updateOne({ _id: key, [`parts.${index}`]: { $exists: true } }, { $set: { [`parts.${index}.cached.${statKey(channel)}`]: { id, until } } });
   }
 
   /** Note a push attempt on the question's record, for the console's record view. */

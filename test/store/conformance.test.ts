@@ -411,6 +411,24 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(one.filter(Boolean)).toHaveLength(1);
   });
 
+  it('an answer keeps its parts; each channel’s outcome and cached copy are noted on the part, only on parts that exist', async () => {
+    const s = await open();
+    claimed(await s.claim(question('parts:1', 'oParts')));
+    const parts = [{ url: 'https://x.example/a.png', kind: 'image' as const }, { url: 'https://x.example/b.pdf', kind: 'file' as const, name: 'b.pdf' }];
+    await s.settle('parts:1', 1, { status: 'answered', answer: '![a](https://x.example/a.png)', pages: ['[a]'], parts }, T0 + 1);
+    await s.notePart('parts:1', 0, 'wechat-oa', 'image message');
+    await s.notePart('parts:1', 1, 'line@shop.2', 'link');
+    await s.cachePart('parts:1', 0, 'wechat-oa', 'MEDIA_ID_1', T0 + 3 * 86_400_000);
+    await s.notePart('parts:1', 5, 'wechat-oa', 'nothing there');
+    const q = await s.message('parts:1');
+    expect(q?.parts).toEqual([
+      { ...parts[0], sent: { 'wechat-oa': 'image message' }, cached: { 'wechat-oa': { id: 'MEDIA_ID_1', until: T0 + 3 * 86_400_000 } } },
+      // A channel name is one level of the path: a dot in it cannot reach into another field.
+      { ...parts[1], sent: { 'line@shop_2': 'link' } },
+    ]);
+    expect(q?.parts).toHaveLength(2);
+  });
+
   it('pictures wait in the user’s record; a transcript is set once, by the attempt answering; push attempts are kept', async () => {
     const s = await open();
     await s.keepImage('oPicS', { picUrl: 'http://x/1.jpg', mediaId: 'm1' }, T0);
