@@ -18,6 +18,8 @@ import type { Store } from './store';
 import { markdownToText } from './text/markdown';
 import { paginate } from './text/paging';
 import { createWordFilter } from './text/filter';
+import { fetchMedia, vetMediaUrl } from './util/media';
+import type { MediaPolicy } from './util/media';
 import type { Clock } from './util/clock';
 import { systemClock } from './util/clock';
 import type { Logger } from './util/log';
@@ -28,6 +30,9 @@ import { createPageHandler } from './web/page/handler';
 import type { PageHandler, StreamTimings } from './web/page/handler';
 import { PageLinks } from './web/page/links';
 import { version } from '../package.json';
+
+/** How long fetching one of an answer's files may take. */
+const MEDIA_FETCH_MS = 15_000;
 
 export type WebhookHandler = (req: WebhookRequest) => Promise<WebhookResponse>;
 
@@ -98,6 +103,12 @@ export function createApp(config: Config, deps: AppDeps): App {
   const wakeups = new Wakeups(clock, store);
   // The registry is filled below; the worker and the bot look channels up in it.
   const registry: { channels: Channels } = { channels: new Channels([]) };
+  // An answer's files, fetched as if their URLs were hostile; the question's backend's own host is trusted.
+  const mediaPolicy = (userKey: string): MediaPolicy => {
+    const own = (registry.channels.forKey(userKey)?.answerer ?? answerer).ownHost;
+    return { trustedHosts: new Set([...config.media.allowHosts, ...(own ? [own] : [])]), maxBytes: config.media.maxBytes, timeoutMs: MEDIA_FETCH_MS };
+  };
+  const fetchPart = (userKey: string, url: string) => fetchMedia(url, mediaPolicy(userKey));
   const worker = new AnswerWorker({
     config,
     store,
@@ -107,6 +118,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     logger,
     live: watched ? live : undefined,
     filter,
+    vetMedia: (userKey, url) => vetMediaUrl(url, mediaPolicy(userKey)),
   });
   const bot = new Bot({ config, store, clock, logger, worker, wakeups, links, filter });
 
@@ -124,6 +136,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       logger,
       answerer: setup.backend ? backendOf(setup.backend) : answerer,
       links,
+      fetchPart,
     });
     list.push(channel);
     if (channel.webhook && setup.kind.path) routes.set(webhookPath(setup.kind.path, setup.instance), channel.webhook);
@@ -154,7 +167,7 @@ export function createApp(config: Config, deps: AppDeps): App {
   }
   const pollers = list.flatMap((c) => (c.poller ? [new Poller(c.poller, { store, clock, logger, takeoverMs: config.delivery.pollerTakeoverMs, ...deps.pollerTimings })] : []));
 
-  const page = createPageHandler({ config, store, clock, logger, live, pushesLater: (key) => registry.channels.forKey(key)?.push !== undefined }, deps.pageTimings);
+  const page = createPageHandler({ config, store, clock, logger, live, pushesLater: (key) => registry.channels.forKey(key)?.push !== undefined, fetchPart }, deps.pageTimings);
   const consoleHandler = createConsoleHandler({ config, store, clock, logger, bot, tryChannel, channels: registry.channels, follow: page.follow, answerer, version });
   return {
     config,

@@ -371,9 +371,12 @@ export class Bot {
     return this.deps.links && q.pageToken ? this.deps.links.markup(q._id, text) : undefined;
   }
 
-  /** "查看全文" on the first page of an answer that has more. */
+  /** "查看全文" on the first page of an answer that has more; "查看图片和文件" on one that has files. */
   private fullLink(q: MessageRecord, page: number): Promise<string | undefined> {
-    return page === 0 && q.status === 'answered' && pageCount(q) > 1 ? this.pageLink(q, this.texts.pageLinkFull) : Promise.resolve(undefined);
+    if (page !== 0 || q.status !== 'answered') return Promise.resolve(undefined);
+    // An answer with pictures or files: they are on its page (docs/rich-answers.md).
+    if ((q.parts?.length ?? 0) > 0) return this.pageLink(q, this.texts.pageLinkParts);
+    return pageCount(q) > 1 ? this.pageLink(q, this.texts.pageLinkFull) : Promise.resolve(undefined);
   }
 
   /** A "still thinking" text, with the live page's link when there is one. */

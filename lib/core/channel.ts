@@ -24,6 +24,7 @@ import { SignatureError, failureText } from '../errors';
 import type { AnswerPart, MessageRecord, Store } from '../store';
 import type { Clock } from '../util/clock';
 import type { Logger } from '../util/log';
+import type { FetchedMedia } from '../util/media';
 import type { Texts } from './texts';
 import type { PollSource } from './poller';
 
@@ -141,6 +142,8 @@ export interface ChannelDeps {
   answerer: Answerer;
   /** Answer-page links, when the page is on. */
   links?: Links | undefined;
+  /** Fetch one of an answer's files safely (lib/util/media.ts), for the question's user. */
+  fetchPart?: ((userKey: string, url: string) => Promise<FetchedMedia>) | undefined;
 }
 
 export interface SettingsContext {

@@ -34,6 +34,11 @@ export interface WorkerDeps {
   live?: LiveAnswers | undefined;
   /** BLOCKED_WORDS: answers containing one are replaced, and never shown while being written. */
   filter?: WordFilter | undefined;
+  /**
+   * May this file of an answer be fetched (lib/util/media.ts: http(s), a public host, or the backend's
+   * own)? Throws a `MediaError` naming why not; such a file stays a link in the text.
+   */
+  vetMedia?: ((userKey: string, url: string) => Promise<void>) | undefined;
 }
 
 /**
@@ -46,6 +51,9 @@ export function answerParts(files: readonly AnswerFile[], markdown: string, max:
   for (const img of imagesIn(markdown)) if (!parts.some((p) => p.url === img.url)) parts.push({ url: img.url, kind: 'image', ...(img.alt ? { name: img.alt.slice(0, 80) } : {}) });
   return parts.slice(0, max);
 }
+
+/** At most this many of an answer's files are looked at (vetted); MEDIA_MAX_PER_ANSWER of them are kept. */
+const MAX_PART_CANDIDATES = 20;
 
 /** The messages of an answer whose channel is gone (its settings removed since it was asked). */
 const fallbackPages = (answer: string) => splitByLength(markdownToText(answer), 2000);
@@ -308,7 +316,8 @@ export class AnswerWorker {
       const sources = badWord === undefined && config.citations && answer.citations?.length ? sourcesList(answer.citations, config.texts.sourcesTitle) : '';
       const full = shownAnswer ? [heard, picture.note ?? '', shownAnswer, cut, sources].filter(Boolean).join('\n\n') : shownAnswer;
       // Files the backend made and pictures the answer shows (never those of a replaced answer).
-      const parts = badWord === undefined ? answerParts(answer.files ?? [], shownAnswer, config.media.maxPerAnswer) : [];
+      // Vetted before the cap, so a refused URL takes no place of a good one.
+      const parts = badWord === undefined ? (await this.vetted(q, answerParts(answer.files ?? [], shownAnswer, MAX_PART_CANDIDATES))).slice(0, config.media.maxPerAnswer) : [];
       let result: Settlement;
       if (markdownToText(full) || parts.length > 0) {
         // Cut into the channel's own messages (WeChat's pages, LINE's and Discord's lengths); an answer
@@ -362,6 +371,30 @@ export class AnswerWorker {
       // However it ended (settled, stopped, or no longer ours), pages stop waiting on this process.
       this.deps.live?.publish(q._id, { settled: true });
     }
+  }
+
+  /** The parts that may be fetched; the others are logged with why (the host only: a signed URL's query is a secret). */
+  private async vetted(q: MessageRecord, parts: AnswerPart[]): Promise<AnswerPart[]> {
+    const vet = this.deps.vetMedia;
+    if (!vet || parts.length === 0) return parts;
+    const ok = await Promise.all(
+      parts.map((p) =>
+        vet(q.user, p.url).then(
+          () => true,
+          (err: unknown) => {
+            let host = '';
+            try {
+              host = new URL(p.url).host;
+            } catch {
+              // not a URL
+            }
+            this.deps.logger.warn('answer file refused', { key: q._id, host, ...errorLogFields(err) });
+            return false;
+          },
+        ),
+      ),
+    );
+    return parts.filter((_, i) => ok[i]);
   }
 
   /** What the backend is told about this question besides its text (Dify's DIFY_INPUTS placeholders). */

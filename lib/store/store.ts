@@ -698,6 +698,15 @@ export class Store {
     await this.messages.updateOne({ _id: key, [`parts.${index}`]: { $exists: true } }, { $set: { [`parts.${index}.sent.${statKey(channel)}`]: outcome.slice(0, 200) } });
   }
 
+  /**
+   * `channel` is about to send part `index` of the answer: true for exactly one caller, however many
+   * instances and recoveries race (compare-and-set on the part's outcome); `notePart` then says how it went.
+   */
+  async claimPart(key: string, index: number, channel: string): Promise<boolean> {
+    const path = `parts.${index}.sent.${statKey(channel)}`;
+    return (await this.messages.updateOne({ _id: key, [`parts.${index}`]: { $exists: true }, [path]: { $exists: false } }, { $set: { [path]: 'sending' } })) !== null;
+  }
+
   /** A platform keeps a copy of part `index` for `channel` (its id) until `until`: reuse it meanwhile. */
   async cachePart(key: string, index: number, channel: string, id: string, until: number): Promise<void> {
     await this.messages.updateOne({ _id: key, [`parts.${index}`]: { $exists: true } }, { $set: { [`parts.${index}.cached.${statKey(channel)}`]: { id, until } } });

@@ -114,6 +114,8 @@ function lafPageRequest(ctx: FunctionContext): PageRequest {
   const method = String(ctx.method ?? 'GET').toUpperCase();
   const asset = oneString(q['asset']);
   if (asset !== undefined) return { op: 'asset', method, name: asset };
+  const m = oneString(q['m']);
+  if (m !== undefined) return /^\d{1,2}$/.test(m) ? { op: 'media', method, token: oneString(q['t']) ?? '', index: Number(m) } : { op: 'page', method, token: '' };
   const x = oneString(q['x']);
   // An unknown `x` names no endpoint: answered like an unknown token.
   const op = x === undefined ? 'page' : PAGE_OPS[x];

@@ -66,9 +66,10 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
 
 const PAGE_OPS: Record<string, PageOp> = { events: 'events', state: 'state', read: 'read' };
 
-/** `/a/<token>[/<op>]` and `/a/assets/<name>` as a page request; null for anything else. */
+/** `/a/<token>[/<op>]`, `/a/<token>/m/<n>` (a file of the answer) and `/a/assets/<name>` as a page request; null for anything else. */
 function pageRequest(method: string, pathname: string, query: string, lastEventId: string | undefined): PageRequest | null {
   const parts = pathname.split('/');
+  if (parts.length === 5 && parts[1] === 'a' && parts[3] === 'm' && /^\d{1,2}$/.test(parts[4] ?? '')) return { op: 'media', method, token: parts[2] ?? '', index: Number(parts[4]) };
   if (parts.length < 3 || parts.length > 4 || parts[1] !== 'a') return null;
   const [, , first = '', second] = parts;
   if (first === 'assets') return second === undefined ? null : { op: 'asset', method, name: second };

@@ -36,7 +36,10 @@ main{max-width:720px;margin:0 auto;padding:20px 16px 48px}
 .md th,.md td{border:1px solid var(--line);padding:6px 10px;text-align:left;vertical-align:top;overflow-wrap:normal;min-width:4em}
 .md th{background:var(--card);white-space:nowrap}
 .md hr{border:0;border-top:1px solid var(--line);margin:1.5em 0}
-.md img{max-width:100%}
+.md img{max-width:100%;height:auto;border-radius:6px}
+.parts{margin:12px 0;display:flex;flex-direction:column;gap:8px}
+.parts img{max-width:100%;height:auto;border-radius:6px}
+.parts a.file{display:inline-block;padding:8px 12px;border:1px solid var(--line);border-radius:6px}
 `;
 
 export const PAGE_JS = `(function () {
