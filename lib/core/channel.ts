@@ -66,6 +66,8 @@ export interface Links {
   hash(questionKey: string): Promise<string>;
   /** A link to the question's page with `text`, as a reply carries it. */
   markup(questionKey: string, text: string): Promise<string>;
+  /** The public URL of the answer's file number `index`, served by the page (platforms that fetch pictures by URL). */
+  mediaUrl(questionKey: string, index: number): Promise<string>;
 }
 
 /** Showing an answer while it is written: at most one `update` per `everyMs`, then exactly one final send. */

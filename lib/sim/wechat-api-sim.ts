@@ -34,6 +34,10 @@ export interface WechatApiSim {
   issued: string[];
   /** MediaIds downloaded with media/get. */
   mediaGets: string[];
+  /** Pictures uploaded with media/upload, by media_id. */
+  uploads: Map<string, { bytes: Buffer; contentType: string }>;
+  /** Image messages sent with the customer-service API, in order. */
+  sentImages: { touser: string; mediaId: string }[];
   /** Expire the current token at once (the next call with it gets 42001). */
   expireCurrent(): void;
   close(): Promise<void>;

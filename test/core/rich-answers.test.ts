@@ -9,6 +9,8 @@ import type { Server } from 'http';
 import type { AddressInfo } from 'net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startWechatApiSim } from '../../lib/sim/wechat-api-sim';
+import { startLineSim } from '../../lib/sim/line-sim';
+import { startDiscordSim } from '../../lib/sim/discord-sim';
 import { eventually, sleep, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
 import { call } from '../support/wire';
@@ -129,6 +131,51 @@ describe('pictures on the Official Account', () => {
       expect(api.sentImages).toHaveLength(2); // once each
     } finally {
       await api.close();
+    }
+  });
+});
+
+describe('pictures on LINE and Discord', () => {
+  it('LINE: the text, then each picture as an image message LINE fetches from the answer page’s https URL', async () => {
+    const host = await fileHost();
+    const line = await startLineSim({ channelSecret: '0123456789abcdef0123456789abcdef', accessToken: 'line-pics-token-000000' });
+    try {
+      h = await startHarness({
+        env: { PUBLIC_URL: 'https://bot.example.com', LINE_CHANNEL_SECRET: '0123456789abcdef0123456789abcdef', LINE_CHANNEL_ACCESS_TOKEN: 'line-pics-token-000000', LINE_API_BASE: line.url },
+        dify: { script: () => ({ kind: 'answer', text: `这是猫：![猫](${host}/cat.png)` }) },
+      });
+      await line.deliver(`${h.origin}/line`, [line.text('U0000000000000000000000000000pics', '猫')]);
+      await eventually(() => line.replies.length === 1);
+      const sent = line.replies[0];
+      expect(sent?.texts).toEqual(['这是猫：[猫]']);
+      const url = sent?.images?.[0]?.original ?? '';
+      expect(url).toMatch(/^https:\/\/bot\.example\.com\/a\/[A-Za-z0-9_-]{22}\/m\/0$/);
+      // What LINE would fetch is the picture, served by this server.
+      const img = await fetch(url.replace('https://bot.example.com', h.origin));
+      expect(Buffer.from(await img.arrayBuffer()).equals(PNG)).toBe(true);
+    } finally {
+      await line.close();
+    }
+  });
+
+  it('Discord: the pictures as embeds of the final edit', async () => {
+    const host = await fileHost();
+    const discord = await startDiscordSim();
+    try {
+      h = await startHarness({
+        answerPage: true,
+        env: { DISCORD_PUBLIC_KEY: discord.publicKeyHex, DISCORD_APPLICATION_ID: discord.applicationId, DISCORD_API_BASE: discord.url },
+        dify: { script: () => ({ kind: 'answer', text: '画好了', files: [{ url: `${host}/drawn.png` }] }) },
+      });
+      await discord.send(`${h.origin}/discord`, discord.ask('1150000000000000042', '画'));
+      await eventually(() => discord.edits.some((e) => e.content === '画好了'), 8000);
+      const final = discord.edits.find((e) => e.content === '画好了');
+      const embed = (final?.embeds?.[0] ?? {}) as { image?: { url?: string } };
+      expect(embed.image?.url).toMatch(new RegExp(`^${h.origin}/a/[A-Za-z0-9_-]{22}/m/0$`));
+      const img = await fetch(embed.image?.url ?? '');
+      expect(Buffer.from(await img.arrayBuffer()).equals(PNG)).toBe(true);
+    } finally {
+      await discord.close();
     }
   });
 });
