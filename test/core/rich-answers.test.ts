@@ -111,7 +111,7 @@ describe('pictures on the Official Account', () => {
     try {
       h = await startHarness({
         answerPage: true,
-        env: { WECHAT_PUSH: 'true', WECHAT_APPID: 'wxrichpush0000001', WECHAT_APPSECRET: 'rich-push-secret-0001', WECHAT_API_BASE: api.url },
+        env: { WECHAT_PUSH: 'true', WECHAT_APPID: 'wxrichpush0000001', WECHAT_APPSECRET: 'rich-push-secret-0001', WECHAT_API_BASE: api.url, ADMIN_TOKEN: 'rich-answers-admin-token-0001' },
         dify: { script: () => ({ kind: 'answer', text: `画好了：\n\n![猫](${host}/cat.png)`, files: [{ url: `${host}/drawn.png` }] }) },
       });
       const r = await h.wechat.send('oPics', '画两只猫');
@@ -129,6 +129,14 @@ describe('pictures on the Official Account', () => {
       expect(q?.parts?.every((p) => (p.cached?.['wechat-oa']?.until ?? 0) > Date.now())).toBe(true);
       await sleep(600);
       expect(api.sentImages).toHaveLength(2); // once each
+      // The console's record view shows each part and how it was delivered.
+      const login = await fetch(`${h.origin}/admin/login`, { method: 'POST', body: 'token=rich-answers-admin-token-0001', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, redirect: 'manual' });
+      const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
+      const overview = await (await fetch(`${h.origin}/admin`, { headers: { cookie } })).text();
+      const record = /href="([^"]*\/q\?r=[^"]+)"/.exec(overview)?.[1]?.replace(/&amp;/g, '&') ?? '';
+      const view = await (await fetch(new URL(record, `${h.origin}/admin/`).href, { headers: { cookie } })).text();
+      expect(view).toContain('图片和文件');
+      expect(view).toContain('wechat-oa：image message');
     } finally {
       await api.close();
     }
