@@ -1,16 +1,22 @@
 /**
- * The one client for calls out (the model backends; the WeChat, LINE and Discord APIs), on
- * node:http and node:https. It replaced axios, which took about 15% of the server's CPU when
- * 2,000 questions arrived at once (measured with the burst in BENCHMARKS.md). What it keeps from axios: the proxy in
- * HTTPS_PROXY / HTTP_PROXY / NO_PROXY (https through a CONNECT tunnel), timeouts, and a cancel that
- * needs no AbortController, which laf's sandbox lacks (docs/laf.md). What it adds: every buffered
- * answer is bounded. Redirects are never followed.
+ * The one client for calls out (the model backends; the WeChat, LINE and Discord APIs): a thin
+ * wrapper over axios (the client laf's runtime ships too, docs/laf.md) that adds what every call
+ * here needs: a timeout over the whole answer (`call`) or its head (`open`), a bound on every
+ * buffered answer, no redirects, and a cancel that needs no AbortController, which laf's sandbox
+ * lacks (axios's CancelToken before the head, destroying the body after it).
+ *
+ * Proxies come from the environment (HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY, read by
+ * proxy-from-env on each call) and go through https-proxy-agent (a CONNECT tunnel, the certificate
+ * still checked end to end) or http-proxy-agent (plain http, the whole URL as the target). axios's
+ * own proxy handling is off, so there is one reading of those variables.
  */
-import http from 'http';
-import type { IncomingHttpHeaders, IncomingMessage } from 'http';
-import https from 'https';
-import type { Duplex } from 'stream';
-import tls from 'tls';
+import axios from 'axios';
+import type { AxiosError, AxiosHeaders, AxiosResponse, Canceler } from 'axios';
+import type { Agent, ClientRequest, IncomingHttpHeaders } from 'http';
+import { HttpProxyAgent } from 'http-proxy-agent';
+import { HttpsProxyAgent } from 'https-proxy-agent';
+import { getProxyForUrl } from 'proxy-from-env';
+import type { Readable } from 'stream';
 
 export interface OutRequest {
   method?: string;
@@ -18,7 +24,7 @@ export interface OutRequest {
   headers?: Readonly<Record<string, string>>;
   /** Text or bytes as they are; anything else is sent as JSON (with its Content-Type, unless one is given). */
   body?: unknown;
-  /** Give up when the answer has not come in this long (`call`: all of it; `open`: its headers). */
+  /** Give up when the answer has not come in this long (`call`: all of it; `open`: its head). */
   timeoutMs: number;
 }
 
@@ -40,9 +46,6 @@ export class NetworkError extends Error {
   }
 }
 
-const asNetworkError = (err: unknown): Error =>
-  err instanceof NetworkError ? err : new NetworkError((err as { code?: string }).code ?? 'ENETWORK', (err as Error).message ?? String(err), { cause: err });
-
 /** JSON of an answer's body, or undefined when it is not JSON. */
 export function jsonOf(body: Buffer | string): unknown {
   try {
@@ -52,37 +55,10 @@ export function jsonOf(body: Buffer | string): unknown {
   }
 }
 
-// ---- the proxy from the environment, read the way curl (and axios) read it
+// ---- the proxy from the environment
 
-function envValue(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  return env[name.toLowerCase()] || env[name] || undefined;
-}
-
-/** Does NO_PROXY (comma or space separated: `*`, hosts, `.domain` suffixes, optional `:port`) cover `url`? */
-export function bypassesProxy(url: URL, noProxy: string): boolean {
-  const host = url.hostname.toLowerCase().replace(/^\[|\]$/g, '');
-  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
-  return noProxy.split(/[\s,]+/).some((raw) => {
-    const entry = raw.trim().toLowerCase();
-    if (!entry) return false;
-    if (entry === '*') return true;
-    // `[v6]:port`, a bare v6 address (more than one colon), or `name:port`.
-    const m = entry.startsWith('[') ? /^\[([^\]]*)\](?::(\d+))?$/.exec(entry) : entry.indexOf(':') !== entry.lastIndexOf(':') ? [entry, entry] : /^([^:]*)(?::(\d+))?$/.exec(entry);
-    if (!m) return false;
-    const name = (m[1] ?? '').replace(/^\*?\./, '');
-    if (m[2] && m[2] !== port) return false;
-    return host === name || host.endsWith(`.${name}`);
-  });
-}
-
-/** The proxy for `url`: HTTPS_PROXY for https, HTTP_PROXY for http (ALL_PROXY for either), unless NO_PROXY covers it. */
-export function proxyFor(url: URL, env: NodeJS.ProcessEnv = process.env): URL | undefined {
-  const raw = envValue(env, url.protocol === 'https:' ? 'HTTPS_PROXY' : 'HTTP_PROXY') ?? envValue(env, 'ALL_PROXY');
-  if (!raw || bypassesProxy(url, envValue(env, 'NO_PROXY') ?? '')) return undefined;
-  const proxy = parseProxy(raw);
-  if (!proxy) throw new NetworkError('EPROXY', 'the proxy in HTTPS_PROXY / HTTP_PROXY is not a URL');
-  return proxy;
-}
+/** The variables that name a proxy, each in both cases (lib/config.ts checks them at start). */
+export const PROXY_VARIABLES = ['HTTPS_PROXY', 'HTTP_PROXY', 'ALL_PROXY'].flatMap((n) => [n.toLowerCase(), n]);
 
 /** A proxy variable's value as a URL (`host:port` means http), or undefined when it is none. */
 export function parseProxy(raw: string): URL | undefined {
@@ -94,109 +70,138 @@ export function parseProxy(raw: string): URL | undefined {
   }
 }
 
-/** The variables `proxyFor` reads, each in both cases. */
-export const PROXY_VARIABLES = ['HTTPS_PROXY', 'HTTP_PROXY', 'ALL_PROXY'].flatMap((n) => [n.toLowerCase(), n]);
-
-function proxyAuth(proxy: URL): Record<string, string> {
-  if (!proxy.username) return {};
-  const user = `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`;
-  return { 'Proxy-Authorization': `Basic ${Buffer.from(user).toString('base64')}` };
+/**
+ * The proxy for `url` as proxy-from-env reads the environment: HTTPS_PROXY for https, HTTP_PROXY for
+ * http (ALL_PROXY for either, lower case first), unless NO_PROXY covers it (`*`; a host name, which
+ * covers that host only; `.domain` or `*.domain` for the hosts under it; each with an optional `:port`).
+ */
+export function proxyFor(url: URL): URL | undefined {
+  const chosen = getProxyForUrl(url.href);
+  if (!chosen) return undefined;
+  // proxy-from-env gives a proxy written without a scheme the scheme of the URL it carries, so
+  // `HTTPS_PROXY=proxy:3128` would be spoken TLS to; curl (and lib/config.ts's check) read it as http.
+  const written = PROXY_VARIABLES.some((n) => process.env[n] === chosen);
+  const proxy = parseProxy(written ? chosen : chosen.replace(/^[a-z]+:\/\//i, ''));
+  if (!proxy) throw new NetworkError('EPROXY', 'the proxy in HTTPS_PROXY / HTTP_PROXY / ALL_PROXY is not an http(s) URL');
+  return proxy;
 }
 
-const defaultPort = (u: URL) => u.port || (u.protocol === 'https:' ? '443' : '80');
+/** Requests whose CONNECT the proxy refused, with the status it answered. */
+const refusedConnect = new WeakMap<ClientRequest, number>();
+/** One agent per proxy and target scheme, so connections to a proxy are pooled. */
+const agents = new Map<string, Agent>();
 
-/** A TLS connection to `target` through a CONNECT tunnel at `proxy`. */
-function tunnel(proxy: URL, target: URL, done: (err: Error | null, socket?: Duplex) => void): void {
-  const authority = `${target.hostname}:${defaultPort(target)}`;
-  const req = (proxy.protocol === 'https:' ? https : http).request({
-    host: proxy.hostname.replace(/^\[|\]$/g, ''),
-    port: defaultPort(proxy),
-    method: 'CONNECT',
-    path: authority,
-    headers: { Host: authority, ...proxyAuth(proxy) },
-    agent: false,
-  });
-  req.once('connect', (res: IncomingMessage, socket: Duplex) => {
-    if (res.statusCode !== 200) {
-      socket.destroy();
-      done(new NetworkError('EPROXY', `the proxy answered ${res.statusCode} to CONNECT`));
-      return;
+function agentFor(proxy: URL, secure: boolean): Agent {
+  const key = `${secure ? 'https' : 'http'} ${proxy.href}`;
+  let agent = agents.get(key);
+  if (!agent) {
+    if (secure) {
+      const tunnel = new HttpsProxyAgent(proxy);
+      // A refused CONNECT is replayed as if it were the origin's answer; remember it to say so.
+      tunnel.on('proxyConnect', (res: { statusCode: number }, req: ClientRequest) => {
+        if (res.statusCode !== 200) refusedConnect.set(req, res.statusCode);
+      });
+      agent = tunnel;
+    } else {
+      agent = new HttpProxyAgent(proxy);
     }
-    done(null, tls.connect({ socket, servername: target.hostname.replace(/^\[|\]$/g, '') }));
-  });
-  req.once('error', (err) => done(new NetworkError('EPROXY', `the proxy is not reachable: ${err.message}`, { cause: err })));
-  req.end();
+    agents.set(key, agent);
+  }
+  return agent;
 }
 
-/** Start `req`; `onResponse` gets the answer's head, `onError` anything that fails before or during it. */
-function start(req: OutRequest, onResponse: (res: IncomingMessage) => void, onError: (err: Error) => void): http.ClientRequest | undefined {
-  let out: http.ClientRequest;
-  try {
+// ---- the calls
+
+const client = axios.create({
+  adapter: 'http',
+  proxy: false,
+  maxRedirects: 0,
+  validateStatus: () => true,
+  // The body goes as we made it, and the answer comes back as bytes (or a stream), unparsed.
+  transformRequest: [(data: unknown) => data],
+  transformResponse: [(data: unknown) => data],
+});
+
+/** Codes of a failure to reach a proxy at all (a tunnel or forward that fails later is the origin's). */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET']);
+
+function asNetworkError(err: unknown, proxy: URL | undefined): NetworkError {
+  if (err instanceof NetworkError) return err;
+  const e = err as AxiosError;
+  const message = e.message ?? String(err);
+  if (e.code === 'ERR_BAD_RESPONSE' && /maxContentLength/.test(message)) return new NetworkError('ETOOLARGE', message, { cause: err });
+  if (e.code === 'ERR_BAD_RESPONSE') return new NetworkError('ECONNRESET', `the answer was cut off: ${message}`, { cause: err });
+  const code = e.code ?? 'ENETWORK';
+  if (proxy && !e.response && UNREACHABLE.has(code)) {
+    return new NetworkError('EPROXY', `the proxy at ${proxy.host} is not reachable: ${code}`, { cause: err });
+  }
+  return new NetworkError(code, message, { cause: err });
+}
+
+interface Started<B> {
+  response: Promise<OutResponse<B>>;
+  /** Stop the request before its head has come (axios rejects; `response` is the caller's to settle). */
+  cancel: Canceler;
+}
+
+function start<B>(req: OutRequest, kind: { responseType: 'arraybuffer'; maxContentLength: number } | { responseType: 'stream' }): Started<B> {
+  let cancel: Canceler = () => undefined;
+  let proxy: URL | undefined;
+  const response = (async () => {
     const url = new URL(req.url);
     const secure = url.protocol === 'https:';
-    const proxy = proxyFor(url);
-    let body: Buffer | undefined;
+    proxy = proxyFor(url);
     const headers: Record<string, string> = { ...req.headers };
+    let data: Buffer | undefined;
     if (req.body !== undefined) {
-      if (typeof req.body === 'string' || Buffer.isBuffer(req.body)) body = Buffer.isBuffer(req.body) ? req.body : Buffer.from(req.body);
+      if (typeof req.body === 'string' || Buffer.isBuffer(req.body)) data = Buffer.isBuffer(req.body) ? req.body : Buffer.from(req.body);
       else {
-        body = Buffer.from(JSON.stringify(req.body));
+        data = Buffer.from(JSON.stringify(req.body));
         if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['Content-Type'] = 'application/json';
       }
-      headers['Content-Length'] = String(body.length);
     }
-    const method = req.method ?? 'GET';
-    if (proxy && !secure) {
-      // Plain HTTP through a proxy: the whole URL as the request target (RFC 9112 §3.2.2).
-      const options = { host: proxy.hostname.replace(/^\[|\]$/g, ''), port: defaultPort(proxy), method, path: url.href, headers: { ...headers, Host: url.host, ...proxyAuth(proxy) } };
-      out = (proxy.protocol === 'https:' ? https : http).request(options, onResponse);
-    } else if (proxy) {
-      const createConnection = (_opts: unknown, done: (err: Error | null, socket?: Duplex) => void) => void tunnel(proxy, url, done);
-      out = https.request(url, { method, headers, createConnection } as https.RequestOptions, onResponse);
-    } else {
-      out = (secure ? https : http).request(url, { method, headers }, onResponse);
+    const agent = proxy ? agentFor(proxy, secure) : undefined;
+    const res: AxiosResponse<unknown> = await client.request({
+      method: req.method ?? 'GET',
+      url: url.href,
+      headers,
+      data,
+      ...kind,
+      ...(agent ? (secure ? { httpsAgent: agent } : { httpAgent: agent }) : {}),
+      cancelToken: new axios.CancelToken((c) => (cancel = c)),
+    });
+    const refused = refusedConnect.get(res.request as ClientRequest);
+    if (refused !== undefined) {
+      if (kind.responseType === 'stream') (res.data as Readable).destroy();
+      throw new NetworkError('EPROXY', `the proxy answered ${refused} to CONNECT`);
     }
-    out.on('error', (err) => onError(asNetworkError(err)));
-    out.end(body);
-    return out;
-  } catch (err) {
-    onError(asNetworkError(err));
-    return undefined;
-  }
+    return { status: res.status, headers: (res.headers as AxiosHeaders).toJSON() as IncomingHttpHeaders, body: res.data as B };
+  })();
+  return {
+    response: response.catch((err: unknown) => {
+      throw asNetworkError(err, proxy);
+    }),
+    cancel: (...args) => cancel(...args),
+  };
 }
 
 /** A call whose whole answer is read (at most `maxBytes`, 8 MiB by default) within `timeoutMs`. */
 export function call(req: OutRequest, maxBytes = 8 * 1024 * 1024): Promise<OutResponse<Buffer>> {
   return new Promise((resolve, reject) => {
-    let done = false;
-    const fail = (err: Error) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      reject(err);
-      out?.destroy();
-    };
-    const timer = setTimeout(() => fail(new NetworkError('ETIMEDOUT', `no complete answer within ${req.timeoutMs} ms`)), req.timeoutMs);
-    const out = start(
-      req,
+    const started = start<Buffer>(req, { responseType: 'arraybuffer', maxContentLength: maxBytes });
+    const timer = setTimeout(() => {
+      reject(new NetworkError('ETIMEDOUT', `no complete answer within ${req.timeoutMs} ms`));
+      started.cancel();
+    }, req.timeoutMs);
+    started.response.then(
       (res) => {
-        const parts: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > maxBytes) fail(new NetworkError('ETOOLARGE', `the answer is larger than ${maxBytes} bytes`));
-          else parts.push(chunk);
-        });
-        res.on('end', () => {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) });
-        });
-        res.on('error', (err) => fail(asNetworkError(err)));
-        res.on('aborted', () => fail(new NetworkError('ECONNRESET', 'the answer was cut off')));
+        clearTimeout(timer);
+        resolve(res);
       },
-      fail,
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err as Error);
+      },
     );
   });
 }
@@ -204,35 +209,35 @@ export function call(req: OutRequest, maxBytes = 8 * 1024 * 1024): Promise<OutRe
 /**
  * A call whose answer is read as it comes (event streams): resolves on the answer's head, within
  * `timeoutMs`; the body's pace is the reader's business. `cancel(err)` ends it at any point (before
- * the head: `response` rejects with `err`).
+ * the head: `response` rejects with `err`; after it: the body ends with `err`).
  */
-export function open(req: OutRequest): { response: Promise<OutResponse<IncomingMessage>>; cancel(err: Error): void } {
-  let cancel: (err: Error) => void = () => undefined;
-  const response = new Promise<OutResponse<IncomingMessage>>((resolve, reject) => {
-    let res: IncomingMessage | undefined;
-    let failed = false;
-    const fail = (err: Error) => {
+export function open(req: OutRequest): { response: Promise<OutResponse<Readable>>; cancel(err: Error): void } {
+  // Events are asked for uncompressed, so each arrives as it is sent, with no inflating per chunk.
+  const started = start<Readable>({ ...req, headers: { 'Accept-Encoding': 'identity', ...req.headers } }, { responseType: 'stream' });
+  let body: Readable | undefined;
+  let fail: (err: Error) => void = () => undefined;
+  let ended = false;
+  const response = new Promise<OutResponse<Readable>>((resolve, reject) => {
+    fail = (err) => {
       clearTimeout(timer);
-      if (failed) return;
-      failed = true;
-      if (res) res.destroy(err);
-      else reject(err);
-      out?.destroy();
+      if (ended) return;
+      ended = true;
+      if (body) body.destroy(err);
+      else {
+        reject(err);
+        started.cancel();
+      }
     };
-    cancel = fail;
     const timer = setTimeout(() => fail(new NetworkError('ETIMEDOUT', `no answer within ${req.timeoutMs} ms`)), req.timeoutMs);
-    const out = start(
-      req,
-      (r) => {
+    started.response.then(
+      (res) => {
         clearTimeout(timer);
-        res = r;
-        resolve({ status: r.statusCode ?? 0, headers: r.headers, body: r });
+        if (ended) return void res.body.destroy();
+        body = res.body;
+        resolve(res);
       },
-      (err) => {
-        // After the head, a failure reaches the reader through the body stream.
-        if (!res) fail(err);
-      },
+      (err: unknown) => fail(err as Error),
     );
   });
-  return { response, cancel: (err) => cancel(err) };
+  return { response, cancel: (err) => fail(err) };
 }

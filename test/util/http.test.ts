@@ -12,7 +12,7 @@ import { connect as netConnect } from 'net';
 import type { AddressInfo, Socket } from 'net';
 import { fileURLToPath } from 'url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { NetworkError, bypassesProxy, call, open, proxyFor } from '../../lib/util/http';
+import { NetworkError, call, open, proxyFor } from '../../lib/util/http';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TLS_DIR = fileURLToPath(new URL('../support/tls-test-only/', import.meta.url));
@@ -171,23 +171,32 @@ describe('open', () => {
 });
 
 describe('the proxy from the environment', () => {
-  it('reads HTTPS_PROXY / HTTP_PROXY / ALL_PROXY (lower case first) and NO_PROXY', () => {
-    const env = { HTTPS_PROXY: 'http://upper:1', https_proxy: 'http://lower:2', HTTP_PROXY: 'proxy.local:3128', NO_PROXY: 'internal.example, .corp:8443' };
-    expect(proxyFor(new URL('https://api.openai.com/v1'), env)?.host).toBe('lower:2');
-    expect(proxyFor(new URL('http://dify.local/v1'), env)?.href).toBe('http://proxy.local:3128/');
-    expect(proxyFor(new URL('http://internal.example/'), env)).toBeUndefined();
-    expect(proxyFor(new URL('http://a.b.internal.example/'), env)).toBeUndefined();
-    expect(proxyFor(new URL('https://x.corp:8443/'), env)).toBeUndefined();
-    expect(proxyFor(new URL('https://x.corp/'), env)?.host).toBe('lower:2');
-    expect(proxyFor(new URL('https://notinternal.example/'), env)?.host).toBe('lower:2');
-    expect(proxyFor(new URL('https://x/'), { ALL_PROXY: 'http://all:9' })?.host).toBe('all:9');
-    expect(proxyFor(new URL('https://x/'), {})).toBeUndefined();
-    expect(() => proxyFor(new URL('https://x/'), { HTTPS_PROXY: 'http://[bad' })).toThrow(NetworkError);
-    expect(bypassesProxy(new URL('http://[::1]:8080/'), '[::1]')).toBe(true);
-    expect(bypassesProxy(new URL('http://anything/'), '*')).toBe(true);
-    expect(bypassesProxy(new URL('http://anything/'), '')).toBe(false);
-    expect(bypassesProxy(new URL('http://[::1]:8080/'), '[::1]:9090')).toBe(false);
-    expect(bypassesProxy(new URL('http://[::1]:8080/'), '::1')).toBe(true);
+  describe('which proxy, if any', () => {
+    withEnv({});
+    it('reads HTTPS_PROXY / HTTP_PROXY / ALL_PROXY (lower case first) and NO_PROXY', () => {
+      Object.assign(process.env, { HTTPS_PROXY: 'http://upper:1', https_proxy: 'http://lower:2', HTTP_PROXY: 'proxy.local:3128', NO_PROXY: 'internal.example, .corp:8443, [::1]' });
+      expect(proxyFor(new URL('https://api.openai.com/v1'))?.host).toBe('lower:2');
+      expect(proxyFor(new URL('http://dify.local/v1'))?.href).toBe('http://proxy.local:3128/');
+      expect(proxyFor(new URL('http://internal.example/'))).toBeUndefined();
+      // A bare name covers that host only; `.corp` the hosts under it, here on one port.
+      expect(proxyFor(new URL('http://a.internal.example/'))?.host).toBe('proxy.local:3128');
+      expect(proxyFor(new URL('https://x.corp:8443/'))).toBeUndefined();
+      expect(proxyFor(new URL('https://x.corp/'))?.host).toBe('lower:2');
+      expect(proxyFor(new URL('https://notinternal.example/'))?.host).toBe('lower:2');
+      expect(proxyFor(new URL('http://[::1]:8080/'))).toBeUndefined();
+      for (const n of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY']) delete process.env[n];
+      expect(proxyFor(new URL('https://x/'))).toBeUndefined();
+      process.env['ALL_PROXY'] = 'http://all:9';
+      expect(proxyFor(new URL('https://x/'))?.host).toBe('all:9');
+      // Without a scheme a proxy is http, as curl reads it, even for https URLs.
+      process.env['ALL_PROXY'] = 'all:9';
+      expect(proxyFor(new URL('https://x/'))?.href).toBe('http://all:9/');
+      process.env['NO_PROXY'] = '*';
+      expect(proxyFor(new URL('https://x/'))).toBeUndefined();
+      process.env['NO_PROXY'] = '';
+      process.env['ALL_PROXY'] = 'http://[bad';
+      expect(() => proxyFor(new URL('https://x/'))).toThrow(NetworkError);
+    });
   });
 
   describe('plain http', () => {
@@ -202,6 +211,22 @@ describe('the proxy from the environment', () => {
       process.env['NO_PROXY'] = '127.0.0.1';
       expect((await call({ url: `${target.url}/direct`, timeoutMs: 2000 })).body.toString()).toBe('hello /direct');
       expect(p.seen).toHaveLength(1);
+    });
+  });
+
+  describe('a proxy that is not there', () => {
+    withEnv({});
+    it('fails with EPROXY naming the proxy (never its credentials), for http and https alike', async () => {
+      const closed = await serve(() => undefined);
+      await new Promise((r) => closed.server.close(r));
+      servers.splice(servers.indexOf(closed.server), 1);
+      Object.assign(process.env, { HTTP_PROXY: `http://u:secret@127.0.0.1:${closed.port}`, HTTPS_PROXY: `http://u:secret@127.0.0.1:${closed.port}` });
+      for (const url of ['http://dify.internal/v1', 'https://api.openai.com/v1/models']) {
+        const err = (await call({ url, timeoutMs: 2000 }).catch((e: unknown) => e)) as NetworkError;
+        expect(err).toBeInstanceOf(NetworkError);
+        expect(err.code).toBe('EPROXY');
+        expect(err.message).toBe(`the proxy at 127.0.0.1:${closed.port} is not reachable: ECONNREFUSED`);
+      }
     });
   });
 
