@@ -162,6 +162,7 @@ export function call(req: OutRequest, maxBytes = 8 * 1024 * 1024): Promise<OutRe
       const parts: Buffer[] = [];
       let size = 0;
       res.body.on('data', (chunk: Buffer) => {
+        if (done) return;
         size += chunk.length;
         if (size > maxBytes) fail(new NetworkError('ETOOLARGE', `the answer is larger than ${maxBytes} bytes`));
         else parts.push(chunk);
