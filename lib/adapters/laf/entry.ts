@@ -5,7 +5,7 @@
  * `cloud.mongo.db`: laf gives each function its own module state (and a publish a fresh one), and
  * a pod's files are lost at restart and not shared by instances, so the embedded store is refused.
  */
-import type { Db } from 'mongodb';
+import type { MongoDriverObject } from '@lafjs/cloud';
 import { createApp } from '../../app';
 import type { App } from '../../app';
 import { CONFIG_VARIABLES, loadConfig, secretsOf } from '../../config';
@@ -17,7 +17,8 @@ import { openStore } from '../../store';
 import type { Store } from '../../store';
 
 export interface LafCloud {
-  mongo?: { db?: Db };
+  /** `cloud.mongo.db` is a MongoDB driver 5.9 `Db` (docs/laf.md). */
+  mongo?: { db?: MongoDriverObject['db'] };
 }
 
 let cachedApp: { fingerprint: string; app: Promise<App> } | undefined;
