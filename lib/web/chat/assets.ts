@@ -6,8 +6,8 @@
  */
 import type { CoreConfig } from '../../core/settings';
 
-export const CHAT_CSS = `:root{color-scheme:light dark;--fg:#1f2328;--muted:#6b7280;--bg:#f4f5f7;--panel:#fff;--me:#07c160;--me-fg:#fff;--bot:#fff;--line:#e2e5e9;--code:#f3f4f6;--accent:#07c160;--accent-fg:#fff;--bad:#c62828;--stop:#d93025}
-@media (prefers-color-scheme:dark){:root{--fg:#e8e8e8;--muted:#9aa0a6;--bg:#111213;--panel:#1b1c1e;--me:#1d8f52;--me-fg:#f4fff8;--bot:#1b1c1e;--line:#2e3033;--code:#26282b;--accent:#2fd37a;--accent-fg:#06210f;--bad:#ef9a9a;--stop:#ff8a80}}
+export const CHAT_CSS = `:root{color-scheme:light dark;--fg:#1f2328;--muted:#6b7280;--bg:#f4f5f7;--panel:#fff;--me:#07c160;--me-fg:#fff;--bot:#fff;--line:#e2e5e9;--code:#f3f4f6;--accent:#07c160;--accent-fg:#fff;--link:#0a7a43;--outer:#e8eaed;--bad:#c62828;--stop:#d93025}
+@media (prefers-color-scheme:dark){:root{--fg:#e8e8e8;--muted:#9aa0a6;--bg:#111213;--panel:#1b1c1e;--me:#1d8f52;--me-fg:#f4fff8;--bot:#1b1c1e;--line:#2e3033;--code:#26282b;--accent:#2fd37a;--accent-fg:#06210f;--link:#4ade80;--outer:#08090a;--bad:#ef9a9a;--stop:#ff8a80}}
 *{box-sizing:border-box}
 html{-webkit-text-size-adjust:100%;text-size-adjust:100%;height:100%}
 body{margin:0;height:100%;background:var(--bg);color:var(--fg);font:16px/1.75 -apple-system,BlinkMacSystemFont,"PingFang SC","Hiragino Sans GB","Microsoft YaHei","Noto Sans CJK SC","Source Han Sans SC","WenQuanYi Micro Hei","Segoe UI",Roboto,sans-serif;overflow-wrap:anywhere;word-break:normal;line-break:strict;-webkit-font-smoothing:antialiased}
@@ -24,7 +24,6 @@ button,textarea,input{font:inherit;color:inherit}
 .turn{margin:0 0 20px}
 .q{margin:0 0 10px auto;width:fit-content;max-width:85%;padding:8px 14px;border-radius:16px 16px 4px 16px;background:var(--me);color:var(--me-fg);white-space:pre-wrap}
 .a{width:fit-content;min-width:3em;max-width:100%;padding:10px 14px;border-radius:4px 16px 16px 16px;background:var(--bot);border:1px solid var(--line)}
-.a.wide{width:auto}
 .status{color:var(--muted);font-size:14px;display:flex;align-items:center;gap:8px}
 .status::before{content:"";flex:none;width:8px;height:8px;border-radius:50%;background:var(--accent);animation:pulse 1.2s ease-in-out infinite}
 @keyframes pulse{50%{opacity:.25}}
@@ -54,7 +53,7 @@ button,textarea,input{font:inherit;color:inherit}
 .md ul,.md ol{padding-left:1.5em}
 .md li+li{margin-top:.2em}
 .md blockquote{margin-left:0;padding:0 1em;color:var(--muted);border-left:3px solid var(--line)}
-.md a{color:var(--accent);text-decoration:underline;text-underline-offset:2px}
+.md a{color:var(--link);text-decoration:underline;text-underline-offset:2px}
 .md code{font:.88em/1.6 ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace;background:var(--code);padding:.1em .35em;border-radius:4px}
 .md pre{background:var(--code);padding:10px 12px;border-radius:8px;overflow-x:auto;-webkit-overflow-scrolling:touch}
 .md pre code{padding:0;background:none;white-space:pre;overflow-wrap:normal;word-break:normal}
@@ -63,10 +62,11 @@ button,textarea,input{font:inherit;color:inherit}
 .md table{border-collapse:collapse;font-size:14px}
 .md th,.md td{border:1px solid var(--line);padding:5px 10px;text-align:left;vertical-align:top;overflow-wrap:normal;word-break:keep-all;min-width:3em}
 .md th{background:var(--code);white-space:nowrap}
+.md .align-right{text-align:right}.md .align-center{text-align:center}
 .md hr{border:0;border-top:1px solid var(--line);margin:1.2em 0}
 body.embed .bar{padding-top:8px;padding-bottom:8px}
 body.embed .bar h1{font-size:16px}
-@media (min-width:768px){body{font-size:16px}#app{border-left:1px solid var(--line);border-right:1px solid var(--line)}#log{padding:24px 28px}.q{max-width:70%}.composer{padding:14px 20px}body.embed #app{border:0}}
+@media (min-width:768px){body{background:var(--outer)}body.embed{background:var(--bg)}#app{border-left:1px solid var(--line);border-right:1px solid var(--line)}#log{padding:24px 28px}.q{max-width:70%}.composer{padding:14px 20px}body.embed #app{border:0}}
 `;
 
 export const CHAT_JS = `(function () {
@@ -152,7 +152,7 @@ export const CHAT_JS = `(function () {
     if (t.status === 'pending') {
       turn.text = t.text || '';
       turn.attempt = t.attempt || 1;
-      turn.a.className = 'a streaming' + (turn.text ? ' wide' : '');
+      turn.a.className = 'a streaming';
       paint(turn);
       thinking(turn);
     } else settle(turn, t);
@@ -170,7 +170,7 @@ export const CHAT_JS = `(function () {
       if (md) turn.body.innerHTML = md.live(turn.text);
       else { turn.body.className = 'body plain'; turn.body.textContent = turn.text; }
       turn.status.hidden = true;
-      turn.a.className = turn.done ? 'a wide' : 'a wide streaming';
+      turn.a.className = turn.done ? 'a' : 'a streaming';
     });
   }
   // At most one rendering per RENDER_MS while the answer streams in.
@@ -195,14 +195,12 @@ export const CHAT_JS = `(function () {
       if (t.status === 'answered') {
         // Rendered and sanitised by the server (lib/text/html.ts); the CSP forbids inline script anyway.
         turn.body.innerHTML = t.html;
-        turn.a.className = 'a wide';
       } else if (t.status === 'failed') {
         turn.body.textContent = t.message || '';
         turn.body.className = 'body failed';
       } else if (t.status === 'stopped') {
         if (t.html !== undefined) turn.body.innerHTML = t.html;
         else if (turn.text) { if (md) turn.body.innerHTML = md.render(turn.text); else turn.body.textContent = turn.text; }
-        if (turn.body.textContent) turn.a.className = 'a wide';
         turn.note.textContent = '已停止';
         turn.note.hidden = false;
       }

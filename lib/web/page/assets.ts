@@ -35,6 +35,7 @@ main{max-width:720px;margin:0 auto;padding:20px 16px 48px}
 .md table{border-collapse:collapse;font-size:15px;min-width:100%}
 .md th,.md td{border:1px solid var(--line);padding:6px 10px;text-align:left;vertical-align:top;overflow-wrap:normal;min-width:4em}
 .md th{background:var(--card);white-space:nowrap}
+.md .align-right{text-align:right}.md .align-center{text-align:center}
 .md hr{border:0;border-top:1px solid var(--line);margin:1.5em 0}
 .md img{max-width:100%}
 `;
