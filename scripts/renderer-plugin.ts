@@ -1,6 +1,6 @@
 /**
  * The browser's Markdown renderer, built ahead and put into a server or laf bundle
- * (lib/web/chat/renderer.ts): a deployed bundle has neither the sources nor esbuild at hand. It goes
+ * (lib/web/render/renderer.ts): a deployed bundle has neither the sources nor esbuild at hand. It goes
  * in gzipped (base64), ~70 KB instead of ~120 KB, since every laf function carries the whole app
  * under laf's 512 KB limit (docs/laf.md), and is unzipped once, at its first request.
  */
@@ -9,15 +9,15 @@ import * as esbuild from 'esbuild';
 import type { Plugin } from 'esbuild';
 import { resolve } from 'path';
 import { gzipSync } from 'zlib';
-import { buildRenderer } from '../lib/web/chat/renderer';
+import { buildRenderer } from '../lib/web/render/renderer';
 
 const ROOT = resolve(__dirname, '..');
 
 export const inlineRenderer: Plugin = {
   name: 'inline-renderer',
   setup(b) {
-    b.onLoad({ filter: /[\\/]lib[\\/]web[\\/]chat[\\/]renderer\.ts$/ }, async () => {
-      const script = await buildRenderer(esbuild, resolve(ROOT, 'lib/web/chat/md-entry.ts'));
+    b.onLoad({ filter: /[\\/]lib[\\/]web[\\/]render[\\/]renderer\.ts$/ }, async () => {
+      const script = await buildRenderer(esbuild, resolve(ROOT, 'lib/web/render/md-entry.ts'));
       const gz = gzipSync(Buffer.from(script, 'utf8'), { level: 9 }).toString('base64');
       const version = createHash('sha256').update(script).digest('hex').slice(0, 12);
       return {

@@ -38,7 +38,7 @@ import type { PageResponse } from '../page/handler';
 import { SECURITY_HEADERS } from '../page/handler';
 import { clientAddress, addressUnit } from '../console/client';
 import { CHAT_CSS, CHAT_JS, widgetJs } from './assets';
-import { renderer } from './renderer';
+import { renderer } from '../render/renderer';
 import type { Visitor } from './visitor';
 import { csrfOf, gateOf, newVisitorId, openVisitor, sameText, sealVisitor } from './visitor';
 

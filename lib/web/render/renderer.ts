@@ -1,6 +1,6 @@
 /**
  * The browser's Markdown renderer as one script (`md.js`, ~150 KB minified, ~54 KB gzipped):
- * lib/web/chat/md-entry.ts bundled by esbuild for old WebViews (ES2017). Measured against writing a
+ * lib/web/render/md-entry.ts bundled by esbuild for old WebViews (ES2017). Measured against writing a
  * small renderer of our own (docs/web-chat.md "Rendering"): the same code as the server means the
  * same safety rules, reviewed once, and no jump when the final server-rendered HTML replaces the
  * live view.

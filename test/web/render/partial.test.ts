@@ -1,10 +1,10 @@
 /**
- * Half-written Markdown renders as what it is becoming (lib/web/chat/partial.ts), through the same
+ * Half-written Markdown renders as what it is becoming (lib/web/render/partial.ts), through the same
  * renderer as the final answer (lib/text/html.ts), and never changes text that is complete.
  */
 import { describe, expect, it } from 'vitest';
 import { markdownToHtml } from '../../../lib/text/html';
-import { liveMarkdown } from '../../../lib/web/chat/partial';
+import { liveMarkdown } from '../../../lib/web/render/partial';
 
 const live = (t: string) => markdownToHtml(liveMarkdown(t));
 

@@ -4,7 +4,7 @@
  * would otherwise show as a paragraph of pipes, an unclosed `**` as two stars, an unclosed inline code
  * span as a backtick, until the next piece lands. Only the end of the text is ever half-written, so
  * only its last block is completed; an open code fence needs nothing (markdown-it runs it to the
- * end). Pure, for the browser bundle (lib/web/chat/md-entry.ts) and tests.
+ * end). Pure, for the browser bundle (lib/web/render/md-entry.ts) and tests.
  */
 
 const FENCE = /^ {0,3}(`{3,}|~{3,})/;
