@@ -38,7 +38,7 @@ export class ChatVisitor {
   /** Open the page: the visitor's cookie (new, or kept) and CSRF token. */
   async open(query = ''): Promise<WireResponse> {
     const r = await this.raw('GET', `/chat${query}`);
-    const m = /data-csrf="([^"]+)"/.exec(r.body);
+    const m = /data-csrf="([^"]+)"/.exec(r.body) ?? /name="csrf" value="([^"]+)"/.exec(r.body);
     if (m) this.csrf = m[1] as string;
     return r;
   }

@@ -184,6 +184,12 @@ export function createChatHandler(deps: ChatDeps) {
       case 'failed':
         return { ...base, status: 'failed', message: failureText(q.failure?.kind ?? 'failed', texts, q.failure?.note), seen: q.inbox === undefined };
       case 'cleared':
+        // Settled before a new conversation cleared it (not yet shown then): it is whole.
+        if (q.answeredAt !== undefined) {
+          return q.failure
+            ? { ...base, status: 'failed', message: failureText(q.failure.kind, texts, q.failure.note), seen: true }
+            : { ...base, status: 'answered', html: html(q, q.answer ?? ''), seen: true };
+        }
         // Stopped, or its conversation was ended while it was written: what was written of it.
         return { ...base, status: 'stopped', html: q.answer ? html(q, q.answer) : '' };
       default: {
@@ -255,7 +261,7 @@ export function createChatHandler(deps: ChatDeps) {
       `<form id="composer" class="composer"><textarea id="input" rows="1" maxlength="${CHAT_MAX_CHARS}" placeholder="输入问题…" enterkeyhint="send" aria-label="问题"></textarea>` +
       '<button id="send" type="submit">发送</button><button id="stop" type="button" hidden>停止</button></form>' +
       '</div><noscript><p class="empty">这个页面需要启用 JavaScript。</p></noscript>';
-    const scripts = `${r ? `<script src="${escapeHtml(u('/assets/md.js'))}${config.page.routes === 'laf' ? '&' : '?'}v=${r.version}"></script>` : ''}<script src="${escapeHtml(u('/assets/chat.js'))}"></script>`;
+    const scripts = `${r ? `<script src="${escapeHtml(u('/assets/md.js'))}${config.page.routes === 'laf' ? '&amp;' : '?'}v=${r.version}"></script>` : ''}<script src="${escapeHtml(u('/assets/chat.js'))}"></script>`;
     return pageResponse(shell(s.title, body, scripts), cookie);
   }
 
@@ -375,7 +381,8 @@ export function createChatHandler(deps: ChatDeps) {
     if (req.method === 'POST') {
       const sent = header(req, 'x-csrf-token');
       if (sent === undefined || !sameText(sent, csrfOf(await secret(), v.id))) return json(403, { error: 'CSRF token missing or wrong' });
-      if (!req.body) return json(400, { error: 'the body must be a JSON object' });
+      // JSON only: a form (which any site can post) is not the page's.
+      if (!req.body || !/^application\/json\s*(;|$)/i.test(header(req, 'content-type') ?? '')) return json(400, { error: 'the body must be a JSON object (Content-Type: application/json)' });
       switch (op) {
         case 'ask':
           return ask(req, v);

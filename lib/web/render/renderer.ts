@@ -14,6 +14,17 @@ import { createHash } from 'crypto';
 import { join } from 'path';
 import type * as Esbuild from 'esbuild';
 
+/**
+ * markdown-it only decodes entities, but the `entities` package builds its 23 KB encoding table when
+ * loaded, which no bundler can drop: it is left out of the browser's copy.
+ */
+const withoutEntityEncoder: Esbuild.Plugin = {
+  name: 'without-entity-encoder',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]entities[\\/]lib[\\/]esm[\\/]generated[\\/]encode-html\.js$/ }, () => ({ contents: 'export default new Map();', loader: 'js' }));
+  },
+};
+
 /** How md-entry.ts becomes the browser's script; scripts/renderer-plugin.ts builds with the same. */
 export async function buildRenderer(esbuild: typeof Esbuild, entry = join(__dirname, 'md-entry.ts')): Promise<string> {
   const out = await esbuild.build({
@@ -28,6 +39,7 @@ export async function buildRenderer(esbuild: typeof Esbuild, entry = join(__dirn
     charset: 'utf8',
     legalComments: 'none',
     logLevel: 'error',
+    plugins: [withoutEntityEncoder],
     banner: { js: '/*! wechat-dify-bot Markdown renderer: lib/text/html.ts with markdown-it 14 (MIT), entities (BSD-2-Clause), linkify-it, mdurl, uc.micro, punycode.js (MIT) */' },
   });
   const file = out.outputFiles[0];
