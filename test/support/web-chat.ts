@@ -4,10 +4,17 @@
  * and the answer's event stream.
  */
 import { randomBytes } from 'crypto';
+import { request } from 'http';
 import { openSse } from '../../lib/sim/sse-client';
 import type { SseStream } from '../../lib/sim/sse-client';
-import { call } from './wire';
 import type { WireResponse } from './wire';
+
+interface CallOptions {
+  method: string;
+  body: string | undefined;
+  headers: Record<string, string>;
+  from?: string;
+}
 
 export const messageId = () => randomBytes(12).toString('base64url');
 
@@ -87,10 +94,9 @@ function parse(body: string): Record<string, unknown> {
   }
 }
 
-import { request } from 'http';
-function callWithHeaders(url: string, opts: Parameters<typeof call>[1], out: { headers: Record<string, string | string[] | undefined> }): Promise<WireResponse> {
+function callWithHeaders(url: string, opts: CallOptions, out: { headers: Record<string, string | string[] | undefined> }): Promise<WireResponse> {
   return new Promise((resolve) => {
-    const req = request(url, { method: opts?.method ?? 'GET', headers: opts?.headers, ...(opts?.from ? { localAddress: opts.from } : {}) }, (res) => {
+    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers, ...(opts.from ? { localAddress: opts.from } : {}) }, (res) => {
       out.headers = res.headers;
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
@@ -98,6 +104,6 @@ function callWithHeaders(url: string, opts: Parameters<typeof call>[1], out: { h
       res.on('error', () => resolve({ status: 0, body: '', type: '', dropped: true }));
     });
     req.on('error', () => resolve({ status: 0, body: '', type: '', dropped: true }));
-    req.end(opts?.body);
+    req.end(opts.body);
   });
 }
