@@ -37,7 +37,7 @@ import { MESSAGE_ID } from '../../channels/web/channel';
 import type { PageResponse } from '../page/handler';
 import { SECURITY_HEADERS } from '../page/handler';
 import { clientAddress, addressUnit } from '../console/client';
-import { CHAT_CSS, CHAT_JS, widgetJs } from './assets';
+import { CHAT_CSS, CHAT_ICON, CHAT_JS, widgetJs } from './assets';
 import { renderer } from '../render/renderer';
 import type { Visitor } from './visitor';
 import { csrfOf, gateOf, newVisitorId, openVisitor, sameText, sealVisitor } from './visitor';
@@ -204,7 +204,7 @@ export function createChatHandler(deps: ChatDeps) {
       '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">' +
       '<meta name="viewport" content="width=device-width,initial-scale=1,viewport-fit=cover,interactive-widget=resizes-content">' +
       '<meta name="referrer" content="no-referrer"><meta name="robots" content="noindex,nofollow"><meta name="color-scheme" content="light dark">' +
-      `<title>${escapeHtml(title)}</title><link rel="stylesheet" href="${escapeHtml(u('/assets/chat.css'))}"></head>${body}${scripts}</body></html>`
+      `<title>${escapeHtml(title)}</title><link rel="icon" href="${escapeHtml(u('/assets/icon.svg'))}" type="image/svg+xml"><link rel="stylesheet" href="${escapeHtml(u('/assets/chat.css'))}"></head>${body}${scripts}</body></html>`
     );
   }
 
@@ -422,6 +422,8 @@ export function createChatHandler(deps: ChatDeps) {
         return { status: 200, headers: { ...SECURITY_HEADERS, ...cache, 'Content-Type': 'text/css; charset=utf-8' }, body: CHAT_CSS };
       case '/assets/chat.js':
         return { status: 200, headers: { ...SECURITY_HEADERS, ...cache, 'Content-Type': 'text/javascript; charset=utf-8' }, body: CHAT_JS };
+      case '/assets/icon.svg':
+        return { status: 200, headers: { ...SECURITY_HEADERS, ...cache, 'Content-Type': 'image/svg+xml' }, body: CHAT_ICON };
       case '/assets/md.js': {
         const r = await renderer();
         if (!r) return notFound();
