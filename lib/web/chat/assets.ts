@@ -144,12 +144,14 @@ export const CHAT_JS = `(function () {
     note.hidden = true;
     a.appendChild(status); a.appendChild(body); a.appendChild(note);
     node.appendChild(a);
-    var turn = turnOf[t.id] = { id: t.id, node: node, a: a, status: status, body: body, note: note, text: '', attempt: 1, at: t.at || Date.now(), es: null, poll: null, timer: null, paintedAt: 0, ticker: null, done: false };
+    var turn = turnOf[t.id] = { id: t.id, node: node, a: a, status: status, body: body, note: note, text: '', attempt: 1, at: t.at || Date.now(), started: Date.now(), es: null, poll: null, timer: null, paintedAt: 0, ticker: null, done: false };
     fill(turn, t);
     return turn;
   }
   function fill(turn, t) {
     if (t.at) turn.at = t.at;
+    // The server says how long ago it was asked: this browser's clock may differ from the server's.
+    if (typeof t.elapsedMs === 'number') turn.started = Date.now() - t.elapsedMs;
     if (t.status === 'pending') {
       turn.text = t.text || '';
       turn.attempt = t.attempt || 1;
@@ -161,7 +163,7 @@ export const CHAT_JS = `(function () {
   function thinking(turn) {
     if (turn.text || turn.done) { turn.status.hidden = true; return; }
     turn.status.hidden = false;
-    var s = Math.max(1, Math.round((Date.now() - turn.at) / 1000));
+    var s = Math.max(1, Math.round((Date.now() - turn.started) / 1000));
     turn.status.textContent = (d.thinking || '{seconds}').replace('{seconds}', String(s));
   }
   function paint(turn) {

@@ -194,7 +194,7 @@ export function createChatHandler(deps: ChatDeps) {
         return { ...base, status: 'stopped', html: q.answer ? html(q, q.answer) : '' };
       default: {
         const p = progressOf(live, q);
-        return { ...base, status: 'pending', text: p.text, attempt: p.attempt };
+        return { ...base, status: 'pending', text: p.text, attempt: p.attempt, elapsedMs: clock.now() - q.createdAt };
       }
     }
   }
@@ -396,7 +396,7 @@ export function createChatHandler(deps: ChatDeps) {
           return json(404, { error: 'not found' });
       }
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method not allowed' }, { Allow: 'GET, POST' });
+    if (req.method !== 'GET') return json(405, { error: 'method not allowed' }, { Allow: 'GET, POST' });
     switch (op) {
       case 'me':
         return json(200, { csrf: csrfOf(await secret(), v.id) });

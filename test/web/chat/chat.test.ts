@@ -316,6 +316,23 @@ describe('the web chat', () => {
     expect((await enter('guess-last-xx', guesser)).headers['location']).toBe('../chat?code=limited');
   });
 
+  it('the console lists the chat’s questions as the other channels’: channel web, delivered via web, the visitor masked', async () => {
+    const ADMIN = 'console-token-for-the-web-chat-01';
+    h = await start({ ADMIN_TOKEN: ADMIN });
+    const v = await visitor();
+    const turn = (await v.ask('控制台里看得到')).json['turn'] as Turn;
+    await h.app.worker.idle();
+    await v.post('seen', { id: turn.id });
+    const login = await fetch(`${h.origin}/admin/login`, { method: 'POST', body: `token=${ADMIN}`, headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, redirect: 'manual' });
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
+    const page = await (await fetch(`${h.origin}/admin?channel=web`, { headers: { cookie } })).text();
+    expect(page).toContain('控制台里看得到');
+    expect(page).toMatch(/<td>web<\/td><td>web:[^<]*…[^<]*<\/td>/);
+    expect(page).toContain('<td>answered</td><td>1</td><td>web</td>');
+    const visitorId = v.cookie.slice('wdb_chat='.length).split('.')[0] as string;
+    expect(page).not.toContain(visitorId);
+  });
+
   it('WEB_CHAT_EMBED_ORIGINS: the sites that may frame the chat, and a cookie browsers send inside their frames', async () => {
     h = await start({ WEB_CHAT_EMBED_ORIGINS: 'https://www.example.com, https://*.shop.example' });
     const v = new ChatVisitor(h.origin);
