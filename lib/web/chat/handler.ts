@@ -71,7 +71,6 @@ export interface ChatDeps {
   follow: (key: string, from: string | undefined) => Promise<PageResponse>;
 }
 
-const COOKIE = 'wdb_chat';
 const COOKIE_DAYS = 180;
 /** A message's text, at most (a long question, not a document). */
 export const CHAT_MAX_CHARS = 4000;
@@ -97,10 +96,10 @@ export function chatUrls(routes: CoreConfig['page']['routes']) {
   };
 }
 
-function cookieValue(header: string | undefined): string | undefined {
+function cookieValue(header: string | undefined, name: string): string | undefined {
   for (const part of (header ?? '').split(';')) {
     const at = part.indexOf('=');
-    if (at !== -1 && part.slice(0, at).trim() === COOKIE) return part.slice(at + 1).trim();
+    if (at !== -1 && part.slice(0, at).trim() === name) return part.slice(at + 1).trim();
   }
   return undefined;
 }
@@ -119,7 +118,11 @@ export function createChatHandler(deps: ChatDeps) {
   // Framed on other sites, the cookie is a third-party one: browsers send it only when it is
   // SameSite=None and Secure, and keep it apart per embedding site (Partitioned, CHIPS).
   const secure = embedding || (config.page.publicUrl ?? '').startsWith('https://');
-  const cookieAttrs = `Path=/chat; HttpOnly; Max-Age=${COOKIE_DAYS * 86_400}; ${embedding ? 'SameSite=None; Secure; Partitioned' : `SameSite=Lax${secure ? '; Secure' : ''}`}`;
+  // Over https the name is `__Host-`: the browser then takes it only from this host itself, never set by a
+  // sibling subdomain (another app on a shared domain) to slip a visitor of its choosing in; that prefix
+  // requires Path=/.
+  const COOKIE = secure ? '__Host-wdb_chat' : 'wdb_chat';
+  const cookieAttrs = `Path=${secure ? '/' : '/chat'}; HttpOnly; Max-Age=${COOKIE_DAYS * 86_400}; ${embedding ? 'SameSite=None; Secure; Partitioned' : `SameSite=Lax${secure ? '; Secure' : ''}`}`;
 
   const csp =
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; " +
@@ -147,7 +150,7 @@ export function createChatHandler(deps: ChatDeps) {
   const setCookie = async (v: Visitor) => `${COOKIE}=${sealVisitor(await secret(), v)}; ${cookieAttrs}`;
 
   async function visitorOf(req: ChatRequest): Promise<Visitor | undefined> {
-    return openVisitor(await secret(), cookieValue(req.cookie));
+    return openVisitor(await secret(), cookieValue(req.cookie, COOKIE));
   }
   /** Admitted: no access code, or the visitor came in with the current one. */
   async function admitted(v: Visitor): Promise<boolean> {

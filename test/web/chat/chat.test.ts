@@ -316,6 +316,19 @@ describe('the web chat', () => {
     expect((await enter('guess-last-xx', guesser)).headers['location']).toBe('../chat?code=limited');
   });
 
+  it('over https the cookie is Secure and __Host- (no sibling subdomain can plant one)', async () => {
+    h = await start({ PUBLIC_URL: 'https://chat.example.com' });
+    const v = new ChatVisitor(h.origin);
+    await v.open();
+    expect(v.setCookie).toMatch(/^__Host-wdb_chat=[^;]+; Path=\/; HttpOnly; Max-Age=\d+; SameSite=Lax; Secure$/);
+    expect((await v.ask('你好')).status).toBe(200);
+    // The plain name is not read there.
+    const planted = new ChatVisitor(h.origin);
+    planted.cookie = v.cookie.replace('__Host-wdb_chat=', 'wdb_chat=');
+    planted.csrf = v.csrf;
+    expect((await planted.ask('你好')).status).toBe(401);
+  });
+
   it('the console lists the chat’s questions as the other channels’: channel web, delivered via web, the visitor masked', async () => {
     const ADMIN = 'console-token-for-the-web-chat-01';
     h = await start({ ADMIN_TOKEN: ADMIN });
@@ -339,7 +352,7 @@ describe('the web chat', () => {
     const r = await v.raw('GET', '/chat?embed=1');
     expect(String(r.headers['content-security-policy'])).toContain('frame-ancestors https://www.example.com https://*.shop.example');
     expect(r.headers['x-frame-options']).toBeUndefined();
-    expect(v.setCookie).toContain('SameSite=None; Secure; Partitioned');
+    expect(v.setCookie).toMatch(/^__Host-wdb_chat=[^;]+; Path=\/; HttpOnly; Max-Age=\d+; SameSite=None; Secure; Partitioned$/);
     expect(r.body).toContain('<body class="embed">');
     const widget = await v.raw('GET', '/chat/widget.js');
     expect(widget.body).toContain('../chat?embed=1');
