@@ -24,6 +24,9 @@ import type { Clock } from './util/clock';
 import { systemClock } from './util/clock';
 import type { Logger } from './util/log';
 import { createLogger } from './util/log';
+import { WEB_KIND, isWebChannel } from './channels/web/channel';
+import { createChatHandler } from './web/chat/handler';
+import type { ChatHandler } from './web/chat/handler';
 import { createConsoleHandler } from './web/console/handler';
 import type { ConsoleHandler } from './web/console/handler';
 import { createPageHandler } from './web/page/handler';
@@ -49,6 +52,8 @@ export interface App {
   version: string;
   /** The operator console's requests (lib/web/console/handler.ts); 404 for everything without ADMIN_TOKEN. */
   console: ConsoleHandler;
+  /** The web chat's requests (lib/web/chat/handler.ts); 404 for everything unless WEB_CHAT=on. */
+  chat: ChatHandler;
   worker: AnswerWorker;
   /** One poller per polling channel instance (lib/core/poller.ts); started by `startPollers`. */
   pollers: readonly Poller[];
@@ -98,8 +103,8 @@ export function createApp(config: Config, deps: AppDeps): App {
   if (config.page.warning) logger.warn(config.page.warning);
   const links = config.page.enabled ? new PageLinks(store, config.page) : undefined;
   const live = new LiveAnswers();
-  // In-process news of answers being written, for answer pages and the console's Try it.
-  const watched = links !== undefined || config.console.token !== undefined;
+  // In-process news of answers being written, for answer pages, the console's Try it and the web chat.
+  const watched = links !== undefined || config.console.token !== undefined || config.channels.some((c) => c.kind.kind === WEB_KIND);
   const wakeups = new Wakeups(clock, store);
   // The registry is filled below; the worker and the bot look channels up in it.
   const registry: { channels: Channels } = { channels: new Channels([]) };
@@ -168,6 +173,7 @@ export function createApp(config: Config, deps: AppDeps): App {
   const pollers = list.flatMap((c) => (c.poller ? [new Poller(c.poller, { store, clock, logger, takeoverMs: config.delivery.pollerTakeoverMs, ...deps.pollerTimings })] : []));
 
   const page = createPageHandler({ config, store, clock, logger, live, pushesLater: (key) => registry.channels.forKey(key)?.push !== undefined, fetchPart }, deps.pageTimings);
+  const chat = createChatHandler({ config, store, clock, logger, live, channel: list.find(isWebChannel), follow: page.follow });
   const consoleHandler = createConsoleHandler({ config, store, clock, logger, bot, tryChannel, channels: registry.channels, follow: page.follow, answerer, version });
   return {
     config,
@@ -177,6 +183,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     page,
     version,
     console: consoleHandler,
+    chat,
     worker,
     pollers,
     startPollers() {

@@ -237,6 +237,9 @@ export class AnswerWorker {
       if (!mine) stop.stop();
     };
     const timer = setInterval(() => void beat(), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
+    // A question stopped or cleared through this process (a stop button, `/clear`) is heard at once:
+    // the model call ends now rather than at the next heartbeat (other instances: at that heartbeat).
+    const offChange = store.onChange(q.user, () => void beat());
     // With the answer page on, the text so far reaches the store twice a second (only once a link
     // is out: lib/store/store.ts `saveProgress`), so a page on any instance can follow it; always, for
     // a channel whose platform asks for it (Channel.savesProgress). Never past a blocked word.
@@ -367,6 +370,7 @@ export class AnswerWorker {
       if (done) await this.settled(done);
     } finally {
       clearInterval(timer);
+      offChange();
       if (progress) clearInterval(progress);
       // However it ended (settled, stopped, or no longer ours), pages stop waiting on this process.
       this.deps.live?.publish(q._id, { settled: true });

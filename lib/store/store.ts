@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'crypto';
 import type { FailureKind } from '../errors';
 import { StoreError } from '../errors';
 import { Listeners } from '../util/listeners';
-import type { Backend, Collection, Update } from './collection';
+import type { Backend, Collection, Filter, Update } from './collection';
 
 /** A backend's token counts and cost for one answer, as it reports them (kept on the record). */
 export interface Usage {
@@ -391,6 +391,15 @@ export class Store {
     return this.messages.findOne({ pageToken: hash });
   }
 
+  /**
+   * A user's questions, newest first: up to `limit` (at most 100) asked before `before` (ms) when
+   * given. The web chat's history, paged backwards (lib/web/chat/).
+   */
+  async questionsOf(user: string, limit: number, before?: number): Promise<MessageRecord[]> {
+    const filter: Filter = { user, kind: 'question', ...(before !== undefined ? { createdAt: { $lt: before } } : {}) };
+    return this.messages.find(filter, Math.max(1, Math.min(limit, 100)), 'createdAt');
+  }
+
   /** Pending questions whose worker has shown no sign of life since `before`. */
   async stalePending(before: number, limit = 50): Promise<MessageRecord[]> {
     return this.messages.find({ heartbeatAt: { $lt: before }, status: 'pending' }, limit);
@@ -644,6 +653,19 @@ export class Store {
     this.changed(user);
     if (cancelled > 0) await this.count(now, { cleared: cancelled }, user);
     return { conversationId: before?.conversationId, cancelled };
+  }
+
+  /**
+   * Stop one pending question of `user` (the web chat's stop button): it is cleared as `/clear`
+   * clears, so its worker's next heartbeat stops the model call and nothing can settle it; the
+   * answer so far stays on the record. False when it is not `user`'s or not pending any more.
+   */
+  async cancelQuestion(key: string, user: string, now: number): Promise<boolean> {
+    const done = await this.messages.updateOne({ _id: key, user, status: 'pending' }, { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true, outbox: true } });
+    if (!done) return false;
+    this.changed(user);
+    await this.count(now, { cleared: 1 }, user);
+    return true;
   }
 
   /** Store the conversation an answer belongs to, unless the user cleared it meanwhile. */

@@ -43,6 +43,17 @@ rules.image = (tokens, idx, _options, env: HtmlEnv | undefined) => {
   if (!SAFE_TARGET.test(src)) return `<span class="img">[${alt}]</span>`;
   return `<a class="img" href="${md.utils.escapeHtml(src)}" rel="noopener noreferrer nofollow" target="_blank">[${alt}]</a>`;
 };
+// Column alignment as a class: markdown-it writes a style attribute, which the pages' CSP (no inline
+// style) refuses, so aligned numbers would lose their alignment.
+const cell: NonNullable<typeof rules.th_open> = (tokens, idx, options, _env, self) => {
+  const t = tokens[idx];
+  const align = /text-align:(left|center|right)/.exec(t?.attrGet('style') ?? '')?.[1];
+  if (t?.attrs) t.attrs = t.attrs.filter(([name]) => name !== 'style');
+  if (t && align) t.attrJoin('class', `align-${align}`);
+  return self.renderToken(tokens, idx, options);
+};
+rules.th_open = cell;
+rules.td_open = cell;
 rules.table_open = () => '<div class="table"><table>\n';
 rules.table_close = () => '</table></div>\n';
 

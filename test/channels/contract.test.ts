@@ -14,6 +14,7 @@ import { startLineSim } from '../../lib/sim/line-sim';
 import type { LineSim } from '../../lib/sim/line-sim';
 import { WechatSim } from '../../lib/sim/wechat-sim';
 import { TOKEN, eventually, sleep, startHarness } from '../support/harness';
+import { ChatVisitor, messageId } from '../support/web-chat';
 import type { Harness } from '../support/harness';
 
 /** How the contract drives one channel kind through its simulator. */
@@ -78,8 +79,36 @@ const drivers: Record<string, Driver> = {
     // The final answer is the edit that no longer ends in " …" (the progressive ones do).
     answers: () => discord.edits.filter((e) => !e.content.endsWith(' …')).length,
   },
+  web: {
+    async start() {
+      return { env: { WEB_CHAT: 'on' }, close: async () => undefined };
+    },
+    async forged(h) {
+      // A made-up visitor cookie and CSRF token: the page's endpoints know nobody by them.
+      const v = new ChatVisitor(h.origin);
+      v.cookie = `wdb_chat=${'A'.repeat(22)}..${'B'.repeat(43)}`;
+      v.csrf = 'C'.repeat(43);
+      return (await v.ask('伪造')).status;
+    },
+    async twice(h, text) {
+      // The page sends a message again when the network dropped the response: the same id.
+      const v = new ChatVisitor(h.origin);
+      await v.open();
+      const id = messageId();
+      await v.ask(text, id);
+      await v.ask(text, id);
+      const stream = await v.events(id);
+      await stream.until((e) => e.event === 'final', 10_000);
+      stream.close();
+      // The page reports what it showed (twice here, as two tabs might): delivered once.
+      const shown = await Promise.all([v.post('seen', { id }), v.post('seen', { id })]);
+      webAnswers += shown.filter((r) => r.json['delivered'] === true).length;
+    },
+    answers: () => webAnswers,
+  },
 };
 let wechatAnswers = 0;
+let webAnswers = 0;
 
 let h: Harness | undefined;
 let closeSim: (() => Promise<void>) | undefined;

@@ -475,6 +475,47 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect((await s.unsentChannelAnswers(T0 + 100)).map((q) => q._id)).toEqual([]);
   });
 
+  it('a user’s questions, newest first, paged backwards by the time they were asked, and no one else’s', async () => {
+    const s = await open();
+    for (let i = 0; i < 5; i++) claimed(await s.claim(question(`web:v1:${i}`, 'web:v1', T0 + i * 10)));
+    claimed(await s.claim(question('web:v2:0', 'web:v2', T0 + 15)));
+    await s.keywordReplied('web:v1:kw', 'web:v1', 'hi', undefined, T0 + 100);
+    expect((await s.questionsOf('web:v1', 3)).map((q) => q._id)).toEqual(['web:v1:4', 'web:v1:3', 'web:v1:2']);
+    expect((await s.questionsOf('web:v1', 3, T0 + 20)).map((q) => q._id)).toEqual(['web:v1:1', 'web:v1:0']);
+    expect(await s.questionsOf('web:v1', 3, T0)).toEqual([]);
+    expect((await s.questionsOf('web:v2', 10)).map((q) => q._id)).toEqual(['web:v2:0']);
+    expect(await s.questionsOf('web:nobody', 10)).toEqual([]);
+  });
+
+  it('cancelQuestion stops one pending question of its own user, once: its heartbeat and settle fail, it leaves inbox and outbox, it counts as cleared', async () => {
+    const s = await open();
+    claimed(await s.claim(question('web:c:1', 'web:c', T0, { outbox: 'web' })));
+    claimed(await s.claim(question('web:c:2', 'web:c', T0 + 1, { outbox: 'web' })));
+    await s.heartbeat('web:c:1', 1, T0 + 2, 'so far');
+    const clearedCount = async () => statCount((await s.statsBetween(s.dayOf(T0), s.dayOf(T0))).at(0), 'cleared');
+    const clearedBefore = await clearedCount();
+    const heard: string[] = [];
+    const off = s.onChange('web:c', () => heard.push('change'));
+    expect(await s.cancelQuestion('web:c:1', 'web:other', T0 + 3)).toBe(false); // not theirs
+    const racing = await Promise.all(Array.from({ length: 6 }, () => s.cancelQuestion('web:c:1', 'web:c', T0 + 3)));
+    expect(racing.filter(Boolean)).toHaveLength(1);
+    off();
+    expect(heard).toEqual(['change']);
+    const q = (await s.message('web:c:1')) as MessageRecord;
+    expect(q).toMatchObject({ status: 'cleared', answer: 'so far' });
+    expect(q.inbox).toBeUndefined();
+    expect(q.outbox).toBeUndefined();
+    expect(q.heartbeatAt).toBeUndefined();
+    expect(await s.heartbeat('web:c:1', 1, T0 + 4)).toBe(false);
+    expect(await s.settle('web:c:1', 1, { status: 'answered', answer: 'late', pages: ['late'] }, T0 + 5)).toBeNull();
+    // The other question is untouched; a settled one cannot be cancelled.
+    expect((await s.inbox('web:c')).map((m) => m._id)).toEqual(['web:c:2']);
+    await s.settle('web:c:2', 1, { status: 'answered', answer: 'a', pages: ['a'] }, T0 + 6);
+    expect(await s.cancelQuestion('web:c:2', 'web:c', T0 + 7)).toBe(false);
+    expect((await s.message('web:c:2'))?.status).toBe('answered');
+    expect(await clearedCount()).toBe(clearedBefore + 1);
+  });
+
   it('statistics: each question counted once at its claim, settle and first page, whatever races', async () => {
     const s = await open();
     const day = s.dayOf(T0);

@@ -111,6 +111,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     webhook: (path) => (ref.app as App).routes.get(path),
     page: (r) => (ref.app as App).page(r),
     console: (r) => (ref.app as App).console(r),
+    chat: (r) => (ref.app as App).chat(r),
     logger,
     maxBodyBytes: Number(opts.env?.['MAX_BODY_BYTES'] ?? 256 * 1024),
   });

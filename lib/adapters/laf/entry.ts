@@ -162,6 +162,35 @@ export async function handleLafConsole(ctx: FunctionContext, cloud: LafCloud): P
   return sendLaf(ctx, out);
 }
 
+/**
+ * Handle one laf invocation of the `chat` function: the web chat (docs/web-chat.md), at
+ * `/chat?p=<path>` (laf routes by function name, as for the console). laf has parsed a JSON or form
+ * body into `ctx.body` already.
+ */
+export async function handleLafChat(ctx: FunctionContext, cloud: LafCloud): Promise<unknown> {
+  const app = await appOr500(ctx, cloud, false);
+  if ('error' in app) return app.error;
+  const query: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries((ctx.query ?? {}) as Record<string, unknown>)) if (k !== 'p') query[k] = oneString(v);
+  const raw = ctx.body as unknown;
+  const body = raw && typeof raw === 'object' && !Array.isArray(raw) && !Buffer.isBuffer(raw) ? (raw as Record<string, unknown>) : undefined;
+  const headers = (ctx.headers ?? {}) as Record<string, unknown>;
+  const method = String(ctx.method ?? 'GET').toUpperCase();
+  const path = oneString((ctx.query as Record<string, unknown> | undefined)?.['p']) ?? '';
+  const out = await app.chat({
+    method,
+    // Only a path of ours: anything else is an unknown page, answered like one.
+    path: /^(\/[a-z0-9./-]*)?$/.test(path) ? path : '/unknown',
+    query,
+    cookie: oneString(headers['cookie']),
+    body: method === 'POST' ? body : undefined,
+    headers,
+    remoteAddress: (ctx.request as { socket?: { remoteAddress?: string } } | undefined)?.socket?.remoteAddress,
+    lastEventId: oneString(headers['last-event-id']),
+  });
+  return sendLaf(ctx, out);
+}
+
 /** JSON as Python's `json.dumps` writes it by default: `", "` and `": "`, non-ASCII as `\u` escapes. */
 function pythonJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return asciiJson(JSON.stringify(value) ?? 'null');

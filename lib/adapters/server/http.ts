@@ -7,6 +7,7 @@
 import { createServer } from 'http';
 import { parse as parseQuery } from 'querystring';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
+import type { ChatRequest, ChatResponse } from '../../web/chat/handler';
 import type { ConsoleHandler } from '../../web/console/handler';
 import { parseForm } from '../../web/console/handler';
 import type { PageOp, PageRequest, PageResponse } from '../../web/page/handler';
@@ -23,6 +24,8 @@ export interface ServerOptions {
   page?: (req: PageRequest) => Promise<PageResponse>;
   /** The operator console under /admin. */
   console?: ConsoleHandler;
+  /** The web chat under /chat. */
+  chat?: (req: ChatRequest) => Promise<ChatResponse>;
   /** Extra health facts (store kind, …). */
   health?: () => Promise<Record<string, unknown>>;
 }
@@ -31,6 +34,21 @@ class BodyTooLarge extends Error {}
 
 /** The console's forms: a login, a Try it message of up to 2,000 characters percent-encoded. */
 const CONSOLE_MAX_BODY = 32 * 1024;
+/** The web chat's bodies: a message of up to 4,000 characters as JSON, an access code. */
+const CHAT_MAX_BODY = 32 * 1024;
+
+/** A JSON object or a form's fields, by the request's content type; undefined for anything else. */
+function parseBody(contentType: string | undefined, body: string): Record<string, unknown> | undefined {
+  const type = (contentType ?? '').split(';')[0]?.trim().toLowerCase();
+  if (type === 'application/x-www-form-urlencoded') return parseForm(body);
+  if (type !== 'application/json') return undefined;
+  try {
+    const v: unknown = JSON.parse(body);
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function readBody(req: IncomingMessage, max: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -143,6 +161,29 @@ export function createHttpServer(opts: ServerOptions): Server {
             lastEventId: typeof lastEventId === 'string' ? lastEventId : undefined,
             remoteAddress: req.socket.remoteAddress,
             headers: req.headers,
+          });
+          sendPage(req, res, out);
+          return;
+        }
+        if (opts.chat && (pathname === '/chat' || pathname.startsWith('/chat/'))) {
+          const body = req.method === 'POST' ? await readBody(req, CHAT_MAX_BODY).catch(() => undefined) : '';
+          if (body === undefined) {
+            res.setHeader('Connection', 'close');
+            send(res, 413, 'text/plain; charset=utf-8', 'Payload Too Large');
+            return;
+          }
+          if (req.method !== 'POST') req.resume();
+          const q = qAt === -1 ? {} : parseQuery(raw.slice(qAt + 1));
+          const lastEventId = req.headers['last-event-id'];
+          const out = await opts.chat({
+            method: req.method ?? 'GET',
+            path: pathname.slice('/chat'.length),
+            query: Object.fromEntries(Object.entries(q).map(([k, v]) => [k, Array.isArray(v) ? v[0] : v])),
+            cookie: req.headers.cookie,
+            body: req.method === 'POST' ? parseBody(req.headers['content-type'], body) : undefined,
+            headers: req.headers,
+            remoteAddress: req.socket.remoteAddress,
+            lastEventId: typeof lastEventId === 'string' ? lastEventId : undefined,
           });
           sendPage(req, res, out);
           return;

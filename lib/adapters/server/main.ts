@@ -53,6 +53,7 @@ export async function runServer(opts: ServerRunOptions = {}): Promise<void> {
     maxBodyBytes: config.server.maxBodyBytes,
     page: app.page,
     console: app.console,
+    chat: app.chat,
     health: async () => ({ store: storeKind }),
   });
   // Answers left pending by a process that died are taken over once they go stale.

@@ -21,6 +21,8 @@ import type { MessageRecord, Store } from '../../store';
 import { escapeHtml, markdownToHtml } from '../../text/html';
 import { quote } from '../../text/quote';
 import { PAGE_CSS, PAGE_JS } from './assets';
+import { renderer } from '../render/renderer';
+import type { Renderer } from '../render/renderer';
 import { tokenHash, wellFormedToken } from './token';
 
 export type PageOp = 'page' | 'events' | 'state' | 'read';
@@ -97,9 +99,9 @@ const NO_STORE = { ...SECURITY_HEADERS, 'Cache-Control': 'no-store' };
 export function pageUrls(routes: CoreConfig['page']['routes'], token: string) {
   if (routes === 'laf') {
     const page = `answer?t=${token}`;
-    return { events: `${page}&x=events`, state: `${page}&x=state`, read: `${page}&x=read`, css: 'answer?asset=page.css', js: 'answer?asset=page.js', media: (i: number) => `${page}&m=${i}` };
+    return { events: `${page}&x=events`, state: `${page}&x=state`, read: `${page}&x=read`, css: 'answer?asset=page.css', js: 'answer?asset=page.js', md: 'answer?asset=md.js&v=', media: (i: number) => `${page}&m=${i}` };
   }
-  return { events: `${token}/events`, state: `${token}/state`, read: `${token}/read`, css: 'assets/page.css', js: 'assets/page.js', media: (i: number) => `${token}/m/${i}` };
+  return { events: `${token}/events`, state: `${token}/state`, read: `${token}/read`, css: 'assets/page.css', js: 'assets/page.js', md: 'assets/md.js?v=', media: (i: number) => `${token}/m/${i}` };
 }
 
 const hostOf = (url: string) => {
@@ -129,13 +131,15 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     html(404, shell(texts.pageGone, `<main id="app" data-status="gone"><p class="gone">${escapeHtml(texts.pageGone)}</p></main>`, undefined));
   const notFound = (op: PageOp): PageResponse => (op === 'page' ? gonePage() : json(404, { status: 'gone' }));
 
-  function shell(title: string, main: string, urls: ReturnType<typeof pageUrls> | undefined): string {
+  function shell(title: string, main: string, urls: ReturnType<typeof pageUrls> | undefined, md?: Renderer | null): string {
     const assets = urls ?? pageUrls(config.page.routes, '');
     return (
       '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">' +
       '<meta name="viewport" content="width=device-width,initial-scale=1,viewport-fit=cover">' +
       '<meta name="referrer" content="no-referrer"><meta name="robots" content="noindex,nofollow">' +
       `<title>${escapeHtml(title)}</title><link rel="stylesheet" href="${assets.css}"></head><body>${main}` +
+      // The browser's Markdown renderer first (lib/web/render/): the answer shows formatted while it is written.
+      (urls && md ? `<script src="${urls.md}${md.version}"></script>` : '') +
       (urls ? `<script src="${urls.js}"></script>` : '') +
       '</body></html>'
     );
@@ -191,7 +195,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
 
   const progress = (q: MessageRecord) => progressOf(live, q);
 
-  function renderPage(q: MessageRecord, token: string): PageResponse {
+  function renderPage(q: MessageRecord, token: string, md: Renderer | null): PageResponse {
     const urls = pageUrls(config.page.routes, token);
     const done = settled(q, token);
     const p = progress(q);
@@ -209,7 +213,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     // The end of the answer: once it has been on screen, the page reports the answer read.
     const end = '<div id="end"></div>';
     const question = q.question ?? '';
-    return html(200, shell(quote(question), `<main id="app" ${attrs}><blockquote class="q">${escapeHtml(question)}</blockquote>${answer}${end}</main>`, urls));
+    return html(200, shell(quote(question), `<main id="app" ${attrs}><blockquote class="q">${escapeHtml(question)}</blockquote>${answer}${end}</main>`, urls, done ? null : md));
   }
 
   function events(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined, token?: string): PageResponse {
@@ -345,6 +349,11 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
 
   async function handlePage(req: PageRequest): Promise<PageResponse> {
     if (req.op === 'asset') {
+      if (req.name === 'md.js' && req.method === 'GET') {
+        const r = await renderer();
+        // Its URL carries its version: cached for good.
+        if (r) return { status: 200, headers: { ...SECURITY_HEADERS, 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'public, max-age=31536000, immutable' }, body: r.script };
+      }
       const asset = req.name === 'page.js' ? { type: 'text/javascript; charset=utf-8', body: PAGE_JS } : req.name === 'page.css' ? { type: 'text/css; charset=utf-8', body: PAGE_CSS } : undefined;
       if (!asset || req.method !== 'GET') return { status: 404, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Not Found' };
       return { status: 200, headers: { ...SECURITY_HEADERS, 'Content-Type': asset.type, 'Cache-Control': 'public, max-age=3600' }, body: asset.body };
@@ -359,7 +368,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     const from = parsePosition(req.lastEventId) ?? parsePosition(req.from);
     switch (req.op) {
       case 'page':
-        return renderPage(q, req.token);
+        return renderPage(q, req.token, await renderer());
       case 'events':
         if (req.method === 'HEAD') return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: '' };
         return stream(q, () => find(req.token), from, req.token);

@@ -89,9 +89,9 @@ async function deliverLaf(mod: Record<string, unknown>, xml: string) {
 
 describe('the build', () => {
   it('writes every function with its yaml, and laf.yaml, under laf’s size limit', () => {
-    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'admin', 'answer', 'discord', 'line', 'wechat']);
+    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'admin', 'answer', 'chat', 'discord', 'line', 'wechat']);
     expect(readdirSync(join(out, 'functions')).sort()).toEqual(
-      ['__init__', 'admin', 'answer', 'discord', 'line', 'wechat'].flatMap((n) => [`${n}.ts`, `${n}.yaml`]),
+      ['__init__', 'admin', 'answer', 'chat', 'discord', 'line', 'wechat'].flatMap((n) => [`${n}.ts`, `${n}.yaml`]),
     );
     expect(readFileSync(join(out, 'laf.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'laf.yaml'), 'utf8'));
     expect(readFileSync(join(out, 'functions', 'wechat.yaml'), 'utf8')).toMatch(/methods:\n\s+- GET\n\s+- POST/);
@@ -365,6 +365,46 @@ describe('the admin function on laf', () => {
     } finally {
       await server.close();
       delete process.env['ADMIN_TOKEN'];
+    }
+  });
+});
+
+describe('the chat function on laf', () => {
+  it('serves the web chat at /chat?p=…: the page and its renderer (built in), a question through laf’s parsed JSON body, its live stream, the history', async () => {
+    Object.assign(process.env, { WEB_CHAT: 'on' });
+    const server = await serveLafOverExpress({ chat: load('chat') });
+    try {
+      const page = await fetch(`${server.url}/chat`);
+      expect(page.status).toBe(200);
+      const cookie = (page.headers.get('set-cookie') ?? '').split(';')[0] as string;
+      expect(cookie).toMatch(/^wdb_chat=/);
+      const html = await page.text();
+      const csrf = /data-csrf="([^"]+)"/.exec(html)?.[1] as string;
+      expect(html).toContain('data-ask="chat?p=/api/ask"');
+      const md = /src="(chat\?p=\/assets\/md\.js&amp;v=[0-9a-f]{12})"/.exec(html)?.[1] as string;
+      expect(md).toBeDefined();
+      // The browser's Markdown renderer comes from the bundle (gzipped in it), not from node_modules.
+      const script = await fetch(`${server.url}/${md.replace('&amp;', '&')}`);
+      expect(script.status).toBe(200);
+      expect(await script.text()).toContain('wdbMarkdown');
+      for (const asset of ['/assets/chat.js', '/assets/chat.css', '/widget.js']) expect((await fetch(`${server.url}/chat?p=${asset}`)).status, asset).toBe(200);
+      const headers = { cookie, 'Content-Type': 'application/json', 'X-CSRF-Token': csrf };
+      const asked = await fetch(`${server.url}/chat?p=/api/ask`, { method: 'POST', headers, body: JSON.stringify({ id: 'laf-question-1', text: '页面' }) });
+      expect(asked.status).toBe(200);
+      expect(((await asked.json()) as { turn: { status: string } }).turn.status).toBe('pending');
+      const sse = await openSse(`${server.url}/chat?p=/api/events&id=laf-question-1`, { cookie });
+      const final = await sse.until((e) => e.event === 'final', 20_000);
+      expect(JSON.parse(final.data).html).toContain('<h2>标题</h2>');
+      const seen = await fetch(`${server.url}/chat?p=/api/seen`, { method: 'POST', headers, body: JSON.stringify({ id: 'laf-question-1' }) });
+      expect(await seen.json()).toEqual({ delivered: true });
+      const history = (await (await fetch(`${server.url}/chat?p=/api/history`, { headers: { cookie } })).json()) as { turns: { status: string; seen: boolean }[] };
+      expect(history.turns).toMatchObject([{ status: 'answered', seen: true }]);
+      // Without the page's token, nothing.
+      expect((await fetch(`${server.url}/chat?p=/api/ask`, { method: 'POST', headers: { cookie, 'Content-Type': 'application/json' }, body: JSON.stringify({ id: 'laf-question-2', text: '页面' }) })).status).toBe(403);
+      expect((await fetch(`${server.url}/chat?p=..%2F..%2Fetc%2Fpasswd`)).status).toBe(404);
+    } finally {
+      await server.close();
+      delete process.env['WEB_CHAT'];
     }
   });
 });
