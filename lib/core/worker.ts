@@ -218,6 +218,8 @@ export class AnswerWorker {
       if (!mine) stop.stop();
     };
     const timer = setInterval(() => void beat(), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
+    // Cancelled through this process (Store.cancelQuestion: its asker left): stop now, not at the next heartbeat.
+    const offStopped = store.onStopped(q._id, () => stop.stop());
     // With the answer page on, the text so far reaches the store twice a second (only once a link
     // is out: lib/store/store.ts `saveProgress`), so a page on any instance can follow it; always, for
     // a channel whose platform asks for it (Channel.savesProgress). Never past a blocked word.
@@ -343,6 +345,7 @@ export class AnswerWorker {
       if (done) await this.settled(done);
     } finally {
       clearInterval(timer);
+      offStopped();
       if (progress) clearInterval(progress);
       // However it ended (settled, stopped, or no longer ours), pages stop waiting on this process.
       this.deps.live?.publish(q._id, { settled: true });

@@ -256,6 +256,7 @@ export function pageCount(q: MessageRecord): number {
 export class Store {
   private readonly pendingCounts = new Map<string, Record<string, number>>();
   private readonly listeners = new Listeners<void>();
+  private readonly stops = new Listeners<void>();
   private countTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(
@@ -629,6 +630,39 @@ export class Store {
     this.changed(user);
     if (cancelled > 0) await this.count(now, { cleared: cancelled }, user);
     return { conversationId: before?.conversationId, cancelled };
+  }
+
+  /**
+   * Cancel one pending question (its asker went away: an HTTP client that disconnected): it is
+   * `cleared` like the questions of a `/clear`, so its worker stops at its next heartbeat (at once
+   * in this process: `onStopped`), and it leaves the inbox and the outbox. Null when it was not
+   * pending (settled, cleared or gone).
+   */
+  async cancelQuestion(key: string, now: number): Promise<MessageRecord | null> {
+    const done = await this.messages.updateOne(
+      { _id: key, status: 'pending' },
+      { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true, outbox: true } },
+    );
+    if (!done) return null;
+    this.changed(done.user);
+    this.stops.emit(key, undefined);
+    await this.count(now, { cleared: 1 }, done.user);
+    return done;
+  }
+
+  /** Call `listener` when question `key` is cancelled through this object (its worker stops its model call). */
+  onStopped(key: string, listener: () => void): () => void {
+    return this.stops.on(key, listener);
+  }
+
+  /**
+   * `user`'s conversation starts again at `generation` (a question with `Inbound.newConversation`):
+   * the backend's conversation and the history are forgotten, unless a later generation already began
+   * (a `/clear` meanwhile). Unlike `clearUser`, nothing pending is cancelled.
+   */
+  async startConversation(user: string, generation: number, now: number): Promise<void> {
+    const moved = await this.users.updateOne({ _id: user, generation: { $lt: generation } }, { $set: { generation, updatedAt: now }, $unset: { conversationId: true, history: true } });
+    if (!moved && !(await this.user(user))) await this.users.upsert(user, { $set: { updatedAt: now }, $max: { generation } });
   }
 
   /** Store the conversation an answer belongs to, unless the user cleared it meanwhile. */
