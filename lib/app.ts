@@ -41,7 +41,7 @@ export interface App {
   routes: ReadonlyMap<string, WebhookHandler>;
   /**
    * The webhook that serves `path`: by exact path (`routes`), else under a kind's prefix (`/v1/…`),
-   * the longest prefix first, the rest of the path handed over as `WebhookRequest.path`.
+   * the longest prefix first, the path as the default instance sees it handed over as `WebhookRequest.path`.
    * `instance` (laf's `?bot=`): that instance's route instead.
    */
   route(path: string, instance?: string): WebhookHandler | undefined;
@@ -146,7 +146,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       const prefix = instance ? (r.instance === instance ? r.kindPrefix : undefined) : r.prefix;
       if (prefix === undefined || (path !== prefix && !path.startsWith(`${prefix}/`))) continue;
       const rest = path.slice(prefix.length);
-      return (req) => r.handler({ ...req, path: rest });
+      return (req) => r.handler({ ...req, path: r.kindPrefix + rest });
     }
     return undefined;
   };

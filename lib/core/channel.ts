@@ -40,8 +40,9 @@ export interface WebhookRequest {
   /** Lower-case header names. */
   headers: Record<string, string | undefined>;
   /**
-   * For a kind served under path prefixes (`ChannelKind.prefixes`): the path below the instance's
-   * prefix, '' or starting with '/' (`/chat/completions` under `/v1`). Absent for an exact path.
+   * For a kind served under path prefixes (`ChannelKind.prefixes`): the path as its default
+   * instance is served, the instance's segment taken out (`/v1/brand2/models` is `/v1/models`).
+   * Absent for an exact path.
    */
   path?: string | undefined;
   /** Calls `listener` if the client goes away before the response has been sent (where the adapter can tell). */
@@ -179,7 +180,7 @@ export interface ChannelKind<S = unknown> {
   /**
    * Path prefixes under which its webhook gets every request, whatever follows (`/v1` serves
    * `/v1/chat/completions`, `/v1/models`); other instances at `<prefix>/<instance>/…`. The webhook
-   * reads `WebhookRequest.path`, the rest of the path.
+   * reads which path was asked in `WebhookRequest.path`.
    */
   readonly prefixes?: readonly string[];
   /**
