@@ -8,11 +8,9 @@ import { parseKey } from '../../../lib/core/keys';
 import { call } from '../../support/wire';
 import { eventually, sleep, startHarness } from '../../support/harness';
 import type { Harness, HarnessOptions } from '../../support/harness';
+import { API_KEYS, KEY_A, KEY_B } from './keys';
 import { postStream } from './sse';
 
-export const KEY_A = 'key-a-0123456789abcdefghijklmn';
-export const KEY_B = 'key-b-0123456789abcdefghijklmn';
-export const API_KEYS = `alpha:${KEY_A}, beta:${KEY_B}`;
 
 let h: Harness | undefined;
 afterEach(async () => {
