@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --write] [-- --only=speed|delivery|burst|peers|page|markdown|filter|signature]`: the figures in BENCHMARKS.md,
+ * `npm run bench [-- --write] [-- --only=speed|delivery|burst|peers|page|api|markdown|filter|signature]`: the figures in BENCHMARKS.md,
  * measured side by side in one run.
  *
  * 1. Handler speed: the real server (embedded store, child process) under autocannon on the GET
@@ -21,6 +21,7 @@ import { serialize } from '../lib/store/journal';
 import { benchMarkdown } from './markdown';
 import { benchFilter } from './filter';
 import { benchPage } from './page';
+import { benchApi } from './api';
 import { BUILT_SERVER, KEY, ROOT, TOKEN, prng, rssMb, spawnChild, stop } from './support';
 import { WechatSim } from '../lib/sim/wechat-sim';
 import { sha1Signature, verifySignature } from '../lib/channels/wxbiz/signature';
@@ -458,6 +459,7 @@ const NOTES = `
 | Markdown → text under 50 ms per 100 KB on the worst input found, linear | "Markdown on hostile answers" |
 | blocked words: linear in the text (the same ms per 100 K at 100 K and 1 M) with 5,000 words, on hostile inputs too | "Blocked words on long texts" |
 | answer page: ≥ 1,000 live streams in one process with < 100 MB extra memory | "The answer page: live streams one process holds" |
+| HTTP API: ≥ 1,000 concurrent streams in one process with < 100 MB extra memory; first-token overhead over the model alone | "HTTP API: concurrent streams one process holds", "HTTP API: time to first token" |
 
 ### How to read them
 
@@ -498,6 +500,7 @@ async function main(): Promise<void> {
   if (!only || only === 'burst') await bursts();
   if (!only || only === 'peers') await peers();
   if (!only || only === 'page') await benchPage(say);
+  if (!only || only === 'api') await benchApi(say);
   if (!only || only === 'signature') signatureTiming();
   if (write) {
     const doc =
@@ -505,7 +508,7 @@ async function main(): Promise<void> {
       'Produced by `npm run bench -- --write` (this file is its output). Figures are from one run on the\n' +
       'machine named below; compare ratios measured side by side, not absolute numbers from other machines.\n' +
       'Settings: `BENCH_DURATION_S`, `BENCH_CONNECTIONS`, `BENCH_SCALE`, `BENCH_QUESTIONS`, `BENCH_MEMORY_USERS`,\n' +
-      '`BENCH_FETCH_RECORDS`, `BENCH_BURSTS`, `BENCH_SERVER`, `BENCH_PEER_ROUNDS`, `BENCH_PEER_SECONDS`, `BENCH_PAGE_QUESTIONS`, `BENCH_PAGE_STREAMS`; `--only=speed|delivery|burst|peers|page|markdown|filter|signature`.\n\n' +
+      '`BENCH_FETCH_RECORDS`, `BENCH_BURSTS`, `BENCH_SERVER`, `BENCH_PEER_ROUNDS`, `BENCH_PEER_SECONDS`, `BENCH_PAGE_QUESTIONS`, `BENCH_PAGE_STREAMS`, `BENCH_API_ROUNDS`, `BENCH_API_STREAMS`; `--only=speed|delivery|burst|peers|page|api|markdown|filter|signature`.\n\n' +
       out.join('\n') +
       '\n' +
       NOTES;

@@ -24,7 +24,7 @@ import type { Clock } from './util/clock';
 import { systemClock } from './util/clock';
 import type { Logger } from './util/log';
 import { createLogger } from './util/log';
-import { WEB_KIND, isWebChannel } from './channels/web/channel';
+import { isWebChannel } from './channels/web/channel';
 import { createChatHandler } from './web/chat/handler';
 import type { ChatHandler } from './web/chat/handler';
 import { createConsoleHandler } from './web/console/handler';
@@ -47,6 +47,12 @@ export interface App {
   channels: Channels;
   /** Webhooks by path: `/wechat`, `/line`, …; other instances at `/<kind path>/<instance>`. */
   routes: ReadonlyMap<string, WebhookHandler>;
+  /**
+   * The webhook that serves `path`: by exact path (`routes`), else under a kind's prefix (`/v1/…`),
+   * the longest prefix first, the path as the default instance sees it handed over as `WebhookRequest.path`.
+   * `instance` (laf's `?bot=`): that instance's route instead.
+   */
+  route(path: string, instance?: string): WebhookHandler | undefined;
   /** The answer page's requests (lib/web/page/handler.ts); 404 for everything while the page is off. */
   page: PageHandler;
   version: string;
@@ -103,8 +109,8 @@ export function createApp(config: Config, deps: AppDeps): App {
   if (config.page.warning) logger.warn(config.page.warning);
   const links = config.page.enabled ? new PageLinks(store, config.page) : undefined;
   const live = new LiveAnswers();
-  // In-process news of answers being written, for answer pages, the console's Try it and the web chat.
-  const watched = links !== undefined || config.console.token !== undefined || config.channels.some((c) => c.kind.kind === WEB_KIND);
+  // In-process news of answers being written, for answer pages, the console's Try it and channels that follow answers (the web chat, the API).
+  const watched = links !== undefined || config.console.token !== undefined || config.channels.some((c) => c.kind.follows === true);
   const wakeups = new Wakeups(clock, store);
   // The registry is filled below; the worker and the bot look channels up in it.
   const registry: { channels: Channels } = { channels: new Channels([]) };
@@ -129,6 +135,7 @@ export function createApp(config: Config, deps: AppDeps): App {
 
   const list: Channel[] = [];
   const routes = new Map<string, WebhookHandler>();
+  const prefixed: { prefix: string; kindPrefix: string; instance: string; handler: WebhookHandler }[] = [];
   for (const setup of config.channels) {
     const name = channelName(setup.kind.kind, setup.instance);
     const channel = setup.kind.create(setup.settings, {
@@ -142,10 +149,25 @@ export function createApp(config: Config, deps: AppDeps): App {
       answerer: setup.backend ? backendOf(setup.backend) : answerer,
       links,
       fetchPart,
+      ...(setup.kind.follows ? { live } : {}),
     });
     list.push(channel);
     if (channel.webhook && setup.kind.path) routes.set(webhookPath(setup.kind.path, setup.instance), channel.webhook);
+    for (const p of channel.webhook ? (setup.kind.prefixes ?? []) : []) prefixed.push({ prefix: webhookPath(p, setup.instance), kindPrefix: p, instance: setup.instance, handler: channel.webhook as WebhookHandler });
   }
+  prefixed.sort((a, b) => b.prefix.length - a.prefix.length);
+  const route = (path: string, instance = ''): WebhookHandler | undefined => {
+    const exact = routes.get(instance ? `${path}/${instance}` : path);
+    if (exact) return exact;
+    for (const r of prefixed) {
+      // On laf the instance comes as `?bot=`, and the path is the default instance's.
+      const prefix = instance ? (r.instance === instance ? r.kindPrefix : undefined) : r.prefix;
+      if (prefix === undefined || (path !== prefix && !path.startsWith(`${prefix}/`))) continue;
+      const rest = path.slice(prefix.length);
+      return (req) => r.handler({ ...req, path: r.kindPrefix + rest });
+    }
+    return undefined;
+  };
   // The console's Try it answers as the first channel that replies in its requests (the Official
   // Account) does, with one delivery, on its own key.
   const like = list.find((c) => c.delivery === 'reply' && c.instance === '');
@@ -180,6 +202,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     bot,
     channels: registry.channels,
     routes,
+    route,
     page,
     version,
     console: consoleHandler,

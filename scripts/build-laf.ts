@@ -10,7 +10,7 @@
 import { build } from 'esbuild';
 import type { Plugin } from 'esbuild';
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, statSync } from 'fs';
-import { join, resolve } from 'path';
+import { dirname, join, resolve, sep } from 'path';
 import { inlineRenderer, withoutRenderer } from './renderer-plugin';
 
 const ROOT = resolve(__dirname, '..');
@@ -46,13 +46,18 @@ export interface BuiltFunction {
 
 export async function buildLaf(outDir: string): Promise<BuiltFunction[]> {
   const fnDir = join(ROOT, 'functions');
-  const names = readdirSync(fnDir)
+  // laf names a function by its path, slashes included (`v1/chat/completions` serves /v1/chat/completions);
+  // laf-cli keeps such a function in the folders of its name.
+  const names = (readdirSync(fnDir, { recursive: true, encoding: 'utf8' }) as string[])
+    .map((f) => f.split(sep).join('/'))
     .filter((f) => f.endsWith('.ts'))
-    .map((f) => f.slice(0, -3));
+    .map((f) => f.slice(0, -3))
+    .sort();
   const outFns = join(outDir, 'functions');
   mkdirSync(outFns, { recursive: true });
   const options = {
     outdir: outFns,
+    outbase: fnDir,
     outExtension: { '.js': '.ts' },
     bundle: true,
     platform: 'node' as const,
@@ -74,6 +79,7 @@ export async function buildLaf(outDir: string): Promise<BuiltFunction[]> {
   if (others.length > 0) await build({ ...options, entryPoints: entries(others), plugins: [inlineUplot, withoutRenderer] });
   const built: BuiltFunction[] = [];
   for (const name of names) {
+    mkdirSync(dirname(join(outFns, name)), { recursive: true });
     copyFileSync(join(fnDir, `${name}.yaml`), join(outFns, `${name}.yaml`));
     const file = join(outFns, `${name}.ts`);
     const bytes = statSync(file).size;

@@ -226,7 +226,10 @@ export class AnswerWorker {
     // A blocked word in the text so far: nothing more of it is shown or saved (BLOCKED_WORDS).
     let blocked: string | undefined;
     let saved = '';
+    // Once the model's answer is in, nothing may stop it any more (the settle that follows is news too).
+    let answered = false;
     const beat = async () => {
+      if (answered) return;
       const text = visible();
       const progress = !blocked && text !== saved ? (saved = text) : undefined;
       const mine = await store.heartbeat(q._id, attempt, clock.now(), progress).catch((err) => {
@@ -234,12 +237,13 @@ export class AnswerWorker {
         return true; // the store is unreachable: keep going, the answer may still be saved
       });
       // Cleared, deleted (unsubscribe) or taken over: nobody will read this answer.
-      if (!mine) stop.stop();
+      if (!mine && !answered) stop.stop();
     };
     const timer = setInterval(() => void beat(), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
-    // A question stopped or cleared through this process (a stop button, `/clear`) is heard at once:
-    // the model call ends now rather than at the next heartbeat (other instances: at that heartbeat).
+    // Stopped or cleared through this process (a stop button, a client that left, `/clear`) is heard at
+    // once: the model call ends now rather than at the next heartbeat (other instances: at that heartbeat).
     const offChange = store.onChange(q.user, () => void beat());
+    const offStopped = store.onStopped(q._id, () => stop.stop());
     // With the answer page on, the text so far reaches the store twice a second (only once a link
     // is out: lib/store/store.ts `saveProgress`), so a page on any instance can follow it; always, for
     // a channel whose platform asks for it (Channel.savesProgress). Never past a blocked word.
@@ -307,6 +311,7 @@ export class AnswerWorker {
         { query: question, user: q.user, facts: this.facts(q, user), conversationId, history, images: picture.images, onConversationGone },
         { onText, stop },
       );
+      answered = true;
       // Thinking never counts as the answer; a cut answer says so.
       let shownAnswer = visibleAnswer(answer.text);
       const badWord = this.deps.filter?.find(shownAnswer);
@@ -371,6 +376,7 @@ export class AnswerWorker {
     } finally {
       clearInterval(timer);
       offChange();
+      offStopped();
       if (progress) clearInterval(progress);
       // However it ended (settled, stopped, or no longer ours), pages stop waiting on this process.
       this.deps.live?.publish(q._id, { settled: true });

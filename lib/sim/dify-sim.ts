@@ -74,6 +74,8 @@ export interface RecordedCall {
   at: number;
   /** When the first frame of the stream was written (benchmarks time what follows from it). */
   firstFrameAt?: number;
+  /** When the bot closed the connection before the answer was complete (it stopped the model call). */
+  cutAt?: number;
 }
 
 export interface DifySimOptions {
@@ -259,6 +261,9 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
     const body = ((await readJson(req)) ?? {}) as ChatBody;
     const call: RecordedCall = { body, authorization: auth, at: Date.now() };
     calls.push(call);
+    res.on('close', () => {
+      if (!res.writableFinished) call.cutAt = Date.now();
+    });
     if (auth !== `Bearer ${opts.apiKey}`) {
       json(res, 401, { code: 'unauthorized', message: 'Access token is invalid', status: 401 });
       return;

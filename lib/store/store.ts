@@ -271,6 +271,7 @@ export function pageCount(q: MessageRecord): number {
 export class Store {
   private readonly pendingCounts = new Map<string, Record<string, number>>();
   private readonly listeners = new Listeners<void>();
+  private readonly stops = new Listeners<void>();
   private countTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(
@@ -656,16 +657,37 @@ export class Store {
   }
 
   /**
-   * Stop one pending question of `user` (the web chat's stop button): it is cleared as `/clear`
-   * clears, so its worker's next heartbeat stops the model call and nothing can settle it; the
-   * answer so far stays on the record. False when it is not `user`'s or not pending any more.
+   * Cancel one pending question (the web chat's stop button; an HTTP client that disconnected): it
+   * is `cleared` like the questions of a `/clear`, so its worker stops at its next heartbeat (at once
+   * in this process: `onStopped`), nothing can settle it, the answer so far stays on the record, and
+   * it leaves the inbox and the outbox. Only `user`'s, when given. Null when it was not pending
+   * (settled, cleared, gone) or not that user's.
    */
-  async cancelQuestion(key: string, user: string, now: number): Promise<boolean> {
-    const done = await this.messages.updateOne({ _id: key, user, status: 'pending' }, { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true, outbox: true } });
-    if (!done) return false;
-    this.changed(user);
-    await this.count(now, { cleared: 1 }, user);
-    return true;
+  async cancelQuestion(key: string, now: number, user?: string): Promise<MessageRecord | null> {
+    const done = await this.messages.updateOne(
+      { _id: key, status: 'pending', ...(user !== undefined ? { user } : {}) },
+      { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true, outbox: true } },
+    );
+    if (!done) return null;
+    this.changed(done.user);
+    this.stops.emit(key, undefined);
+    await this.count(now, { cleared: 1 }, done.user);
+    return done;
+  }
+
+  /** Call `listener` when question `key` is cancelled through this object (its worker stops its model call). */
+  onStopped(key: string, listener: () => void): () => void {
+    return this.stops.on(key, listener);
+  }
+
+  /**
+   * `user`'s conversation starts again at `generation` (a question with `Inbound.newConversation`):
+   * the backend's conversation and the history are forgotten, unless a later generation already began
+   * (a `/clear` meanwhile). Unlike `clearUser`, nothing pending is cancelled.
+   */
+  async startConversation(user: string, generation: number, now: number): Promise<void> {
+    const moved = await this.users.updateOne({ _id: user, generation: { $lt: generation } }, { $set: { generation, updatedAt: now }, $unset: { conversationId: true, history: true } });
+    if (!moved && !(await this.user(user))) await this.users.upsert(user, { $set: { updatedAt: now }, $max: { generation } });
   }
 
   /** Store the conversation an answer belongs to, unless the user cleared it meanwhile. */

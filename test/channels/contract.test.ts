@@ -15,6 +15,8 @@ import type { LineSim } from '../../lib/sim/line-sim';
 import { WechatSim } from '../../lib/sim/wechat-sim';
 import { TOKEN, eventually, sleep, startHarness } from '../support/harness';
 import { ChatVisitor, messageId } from '../support/web-chat';
+import { call } from '../support/wire';
+import { API_KEYS, KEY_A } from './api/keys';
 import type { Harness } from '../support/harness';
 
 /** How the contract drives one channel kind through its simulator. */
@@ -106,9 +108,29 @@ const drivers: Record<string, Driver> = {
     },
     answers: () => webAnswers,
   },
+  api: {
+    async start() {
+      return { env: { API_KEYS }, close: async () => undefined };
+    },
+    async forged(h) {
+      return (await call(`${h.origin}/api/v1/chat`, { method: 'POST', body: JSON.stringify({ user: 'forged', query: '伪造' }), headers: { Authorization: 'Bearer not-a-key-of-this-server-000000' } })).status;
+    },
+    async twice(h, text) {
+      // A client retries with the same Idempotency-Key while the first copy still waits: both get the one answer.
+      const copy = () => call(`${h.origin}/api/v1/chat`, { method: 'POST', body: JSON.stringify({ user: 'twice', query: text }), headers: { Authorization: `Bearer ${KEY_A}`, 'Idempotency-Key': 'contract-twice' } });
+      const replies = await Promise.all([copy(), sleep(100).then(copy)]);
+      for (const r of replies) {
+        const body = JSON.parse(r.body) as { id: string; answer: string };
+        if (body.answer === `答：${text}`) apiAnswers.add(body.id);
+      }
+    },
+    // Copies of one request carry the one answer (one id).
+    answers: () => apiAnswers.size,
+  },
 };
 let wechatAnswers = 0;
 let webAnswers = 0;
+const apiAnswers = new Set<string>();
 
 let h: Harness | undefined;
 let closeSim: (() => Promise<void>) | undefined;

@@ -348,6 +348,58 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(await s.markReadOnPage((await s.message('oRead:2')) as MessageRecord, T0, 'q')).toBe(false);
   });
 
+  it('cancels one pending question (its asker left): the others stay, its worker hears it once, settled ones are not touched', async () => {
+    const s = await open();
+    claimed(await s.claim(question('oX:a', 'oX', T0, { outbox: 'api' })));
+    claimed(await s.claim(question('oX:b', 'oX')));
+    const done = await answered(s, 'oX:c', 'oX', ['c']);
+    let stopped = 0;
+    let changed = 0;
+    const offStop = s.onStopped('oX:a', () => stopped++);
+    const offChange = s.onChange('oX', () => changed++);
+    const racing = await Promise.all([s.cancelQuestion('oX:a', T0 + 1), s.cancelQuestion('oX:a', T0 + 1)]);
+    expect(racing.filter(Boolean)).toHaveLength(1);
+    expect(stopped).toBe(1);
+    expect(changed).toBe(1);
+    offStop();
+    offChange();
+    const a = (await s.message('oX:a')) as MessageRecord;
+    expect(a.status).toBe('cleared');
+    expect(a.inbox).toBeUndefined();
+    expect(a.outbox).toBeUndefined();
+    expect(await s.heartbeat('oX:a', 1, T0 + 2)).toBe(false);
+    expect(await s.settle('oX:a', 1, { status: 'answered', answer: 'late', pages: ['late'] }, T0 + 2)).toBeNull();
+    expect((await s.message('oX:b'))?.status).toBe('pending');
+    expect(await s.cancelQuestion('oX:c', T0 + 3)).toBeNull();
+    expect((await s.message('oX:c'))?.status).toBe(done.status);
+    expect(await s.cancelQuestion('oX:none', T0 + 3)).toBeNull();
+    expect((await s.inbox('oX')).map((q) => q._id)).toEqual(['oX:b', 'oX:c']);
+  });
+
+  it('a new conversation: forgets the backend conversation and history, cancels nothing, never goes back past a later /clear', async () => {
+    const s = await open();
+    await s.setConversation('oNC', 0, 'conv-1', T0);
+    await s.addTurn('oNC', 0, { question: 'q', answer: 'a', askedAt: T0 }, 5, T0);
+    claimed(await s.claim(question('oNC:pending', 'oNC')));
+    await s.startConversation('oNC', 1, T0 + 1);
+    expect(await s.user('oNC')).toMatchObject({ generation: 1 });
+    expect((await s.user('oNC'))?.conversationId).toBeUndefined();
+    expect((await s.user('oNC'))?.history).toBeUndefined();
+    expect((await s.message('oNC:pending'))?.status).toBe('pending');
+    // The old conversation's answer does not come back into the new one; the new one's does.
+    await s.setConversation('oNC', 0, 'conv-old', T0 + 2);
+    expect((await s.user('oNC'))?.conversationId).toBeUndefined();
+    await s.setConversation('oNC', 1, 'conv-2', T0 + 2);
+    expect((await s.user('oNC'))?.conversationId).toBe('conv-2');
+    // A /clear went further meanwhile: an older start changes nothing.
+    await s.clearUser('oNC', T0 + 3);
+    await s.startConversation('oNC', 2, T0 + 4);
+    expect(await s.user('oNC')).toMatchObject({ generation: 2 });
+    // A user with no record yet starts at the generation given.
+    await s.startConversation('oNew', 1, T0 + 5);
+    expect(await s.user('oNew')).toMatchObject({ generation: 1 });
+  });
+
   it('history: turns appended atomically and capped, not after a /clear, gone with the user', async () => {
     const s = await open();
     const turn = (n: number) => ({ question: `q${n}`, answer: `a${n}`, askedAt: T0 + n });
@@ -496,8 +548,8 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     const clearedBefore = await clearedCount();
     const heard: string[] = [];
     const off = s.onChange('web:c', () => heard.push('change'));
-    expect(await s.cancelQuestion('web:c:1', 'web:other', T0 + 3)).toBe(false); // not theirs
-    const racing = await Promise.all(Array.from({ length: 6 }, () => s.cancelQuestion('web:c:1', 'web:c', T0 + 3)));
+    expect(await s.cancelQuestion('web:c:1', T0 + 3, 'web:other')).toBeNull(); // not theirs
+    const racing = await Promise.all(Array.from({ length: 6 }, () => s.cancelQuestion('web:c:1', T0 + 3, 'web:c')));
     expect(racing.filter(Boolean)).toHaveLength(1);
     off();
     expect(heard).toEqual(['change']);
@@ -511,7 +563,7 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     // The other question is untouched; a settled one cannot be cancelled.
     expect((await s.inbox('web:c')).map((m) => m._id)).toEqual(['web:c:2']);
     await s.settle('web:c:2', 1, { status: 'answered', answer: 'a', pages: ['a'] }, T0 + 6);
-    expect(await s.cancelQuestion('web:c:2', 'web:c', T0 + 7)).toBe(false);
+    expect(await s.cancelQuestion('web:c:2', T0 + 7, 'web:c')).toBeNull();
     expect((await s.message('web:c:2'))?.status).toBe('answered');
     expect(await clearedCount()).toBe(clearedBefore + 1);
   });

@@ -13,6 +13,7 @@ import type { Config } from '../../config';
 import { ConfigError, errorLogFields } from '../../errors';
 import { createLogger } from '../../util/log';
 import type { PageOp, PageRequest, PageResponse } from '../../web/page/handler';
+import type { StreamSink } from '../../core/channel';
 import { openStore } from '../../store';
 import type { Store } from '../../store';
 
@@ -224,7 +225,7 @@ export async function handleLafWebhook(ctx: FunctionContext, cloud: LafCloud, pa
   const query: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries((ctx.query ?? {}) as Record<string, unknown>)) query[k] = oneString(v);
   const instance = query['bot'];
-  const webhook = app.routes.get(instance && /^[a-z][a-z0-9-]{0,31}$/.test(instance) ? `${path}/${instance}` : path);
+  const webhook = app.route(path, instance && /^[a-z][a-z0-9-]{0,31}$/.test(instance) ? instance : '');
   if (!webhook) {
     ctx.response?.status(404);
     return `${path.slice(1)}${instance ? `?bot=${instance}` : ''} is not configured (docs/channels.md)`;
@@ -234,16 +235,20 @@ export async function handleLafWebhook(ctx: FunctionContext, cloud: LafCloud, pa
   const bodies = typeof raw === 'string' ? [raw] : Buffer.isBuffer(raw) ? [raw.toString('utf8')] : typeof body === 'string' ? [body] : jsonBodyVariants(body);
   const headers: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries((ctx.headers ?? {}) as Record<string, unknown>)) headers[k.toLowerCase()] = oneString(v);
-  const out = await webhook({ method: String(ctx.method ?? 'GET').toUpperCase(), query, bodies, headers });
+  const res = ctx.response as unknown as { writableFinished?: boolean; on?(event: 'close', listener: () => void): void } | undefined;
+  const onAbort = (listener: () => void) => res?.on?.('close', () => !res.writableFinished && listener());
+  const out = await webhook({ method: String(ctx.method ?? 'GET').toUpperCase(), query, bodies, headers, onAbort });
   if ('drop' in out) {
     // Let the delivery time out (the platform re-delivers); nothing must be sent, not even an empty body.
     ctx.response?.destroy?.();
     return undefined;
   }
+  if ('stream' in out) return sendLaf(ctx, out);
   if (out.status === 401 && typeof raw !== 'string' && bodies.length > 1) {
     app.logger.warn(`${path.slice(1)}: no form of laf's parsed body carries the signature; if the platform writes its JSON another way, serve this channel from the Node server (docs/channels.md "On laf")`);
   }
   ctx.response?.status(out.status);
+  for (const [k, v] of Object.entries(out.headers ?? {})) ctx.response?.setHeader(k, v);
   ctx.response?.setHeader('Content-Type', out.contentType);
   return out.body;
 }
@@ -258,7 +263,7 @@ export function handleLafChannel(ctx: FunctionContext, cloud: LafCloud, name: 'l
  * and ended before returning, since the runtime sends the return value of any function whose
  * response is still open (docs/laf.md).
  */
-async function sendLaf(ctx: FunctionContext, out: PageResponse): Promise<unknown> {
+async function sendLaf(ctx: FunctionContext, out: PageResponse | { status: number; headers: Record<string, string>; stream: (sink: StreamSink) => void }): Promise<unknown> {
   const res = ctx.response;
   res?.status(out.status);
   for (const [k, v] of Object.entries(out.headers)) res?.setHeader(k, v);

@@ -1,8 +1,8 @@
 /**
  * The self-hosted adapter: a node:http server that serves every channel's webhook at its path
- * (`/wechat`, `/line`, …: lib/app.ts `routes`), answer pages under `/a/` (lib/web/page/handler.ts),
- * the console under `/admin` and a health check at `/healthz`. Bodies over the limit are refused
- * while they stream in.
+ * (`/wechat`, `/line`, …: lib/app.ts `route`) or under its prefixes (`/v1/…`), answer pages under
+ * `/a/` (lib/web/page/handler.ts), the console under `/admin` and a health check at `/healthz`.
+ * Bodies over the limit are refused while they stream in. A channel may answer with a stream (SSE).
  */
 import { createServer } from 'http';
 import { parse as parseQuery } from 'querystring';
@@ -11,12 +11,12 @@ import type { ChatRequest, ChatResponse } from '../../web/chat/handler';
 import type { ConsoleHandler } from '../../web/console/handler';
 import { parseForm } from '../../web/console/handler';
 import type { PageOp, PageRequest, PageResponse } from '../../web/page/handler';
-import type { WebhookRequest, WebhookResponse } from '../../core/channel';
+import type { StreamSink, WebhookRequest, WebhookResponse } from '../../core/channel';
 import type { Logger } from '../../util/log';
 import { errorLogFields } from '../../errors';
 
 export interface ServerOptions {
-  /** The webhook served at a path, if any (lib/app.ts `routes`). */
+  /** The webhook served at a path (exact, or under a channel's prefix), if any (lib/app.ts `route`). */
   webhook: (path: string) => ((req: WebhookRequest) => Promise<WebhookResponse>) | undefined;
   logger: Logger;
   maxBodyBytes: number;
@@ -103,7 +103,12 @@ function sendPage(req: IncomingMessage, res: ServerResponse, out: PageResponse):
     res.end(req.method === 'HEAD' ? undefined : out.body);
     return;
   }
-  // The client may have left while the page looked up its question: then there is nothing to stream to.
+  sendStream(res, out);
+}
+
+/** Status and headers out at once, then the body as the response writes it. */
+function sendStream(res: ServerResponse, out: { status: number; headers: Record<string, string>; stream: (sink: StreamSink) => void }): void {
+  // The client may have left while the response was prepared: then there is nothing to stream to.
   if (res.destroyed || res.socket?.destroyed) return;
   res.writeHead(out.status, out.headers);
   res.flushHeaders();
@@ -210,11 +215,18 @@ export function createHttpServer(opts: ServerOptions): Server {
         const query: Record<string, string | undefined> = {};
         // A repeated parameter counts by its first value.
         if (qAt !== -1) for (const [k, v] of Object.entries(parseQuery(raw.slice(qAt + 1)))) query[k] = Array.isArray(v) ? v[0] : v;
-        const out = await webhook({ method: req.method ?? 'GET', query, bodies: [body], headers });
+        // The client left before its response was sent (a channel that waits for an answer in the request stops it).
+        const onAbort = (listener: () => void) => res.on('close', () => !res.writableFinished && listener());
+        const out = await webhook({ method: req.method ?? 'GET', query, bodies: [body], headers, onAbort });
         if ('drop' in out) {
           res.destroy();
           return;
         }
+        if ('stream' in out) {
+          sendStream(res, out);
+          return;
+        }
+        if (out.headers) for (const [k, v] of Object.entries(out.headers)) res.setHeader(k, v);
         // The platform hung up before the answer was ready: what this reply carried never reached it.
         if (!send(res, out.status, out.contentType, out.body)) out.undelivered?.();
       } catch (err) {

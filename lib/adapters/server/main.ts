@@ -48,7 +48,7 @@ export async function runServer(opts: ServerRunOptions = {}): Promise<void> {
   const app = createApp(config, { store, logger });
   const storeKind = store.kind;
   const server = createHttpServer({
-    webhook: (path) => app.routes.get(path),
+    webhook: (path) => app.route(path),
     logger: app.logger,
     maxBodyBytes: config.server.maxBodyBytes,
     page: app.page,

@@ -197,7 +197,10 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
       () => end(new DifyError('failed', 'dify_answer_timeout', `no complete answer from Dify within ${answerTimeoutMs} ms`)),
       answerTimeoutMs,
     );
+    let finished = false;
     const stopNow = () => {
+      // A stop that comes after the answer is complete has nothing to stop (and must not tell Dify to).
+      if (finished) return;
       const task = reader?.taskId();
       end(new DifyError('failed', 'dify_stopped', 'the question no longer needs an answer'));
       // Tell Dify too: a run whose stream is merely cut may stay "running" (docs/dify.md). Best effort.
@@ -218,6 +221,7 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
       reader = readAnswerStream(stream, { idleTimeoutMs: opts.idleTimeoutMs, drainMs, hooks });
       return await reader.answer;
     } finally {
+      finished = true;
       clearTimeout(overall);
     }
   }

@@ -78,6 +78,8 @@ export function createWebChannel(settings: WebChatSettings, deps: ChannelDeps): 
 
 export const web: ChannelKind<WebChatSettings> = {
   kind: WEB_KIND,
+  // Its pages follow answers as they are written (lib/core/follow.ts).
+  follows: true,
   variables: WEB_VARIABLES,
   settings: (env, ctx) => webChatSettings(env, ctx),
   secrets: (s) => [s.accessCode],

@@ -352,7 +352,7 @@ export function createChatHandler(deps: ChatDeps) {
     const ch = channel as WebChannel;
     const q = await own(v, req.body?.['id']);
     if (!q) return json(404, { error: 'no such question' });
-    const stopped = await store.cancelQuestion(q._id, ch.userKey(v.id), clock.now());
+    const stopped = (await store.cancelQuestion(q._id, clock.now(), ch.userKey(v.id))) !== null;
     if (stopped) logger.info('web chat: answer stopped by the visitor', { key: q._id });
     const now = await store.message(q._id);
     return json(200, { stopped, ...(now ? { turn: turnOf(now) } : {}) });

@@ -33,6 +33,7 @@ const COUNTERS: [string, string][] = [
   ['via.fetch', '回复 1'],
   ['via.push', '推送'],
   ['via.page', '网页'],
+  ['via.api', 'API'],
   ['keywords', '关键词回复'],
   ['tokens', 'tokens'],
   ['test.questions', '测试'],

@@ -33,15 +33,9 @@ export type PageRequest =
   | { op: 'media'; method: string; token: string; index: number }
   | { op: 'asset'; method: string; name: string };
 
-/** What an adapter writes a stream to. */
-export interface StreamSink {
-  /** False once the client is gone. */
-  write(chunk: string): boolean;
-  end(): void;
-  /** Bytes queued for a slow client. */
-  readonly pending: number;
-  onClose(listener: () => void): void;
-}
+/** What an adapter writes a stream to (one type for pages, the console and channels that stream). */
+export type { StreamSink } from '../../core/channel';
+import type { StreamSink } from '../../core/channel';
 
 export type PageResponse =
   | { status: number; headers: Record<string, string>; body: string | Buffer }

@@ -25,6 +25,7 @@ import { LOGIN_FAILURES_ALLOWED } from '../../../lib/web/console/handler';
 import { call } from '../../support/wire';
 import { startLineSim } from '../../../lib/sim/line-sim';
 import { startDiscordSim } from '../../../lib/sim/discord-sim';
+import OpenAI from 'openai';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const mongo = driver5Db();
@@ -89,10 +90,11 @@ async function deliverLaf(mod: Record<string, unknown>, xml: string) {
 
 describe('the build', () => {
   it('writes every function with its yaml, and laf.yaml, under laf’s size limit', () => {
-    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'admin', 'answer', 'chat', 'discord', 'line', 'wechat']);
-    expect(readdirSync(join(out, 'functions')).sort()).toEqual(
-      ['__init__', 'admin', 'answer', 'chat', 'discord', 'line', 'wechat'].flatMap((n) => [`${n}.ts`, `${n}.yaml`]),
-    );
+    // laf names a function by its path: the API's functions live in the folders of their names.
+    const names = ['__init__', 'admin', 'answer', 'api/v1/chat', 'api/v1/conversations', 'api/v1/openapi.json', 'chat', 'discord', 'line', 'v1/chat/completions', 'v1/models', 'wechat'];
+    expect(built.map((f) => f.name).sort()).toEqual(names);
+    expect((readdirSync(join(out, 'functions'), { recursive: true, encoding: 'utf8' }) as string[]).filter((f) => /\.(ts|yaml)$/.test(f)).sort()).toEqual(names.flatMap((n) => [`${n}.ts`, `${n}.yaml`]).sort());
+    for (const n of names) expect(readFileSync(join(out, 'functions', `${n}.yaml`), 'utf8')).toContain(`name: ${n}\n`);
     expect(readFileSync(join(out, 'laf.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'laf.yaml'), 'utf8'));
     expect(readFileSync(join(out, 'functions', 'wechat.yaml'), 'utf8')).toMatch(/methods:\n\s+- GET\n\s+- POST/);
     for (const f of built) expect(f.bytes).toBeLessThan(512 * 1024);
@@ -326,6 +328,34 @@ describe('the line and discord functions on laf', () => {
       await line.close();
       await discord.close();
       for (const k of ['LINE_CHANNEL_SECRET', 'LINE_CHANNEL_ACCESS_TOKEN', 'LINE_API_BASE', 'DISCORD_PUBLIC_KEY', 'DISCORD_APPLICATION_ID', 'DISCORD_API_BASE']) delete process.env[k];
+    }
+  });
+});
+
+describe('the API functions on laf', () => {
+  it('serve the OpenAI-compatible endpoint and the HTTP API through laf’s routing by function name, parsed JSON bodies and all', async () => {
+    const key = 'laf-api-key-0123456789abcdefgh';
+    Object.assign(process.env, { API_KEYS: `laf:${key}` });
+    const names = ['v1/chat/completions', 'v1/models', 'api/v1/chat', 'api/v1/conversations', 'api/v1/openapi.json'];
+    const server = await serveLafOverExpress(Object.fromEntries(names.map((n) => [n, load(n)])));
+    try {
+      const client = new OpenAI({ apiKey: key, baseURL: `${server.url}/v1`, maxRetries: 0 });
+      expect((await client.models.list()).data.map((m) => m.id)).toEqual(['wechat-dify-bot']);
+      const r = await client.chat.completions.create({ model: 'wechat-dify-bot', messages: [{ role: 'user', content: '你好' }], user: 'laf-user' });
+      expect(r.choices[0]?.message.content).toBe('laf:你好');
+      let text = '';
+      for await (const c of await client.chat.completions.create({ model: 'wechat-dify-bot', messages: [{ role: 'user', content: '慢' }], stream: true })) text += c.choices[0]?.delta.content ?? '';
+      expect(text).toBe('慢的回答');
+      const bad = await new OpenAI({ apiKey: `${key}x`, baseURL: `${server.url}/v1`, maxRetries: 0 }).models.list().catch((e: unknown) => e);
+      expect(bad).toBeInstanceOf(OpenAI.AuthenticationError);
+      const native = await fetch(`${server.url}/api/v1/chat`, { method: 'POST', body: JSON.stringify({ user: 'laf-native', query: '问' }), headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' } });
+      expect(await native.json()).toMatchObject({ answer: 'laf:问', source: 'model' });
+      const cleared = await fetch(`${server.url}/api/v1/conversations?user=laf-native`, { method: 'DELETE', headers: { Authorization: `Bearer ${key}` } });
+      expect(await cleared.json()).toEqual({ cleared: true, user: 'laf-native' });
+      expect((await (await fetch(`${server.url}/api/v1/openapi.json`)).json()) as { openapi: string }).toMatchObject({ openapi: '3.1.0' });
+    } finally {
+      await server.close();
+      delete process.env['API_KEYS'];
     }
   });
 });
