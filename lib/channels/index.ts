@@ -3,8 +3,10 @@
  * variables say so (lib/config.ts); `BOTS` adds more instances of any kind.
  */
 import type { ChannelKind } from '../core/channel';
+import { api } from './api/channel';
 import { discord } from './discord/channel';
 import { line } from './line/channel';
 import { wechatOa } from './wechat-oa';
+import { web } from './web/channel';
 
-export const CHANNEL_KINDS: readonly ChannelKind[] = [wechatOa as ChannelKind, line as ChannelKind, discord as ChannelKind];
+export const CHANNEL_KINDS: readonly ChannelKind[] = [wechatOa as ChannelKind, line as ChannelKind, discord as ChannelKind, web as ChannelKind, api as ChannelKind];

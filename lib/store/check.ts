@@ -11,10 +11,10 @@
 import { randomBytes } from 'crypto';
 import { mkdirSync, unlinkSync, writeFileSync } from 'fs';
 import { join } from 'path';
-import type { Db } from 'mongodb';
 import type { Check } from '../util/checks';
 import { lockHolder } from './dirlock';
 import { mongoBackend } from './mongo';
+import type { DriverDb } from './mongo';
 
 interface Probe {
   _id: string;
@@ -31,7 +31,7 @@ interface IndexInfo {
 }
 
 /** The conformance pass on `db`; every check a line, the temporary collection dropped at the end. */
-export async function mongoChecks(db: Db): Promise<Check[]> {
+export async function mongoChecks(db: DriverDb): Promise<Check[]> {
   const name = `wdb_doctor_${randomBytes(6).toString('hex')}`;
   const out: Check[] = [];
   const step = async (label: string, fix: string, run: () => Promise<string>): Promise<boolean> => {

@@ -95,6 +95,7 @@ export function createOpenAIClient(config: OpenAISettings): Answerer {
   return {
     kind: 'openai',
     endpoint: config.baseUrl,
+    ownHost: new URL(config.baseUrl).hostname.toLowerCase(),
     keepsConversation: false,
     transcribes: config.transcribeModel !== undefined,
     async chat(req, hooks = {}) {

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'url';
 import type { Db } from 'mongodb';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runDoctor } from '../../../lib/adapters/server/doctor';
-import { wechatUrlCheck } from '../../../lib/channels/wechat-oa';
+import { wechatUrlCheck } from '../../../lib/channels/wechat-oa/check';
 import { startDifySim } from '../../../lib/sim/dify-sim';
 import type { DifySim } from '../../../lib/sim/dify-sim';
 import { startOpenAISim } from '../../../lib/sim/openai-sim';
