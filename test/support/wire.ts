@@ -13,7 +13,10 @@ export interface WireResponse {
 /** `from`: the local address to send from, e.g. 127.0.0.2 (any of loopback's 127.0.0.0/8 reaches a server on 127.0.0.1). */
 export function call(url: string, opts: { method?: string; body?: string | Buffer | undefined; headers?: Record<string, string>; from?: string } = {}): Promise<WireResponse> {
   return new Promise((resolve) => {
-    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers, ...(opts.from ? { localAddress: opts.from } : {}) }, (res) => {
+    // A body is always framed: Node's client sends a DELETE's body with no Content-Length, which a
+    // server can only read as a second, malformed request.
+    const framed = opts.body !== undefined && !Object.keys(opts.headers ?? {}).some((k) => /^(content-length|transfer-encoding)$/i.test(k)) ? { 'Content-Length': String(Buffer.byteLength(opts.body)) } : {};
+    const req = request(url, { method: opts.method ?? 'GET', headers: { ...opts.headers, ...framed }, ...(opts.from ? { localAddress: opts.from } : {}) }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString('utf8'), type: String(res.headers['content-type']), dropped: false }));

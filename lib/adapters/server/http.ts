@@ -200,12 +200,9 @@ export function createHttpServer(opts: ServerOptions): Server {
           return;
         }
         let body = '';
-        // Any body is read (a POST's) or drained (another method's) before the answer: answering
-        // while the client still sends makes newer Node versions reset the connection (no answer).
-        if (req.method === 'POST' || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) {
+        if (req.method === 'POST') {
           try {
-            const read = await readBody(req, opts.maxBodyBytes);
-            if (req.method === 'POST') body = read;
+            body = await readBody(req, opts.maxBodyBytes);
           } catch (err) {
             if (!(err instanceof BodyTooLarge)) throw err;
             res.setHeader('Connection', 'close');
