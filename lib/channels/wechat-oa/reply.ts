@@ -1,24 +1,10 @@
 /**
- * Reply XML builders (docs/wechat.md). Every value goes through `cdata`, so no
- * content can break the document: `]]>` is split across sections and characters XML 1.0 forbids
- * are dropped.
+ * Reply XML builders (docs/wechat.md). Every value goes through `cdata` (lib/channels/wxbiz/envelope.ts),
+ * so no content can break the document; the encrypted envelope is shared with WeCom there.
  */
+import { buildEncryptedEnvelope, cdata, xmlSafe } from '../wxbiz/envelope';
 
-// Control characters other than tab/newline/CR, lone surrogates and U+FFFE/U+FFFF are not XML 1.0 characters.
-// eslint-disable-next-line no-control-regex
-const INVALID_XML_CHARS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-
-// A cheap test first: almost every text has none of these, and the full pattern (lookbehind) is slow.
-// eslint-disable-next-line no-control-regex
-const MAYBE_INVALID = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uD800-\uDFFF\uFFFE\uFFFF]/;
-
-export function xmlSafe(text: string): string {
-  return MAYBE_INVALID.test(text) ? text.replace(INVALID_XML_CHARS, '') : text;
-}
-
-export function cdata(text: string): string {
-  return `<![CDATA[${xmlSafe(text).split(']]>').join(']]]]><![CDATA[>')}]]>`;
-}
+export { cdata, xmlSafe, buildEncryptedEnvelope };
 
 export interface TextReply {
   /** The user's OpenID (the inbound FromUserName). */
@@ -38,18 +24,6 @@ export function buildTextReply(r: TextReply): string {
     `<CreateTime>${Math.floor(r.createTime)}</CreateTime>` +
     `<MsgType>${cdata('text')}</MsgType>` +
     `<Content>${cdata(r.content)}</Content>` +
-    '</xml>'
-  );
-}
-
-/** The safe-mode reply envelope, elements in the official order. */
-export function buildEncryptedEnvelope(e: { encrypt: string; signature: string; timestamp: string; nonce: string }): string {
-  return (
-    '<xml>' +
-    `<Encrypt>${cdata(e.encrypt)}</Encrypt>` +
-    `<MsgSignature>${cdata(e.signature)}</MsgSignature>` +
-    `<TimeStamp>${e.timestamp.replace(/\D/g, '')}</TimeStamp>` +
-    `<Nonce>${cdata(e.nonce)}</Nonce>` +
     '</xml>'
   );
 }
