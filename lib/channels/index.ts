@@ -6,5 +6,6 @@ import type { ChannelKind } from '../core/channel';
 import { discord } from './discord/channel';
 import { line } from './line/channel';
 import { wechatOa } from './wechat-oa';
+import { wecomApp } from './wecom-app/channel';
 
-export const CHANNEL_KINDS: readonly ChannelKind[] = [wechatOa as ChannelKind, line as ChannelKind, discord as ChannelKind];
+export const CHANNEL_KINDS: readonly ChannelKind[] = [wechatOa as ChannelKind, line as ChannelKind, discord as ChannelKind, wecomApp as ChannelKind];

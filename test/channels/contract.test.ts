@@ -13,6 +13,9 @@ import type { DiscordSim } from '../../lib/sim/discord-sim';
 import { startLineSim } from '../../lib/sim/line-sim';
 import type { LineSim } from '../../lib/sim/line-sim';
 import { WechatSim } from '../../lib/sim/wechat-sim';
+import { WecomCrypto } from '../../lib/sim/wecom-common';
+import { startWecomSim } from '../../lib/sim/wecom-sim';
+import type { WecomSim } from '../../lib/sim/wecom-sim';
 import { TOKEN, eventually, sleep, startHarness } from '../support/harness';
 import type { Harness } from '../support/harness';
 
@@ -30,6 +33,10 @@ interface Driver {
 const LINE_SECRET = '0123456789abcdef0123456789abcdef';
 let line: LineSim;
 let discord: DiscordSim;
+const WECOM = { corpId: 'ww5a1c9e3b7d20f864', token: 'QDG6eK', aesKey: 'jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C', agentId: 1000002, secret: 'wecom-contract-secret' };
+let wecom: WecomSim;
+/** The simulator reads the callback URL when it calls: set once the bot listens. */
+const wecomCallback = { url: '', token: WECOM.token, encodingAesKey: WECOM.aesKey };
 const drivers: Record<string, Driver> = {
   'wechat-oa': {
     async start() {
@@ -77,6 +84,26 @@ const drivers: Record<string, Driver> = {
     },
     // The final answer is the edit that no longer ends in " …" (the progressive ones do).
     answers: () => discord.edits.filter((e) => !e.content.endsWith(' …')).length,
+  },
+  'wecom-app': {
+    async start() {
+      wecom = await startWecomSim({ corpId: WECOM.corpId, apps: [{ agentId: WECOM.agentId, secret: WECOM.secret, callback: wecomCallback }], callbackTimeoutMs: 1000 });
+      const env = { WECOM_CORP_ID: WECOM.corpId, WECOM_AGENT_ID: String(WECOM.agentId), WECOM_SECRET: WECOM.secret, WECOM_TOKEN: WECOM.token, WECOM_AES_KEY: WECOM.aesKey, WECOM_API_BASE: wecom.url };
+      return { env, close: () => wecom.close() };
+    },
+    async forged(h) {
+      wecomCallback.url = `${h.origin}/wecom`;
+      const wrong = new WecomCrypto('WrongToken', WECOM.aesKey, WECOM.corpId);
+      const encrypt = wrong.encrypt(`<xml><ToUserName><![CDATA[${WECOM.corpId}]]></ToUserName><FromUserName><![CDATA[mallory]]></FromUserName><CreateTime>${Math.floor(Date.now() / 1000)}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[伪造]]></Content><MsgId>7300000000000000009</MsgId><AgentID>${WECOM.agentId}</AgentID></xml>`);
+      const res = await fetch(`${h.origin}/wecom?${wrong.query(encrypt, String(Math.floor(Date.now() / 1000)), '424242')}`, { method: 'POST', body: `<xml><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>` });
+      return res.status;
+    },
+    async twice(h, text) {
+      wecomCallback.url = `${h.origin}/wecom`;
+      const r = await wecom.memberSends('twice', text);
+      await wecom.redeliver(r.callbackId);
+    },
+    answers: () => wecom.sent.length,
   },
 };
 let wechatAnswers = 0;
