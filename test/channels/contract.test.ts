@@ -105,6 +105,27 @@ const drivers: Record<string, Driver> = {
     },
     answers: () => wecom.sent.length,
   },
+  'wecom-kf': {
+    async start() {
+      wecom = await startWecomSim({ corpId: WECOM.corpId, apps: [{ agentId: WECOM.agentId, secret: WECOM.secret, callback: wecomCallback }], callbackTimeoutMs: 5000 });
+      const env = { WECOM_CORP_ID: WECOM.corpId, WECOM_KF_SECRET: WECOM.secret, WECOM_TOKEN: WECOM.token, WECOM_AES_KEY: WECOM.aesKey, WECOM_API_BASE: wecom.url };
+      return { env, close: () => wecom.close() };
+    },
+    async forged(h) {
+      wecomCallback.url = `${h.origin}/wecom-kf`;
+      await wecom.customerSends('wkSimKf0000000001', 'wmForged', '伪造', { notify: false });
+      const wrong = new WecomCrypto('WrongToken', WECOM.aesKey, WECOM.corpId);
+      const encrypt = wrong.encrypt(`<xml><ToUserName><![CDATA[${WECOM.corpId}]]></ToUserName><CreateTime>${Math.floor(Date.now() / 1000)}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event><Token><![CDATA[ENCforged]]></Token><OpenKfId><![CDATA[wkSimKf0000000001]]></OpenKfId></xml>`);
+      const res = await fetch(`${h.origin}/wecom-kf?${wrong.query(encrypt, String(Math.floor(Date.now() / 1000)), '424242')}`, { method: 'POST', body: `<xml><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>` });
+      return res.status;
+    },
+    async twice(h, text) {
+      wecomCallback.url = `${h.origin}/wecom-kf`;
+      const r = await wecom.customerSends('wkSimKf0000000001', 'wmTwice', text);
+      await wecom.redeliver(r.callback?.callbackId ?? '');
+    },
+    answers: () => wecom.kfSent.length,
+  },
 };
 let wechatAnswers = 0;
 
