@@ -7,6 +7,7 @@ import { discord } from './discord/channel';
 import { line } from './line/channel';
 import { wechatOa } from './wechat-oa';
 import { wecomApp } from './wecom-app/channel';
+import { wecomBot } from './wecom-bot/channel';
 import { wecomKf } from './wecom-kf/channel';
 
-export const CHANNEL_KINDS: readonly ChannelKind[] = [wechatOa as ChannelKind, line as ChannelKind, discord as ChannelKind, wecomApp as ChannelKind, wecomKf as ChannelKind];
+export const CHANNEL_KINDS: readonly ChannelKind[] = [wechatOa as ChannelKind, line as ChannelKind, discord as ChannelKind, wecomApp as ChannelKind, wecomKf as ChannelKind, wecomBot as ChannelKind];

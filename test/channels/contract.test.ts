@@ -14,6 +14,8 @@ import { startLineSim } from '../../lib/sim/line-sim';
 import type { LineSim } from '../../lib/sim/line-sim';
 import { WechatSim } from '../../lib/sim/wechat-sim';
 import { WecomCrypto } from '../../lib/sim/wecom-common';
+import { startWecomBotSim } from '../../lib/sim/wecom-bot-sim';
+import type { WecomBotSim } from '../../lib/sim/wecom-bot-sim';
 import { startWecomSim } from '../../lib/sim/wecom-sim';
 import type { WecomSim } from '../../lib/sim/wecom-sim';
 import { TOKEN, eventually, sleep, startHarness } from '../support/harness';
@@ -37,6 +39,10 @@ const WECOM = { corpId: 'ww5a1c9e3b7d20f864', token: 'QDG6eK', aesKey: 'jWmYm7qr
 let wecom: WecomSim;
 /** The simulator reads the callback URL when it calls: set once the bot listens. */
 const wecomCallback = { url: '', token: WECOM.token, encodingAesKey: WECOM.aesKey };
+const WECOM_BOT = { token: 'BotToken123', aesKey: 'kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR' };
+let wecomBot: WecomBotSim | undefined;
+/** The bot's simulator posts to the bot: it starts once the bot listens. */
+const botSimFor = async (h: Harness) => (wecomBot ??= await startWecomBotSim({ url: `${h.origin}/wecom-bot`, token: WECOM_BOT.token, encodingAesKey: WECOM_BOT.aesKey, pollIntervalMs: 150 }));
 const drivers: Record<string, Driver> = {
   'wechat-oa': {
     async start() {
@@ -125,6 +131,31 @@ const drivers: Record<string, Driver> = {
       await wecom.redeliver(r.callback?.callbackId ?? '');
     },
     answers: () => wecom.kfSent.length,
+  },
+  'wecom-bot': {
+    async start() {
+      return {
+        env: { WECOM_BOT_TOKEN: WECOM_BOT.token, WECOM_BOT_AES_KEY: WECOM_BOT.aesKey },
+        close: async () => {
+          await wecomBot?.close();
+          wecomBot = undefined;
+        },
+      };
+    },
+    async forged(h) {
+      const wrong = new WecomCrypto('WrongToken', WECOM_BOT.aesKey, '');
+      const encrypt = wrong.encrypt(JSON.stringify({ msgid: 'forged', chattype: 'single', from: { userid: 'mallory' }, msgtype: 'text', text: { content: '伪造' } }));
+      const res = await fetch(`${h.origin}/wecom-bot?${wrong.query(encrypt, String(Math.floor(Date.now() / 1000)), '424242')}`, { method: 'POST', body: JSON.stringify({ encrypt }) });
+      return res.status;
+    },
+    async twice(h, text) {
+      const sim = await botSimFor(h);
+      const conv = sim.start('twice', text);
+      await eventually(() => conv.state !== 'pending', 5000);
+      await sim.redeliver(conv.msgid);
+    },
+    // An answer reached the user: a finished stream, or a late reply.
+    answers: () => (wecomBot ? wecomBot.conversations.filter((c) => c.state === 'finished').length + wecomBot.lateReplies.length : 0),
   },
 };
 let wechatAnswers = 0;

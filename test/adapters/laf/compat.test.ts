@@ -89,9 +89,9 @@ async function deliverLaf(mod: Record<string, unknown>, xml: string) {
 
 describe('the build', () => {
   it('writes every function with its yaml, and laf.yaml, under laf’s size limit', () => {
-    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'admin', 'answer', 'discord', 'line', 'wechat', 'wecom', 'wecom-kf']);
+    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'admin', 'answer', 'discord', 'line', 'wechat', 'wecom', 'wecom-bot', 'wecom-kf']);
     expect(readdirSync(join(out, 'functions')).sort()).toEqual(
-      ['__init__', 'admin', 'answer', 'discord', 'line', 'wechat', 'wecom', 'wecom-kf'].flatMap((n) => [`${n}.ts`, `${n}.yaml`]).sort(),
+      ['__init__', 'admin', 'answer', 'discord', 'line', 'wechat', 'wecom', 'wecom-bot', 'wecom-kf'].flatMap((n) => [`${n}.ts`, `${n}.yaml`]).sort(),
     );
     expect(readFileSync(join(out, 'laf.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'laf.yaml'), 'utf8'));
     expect(readFileSync(join(out, 'functions', 'wechat.yaml'), 'utf8')).toMatch(/methods:\n\s+- GET\n\s+- POST/);
