@@ -61,7 +61,7 @@ function fitBytes(text: string, max: number): string {
   return out;
 }
 
-/** The stream id of a question: the same for every delivery of its message, nothing to look up. */
+/** The stream id of a question: the same for every delivery of its message (polls name it; the store maps it back). */
 export const streamIdOf = (questionKey: string) => createHash('sha256').update(questionKey).digest('hex').slice(0, 32);
 
 /** The callback as decrypted (docs/wecom.md "Intelligent bot"). */
