@@ -115,7 +115,9 @@ export function createWecomApp(settings: WecomAppSettings, deps: ChannelDeps): C
       if (clock.now() + wait > until) return false;
       await clock.sleep(Math.max(50, wait));
     }
-    return store.countUnder(`${id}:h`, PER_MEMBER_PER_HOUR, 3_600_000, clock.now());
+    // The hour's 1,000 count by the clock's hours (a window that every message extended would never end for a busy member).
+    const hour = Math.floor(clock.now() / 3_600_000);
+    return store.countUnder(`${id}:h${hour}`, PER_MEMBER_PER_HOUR, 3_600_000, clock.now());
   }
 
   async function sendOne(userId: string, text: string): Promise<void> {

@@ -24,10 +24,13 @@ const SECRET = 'wecom-app-secret-for-tests-0001';
 let h: Harness | undefined;
 let sim: WecomSim | undefined;
 afterEach(async () => {
+  // Whatever a test checks, the bot never did what WeCom tolerates but a careful client never does.
+  const violations = [...(sim?.violations ?? [])];
   await h?.close();
   await sim?.close();
   h = undefined;
   sim = undefined;
+  expect(violations).toEqual([]);
 });
 
 const echo = (durationMs = 0) => ({ script: (b: { query?: unknown }) => ({ kind: 'answer' as const, text: `答：${String(b.query)}`, durationMs }) });

@@ -26,11 +26,14 @@ const KF2 = 'wkSimKf0000000002';
 let h: Harness | undefined;
 let sim: WecomSim | undefined;
 afterEach(async () => {
+  // Whatever a test checks, the bot never did what WeCom tolerates but a careful client never does.
+  const violations = [...(sim?.violations ?? [])];
   await sim?.idle();
   await h?.close();
   await sim?.close();
   h = undefined;
   sim = undefined;
+  expect(violations).toEqual([]);
 });
 
 const echo = (durationMs = 0): Omit<DifySimOptions, 'apiKey'> => ({ script: (b) => ({ kind: 'answer', text: `答：${String(b.query)}`, durationMs }) });
