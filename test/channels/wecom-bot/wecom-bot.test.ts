@@ -29,6 +29,17 @@ afterEach(async () => {
 
 const echo = (durationMs = 0, pieceChars = 12): Omit<DifySimOptions, 'apiKey'> => ({ script: (b) => ({ kind: 'answer', text: `答：${String(b.query)}`, durationMs, pieceChars }) });
 
+/**
+ * Move the clock `ms` ahead in steps well inside SIGNATURE_TOLERANCE_S (300 s): a poll signed just before
+ * a step is checked just after it, and one jump past the tolerance would refuse it as stale.
+ */
+async function jumpBy(clock: JumpClock, ms: number): Promise<void> {
+  for (let left = ms; left > 0; left -= 100_000) {
+    clock.jump(Math.min(100_000, left));
+    await sleep(30);
+  }
+}
+
 async function start(opts: HarnessOptions = {}, simOpts: Partial<WecomBotSimOptions> = {}): Promise<{ h: Harness; sim: WecomBotSim }> {
   h = await startHarness({ ...opts, env: { WECOM_BOT_TOKEN: TOKEN, WECOM_BOT_AES_KEY: AES, ...opts.env } });
   sim = await startWecomBotSim({ url: `${h.origin}/wecom-bot`, token: TOKEN, encodingAesKey: AES, pollIntervalMs: 150, botName: 'SimBot', ...simOpts });
@@ -101,7 +112,7 @@ describe('WeCom intelligent bot', () => {
     const { h, sim } = await start({ clock, dify: echo(2500, 2) }, { now: () => clock.now() });
     const conv = sim.start('zhaoliu', '很难的问题');
     await eventually(() => conv.state === 'streaming' && conv.polls > 1, 5000);
-    clock.jump(7 * 60_000);
+    await jumpBy(clock, 7 * 60_000);
     await conv.done;
     expect(conv.state).toBe('expired');
     await eventually(() => sim.lateReplies.length === 1, 10_000);
@@ -120,7 +131,7 @@ describe('WeCom intelligent bot', () => {
     const { sim } = await start({ clock, dify: echo(3000, 2) }, { now: () => clock.now() });
     const conv = sim.start('sunqi', '慢问题');
     await eventually(() => conv.state === 'streaming' && conv.polls > 1, 5000);
-    clock.jump(5 * 60_000 + 40_000);
+    await jumpBy(clock, 5 * 60_000 + 40_000);
     await conv.done;
     expect(conv.state).toBe('finished');
     expect(conv.shown).toMatch(/正在思考中.*回答生成后会自动发给你/s);
