@@ -65,10 +65,11 @@ describe('WeChat customer service', () => {
     expect(sim.violations).toEqual([]);
   });
 
-  it('answers every message of a burst of 20 in one sync window, none twice', async () => {
-    const { h, sim } = await start({ dify: echo(200) });
+  it('answers every message of a burst of 20 in one sync window, none twice (pages of 3, an empty page with has_more)', async () => {
+    const { h, sim } = await start({ dify: echo(200) }, { kfPageMax: 3 });
     const users = ['wmA', 'wmB', 'wmC', 'wmD'];
     const items = Array.from({ length: 20 }, (_, i) => ({ user: users[i % 4] as string, push: `问题${i + 1}` }));
+    sim.injectEmptyPage(KF);
     const { callback } = await sim.customerBurst(KF, items);
     expect(callback.acked).toBe(true);
     await eventually(() => sim.kfSent.length === 20, 15_000);
@@ -78,6 +79,8 @@ describe('WeChat customer service', () => {
     for (const [i, it] of items.entries()) expect(texts(sim, it.user)).toContain(`答：问题${i + 1}`);
     expect(h.dify.calls).toHaveLength(20);
     expect(sim.calls.filter((c) => c.op === 'kf/send_msg' && c.errcode !== 0)).toEqual([]);
+    // One pull read them all, page after page: the empty one, then 7 of at most 3.
+    expect(sim.calls.filter((c) => c.op === 'kf/sync_msg').length).toBeGreaterThanOrEqual(8);
   });
 
   it('holds what is over 5 messages after a customer message: the 5th says "reply 1", and 1 sends the rest', async () => {
