@@ -419,6 +419,10 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
       json(res, 404, { status: 404, code: 'not_found', message: 'The requested URL was not found on the server.' });
     })().catch(() => res.destroy());
   });
+  // Keep idle connections longer than the bot's client does (Node's default agent: 5 s, as a server's
+  // default): with equal timeouts a reused connection can be closed by this end just as a request
+  // goes out on it (ECONNRESET, an answer failed as "down"), which Dify behind its proxy (75 s) does not do.
+  server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
