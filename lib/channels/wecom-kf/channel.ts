@@ -161,12 +161,34 @@ export function createWecomKf(settings: WecomKfSettings, deps: ChannelDeps): Cha
   }
 
   /**
+   * One customer's sends, one after the other (in this process): slots are taken in the order the
+   * messages go out, so the one in the last slot, which says how to get the rest, arrives last.
+   */
+  const lanes = new Map<string, Promise<unknown>>();
+  function inLane<T>(customer: string, job: () => Promise<T>): Promise<T> {
+    const run = (lanes.get(customer) ?? Promise.resolve()).then(job, job);
+    const tail = run.catch(() => undefined);
+    lanes.set(customer, tail);
+    void tail.then(() => {
+      if (lanes.get(customer) === tail) lanes.delete(customer);
+    });
+    return run;
+  }
+
+  /**
    * Send what is left of a settled answer, page by page, while the window and the count allow.
    * 'done': all of it went; 'held': it waits for `1` (or a new window); 'failed': WeCom refused or failed.
    */
-  async function sendPages(start: MessageRecord): Promise<'done' | 'held' | 'failed'> {
+  function sendPages(start: MessageRecord): Promise<'done' | 'held' | 'failed'> {
+    return inLane(start.user, () => sendPagesNow(start));
+  }
+
+  async function sendPagesNow(start: MessageRecord): Promise<'done' | 'held' | 'failed'> {
     const { openKfid, user } = partsOf(start.user);
-    let q = start;
+    // Read again in the lane: an earlier send may have taken pages of it.
+    const fresh = await store.message(start._id);
+    if (!fresh || fresh.inbox === undefined || (fresh.status !== 'answered' && fresh.status !== 'failed')) return 'done';
+    let q = fresh;
     const last = await lastMessage(openKfid, user);
     if (!open(last)) {
       logger.info('WeCom customer service: 48 hours since the customer’s last message; the answer waits for their next one', { key: q._id });
@@ -227,7 +249,11 @@ export function createWecomKf(settings: WecomKfSettings, deps: ChannelDeps): Cha
   const once = (what: string) => store.acquireLease(`wecom-kf:once:${what}`, me, clock.now() + KF_WINDOW_MS + 86_400_000, clock.now());
 
   /** A fixed reply (help, keyword replies, limits) to the customer's message `key`: once, within the count. */
-  async function reply(openKfid: string, user: string, key: string, text: string): Promise<void> {
+  function reply(openKfid: string, user: string, key: string, text: string): Promise<void> {
+    return inLane(keyOf(openKfid, user), () => replyNow(openKfid, user, key, text));
+  }
+
+  async function replyNow(openKfid: string, user: string, key: string, text: string): Promise<void> {
     if (!(await once(`reply:${key}`))) return;
     const last = await lastMessage(openKfid, user);
     if (!open(last)) return;
