@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --write] [-- --only=speed|delivery|burst|peers|page|markdown|filter|signature]`: the figures in BENCHMARKS.md,
+ * `npm run bench [-- --write] [-- --only=speed|delivery|burst|peers|page|api|markdown|filter|signature]`: the figures in BENCHMARKS.md,
  * measured side by side in one run.
  *
  * 1. Handler speed: the real server (embedded store, child process) under autocannon on the GET
@@ -21,6 +21,7 @@ import { serialize } from '../lib/store/journal';
 import { benchMarkdown } from './markdown';
 import { benchFilter } from './filter';
 import { benchPage } from './page';
+import { benchApi } from './api';
 import { BUILT_SERVER, KEY, ROOT, TOKEN, prng, rssMb, spawnChild, stop } from './support';
 import { WechatSim } from '../lib/sim/wechat-sim';
 import { sha1Signature, verifySignature } from '../lib/channels/wxbiz/signature';
@@ -264,7 +265,8 @@ async function delivery(): Promise<void> {
  * Everyone at once, at real WeChat timings (5 s per delivery, 4.5 s deadline, 3 deliveries): N users
  * each send one question in the same instant; Dify answers in 50–3,000 ms (uniform, seeded). Reports,
  * per delivery, how many got their answer, how many got the placeholder, how many saw no reply at
- * all, Dify calls, p99 reply time and the server's peak resident memory.
+ * all, Dify calls, p99 reply time, the server's CPU time during the burst (user + system, all its
+ * threads; its start-up not counted) and its peak resident memory.
  */
 async function burst(users: number): Promise<void> {
   const rnd = prng(7 + users);
@@ -284,10 +286,12 @@ async function burst(users: number): Promise<void> {
   let peak = rssMb(bot.child.pid as number);
   const sampler = setInterval(() => (peak = Math.max(peak, rssMb(bot.child.pid as number))), 100);
   const wechat = new WechatSim({ url: bot.url, token: TOKEN, timeoutMs: 5000 });
+  const cpu0 = cpuMs(bot.child.pid as number);
   const started = Date.now();
   const results = await Promise.all(Array.from({ length: users }, (_, i) => wechat.send(`oBurst${i}`, `b${i}`)));
   const seconds = (Date.now() - started) / 1000;
   clearInterval(sampler);
+  const cpuS = (cpuMs(bot.child.pid as number) - cpu0) / 1000;
   await stop(bot.child);
   const calls = dify.calls.length;
   await dify.close();
@@ -307,7 +311,7 @@ async function burst(users: number): Promise<void> {
   const p99 = replyMs.length ? (replyMs[Math.floor(replyMs.length * 0.99)] as number) / 1000 : NaN;
   const fastEnough = lat.filter((l) => l < 4000).length;
   burstRows.push(
-    `| ${users} | ${answeredOn[1]} | ${answeredOn[2]} | ${answeredOn[3]} | ${placeholders} | ${none} | ${calls} | ${p99.toFixed(2)} | ${peak.toFixed(0)} | ${seconds.toFixed(0)} | ${fastEnough} |`,
+    `| ${users} | ${answeredOn[1]} | ${answeredOn[2]} | ${answeredOn[3]} | ${placeholders} | ${none} | ${calls} | ${p99.toFixed(2)} | ${cpuS.toFixed(1)} | ${peak.toFixed(0)} | ${seconds.toFixed(0)} | ${fastEnough} |`,
   );
 }
 
@@ -323,8 +327,8 @@ async function bursts(): Promise<void> {
       '(embedded store, 4.5 s deadline). Dify answers in 50–3,000 ms (uniform, seeded), so every answer is ready within the first window.',
   );
   say();
-  say('| users | answered on 1st delivery | on 2nd | on 3rd | placeholder | no reply at all | Dify calls | p99 reply s | peak RSS MB | took s | answers ready < 4 s |');
-  say('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  say('| users | answered on 1st delivery | on 2nd | on 3rd | placeholder | no reply at all | Dify calls | p99 reply s | server CPU s | peak RSS MB | took s | answers ready < 4 s |');
+  say('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of burstRows) say(r);
   say();
 }
@@ -455,6 +459,7 @@ const NOTES = `
 | Markdown → text under 50 ms per 100 KB on the worst input found, linear | "Markdown on hostile answers" |
 | blocked words: linear in the text (the same ms per 100 K at 100 K and 1 M) with 5,000 words, on hostile inputs too | "Blocked words on long texts" |
 | answer page: ≥ 1,000 live streams in one process with < 100 MB extra memory | "The answer page: live streams one process holds" |
+| HTTP API: ≥ 1,000 concurrent streams in one process with < 100 MB extra memory; first-token overhead over the model alone | "HTTP API: concurrent streams one process holds", "HTTP API: time to first token" |
 
 ### How to read them
 
@@ -495,6 +500,7 @@ async function main(): Promise<void> {
   if (!only || only === 'burst') await bursts();
   if (!only || only === 'peers') await peers();
   if (!only || only === 'page') await benchPage(say);
+  if (!only || only === 'api') await benchApi(say);
   if (!only || only === 'signature') signatureTiming();
   if (write) {
     const doc =
@@ -502,7 +508,7 @@ async function main(): Promise<void> {
       'Produced by `npm run bench -- --write` (this file is its output). Figures are from one run on the\n' +
       'machine named below; compare ratios measured side by side, not absolute numbers from other machines.\n' +
       'Settings: `BENCH_DURATION_S`, `BENCH_CONNECTIONS`, `BENCH_SCALE`, `BENCH_QUESTIONS`, `BENCH_MEMORY_USERS`,\n' +
-      '`BENCH_FETCH_RECORDS`, `BENCH_BURSTS`, `BENCH_PEER_ROUNDS`, `BENCH_PEER_SECONDS`, `BENCH_PAGE_QUESTIONS`, `BENCH_PAGE_STREAMS`; `--only=speed|delivery|burst|peers|page|markdown|filter|signature`.\n\n' +
+      '`BENCH_FETCH_RECORDS`, `BENCH_BURSTS`, `BENCH_SERVER`, `BENCH_PEER_ROUNDS`, `BENCH_PEER_SECONDS`, `BENCH_PAGE_QUESTIONS`, `BENCH_PAGE_STREAMS`, `BENCH_API_ROUNDS`, `BENCH_API_STREAMS`; `--only=speed|delivery|burst|peers|page|api|markdown|filter|signature`.\n\n' +
       out.join('\n') +
       '\n' +
       NOTES;

@@ -7,8 +7,11 @@ import { createServer } from 'net';
 import { resolve } from 'path';
 
 export const ROOT = resolve(__dirname, '..');
-/** What `npm start` runs (built by its first step). */
-export const BUILT_SERVER = 'dist/server.js';
+/**
+ * What `npm start` runs (built by its first step); BENCH_SERVER names another build of it (e.g. one
+ * made from another commit with the same esbuild command) to measure two versions side by side.
+ */
+export const BUILT_SERVER = process.env['BENCH_SERVER'] ?? 'dist/server.js';
 export const TOKEN = 'benchtoken';
 export const KEY = 'app-bench-key-000001';
 

@@ -18,16 +18,24 @@ import type { Store } from './store';
 import { markdownToText } from './text/markdown';
 import { paginate } from './text/paging';
 import { createWordFilter } from './text/filter';
+import { fetchMedia, vetMediaUrl } from './util/media';
+import type { MediaPolicy } from './util/media';
 import type { Clock } from './util/clock';
 import { systemClock } from './util/clock';
 import type { Logger } from './util/log';
 import { createLogger } from './util/log';
+import { isWebChannel } from './channels/web/channel';
+import { createChatHandler } from './web/chat/handler';
+import type { ChatHandler } from './web/chat/handler';
 import { createConsoleHandler } from './web/console/handler';
 import type { ConsoleHandler } from './web/console/handler';
 import { createPageHandler } from './web/page/handler';
 import type { PageHandler, StreamTimings } from './web/page/handler';
 import { PageLinks } from './web/page/links';
 import { version } from '../package.json';
+
+/** How long fetching one of an answer's files may take. */
+const MEDIA_FETCH_MS = 15_000;
 
 export type WebhookHandler = (req: WebhookRequest) => Promise<WebhookResponse>;
 
@@ -39,11 +47,19 @@ export interface App {
   channels: Channels;
   /** Webhooks by path: `/wechat`, `/line`, …; other instances at `/<kind path>/<instance>`. */
   routes: ReadonlyMap<string, WebhookHandler>;
+  /**
+   * The webhook that serves `path`: by exact path (`routes`), else under a kind's prefix (`/v1/…`),
+   * the longest prefix first, the path as the default instance sees it handed over as `WebhookRequest.path`.
+   * `instance` (laf's `?bot=`): that instance's route instead.
+   */
+  route(path: string, instance?: string): WebhookHandler | undefined;
   /** The answer page's requests (lib/web/page/handler.ts); 404 for everything while the page is off. */
   page: PageHandler;
   version: string;
   /** The operator console's requests (lib/web/console/handler.ts); 404 for everything without ADMIN_TOKEN. */
   console: ConsoleHandler;
+  /** The web chat's requests (lib/web/chat/handler.ts); 404 for everything unless WEB_CHAT=on. */
+  chat: ChatHandler;
   worker: AnswerWorker;
   /** One poller per polling channel instance (lib/core/poller.ts); started by `startPollers`. */
   pollers: readonly Poller[];
@@ -93,11 +109,17 @@ export function createApp(config: Config, deps: AppDeps): App {
   if (config.page.warning) logger.warn(config.page.warning);
   const links = config.page.enabled ? new PageLinks(store, config.page) : undefined;
   const live = new LiveAnswers();
-  // In-process news of answers being written, for answer pages and the console's Try it.
-  const watched = links !== undefined || config.console.token !== undefined;
+  // In-process news of answers being written, for answer pages, the console's Try it and channels that follow answers (the web chat, the API).
+  const watched = links !== undefined || config.console.token !== undefined || config.channels.some((c) => c.kind.follows === true);
   const wakeups = new Wakeups(clock, store);
   // The registry is filled below; the worker and the bot look channels up in it.
   const registry: { channels: Channels } = { channels: new Channels([]) };
+  // An answer's files, fetched as if their URLs were hostile; the question's backend's own host is trusted.
+  const mediaPolicy = (userKey: string): MediaPolicy => {
+    const own = (registry.channels.forKey(userKey)?.answerer ?? answerer).ownHost;
+    return { trustedHosts: new Set([...config.media.allowHosts, ...(own ? [own] : [])]), maxBytes: config.media.maxBytes, timeoutMs: MEDIA_FETCH_MS };
+  };
+  const fetchPart = (userKey: string, url: string) => fetchMedia(url, mediaPolicy(userKey));
   const worker = new AnswerWorker({
     config,
     store,
@@ -107,11 +129,13 @@ export function createApp(config: Config, deps: AppDeps): App {
     logger,
     live: watched ? live : undefined,
     filter,
+    vetMedia: (userKey, url) => vetMediaUrl(url, mediaPolicy(userKey)),
   });
   const bot = new Bot({ config, store, clock, logger, worker, wakeups, links, filter });
 
   const list: Channel[] = [];
   const routes = new Map<string, WebhookHandler>();
+  const prefixed: { prefix: string; kindPrefix: string; instance: string; handler: WebhookHandler }[] = [];
   for (const setup of config.channels) {
     const name = channelName(setup.kind.kind, setup.instance);
     const channel = setup.kind.create(setup.settings, {
@@ -124,10 +148,26 @@ export function createApp(config: Config, deps: AppDeps): App {
       logger,
       answerer: setup.backend ? backendOf(setup.backend) : answerer,
       links,
+      fetchPart,
+      ...(setup.kind.follows ? { live } : {}),
     });
     list.push(channel);
     if (channel.webhook && setup.kind.path) routes.set(webhookPath(setup.kind.path, setup.instance), channel.webhook);
+    for (const p of channel.webhook ? (setup.kind.prefixes ?? []) : []) prefixed.push({ prefix: webhookPath(p, setup.instance), kindPrefix: p, instance: setup.instance, handler: channel.webhook as WebhookHandler });
   }
+  prefixed.sort((a, b) => b.prefix.length - a.prefix.length);
+  const route = (path: string, instance = ''): WebhookHandler | undefined => {
+    const exact = routes.get(instance ? `${path}/${instance}` : path);
+    if (exact) return exact;
+    for (const r of prefixed) {
+      // On laf the instance comes as `?bot=`, and the path is the default instance's.
+      const prefix = instance ? (r.instance === instance ? r.kindPrefix : undefined) : r.prefix;
+      if (prefix === undefined || (path !== prefix && !path.startsWith(`${prefix}/`))) continue;
+      const rest = path.slice(prefix.length);
+      return (req) => r.handler({ ...req, path: r.kindPrefix + rest });
+    }
+    return undefined;
+  };
   // The console's Try it answers as the first channel that replies in its requests (the Official
   // Account) does, with one delivery, on its own key.
   const like = list.find((c) => c.delivery === 'reply' && c.instance === '');
@@ -138,7 +178,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     answerer,
     delivery: 'reply',
     window: like?.window ?? { deliveries: 1, timeoutMs: config.delivery.replyDeadlineMs + 500 },
-    pages: like ? (a) => like.pages(a) : (a) => paginate(markdownToText(a), 1800, config.texts.pageHint),
+    pages: like ? (a, p) => like.pages(a, p) : (a) => paginate(markdownToText(a), 1800, config.texts.pageHint),
     carries: { images: false, files: false },
     help: config.texts.help,
   };
@@ -154,16 +194,19 @@ export function createApp(config: Config, deps: AppDeps): App {
   }
   const pollers = list.flatMap((c) => (c.poller ? [new Poller(c.poller, { store, clock, logger, takeoverMs: config.delivery.pollerTakeoverMs, ...deps.pollerTimings })] : []));
 
-  const page = createPageHandler({ config, store, clock, logger, live, pushesLater: (key) => registry.channels.forKey(key)?.push !== undefined }, deps.pageTimings);
+  const page = createPageHandler({ config, store, clock, logger, live, pushesLater: (key) => registry.channels.forKey(key)?.push !== undefined, fetchPart }, deps.pageTimings);
+  const chat = createChatHandler({ config, store, clock, logger, live, channel: list.find(isWebChannel), follow: page.follow });
   const consoleHandler = createConsoleHandler({ config, store, clock, logger, bot, tryChannel, channels: registry.channels, follow: page.follow, answerer, version });
   return {
     config,
     bot,
     channels: registry.channels,
     routes,
+    route,
     page,
     version,
     console: consoleHandler,
+    chat,
     worker,
     pollers,
     startPollers() {

@@ -128,7 +128,7 @@ describe('answer page settings', () => {
   it('reserves room for the link on every page, so pages never outgrow PAGE_BYTES', () => {
     const on = loadConfig({ ...base, PUBLIC_URL: 'https://a-rather-long-domain-name.example.com' });
     const off = loadConfig(base);
-    expect(replyReserveBytes(on.texts, on.page) - replyReserveBytes(off.texts, off.page)).toBe(Buffer.byteLength(`\n<a href="https://a-rather-long-domain-name.example.com/a/${'x'.repeat(22)}">${on.texts.pageLinkFull}</a>`));
+    expect(replyReserveBytes(on.texts, on.page) - replyReserveBytes(off.texts, off.page)).toBe(Buffer.byteLength(`\n<a href="https://a-rather-long-domain-name.example.com/a/${'x'.repeat(22)}">${on.texts.pageLinkParts}</a>`));
   });
 });
 

@@ -107,12 +107,12 @@ export interface TimedStreamOptions<T> {
  * stream fails (a cut, an early close, a clean end too soon, a malformed event, silence) turned into
  * the backend's own named error. `abort(err)` ends it at any time (the overall timeout, a stop).
  */
-export function readTimedStream<T>(stream: Readable, o: TimedStreamOptions<T>): { answer: Promise<T>; abort(err: Error): void } {
-  let abort: (err: Error) => void = () => undefined;
+export function readTimedStream<T>(stream: Readable, o: TimedStreamOptions<T>): { answer: Promise<T>; abort(err: Error): void; finishNow(): void } {
+  let abort: (err: Error | undefined) => void = () => undefined;
   const answer = new Promise<T>((resolve, reject) => {
     let settled = false;
     let idle: ReturnType<typeof setTimeout> | undefined;
-    const finish = (err: Error | undefined) => {
+    const finish = (err: Error | undefined): void => {
       if (settled) return;
       settled = true;
       clearTimeout(idle);
@@ -163,5 +163,6 @@ export function readTimedStream<T>(stream: Readable, o: TimedStreamOptions<T>): 
     stream.on('error', (err) => finish(o.errors.cut(`the stream broke: ${err.message}`, err)));
     stream.on('close', () => finish(o.result() === undefined ? o.errors.cut('the stream closed early') : undefined));
   });
-  return { answer, abort: (err) => abort(err) };
+  // Resolve with what is there now (a backend that waited a little for a trailing event).
+  return { answer, abort: (err) => abort(err), finishNow: () => abort(undefined) };
 }

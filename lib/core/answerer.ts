@@ -10,6 +10,15 @@ import type { Turn, Usage } from '../store';
 
 export type { Turn, Usage };
 
+/** A file that is part of an answer (docs/rich-answers.md): a picture, or something to download. */
+export interface AnswerFile {
+  url: string;
+  kind: 'image' | 'file';
+  name?: string | undefined;
+  mime?: string | undefined;
+  size?: number | undefined;
+}
+
 /** What is known about a question besides its text (Dify's DIFY_INPUTS placeholders use them). */
 export interface QuestionFacts {
   /** The kind of message that asked (`text`, `voice`, `image`, `event`). */
@@ -60,6 +69,8 @@ export interface Answer {
   cut?: 'length' | 'content_filter' | undefined;
   /** Dify: the names of the knowledge documents the answer drew on, in order, once each. */
   citations?: string[] | undefined;
+  /** Files the backend made for the answer (Dify's `message_file`, a workflow's `files`); absolute http(s) URLs. */
+  files?: AnswerFile[] | undefined;
 }
 
 /** Tells a running call to stop (the question was cleared or its user left); see lib/util/stop.ts. */
@@ -80,6 +91,8 @@ export interface ChatHooks {
 export interface Answerer {
   /** Which backend (`dify`, `openai`): statistics and failure codes name it. */
   readonly kind: string;
+  /** The backend's own host: files it links to there are fetched even on a private network (a self-hosted Dify). */
+  readonly ownHost?: string | undefined;
   /** The backend keeps the conversation (Dify); otherwise the store's history is sent along. */
   readonly keepsConversation: boolean;
   /** `transcribe` can work (Dify's `/audio-to-text`; OpenAI-compatible with OPENAI_TRANSCRIBE_MODEL). */

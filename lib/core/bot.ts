@@ -31,7 +31,12 @@ import type { AnswerWorker } from './worker';
  * What to answer one delivery with. A reply that carries a page says which, so the page can be
  * given back if the reply never reaches the user (`giveBack`).
  */
-export type Decision = { reply: string; giveBack?: () => Promise<void> } | { success: true } | { drop: true } | Queued;
+export type Decision = { reply: string; giveBack?: () => Promise<void>; limited?: Limited } | { success: true } | { drop: true } | Queued;
+
+/** A reply that refuses a question over a limit (RATE_LIMIT, DAILY_QUESTION_BUDGET) says until when, for channels that report it (HTTP 429). */
+export interface Limited {
+  until: number;
+}
 
 /** A `send` channel's question: claimed, its worker started; the channel delivers it when it settles. */
 export interface Queued {
@@ -70,6 +75,12 @@ export interface Inbound {
   replyHandle?: { token: string; until: number } | undefined;
   /** No re-delivery will come (the console's Try it): the first delivery is the last. */
   single?: boolean;
+  /**
+   * The question starts a new conversation (a client that keeps the transcript itself began a new
+   * chat): no history or backend conversation of before goes with it, and the user's next questions
+   * continue from it. Nothing pending is cancelled (unlike `/clear`).
+   */
+  newConversation?: boolean;
 }
 
 /** How long `1` mentions an answer read on its page, instead of "nothing pending". */
@@ -261,7 +272,7 @@ export class Bot {
       if (!admitted.ok) {
         logger.info('question refused: over a limit', { key: m.key, window: admitted.window.split(':').slice(0, 2).join(':') });
         const template = admitted.window.startsWith('budget:') ? this.texts.budgetExhausted : this.texts.rateLimited;
-        return { reply: fill(template, { when: this.whenText(admitted.until) }) };
+        return { reply: fill(template, { when: this.whenText(admitted.until) }), limited: { until: admitted.until } };
       }
     }
     const existing = await store.user(user);
@@ -278,7 +289,7 @@ export class Bot {
       sentAt: m.sentAt,
       question,
       status: 'pending',
-      generation: existing?.generation ?? 0,
+      generation: (existing?.generation ?? 0) + (m.newConversation ? 1 : 0),
       answer: '',
       pagesDelivered: 0,
       takers: [],
@@ -297,6 +308,8 @@ export class Bot {
     let othersWaiting: number | undefined;
     if (claim.first) {
       if (image && !extra.image && pending) await store.dropImage(user, pending.at);
+      // Before the worker runs: its answer is saved to the new conversation's generation.
+      if (m.newConversation) await store.startConversation(user, claim.record.generation ?? 0, now);
       worker.start(claim.record, existing);
       const { dropped, kept } = await store.trimInbox(user);
       for (const key of dropped) logger.warn('inbox full: dropped the oldest undelivered answer', { key });
@@ -371,9 +384,12 @@ export class Bot {
     return this.deps.links && q.pageToken ? this.deps.links.markup(q._id, text) : undefined;
   }
 
-  /** "查看全文" on the first page of an answer that has more. */
+  /** "查看全文" on the first page of an answer that has more; "查看图片和文件" on one that has files. */
   private fullLink(q: MessageRecord, page: number): Promise<string | undefined> {
-    return page === 0 && q.status === 'answered' && pageCount(q) > 1 ? this.pageLink(q, this.texts.pageLinkFull) : Promise.resolve(undefined);
+    if (page !== 0 || q.status !== 'answered') return Promise.resolve(undefined);
+    // An answer with pictures or files: they are on its page (docs/rich-answers.md).
+    if ((q.parts?.length ?? 0) > 0) return this.pageLink(q, this.texts.pageLinkParts);
+    return pageCount(q) > 1 ? this.pageLink(q, this.texts.pageLinkFull) : Promise.resolve(undefined);
   }
 
   /** A "still thinking" text, with the live page's link when there is one. */

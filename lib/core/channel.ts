@@ -21,11 +21,13 @@ import type { Env } from './env';
 import type { CoreConfig } from './settings';
 import { parseKey } from './keys';
 import { SignatureError, failureText } from '../errors';
-import type { MessageRecord, Store } from '../store';
+import type { AnswerPart, MessageRecord, Store } from '../store';
 import type { Clock } from '../util/clock';
 import type { Logger } from '../util/log';
+import type { FetchedMedia } from '../util/media';
 import type { Texts } from './texts';
 import type { PollSource } from './poller';
+import type { LiveAnswers } from './live';
 
 /** Sends of one answer that fail before anything arrives (the platform unreachable) are tried this many times in all. */
 export const SEND_ATTEMPTS = 3;
@@ -38,13 +40,36 @@ export interface WebhookRequest {
   bodies: readonly string[];
   /** Lower-case header names. */
   headers: Record<string, string | undefined>;
+  /**
+   * For a kind served under path prefixes (`ChannelKind.prefixes`): the path as its default
+   * instance is served, the instance's segment taken out (`/v1/brand2/models` is `/v1/models`).
+   * Absent for an exact path.
+   */
+  path?: string | undefined;
+  /** Calls `listener` if the client goes away before the response has been sent (where the adapter can tell). */
+  onAbort?: ((listener: () => void) => void) | undefined;
+}
+
+/** What an adapter writes a stream to (answer pages, the console, channels that stream: SSE). */
+export interface StreamSink {
+  /** False once the client is gone, or while it is behind (see `pending`). */
+  write(chunk: string): boolean;
+  end(): void;
+  /** Bytes queued for a slow client. */
+  readonly pending: number;
+  onClose(listener: () => void): void;
 }
 
 /**
  * A response, or `drop`: no answer at all (the platform delivers again). `undelivered`: the adapter
  * calls it when the client was gone before the response could be sent (what it carried goes back).
+ * `headers`: more response headers. A streamed response's `stream` is called once its status and
+ * headers are out, and writes the body to the sink until it ends it (or the client leaves).
  */
-export type WebhookResponse = { status: number; contentType: string; body: string; undelivered?: () => void } | { drop: true };
+export type WebhookResponse =
+  | { status: number; contentType: string; body: string; headers?: Record<string, string> | undefined; undelivered?: () => void }
+  | { status: number; headers: Record<string, string>; stream: (sink: StreamSink) => void }
+  | { drop: true };
 
 /** One line of the console's health view. */
 export interface HealthItem {
@@ -65,6 +90,8 @@ export interface Links {
   hash(questionKey: string): Promise<string>;
   /** A link to the question's page with `text`, as a reply carries it. */
   markup(questionKey: string, text: string): Promise<string>;
+  /** The public URL of the answer's file number `index`, served by the page (platforms that fetch pictures by URL). */
+  mediaUrl(questionKey: string, index: number): Promise<string>;
 }
 
 /** Showing an answer while it is written: at most one `update` per `everyMs`, then exactly one final send. */
@@ -98,8 +125,12 @@ export interface Channel {
   readonly delivery: 'reply' | 'send';
   /** `reply` channels: how the platform delivers a message (how many times, how long it waits for each). */
   readonly window?: { deliveries: number; timeoutMs: number } | undefined;
-  /** The messages a settled answer (Markdown) is sent as, in order. */
-  pages(answer: string): string[];
+  /**
+   * The messages a settled answer (Markdown) is sent as, in order. `parts`: its files (docs/rich-answers.md),
+   * which a channel that carries them sends besides the text (their Markdown pictures need not repeat
+   * in the text: lib/text/markdown.ts `withoutImages`).
+   */
+  pages(answer: string, parts: readonly AnswerPart[]): string[];
   /** `send` channels: send a settled answer, once (lib/core/worker.ts calls it; so does the recovery sweep). */
   deliver?(questionKey: string): Promise<void>;
   readonly progress?: Progressive | undefined;
@@ -137,6 +168,10 @@ export interface ChannelDeps {
   answerer: Answerer;
   /** Answer-page links, when the page is on. */
   links?: Links | undefined;
+  /** Fetch one of an answer's files safely (lib/util/media.ts), for the question's user. */
+  fetchPart?: ((userKey: string, url: string) => Promise<FetchedMedia>) | undefined;
+  /** In-process news of answers being written (lib/core/follow.ts), for kinds that declare `follows`. */
+  live?: LiveAnswers | undefined;
 }
 
 export interface SettingsContext {
@@ -151,6 +186,17 @@ export interface ChannelKind<S = unknown> {
   readonly kind: string;
   /** Where its webhook is served ('/wechat'); other instances at `<path>/<instance>`. */
   readonly path?: string;
+  /**
+   * Path prefixes under which its webhook gets every request, whatever follows (`/v1` serves
+   * `/v1/chat/completions`, `/v1/models`); other instances at `<prefix>/<instance>/…`. The webhook
+   * reads which path was asked in `WebhookRequest.path`.
+   */
+  readonly prefixes?: readonly string[];
+  /**
+   * Its instances follow answers live (lib/core/follow.ts: a web chat, an HTTP stream): the worker
+   * then tells this process's followers about each new piece of text at once.
+   */
+  readonly follows?: boolean;
   /** Every variable it reads. */
   readonly variables: readonly string[];
   /** Keys of its default instance are bare ids (stored before keys had tags: the Official Account). */

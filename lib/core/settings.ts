@@ -21,7 +21,7 @@ export const CORE_VARIABLES = [
   'STORE', 'MONGODB_URI', 'MONGODB_DB', 'STATS_UTC_OFFSET_MIN', 'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES',
   'BOT_TEXTS', 'KEYWORD_REPLIES', 'LOG_LEVEL', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
   'ADMIN_TOKEN', 'TRUSTED_PROXY_HEADER', 'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT',
-  'CITATIONS', 'IMAGE_WINDOW_S', 'IMAGE_PROMPT', 'MEDIA_MAX_BYTES',
+  'CITATIONS', 'IMAGE_WINDOW_S', 'IMAGE_PROMPT', 'MEDIA_MAX_BYTES', 'MEDIA_ALLOW_HOSTS', 'MEDIA_MAX_PER_ANSWER',
   'RATE_LIMIT', 'DAILY_QUESTION_BUDGET', 'ALLOWED_USERS', 'BLOCKED_USERS', 'BLOCKED_WORDS', 'BLOCKED_WORDS_FILE',
   ...PROXY_VARIABLES,
 ] as const;
@@ -135,8 +135,12 @@ export interface CoreConfig {
     imageWindowMs: number;
     /** Ask about a picture at once, with this prompt (IMAGE_PROMPT). */
     imagePrompt: string | undefined;
-    /** Downloads (pictures, voice) larger than this are refused. */
+    /** Downloads (pictures, voice, an answer's files) larger than this are refused. */
     maxBytes: number;
+    /** Hosts an answer's files are fetched from even on a private network (MEDIA_ALLOW_HOSTS; the backend's own host always is). */
+    allowHosts: ReadonlySet<string>;
+    /** At most this many files of an answer are delivered as files; the rest stay links (MEDIA_MAX_PER_ANSWER). */
+    maxPerAnswer: number;
   };
   /** List the knowledge documents an answer used under it (CITATIONS=on). */
   citations: boolean;
@@ -198,6 +202,13 @@ function adminToken(env: Env<CoreVariable>): string | undefined {
   return t;
 }
 
+/** MEDIA_ALLOW_HOSTS: host names (comma or space separated), lower case. */
+function hostList(env: Env<CoreVariable>): ReadonlySet<string> {
+  const hosts = (env.str('MEDIA_ALLOW_HOSTS') ?? '').split(/[\s,]+/).filter(Boolean).map((h) => h.toLowerCase());
+  for (const h of hosts) if (!/^[a-z0-9.-]{1,253}$|^[0-9a-f:]{2,39}$/.test(h)) throw new ConfigError('MEDIA_ALLOW_HOSTS', `"${h}" is not a host name or address (no scheme, no port)`);
+  return new Set(hosts);
+}
+
 /** TRUSTED_PROXY_HEADER: one header name, such as x-forwarded-for or x-real-ip. */
 function trustedProxyHeader(env: Env<CoreVariable>): string | undefined {
   const v = env.str('TRUSTED_PROXY_HEADER');
@@ -232,6 +243,8 @@ export function loadCoreConfig(whole: Env, opts: LoadOptions = {}): CoreConfig {
       imageWindowMs: env.int('IMAGE_WINDOW_S', 180, 10, 86_400) * 1000,
       imagePrompt: env.str('IMAGE_PROMPT'),
       maxBytes: env.int('MEDIA_MAX_BYTES', 10 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+      allowHosts: hostList(env),
+      maxPerAnswer: env.int('MEDIA_MAX_PER_ANSWER', 4, 0, 20),
     },
     citations: env.bool('CITATIONS', false),
     delivery: {

@@ -39,6 +39,8 @@ export interface Texts {
   pageLinkLive: string;
   /** The link to the whole answer, offered on the first page of a multi-page answer. */
   pageLinkFull: string;
+  /** The link to the answer's page where its pictures and files are, on the first page of an answer that has some. */
+  pageLinkParts: string;
   /** `1` after the answer was read to the end on its page. {question} */
   readOnPage: string;
   /** The answer page while the answer is being written. {seconds} */
@@ -107,6 +109,7 @@ export const DEFAULT_TEXTS: Texts = {
   failFailed: '抱歉，这次回答生成失败了，请重新提问。',
   pageLinkLive: '点此查看实时回答',
   pageLinkFull: '查看全文',
+  pageLinkParts: '查看图片和文件',
   readOnPage: '「{question}」的回答你已在网页中看完了，没有待发送的内容。',
   pageThinking: '正在思考（已 {seconds} 秒）…',
   pageGone: '这个链接不存在或已失效。',

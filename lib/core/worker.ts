@@ -9,15 +9,15 @@
 import type { Clock } from '../util/clock';
 import type { CoreConfig } from './settings';
 import { fill } from '../text/fill';
-import type { Answer, Answerer, ImageInput, QuestionFacts, Turn } from './answerer';
+import type { Answer, AnswerFile, Answerer, ImageInput, QuestionFacts, Turn } from './answerer';
 import type { Channel } from './channel';
 import type { WordFilter } from '../text/filter';
 import { InputError, MediaError, ModelError, errorLogFields } from '../errors';
 import type { LiveAnswers } from './live';
 import type { Logger } from '../util/log';
 import { Stop } from '../util/stop';
-import type { Failure, MessageRecord, Settlement, Store, UserRecord } from '../store';
-import { markdownToText } from '../text/markdown';
+import type { AnswerPart, Failure, MessageRecord, Settlement, Store, UserRecord } from '../store';
+import { imagesIn, markdownToText } from '../text/markdown';
 import { visibleAnswer } from '../text/reasoning';
 import { splitByLength } from '../text/paging';
 
@@ -34,7 +34,26 @@ export interface WorkerDeps {
   live?: LiveAnswers | undefined;
   /** BLOCKED_WORDS: answers containing one are replaced, and never shown while being written. */
   filter?: WordFilter | undefined;
+  /**
+   * May this file of an answer be fetched (lib/util/media.ts: http(s), a public host, or the backend's
+   * own)? Throws a `MediaError` naming why not; such a file stays a link in the text.
+   */
+  vetMedia?: ((userKey: string, url: string) => Promise<void>) | undefined;
 }
+
+/**
+ * The files that are part of an answer (docs/rich-answers.md): those the backend reported, then the
+ * pictures its Markdown shows, once each, at most `max` (the rest stay links in the text).
+ */
+export function answerParts(files: readonly AnswerFile[], markdown: string, max: number): AnswerPart[] {
+  const parts: AnswerPart[] = [];
+  for (const f of files) if (!parts.some((p) => p.url === f.url)) parts.push({ url: f.url, kind: f.kind, ...(f.name ? { name: f.name } : {}), ...(f.mime ? { mime: f.mime } : {}), ...(f.size !== undefined ? { size: f.size } : {}) });
+  for (const img of imagesIn(markdown)) if (!parts.some((p) => p.url === img.url)) parts.push({ url: img.url, kind: 'image', ...(img.alt ? { name: img.alt.slice(0, 80) } : {}) });
+  return parts.slice(0, max);
+}
+
+/** At most this many of an answer's files are looked at (vetted); MEDIA_MAX_PER_ANSWER of them are kept. */
+const MAX_PART_CANDIDATES = 20;
 
 /** The messages of an answer whose channel is gone (its settings removed since it was asked). */
 const fallbackPages = (answer: string) => splitByLength(markdownToText(answer), 2000);
@@ -207,7 +226,10 @@ export class AnswerWorker {
     // A blocked word in the text so far: nothing more of it is shown or saved (BLOCKED_WORDS).
     let blocked: string | undefined;
     let saved = '';
+    // Once the model's answer is in, nothing may stop it any more (the settle that follows is news too).
+    let answered = false;
     const beat = async () => {
+      if (answered) return;
       const text = visible();
       const progress = !blocked && text !== saved ? (saved = text) : undefined;
       const mine = await store.heartbeat(q._id, attempt, clock.now(), progress).catch((err) => {
@@ -215,9 +237,13 @@ export class AnswerWorker {
         return true; // the store is unreachable: keep going, the answer may still be saved
       });
       // Cleared, deleted (unsubscribe) or taken over: nobody will read this answer.
-      if (!mine) stop.stop();
+      if (!mine && !answered) stop.stop();
     };
     const timer = setInterval(() => void beat(), Math.max(50, Math.floor(config.delivery.staleAfterMs / 3)));
+    // Stopped or cleared through this process (a stop button, a client that left, `/clear`) is heard at
+    // once: the model call ends now rather than at the next heartbeat (other instances: at that heartbeat).
+    const offChange = store.onChange(q.user, () => void beat());
+    const offStopped = store.onStopped(q._id, () => stop.stop());
     // With the answer page on, the text so far reaches the store twice a second (only once a link
     // is out: lib/store/store.ts `saveProgress`), so a page on any instance can follow it; always, for
     // a channel whose platform asks for it (Channel.savesProgress). Never past a blocked word.
@@ -285,6 +311,7 @@ export class AnswerWorker {
         { query: question, user: q.user, facts: this.facts(q, user), conversationId, history, images: picture.images, onConversationGone },
         { onText, stop },
       );
+      answered = true;
       // Thinking never counts as the answer; a cut answer says so.
       let shownAnswer = visibleAnswer(answer.text);
       const badWord = this.deps.filter?.find(shownAnswer);
@@ -296,11 +323,16 @@ export class AnswerWorker {
       const cut = answer.cut === 'length' ? config.texts.answerCut : answer.cut === 'content_filter' ? config.texts.answerFiltered : '';
       const sources = badWord === undefined && config.citations && answer.citations?.length ? sourcesList(answer.citations, config.texts.sourcesTitle) : '';
       const full = shownAnswer ? [heard, picture.note ?? '', shownAnswer, cut, sources].filter(Boolean).join('\n\n') : shownAnswer;
+      // Files the backend made and pictures the answer shows (never those of a replaced answer).
+      // Vetted before the cap, so a refused URL takes no place of a good one.
+      const parts = badWord === undefined ? (await this.vetted(q, answerParts(answer.files ?? [], shownAnswer, MAX_PART_CANDIDATES))).slice(0, config.media.maxPerAnswer) : [];
       let result: Settlement;
-      if (markdownToText(full)) {
-        // Cut into the channel's own messages (WeChat's pages, LINE's and Discord's lengths).
-        const pages = channel ? channel.pages(full) : fallbackPages(full);
-        result = { status: 'answered', answer: full, pages };
+      if (markdownToText(full) || parts.length > 0) {
+        // Cut into the channel's own messages (WeChat's pages, LINE's and Discord's lengths); an answer
+        // that is only pictures still has one message, naming them.
+        let pages = channel ? channel.pages(full, parts) : fallbackPages(full);
+        if (pages.length === 0 || pages.every((p) => !p.trim())) pages = [parts.map((p) => (p.kind === 'image' ? '[图片]' : `[${p.name ?? '文件'}]`)).join(' ')];
+        result = { status: 'answered', answer: full, pages, ...(parts.length > 0 ? { parts } : {}) };
         if (answer.conversationId) result.conversationId = answer.conversationId;
         if (answer.messageId) result.messageId = answer.messageId;
         if (answer.usage) result.usage = answer.usage;
@@ -343,10 +375,36 @@ export class AnswerWorker {
       if (done) await this.settled(done);
     } finally {
       clearInterval(timer);
+      offChange();
+      offStopped();
       if (progress) clearInterval(progress);
       // However it ended (settled, stopped, or no longer ours), pages stop waiting on this process.
       this.deps.live?.publish(q._id, { settled: true });
     }
+  }
+
+  /** The parts that may be fetched; the others are logged with why (the host only: a signed URL's query is a secret). */
+  private async vetted(q: MessageRecord, parts: AnswerPart[]): Promise<AnswerPart[]> {
+    const vet = this.deps.vetMedia;
+    if (!vet || parts.length === 0) return parts;
+    const ok = await Promise.all(
+      parts.map((p) =>
+        vet(q.user, p.url).then(
+          () => true,
+          (err: unknown) => {
+            let host = '';
+            try {
+              host = new URL(p.url).host;
+            } catch {
+              // not a URL
+            }
+            this.deps.logger.warn('answer file refused', { key: q._id, host, ...errorLogFields(err) });
+            return false;
+          },
+        ),
+      ),
+    );
+    return parts.filter((_, i) => ok[i]);
   }
 
   /** What the backend is told about this question besides its text (Dify's DIFY_INPUTS placeholders). */

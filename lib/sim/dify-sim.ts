@@ -48,6 +48,10 @@ export type Script =
       replaceWith?: string;
       /** Send `event: ping` every this many ms while generating. */
       pingEveryMs?: number;
+      /** Files the app makes (a drawing tool): `message_file` events before the text (chat, agent-chat). */
+      files?: { url: string; type?: string }[];
+      /** A chatflow's file outputs, listed in `workflow_finished.data.files` (advanced-chat). */
+      workflowFiles?: { url: string; type?: string; filename?: string; mime_type?: string; size?: number }[];
     }
   | { kind: 'transcript'; sse: string; headerDelayMs?: number; durationMs?: number }
   | { kind: 'http'; status: number; body: string; headerDelayMs?: number }
@@ -70,6 +74,8 @@ export interface RecordedCall {
   at: number;
   /** When the first frame of the stream was written (benchmarks time what follows from it). */
   firstFrameAt?: number;
+  /** When the bot closed the connection before the answer was complete (it stopped the model call). */
+  cutAt?: number;
 }
 
 export interface DifySimOptions {
@@ -177,6 +183,7 @@ export function answerFrames(text: string, ids: { conversation_id: string; messa
   if (app === 'agent-chat') {
     out.push(frame({ event: 'agent_thought', ...base, id: 'th1', position: 1, thought: 'thinking…', tool: '', tool_input: '' }, style));
   }
+  s.files?.forEach((f, i) => out.push(frame({ event: 'message_file', ...base, id: `file_${i + 1}`, type: f.type ?? 'image', belongs_to: 'assistant', url: f.url }, style)));
   for (const p of pieces(text, s.pieceChars ?? 12)) {
     out.push(frame({ event: app === 'agent-chat' ? 'agent_message' : 'message', ...base, id: ids.message_id, answer: p }, style));
   }
@@ -186,7 +193,7 @@ export function answerFrames(text: string, ids: { conversation_id: string; messa
   }
   out.push(frame({ event: 'message_end', ...base, id: ids.message_id, metadata: { usage, retriever_resources: [] } }, style));
   if (app === 'advanced-chat') {
-    out.push(frame({ event: 'workflow_finished', ...base, workflow_run_id: 'wfr', data: { id: 'wfr', status: 'succeeded' } }, style));
+    out.push(frame({ event: 'workflow_finished', ...base, workflow_run_id: 'wfr', data: { id: 'wfr', status: 'succeeded', ...(s.workflowFiles ? { files: s.workflowFiles.map((f) => ({ type: 'image', transfer_method: 'tool_file', ...f })) } : {}) } }, style));
   }
   return out;
 }
@@ -254,6 +261,9 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
     const body = ((await readJson(req)) ?? {}) as ChatBody;
     const call: RecordedCall = { body, authorization: auth, at: Date.now() };
     calls.push(call);
+    res.on('close', () => {
+      if (!res.writableFinished) call.cutAt = Date.now();
+    });
     if (auth !== `Bearer ${opts.apiKey}`) {
       json(res, 401, { code: 'unauthorized', message: 'Access token is invalid', status: 401 });
       return;
@@ -419,10 +429,6 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
       json(res, 404, { status: 404, code: 'not_found', message: 'The requested URL was not found on the server.' });
     })().catch(() => res.destroy());
   });
-  // Keep idle connections longer than the bot's client does (Node's default agent: 5 s, as a server's
-  // default): with equal timeouts a reused connection can be closed by this end just as a request
-  // goes out on it (ECONNRESET, an answer failed as "down"), which Dify behind its proxy (75 s) does not do.
-  server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {

@@ -24,7 +24,7 @@ export interface DiscordSim {
   applicationId: string;
   publicKeyHex: string;
   /** Each interaction token's messages: the original's edits, then follow-ups. */
-  edits: { token: string; content: string; allowedMentions: unknown }[];
+  edits: { token: string; content: string; allowedMentions: unknown; embeds?: unknown[] }[];
   followUps: { token: string; content: string }[];
   registered: unknown[] | undefined;
   errors: { path: string; status: number; code: number }[];
@@ -47,7 +47,7 @@ export async function startDiscordSim(opts: { botToken?: string; tokenMs?: numbe
   const tokens = new Map<string, number>();
   let snowflake = 1190000000000000000n;
   const sim = {
-    edits: [] as { token: string; content: string; allowedMentions: unknown }[],
+    edits: [] as { token: string; content: string; allowedMentions: unknown; embeds?: unknown[] }[],
     followUps: [] as { token: string; content: string }[],
     registered: undefined as unknown[] | undefined,
     errors: [] as { path: string; status: number; code: number }[],
@@ -77,8 +77,14 @@ export async function startDiscordSim(opts: { botToken?: string; tokenMs?: numbe
       if (typeof content !== 'string' || content.length > 2000) {
         return reply(400, { code: 50035, message: 'Invalid Form Body', errors: { content: { _errors: [{ code: 'BASE_TYPE_MAX_LENGTH', message: 'Must be 2000 or fewer in length.' }] } } });
       }
+      // At most 10 embeds a message; an embed's picture needs an http(s) URL Discord can fetch.
+      const embeds = (body as { embeds?: unknown }).embeds;
+      if (embeds !== undefined) {
+        const bad = !Array.isArray(embeds) || embeds.length > 10 || embeds.some((e) => !/^https?:\/\//.test(String((e as { image?: { url?: unknown } })?.image?.url ?? '')));
+        if (bad) return reply(400, { code: 50035, message: 'Invalid Form Body', errors: { embeds: { _errors: [{ code: 'BASE_TYPE_BAD', message: 'Invalid embeds.' }] } } });
+      }
       if (m[3] && req.method === 'PATCH') {
-        sim.edits.push({ token, content, allowedMentions: (body as { allowed_mentions?: unknown }).allowed_mentions });
+        sim.edits.push({ token, content, allowedMentions: (body as { allowed_mentions?: unknown }).allowed_mentions, ...(Array.isArray(embeds) ? { embeds } : {}) });
         return reply(200, { id: String(snowflake++), content });
       }
       if (!m[3] && req.method === 'POST') {

@@ -27,8 +27,8 @@ export interface LineSimOptions {
 export interface LineSim {
   url: string;
   server: Server;
-  replies: { replyToken: string; texts: string[] }[];
-  pushes: { to: string; texts: string[] }[];
+  replies: { replyToken: string; texts: string[]; images?: { original: string; preview: string }[] }[];
+  pushes: { to: string; texts: string[]; images?: { original: string; preview: string }[] }[];
   loading: string[];
   /** Every API error answered, by status. */
   errors: { path: string; status: number; message: string }[];
@@ -60,8 +60,8 @@ export async function startLineSim(opts: LineSimOptions): Promise<LineSim> {
   let pushed = 0;
   let calls = 0;
   const sim = {
-    replies: [] as { replyToken: string; texts: string[] }[],
-    pushes: [] as { to: string; texts: string[] }[],
+    replies: [] as { replyToken: string; texts: string[]; images?: { original: string; preview: string }[] }[],
+    pushes: [] as { to: string; texts: string[]; images?: { original: string; preview: string }[] }[],
     loading: [] as string[],
     errors: [] as { path: string; status: number; message: string }[],
   };
@@ -89,25 +89,34 @@ export async function startLineSim(opts: LineSimOptions): Promise<LineSim> {
       const messages = body['messages'];
       if (!Array.isArray(messages) || messages.length < 1 || messages.length > 5) return reply(400, { message: 'The request body has 1 error(s)', details: [{ message: 'Size must be between 1 and 5', property: 'messages' }] });
       const texts: string[] = [];
+      const images: { original: string; preview: string }[] = [];
       for (const [i, m] of messages.entries()) {
-        const t = (m as { type?: unknown; text?: unknown }) ?? {};
+        const t = (m as { type?: unknown; text?: unknown; originalContentUrl?: unknown; previewImageUrl?: unknown }) ?? {};
+        if (t.type === 'image') {
+          // LINE fetches pictures itself: https only, at most 2,000 characters each.
+          const ok = (u: unknown) => typeof u === 'string' && u.startsWith('https://') && u.length <= 2000;
+          if (!ok(t.originalContentUrl) || !ok(t.previewImageUrl)) return reply(400, { message: 'The request body has 1 error(s)', details: [{ message: 'must be a valid HTTPS URL', property: `messages[${i}].originalContentUrl` }] });
+          images.push({ original: t.originalContentUrl as string, preview: t.previewImageUrl as string });
+          continue;
+        }
         if (t.type !== 'text' || typeof t.text !== 'string' || t.text.length === 0 || t.text.length > 5000) {
           return reply(400, { message: 'The request body has 1 error(s)', details: [{ message: 'Length must be between 0 and 5000', property: `messages[${i}].text` }] });
         }
         texts.push(t.text);
       }
+      const extra = images.length > 0 ? { images } : {};
       if (path === '/v2/bot/message/reply') {
         const token = String(body['replyToken'] ?? '');
         const t = tokens.get(token);
         if (!t || t.used || Date.now() > t.until) return reply(400, { message: 'Invalid reply token' });
         t.used = true;
-        sim.replies.push({ replyToken: token, texts });
-        return reply(200, { sentMessages: texts.map(() => ({ id: String(Date.now()), quoteToken: ulid() })) });
+        sim.replies.push({ replyToken: token, texts, ...extra });
+        return reply(200, { sentMessages: messages.map(() => ({ id: String(Date.now()), quoteToken: ulid() })) });
       }
-      if (opts.pushQuota !== undefined && pushed + texts.length > opts.pushQuota) return reply(429, { message: 'You have reached your monthly limit.' });
-      pushed += texts.length;
-      sim.pushes.push({ to: String(body['to'] ?? ''), texts });
-      return reply(200, { sentMessages: texts.map(() => ({ id: String(Date.now()), quoteToken: ulid() })) });
+      if (opts.pushQuota !== undefined && pushed + messages.length > opts.pushQuota) return reply(429, { message: 'You have reached your monthly limit.' });
+      pushed += messages.length;
+      sim.pushes.push({ to: String(body['to'] ?? ''), texts, ...extra });
+      return reply(200, { sentMessages: messages.map(() => ({ id: String(Date.now()), quoteToken: ulid() })) });
     })().catch(() => res.destroy());
   });
   await new Promise<void>((r) => server.listen(opts.port ?? 0, '127.0.0.1', r));

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'crypto';
 import { createServer } from 'http';
+import { parseMultipart } from '../util/multipart';
 import type { Server } from 'http';
 import type { AddressInfo } from 'net';
 
@@ -33,6 +34,10 @@ export interface WechatApiSim {
   issued: string[];
   /** MediaIds downloaded with media/get. */
   mediaGets: string[];
+  /** Pictures uploaded with media/upload, by media_id. */
+  uploads: Map<string, { bytes: Buffer; contentType: string }>;
+  /** Image messages sent with the customer-service API, in order. */
+  sentImages: { touser: string; mediaId: string }[];
   /** Expire the current token at once (the next call with it gets 42001). */
   expireCurrent(): void;
   close(): Promise<void>;
@@ -82,6 +87,10 @@ export async function startWechatApiSim(opts: WechatApiSimOptions): Promise<Wech
     stableTokenCalls: 0,
     issued: [] as string[],
     mediaGets: [] as string[],
+    /** Pictures uploaded with media/upload, by media_id. */
+    uploads: new Map<string, { bytes: Buffer; contentType: string }>(),
+    /** Image messages sent with the customer-service API, in order. */
+    sentImages: [] as { touser: string; mediaId: string }[],
   };
 
   const server = createServer((req, res) => {
@@ -95,8 +104,9 @@ export async function startWechatApiSim(opts: WechatApiSimOptions): Promise<Wech
       };
       const err = (code: number) => reply({ errcode: code, errmsg: ERRMSG[code] ?? 'error' });
       let body: Record<string, unknown> = {};
+      const multipartBody = String(req.headers['content-type'] ?? '').startsWith('multipart/form-data');
       try {
-        body = JSON.parse(Buffer.concat(parts).toString('utf8') || '{}') as Record<string, unknown>;
+        if (!multipartBody) body = JSON.parse(Buffer.concat(parts).toString('utf8') || '{}') as Record<string, unknown>;
       } catch {
         return err(47001);
       }
@@ -135,6 +145,16 @@ export async function startWechatApiSim(opts: WechatApiSimOptions): Promise<Wech
           return reply({ errcode: 0, errmsg: 'ok' });
         }
       }
+      if (req.method === 'POST' && url.pathname === '/cgi-bin/media/upload') {
+        if (url.searchParams.get('type') !== 'image' || !multipartBody) return err(40004);
+        const file = parseMultipart(Buffer.concat(parts), String(req.headers['content-type'])).files['media'];
+        if (!file || file.bytes.length === 0) return err(41005);
+        // Pictures up to 10 MB, bmp/png/jpeg/jpg/gif (docs/wechat.md).
+        if (file.bytes.length > 10 * 1024 * 1024) return err(40009);
+        const id = `MEDIA_${randomBytes(12).toString('hex')}`;
+        sim.uploads.set(id, { bytes: file.bytes, contentType: file.contentType });
+        return reply({ type: 'image', media_id: id, created_at: Math.floor(Date.now() / 1000) });
+      }
       if (req.method === 'GET' && url.pathname === '/cgi-bin/media/get') {
         const id = url.searchParams.get('media_id') ?? '';
         const file = opts.media && Object.prototype.hasOwnProperty.call(opts.media, id) ? opts.media[id] : undefined;
@@ -152,6 +172,12 @@ export async function startWechatApiSim(opts: WechatApiSimOptions): Promise<Wech
       if (req.method === 'POST' && url.pathname === '/cgi-bin/message/custom/send') {
         const refused = opts.refuse?.(touser);
         if (refused) return err(refused);
+        const image = body['image'] as { media_id?: unknown } | undefined;
+        if (body['msgtype'] === 'image') {
+          if (typeof image?.media_id !== 'string' || !sim.uploads.has(image.media_id)) return err(40007);
+          sim.sentImages.push({ touser, mediaId: image.media_id });
+          return reply({ errcode: 0, errmsg: 'ok' });
+        }
         const text = body['text'] as { content?: unknown } | undefined;
         if (body['msgtype'] !== 'text' || typeof text?.content !== 'string') return err(40008);
         sim.sent.push({ touser, content: text.content });

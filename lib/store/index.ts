@@ -3,14 +3,14 @@
  * `auto` is MongoDB when one is configured (MONGODB_URI, or laf's `cloud.mongo.db`), else the
  * embedded file store in DATA_DIR.
  */
-import type { Db } from 'mongodb';
 import { ConfigError } from '../errors';
 import type { Backend } from './collection';
 import { connectMongo, mongoBackend } from './mongo';
+import type { DriverDb } from './mongo';
 import { Store } from './store';
 
 export { Store, INBOX_MAX, RETENTION_DAYS, TEST_USER, isTestUser, pageCount, statCount, statKey } from './store';
-export type { Turn, Usage, MessageRecord, UserRecord, KvRecord, QuestionStatus, Failure, Settlement, ClaimResult, StatsRecord, PushAttempt, PictureRef, CountWindow, Admission } from './store';
+export type { AnswerPart, Turn, Usage, MessageRecord, UserRecord, KvRecord, QuestionStatus, Failure, Settlement, ClaimResult, StatsRecord, PushAttempt, PictureRef, CountWindow, Admission } from './store';
 
 /** Where the store lives (README "Configuration": STORE, MONGODB_URI, MONGODB_DB, DATA_DIR, STATS_UTC_OFFSET_MIN). */
 export interface StoreSettings {
@@ -27,7 +27,7 @@ export interface OpenStoreOptions {
   /** A backend given outright (tests: several processes on one shared in-memory store). */
   backend?: Backend | undefined;
   /** A driver `Db` the platform provides (laf's `cloud.mongo.db`), used instead of MONGODB_URI. */
-  db?: Db | undefined;
+  db?: DriverDb | undefined;
   /** The embedded store (lib/store/nedb.ts `nedbBackend`), injected so an entry that never uses it
    * (laf) does not bundle it; without it `embedded` is refused. */
   embedded?: (opts: { dataDir: string; warn?: (msg: string, fields: Record<string, unknown>) => void }) => Backend;

@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'crypto';
 import type { FailureKind } from '../errors';
 import { StoreError } from '../errors';
 import { Listeners } from '../util/listeners';
-import type { Backend, Collection, Update } from './collection';
+import type { Backend, Collection, Filter, Update } from './collection';
 
 /** A backend's token counts and cost for one answer, as it reports them (kept on the record). */
 export interface Usage {
@@ -120,6 +120,8 @@ export interface MessageRecord {
   pushes?: PushAttempt[];
   /** The picture the question is about (it was sent just before, or with IMAGE_PROMPT). */
   image?: PictureRef;
+  /** Files that are part of the answer: pictures the model made or showed (docs/rich-answers.md). */
+  parts?: AnswerPart[];
   /** A voice message WeChat did not transcribe: the worker transcribes it, then `question` is set. */
   voice?: { mediaId: string; format: string };
   /** What kind of message asked (DIFY_INPUTS `{msgType}`, `{eventKey}`). */
@@ -133,6 +135,19 @@ export interface MessageRecord {
   outbox?: string;
   /** `send` channels: sends that failed before anything reached the user (retried by the sweep, a few times). */
   sendFailures?: number;
+}
+
+/** A file that is part of an answer (docs/rich-answers.md), kept with it. */
+export interface AnswerPart {
+  url: string;
+  kind: 'image' | 'file';
+  name?: string;
+  mime?: string;
+  size?: number;
+  /** How each channel (by name) delivered it, or why it could not: the console's record view shows it. */
+  sent?: Record<string, string>;
+  /** Copies a platform keeps for us (WeChat's temporary media, 3 days), by channel: their id and until when. */
+  cached?: Record<string, { id: string; until: number }>;
 }
 
 /** A picture a user sent: WeChat's PicUrl and the MediaId to download it with. */
@@ -192,7 +207,7 @@ export interface KvRecord {
 
 /** What the worker saves when an answer settles (`backend`: which answered; `firstTextAt`: its first text). */
 export type Settlement = { backend?: string; firstTextAt?: number } & (
-  | { status: 'answered'; answer: string; pages: string[]; conversationId?: string; messageId?: string; usage?: Usage }
+  | { status: 'answered'; answer: string; pages: string[]; parts?: AnswerPart[]; conversationId?: string; messageId?: string; usage?: Usage }
   | { status: 'failed'; failure: Failure; answer?: string }
 );
 
@@ -256,6 +271,7 @@ export function pageCount(q: MessageRecord): number {
 export class Store {
   private readonly pendingCounts = new Map<string, Record<string, number>>();
   private readonly listeners = new Listeners<void>();
+  private readonly stops = new Listeners<void>();
   private countTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(
@@ -374,6 +390,15 @@ export class Store {
   /** The question an answer-page token (its hash) belongs to. */
   async byPageToken(hash: string): Promise<MessageRecord | null> {
     return this.messages.findOne({ pageToken: hash });
+  }
+
+  /**
+   * A user's questions, newest first: up to `limit` (at most 100) asked before `before` (ms) when
+   * given. The web chat's history, paged backwards (lib/web/chat/).
+   */
+  async questionsOf(user: string, limit: number, before?: number): Promise<MessageRecord[]> {
+    const filter: Filter = { user, kind: 'question', ...(before !== undefined ? { createdAt: { $lt: before } } : {}) };
+    return this.messages.find(filter, Math.max(1, Math.min(limit, 100)), 'createdAt');
   }
 
   /** Pending questions whose worker has shown no sign of life since `before`. */
@@ -631,6 +656,40 @@ export class Store {
     return { conversationId: before?.conversationId, cancelled };
   }
 
+  /**
+   * Cancel one pending question (the web chat's stop button; an HTTP client that disconnected): it
+   * is `cleared` like the questions of a `/clear`, so its worker stops at its next heartbeat (at once
+   * in this process: `onStopped`), nothing can settle it, the answer so far stays on the record, and
+   * it leaves the inbox and the outbox. Only `user`'s, when given. Null when it was not pending
+   * (settled, cleared, gone) or not that user's.
+   */
+  async cancelQuestion(key: string, now: number, user?: string): Promise<MessageRecord | null> {
+    const done = await this.messages.updateOne(
+      { _id: key, status: 'pending', ...(user !== undefined ? { user } : {}) },
+      { $set: { status: 'cleared' }, $unset: { inbox: true, heartbeatAt: true, outbox: true } },
+    );
+    if (!done) return null;
+    this.changed(done.user);
+    this.stops.emit(key, undefined);
+    await this.count(now, { cleared: 1 }, done.user);
+    return done;
+  }
+
+  /** Call `listener` when question `key` is cancelled through this object (its worker stops its model call). */
+  onStopped(key: string, listener: () => void): () => void {
+    return this.stops.on(key, listener);
+  }
+
+  /**
+   * `user`'s conversation starts again at `generation` (a question with `Inbound.newConversation`):
+   * the backend's conversation and the history are forgotten, unless a later generation already began
+   * (a `/clear` meanwhile). Unlike `clearUser`, nothing pending is cancelled.
+   */
+  async startConversation(user: string, generation: number, now: number): Promise<void> {
+    const moved = await this.users.updateOne({ _id: user, generation: { $lt: generation } }, { $set: { generation, updatedAt: now }, $unset: { conversationId: true, history: true } });
+    if (!moved && !(await this.user(user))) await this.users.upsert(user, { $set: { updatedAt: now }, $max: { generation } });
+  }
+
   /** Store the conversation an answer belongs to, unless the user cleared it meanwhile. */
   async setConversation(user: string, generation: number, conversationId: string, now: number): Promise<void> {
     if (generation === 0 && !(await this.user(user))) {
@@ -676,6 +735,25 @@ export class Store {
   private async unsubscribedAfter(user: string, sentAt: number): Promise<boolean> {
     const t = await this.kv.findOne({ _id: tombstoneKey(user) });
     return t !== null && Number(t.value) >= sentAt;
+  }
+
+  /** How `channel` delivered part `index` of the answer, or why it could not (the console shows it). */
+  async notePart(key: string, index: number, channel: string, outcome: string): Promise<void> {
+    await this.messages.updateOne({ _id: key, [`parts.${index}`]: { $exists: true } }, { $set: { [`parts.${index}.sent.${statKey(channel)}`]: outcome.slice(0, 200) } });
+  }
+
+  /**
+   * `channel` is about to send part `index` of the answer: true for exactly one caller, however many
+   * instances and recoveries race (compare-and-set on the part's outcome); `notePart` then says how it went.
+   */
+  async claimPart(key: string, index: number, channel: string): Promise<boolean> {
+    const path = `parts.${index}.sent.${statKey(channel)}`;
+    return (await this.messages.updateOne({ _id: key, [`parts.${index}`]: { $exists: true }, [path]: { $exists: false } }, { $set: { [path]: 'sending' } })) !== null;
+  }
+
+  /** A platform keeps a copy of part `index` for `channel` (its id) until `until`: reuse it meanwhile. */
+  async cachePart(key: string, index: number, channel: string, id: string, until: number): Promise<void> {
+    await this.messages.updateOne({ _id: key, [`parts.${index}`]: { $exists: true } }, { $set: { [`parts.${index}.cached.${statKey(channel)}`]: { id, until } } });
   }
 
   /** Note a push attempt on the question's record, for the console's record view. */

@@ -32,14 +32,28 @@ rules.link_open = (tokens, idx, options, _env, self) => {
   }
   return self.renderToken(tokens, idx, options);
 };
-// An image would be a request to a host the answer chose: show it as a link to follow instead.
-rules.image = (tokens, idx) => {
+// An image would be a request to a host the answer chose: show it as a link to follow instead,
+// unless it is one of the answer's parts, which the page serves itself (`env.imageSrc`: our path).
+rules.image = (tokens, idx, _options, env: HtmlEnv | undefined) => {
   const t = tokens[idx];
   const src = t?.attrGet('src') ?? '';
   const alt = md.utils.escapeHtml(t?.content || '图片');
+  const ours = env?.imageSrc?.(src.trim());
+  if (ours !== undefined) return `<img src="${md.utils.escapeHtml(ours)}" alt="${alt}" loading="lazy">`;
   if (!SAFE_TARGET.test(src)) return `<span class="img">[${alt}]</span>`;
   return `<a class="img" href="${md.utils.escapeHtml(src)}" rel="noopener noreferrer nofollow" target="_blank">[${alt}]</a>`;
 };
+// Column alignment as a class: markdown-it writes a style attribute, which the pages' CSP (no inline
+// style) refuses, so aligned numbers would lose their alignment.
+const cell: NonNullable<typeof rules.th_open> = (tokens, idx, options, _env, self) => {
+  const t = tokens[idx];
+  const align = /text-align:(left|center|right)/.exec(t?.attrGet('style') ?? '')?.[1];
+  if (t?.attrs) t.attrs = t.attrs.filter(([name]) => name !== 'style');
+  if (t && align) t.attrJoin('class', `align-${align}`);
+  return self.renderToken(tokens, idx, options);
+};
+rules.th_open = cell;
+rules.td_open = cell;
 rules.table_open = () => '<div class="table"><table>\n';
 rules.table_close = () => '</table></div>\n';
 
@@ -48,9 +62,14 @@ export const escapeHtml = (s: string): string => md.utils.escapeHtml(s);
 /** The answer as written, escaped, line breaks kept (for text not worth or not safe to parse). */
 const asWritten = (text: string): string => `<pre class="plain">${escapeHtml(text.replace(/\r\n?/g, '\n').trim())}</pre>`;
 
-export function markdownToHtml(markdown: string): string {
+/** How a page renders an answer: `imageSrc` gives the path of a picture it serves itself (the answer's parts). */
+export interface HtmlEnv {
+  imageSrc?: (url: string) => string | undefined;
+}
+
+export function markdownToHtml(markdown: string, env: HtmlEnv = {}): string {
   if (degenerate(markdown)) return asWritten(markdown);
   const tokens = md.parse(markdown, {});
   if (tokens.some((t) => t.block && t.level >= BLOCK_NESTING - 1)) return asWritten(markdown);
-  return md.renderer.render(tokens, md.options, {});
+  return md.renderer.render(tokens, md.options, env);
 }

@@ -238,3 +238,32 @@ export function markdownToText(markdown: string): string {
     .replace(/\n{3,}/g, '\n\n')
     .trim();
 }
+
+/** The pictures a Markdown answer shows (`![alt](url)`), http(s) only, in order, once each, at most `max`. */
+export function imagesIn(markdown: string, max = 20): { url: string; alt: string }[] {
+  if (!markdown.includes('![') || degenerate(markdown)) return [];
+  const found: { url: string; alt: string }[] = [];
+  for (const t of md.parse(markdown, {})) {
+    for (const c of t.children ?? []) {
+      if (c.type !== 'image') continue;
+      const url = (c.attrGet('src') ?? '').trim();
+      if (!/^https?:\/\//i.test(url) || found.some((f) => f.url === url)) continue;
+      found.push({ url, alt: c.content });
+      if (found.length >= max) return found;
+    }
+  }
+  return found;
+}
+
+/**
+ * `markdown` with each picture at one of `urls` (a part of the answer, delivered as a picture or
+ * linked to) written as `[alt]` instead, so the text does not repeat the URL.
+ */
+export function withoutImages(markdown: string, urls: readonly string[]): string {
+  let out = markdown;
+  for (const url of urls) {
+    const escaped = url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    out = out.replace(new RegExp(`!\\[([^\\]\\n]{0,200})\\]\\(\\s*<?${escaped}>?(?:\\s+"[^"\\n]{0,200}")?\\s*\\)`, 'g'), (_m, alt: string) => `[${alt || '图片'}]`);
+  }
+  return out;
+}

@@ -79,6 +79,17 @@ export function sniffType(b: Buffer): { contentType: string; kind: 'image' | 'fi
 
 const fail = (detail: string, message: string, tooLarge = false) => new MediaError(detail, message, { tooLarge });
 
+/** Would `raw` be fetched under `policy` (a URL, http(s), its host's addresses allowed)? Throws a `MediaError` naming why not. */
+export async function vetMediaUrl(raw: string, policy: MediaPolicy): Promise<void> {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw fail('bad_url', 'not a URL');
+  }
+  await checkedAddress(url, policy);
+}
+
 /** The address `url`'s host may be fetched at, checked; throws a `MediaError` naming why not. */
 async function checkedAddress(url: URL, policy: MediaPolicy): Promise<{ address: string; family: number }> {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw fail('not_http', `only http(s) URLs are fetched, not ${url.protocol}`);

@@ -19,6 +19,9 @@ import type { WecomBotSim } from '../../lib/sim/wecom-bot-sim';
 import { startWecomSim } from '../../lib/sim/wecom-sim';
 import type { WecomSim } from '../../lib/sim/wecom-sim';
 import { TOKEN, eventually, sleep, startHarness } from '../support/harness';
+import { ChatVisitor, messageId } from '../support/web-chat';
+import { call } from '../support/wire';
+import { API_KEYS, KEY_A } from './api/keys';
 import type { Harness } from '../support/harness';
 
 /** How the contract drives one channel kind through its simulator. */
@@ -157,8 +160,56 @@ const drivers: Record<string, Driver> = {
     // An answer reached the user: a finished stream, or a late reply.
     answers: () => (wecomBot ? wecomBot.conversations.filter((c) => c.state === 'finished').length + wecomBot.lateReplies.length : 0),
   },
+  web: {
+    async start() {
+      return { env: { WEB_CHAT: 'on' }, close: async () => undefined };
+    },
+    async forged(h) {
+      // A made-up visitor cookie and CSRF token: the page's endpoints know nobody by them.
+      const v = new ChatVisitor(h.origin);
+      v.cookie = `wdb_chat=${'A'.repeat(22)}..${'B'.repeat(43)}`;
+      v.csrf = 'C'.repeat(43);
+      return (await v.ask('伪造')).status;
+    },
+    async twice(h, text) {
+      // The page sends a message again when the network dropped the response: the same id.
+      const v = new ChatVisitor(h.origin);
+      await v.open();
+      const id = messageId();
+      await v.ask(text, id);
+      await v.ask(text, id);
+      const stream = await v.events(id);
+      await stream.until((e) => e.event === 'final', 10_000);
+      stream.close();
+      // The page reports what it showed (twice here, as two tabs might): delivered once.
+      const shown = await Promise.all([v.post('seen', { id }), v.post('seen', { id })]);
+      webAnswers += shown.filter((r) => r.json['delivered'] === true).length;
+    },
+    answers: () => webAnswers,
+  },
+  api: {
+    async start() {
+      return { env: { API_KEYS }, close: async () => undefined };
+    },
+    async forged(h) {
+      return (await call(`${h.origin}/api/v1/chat`, { method: 'POST', body: JSON.stringify({ user: 'forged', query: '伪造' }), headers: { Authorization: 'Bearer not-a-key-of-this-server-000000' } })).status;
+    },
+    async twice(h, text) {
+      // A client retries with the same Idempotency-Key while the first copy still waits: both get the one answer.
+      const copy = () => call(`${h.origin}/api/v1/chat`, { method: 'POST', body: JSON.stringify({ user: 'twice', query: text }), headers: { Authorization: `Bearer ${KEY_A}`, 'Idempotency-Key': 'contract-twice' } });
+      const replies = await Promise.all([copy(), sleep(100).then(copy)]);
+      for (const r of replies) {
+        const body = JSON.parse(r.body) as { id: string; answer: string };
+        if (body.answer === `答：${text}`) apiAnswers.add(body.id);
+      }
+    },
+    // Copies of one request carry the one answer (one id).
+    answers: () => apiAnswers.size,
+  },
 };
 let wechatAnswers = 0;
+let webAnswers = 0;
+const apiAnswers = new Set<string>();
 
 let h: Harness | undefined;
 let closeSim: (() => Promise<void>) | undefined;

@@ -348,6 +348,58 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(await s.markReadOnPage((await s.message('oRead:2')) as MessageRecord, T0, 'q')).toBe(false);
   });
 
+  it('cancels one pending question (its asker left): the others stay, its worker hears it once, settled ones are not touched', async () => {
+    const s = await open();
+    claimed(await s.claim(question('oX:a', 'oX', T0, { outbox: 'api' })));
+    claimed(await s.claim(question('oX:b', 'oX')));
+    const done = await answered(s, 'oX:c', 'oX', ['c']);
+    let stopped = 0;
+    let changed = 0;
+    const offStop = s.onStopped('oX:a', () => stopped++);
+    const offChange = s.onChange('oX', () => changed++);
+    const racing = await Promise.all([s.cancelQuestion('oX:a', T0 + 1), s.cancelQuestion('oX:a', T0 + 1)]);
+    expect(racing.filter(Boolean)).toHaveLength(1);
+    expect(stopped).toBe(1);
+    expect(changed).toBe(1);
+    offStop();
+    offChange();
+    const a = (await s.message('oX:a')) as MessageRecord;
+    expect(a.status).toBe('cleared');
+    expect(a.inbox).toBeUndefined();
+    expect(a.outbox).toBeUndefined();
+    expect(await s.heartbeat('oX:a', 1, T0 + 2)).toBe(false);
+    expect(await s.settle('oX:a', 1, { status: 'answered', answer: 'late', pages: ['late'] }, T0 + 2)).toBeNull();
+    expect((await s.message('oX:b'))?.status).toBe('pending');
+    expect(await s.cancelQuestion('oX:c', T0 + 3)).toBeNull();
+    expect((await s.message('oX:c'))?.status).toBe(done.status);
+    expect(await s.cancelQuestion('oX:none', T0 + 3)).toBeNull();
+    expect((await s.inbox('oX')).map((q) => q._id)).toEqual(['oX:b', 'oX:c']);
+  });
+
+  it('a new conversation: forgets the backend conversation and history, cancels nothing, never goes back past a later /clear', async () => {
+    const s = await open();
+    await s.setConversation('oNC', 0, 'conv-1', T0);
+    await s.addTurn('oNC', 0, { question: 'q', answer: 'a', askedAt: T0 }, 5, T0);
+    claimed(await s.claim(question('oNC:pending', 'oNC')));
+    await s.startConversation('oNC', 1, T0 + 1);
+    expect(await s.user('oNC')).toMatchObject({ generation: 1 });
+    expect((await s.user('oNC'))?.conversationId).toBeUndefined();
+    expect((await s.user('oNC'))?.history).toBeUndefined();
+    expect((await s.message('oNC:pending'))?.status).toBe('pending');
+    // The old conversation's answer does not come back into the new one; the new one's does.
+    await s.setConversation('oNC', 0, 'conv-old', T0 + 2);
+    expect((await s.user('oNC'))?.conversationId).toBeUndefined();
+    await s.setConversation('oNC', 1, 'conv-2', T0 + 2);
+    expect((await s.user('oNC'))?.conversationId).toBe('conv-2');
+    // A /clear went further meanwhile: an older start changes nothing.
+    await s.clearUser('oNC', T0 + 3);
+    await s.startConversation('oNC', 2, T0 + 4);
+    expect(await s.user('oNC')).toMatchObject({ generation: 2 });
+    // A user with no record yet starts at the generation given.
+    await s.startConversation('oNew', 1, T0 + 5);
+    expect(await s.user('oNew')).toMatchObject({ generation: 1 });
+  });
+
   it('history: turns appended atomically and capped, not after a /clear, gone with the user', async () => {
     const s = await open();
     const turn = (n: number) => ({ question: `q${n}`, answer: `a${n}`, askedAt: T0 + n });
@@ -411,6 +463,24 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(one.filter(Boolean)).toHaveLength(1);
   });
 
+  it('an answer keeps its parts; each channel’s outcome and cached copy are noted on the part, only on parts that exist', async () => {
+    const s = await open();
+    claimed(await s.claim(question('parts:1', 'oParts')));
+    const parts = [{ url: 'https://x.example/a.png', kind: 'image' as const }, { url: 'https://x.example/b.pdf', kind: 'file' as const, name: 'b.pdf' }];
+    await s.settle('parts:1', 1, { status: 'answered', answer: '![a](https://x.example/a.png)', pages: ['[a]'], parts }, T0 + 1);
+    await s.notePart('parts:1', 0, 'wechat-oa', 'image message');
+    await s.notePart('parts:1', 1, 'line@shop.2', 'link');
+    await s.cachePart('parts:1', 0, 'wechat-oa', 'MEDIA_ID_1', T0 + 3 * 86_400_000);
+    await s.notePart('parts:1', 5, 'wechat-oa', 'nothing there');
+    const q = await s.message('parts:1');
+    expect(q?.parts).toEqual([
+      { ...parts[0], sent: { 'wechat-oa': 'image message' }, cached: { 'wechat-oa': { id: 'MEDIA_ID_1', until: T0 + 3 * 86_400_000 } } },
+      // A channel name is one level of the path: a dot in it cannot reach into another field.
+      { ...parts[1], sent: { 'line@shop_2': 'link' } },
+    ]);
+    expect(q?.parts).toHaveLength(2);
+  });
+
   it('pictures wait in the user’s record; a transcript is set once, by the attempt answering; push attempts are kept', async () => {
     const s = await open();
     await s.keepImage('oPicS', { picUrl: 'http://x/1.jpg', mediaId: 'm1' }, T0);
@@ -455,6 +525,47 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(await s.returnAll(again, 'discord', 'discord', 2)).toBe(false); // the second failure is the last
     await s.dropOutbox('discord:1:b');
     expect((await s.unsentChannelAnswers(T0 + 100)).map((q) => q._id)).toEqual([]);
+  });
+
+  it('a user’s questions, newest first, paged backwards by the time they were asked, and no one else’s', async () => {
+    const s = await open();
+    for (let i = 0; i < 5; i++) claimed(await s.claim(question(`web:v1:${i}`, 'web:v1', T0 + i * 10)));
+    claimed(await s.claim(question('web:v2:0', 'web:v2', T0 + 15)));
+    await s.keywordReplied('web:v1:kw', 'web:v1', 'hi', undefined, T0 + 100);
+    expect((await s.questionsOf('web:v1', 3)).map((q) => q._id)).toEqual(['web:v1:4', 'web:v1:3', 'web:v1:2']);
+    expect((await s.questionsOf('web:v1', 3, T0 + 20)).map((q) => q._id)).toEqual(['web:v1:1', 'web:v1:0']);
+    expect(await s.questionsOf('web:v1', 3, T0)).toEqual([]);
+    expect((await s.questionsOf('web:v2', 10)).map((q) => q._id)).toEqual(['web:v2:0']);
+    expect(await s.questionsOf('web:nobody', 10)).toEqual([]);
+  });
+
+  it('cancelQuestion stops one pending question of its own user, once: its heartbeat and settle fail, it leaves inbox and outbox, it counts as cleared', async () => {
+    const s = await open();
+    claimed(await s.claim(question('web:c:1', 'web:c', T0, { outbox: 'web' })));
+    claimed(await s.claim(question('web:c:2', 'web:c', T0 + 1, { outbox: 'web' })));
+    await s.heartbeat('web:c:1', 1, T0 + 2, 'so far');
+    const clearedCount = async () => statCount((await s.statsBetween(s.dayOf(T0), s.dayOf(T0))).at(0), 'cleared');
+    const clearedBefore = await clearedCount();
+    const heard: string[] = [];
+    const off = s.onChange('web:c', () => heard.push('change'));
+    expect(await s.cancelQuestion('web:c:1', T0 + 3, 'web:other')).toBeNull(); // not theirs
+    const racing = await Promise.all(Array.from({ length: 6 }, () => s.cancelQuestion('web:c:1', T0 + 3, 'web:c')));
+    expect(racing.filter(Boolean)).toHaveLength(1);
+    off();
+    expect(heard).toEqual(['change']);
+    const q = (await s.message('web:c:1')) as MessageRecord;
+    expect(q).toMatchObject({ status: 'cleared', answer: 'so far' });
+    expect(q.inbox).toBeUndefined();
+    expect(q.outbox).toBeUndefined();
+    expect(q.heartbeatAt).toBeUndefined();
+    expect(await s.heartbeat('web:c:1', 1, T0 + 4)).toBe(false);
+    expect(await s.settle('web:c:1', 1, { status: 'answered', answer: 'late', pages: ['late'] }, T0 + 5)).toBeNull();
+    // The other question is untouched; a settled one cannot be cancelled.
+    expect((await s.inbox('web:c')).map((m) => m._id)).toEqual(['web:c:2']);
+    await s.settle('web:c:2', 1, { status: 'answered', answer: 'a', pages: ['a'] }, T0 + 6);
+    expect(await s.cancelQuestion('web:c:2', T0 + 7, 'web:c')).toBeNull();
+    expect((await s.message('web:c:2'))?.status).toBe('answered');
+    expect(await clearedCount()).toBe(clearedBefore + 1);
   });
 
   it('statistics: each question counted once at its claim, settle and first page, whatever races', async () => {

@@ -111,9 +111,10 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const ref: { app?: App } = {};
   const logger = memoryLogger({ secrets: [TOKEN, DIFY_KEY, OPENAI_KEY] });
   const server = createHttpServer({
-    webhook: (path) => (ref.app as App).routes.get(path),
+    webhook: (path) => (ref.app as App).route(path),
     page: (r) => (ref.app as App).page(r),
     console: (r) => (ref.app as App).console(r),
+    chat: (r) => (ref.app as App).chat(r),
     logger,
     maxBodyBytes: Number(opts.env?.['MAX_BODY_BYTES'] ?? 256 * 1024),
   });

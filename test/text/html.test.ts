@@ -49,6 +49,14 @@ describe('markdownToHtml', () => {
     );
   });
 
+  it('aligns table columns with classes, never a style attribute (the pages’ CSP refuses inline style)', () => {
+    const html = markdownToHtml('| 城市 | 人口 | 备注 |\n|:--|--:|:-:|\n| 北京 | 2189 | 首都 |');
+    expect(html).not.toContain('style=');
+    expect(html).toContain('<th class="align-right">人口</th>');
+    expect(html).toContain('<td class="align-center">首都</td>');
+    expect(html).toContain('<td class="align-left">北京</td>');
+  });
+
   it('shows text too deep or too degenerate to parse as written, escaped', () => {
     const deep = '>'.repeat(40) + ' <b>deep</b>';
     expect(markdownToHtml(deep)).toBe(`<pre class="plain">${deep.replace(/</g, '&lt;').replace(/>/g, '&gt;')}</pre>`);

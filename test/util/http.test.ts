@@ -12,7 +12,7 @@ import { connect as netConnect } from 'net';
 import type { AddressInfo, Socket } from 'net';
 import { fileURLToPath } from 'url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { NetworkError, bypassesProxy, call, open, proxyFor } from '../../lib/util/http';
+import { NetworkError, call, open } from '../../lib/util/http';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TLS_DIR = fileURLToPath(new URL('../support/tls-test-only/', import.meta.url));
@@ -171,23 +171,37 @@ describe('open', () => {
 });
 
 describe('the proxy from the environment', () => {
-  it('reads HTTPS_PROXY / HTTP_PROXY / ALL_PROXY (lower case first) and NO_PROXY', () => {
-    const env = { HTTPS_PROXY: 'http://upper:1', https_proxy: 'http://lower:2', HTTP_PROXY: 'proxy.local:3128', NO_PROXY: 'internal.example, .corp:8443' };
-    expect(proxyFor(new URL('https://api.openai.com/v1'), env)?.host).toBe('lower:2');
-    expect(proxyFor(new URL('http://dify.local/v1'), env)?.href).toBe('http://proxy.local:3128/');
-    expect(proxyFor(new URL('http://internal.example/'), env)).toBeUndefined();
-    expect(proxyFor(new URL('http://a.b.internal.example/'), env)).toBeUndefined();
-    expect(proxyFor(new URL('https://x.corp:8443/'), env)).toBeUndefined();
-    expect(proxyFor(new URL('https://x.corp/'), env)?.host).toBe('lower:2');
-    expect(proxyFor(new URL('https://notinternal.example/'), env)?.host).toBe('lower:2');
-    expect(proxyFor(new URL('https://x/'), { ALL_PROXY: 'http://all:9' })?.host).toBe('all:9');
-    expect(proxyFor(new URL('https://x/'), {})).toBeUndefined();
-    expect(() => proxyFor(new URL('https://x/'), { HTTPS_PROXY: 'http://[bad' })).toThrow(NetworkError);
-    expect(bypassesProxy(new URL('http://[::1]:8080/'), '[::1]')).toBe(true);
-    expect(bypassesProxy(new URL('http://anything/'), '*')).toBe(true);
-    expect(bypassesProxy(new URL('http://anything/'), '')).toBe(false);
-    expect(bypassesProxy(new URL('http://[::1]:8080/'), '[::1]:9090')).toBe(false);
-    expect(bypassesProxy(new URL('http://[::1]:8080/'), '::1')).toBe(true);
+  describe('which proxy, if any', () => {
+    withEnv({});
+    it('HTTP_PROXY for http and HTTPS_PROXY for https (lower case first, ALL_PROXY for either), unless NO_PROXY covers the host', async () => {
+      const target = await serve((req, res) => res.end(`hello ${req.url}`));
+      const [upper, lower, secure, all] = [await proxy(), await proxy(), await proxy(), await proxy()];
+      const via = () => [upper, lower, secure, all].map((p) => p.seen.map((s) => `${s.method} ${s.target}`));
+      const get = async (url: string) => (await call({ url, timeoutMs: 2000 }).then((r) => r.body.toString(), (e: NetworkError) => e.code));
+      // A proxy written without a scheme is http.
+      Object.assign(process.env, { HTTP_PROXY: `http://127.0.0.1:${upper.port}`, http_proxy: `127.0.0.1:${lower.port}`, NO_PROXY: 'localhost, .internal.example:8443' });
+      expect(await get(`http://dify.local:${target.port}/a`)).toBe('hello /a');
+      expect(await get(`http://localhost:${target.port}/b`)).toBe('hello /b');
+      // A bare name covers that host only; `.internal.example:8443` the hosts under it on that port only.
+      expect(await get(`http://sub.localhost:${target.port}/c`)).toBe('hello /c');
+      expect(await get(`http://a.internal.example:${target.port}/d`)).toBe('hello /d');
+      expect(via()).toEqual([[], ['GET', 'GET', 'GET'].map((m, i) => `${m} http://${['dify.local', 'sub.localhost', 'a.internal.example'][i]}:${target.port}/${'acd'[i]}`), [], []]);
+      // https: ALL_PROXY when HTTPS_PROXY is unset, HTTPS_PROXY when set (the tunnel reaches a plain server, so TLS fails after it).
+      process.env['ALL_PROXY'] = `http://127.0.0.1:${all.port}`;
+      await get(`https://api.openai.com:${target.port}/v1`);
+      process.env['https_proxy'] = `http://127.0.0.1:${secure.port}`;
+      await get(`https://api.openai.com:${target.port}/v1`);
+      process.env['NO_PROXY'] = '*';
+      expect(await get(`http://localhost:${target.port}/e`)).toBe('hello /e');
+      expect(via().map((v) => v.length)).toEqual([0, 3, 1, 1]);
+      expect(via()[2]).toEqual([`CONNECT api.openai.com:${target.port}`]);
+      expect(via()[3]).toEqual([`CONNECT api.openai.com:${target.port}`]);
+    });
+
+    it('a proxy variable that is no http(s) URL fails the call with EPROXY', async () => {
+      process.env['HTTPS_PROXY'] = 'http://[bad';
+      await expect(call({ url: 'https://api.openai.com/v1', timeoutMs: 2000 })).rejects.toMatchObject({ code: 'EPROXY' });
+    });
   });
 
   describe('plain http', () => {
@@ -202,6 +216,26 @@ describe('the proxy from the environment', () => {
       process.env['NO_PROXY'] = '127.0.0.1';
       expect((await call({ url: `${target.url}/direct`, timeoutMs: 2000 })).body.toString()).toBe('hello /direct');
       expect(p.seen).toHaveLength(1);
+    });
+  });
+
+  describe('a proxy that is not there, or refuses', () => {
+    withEnv({});
+    it('an unreachable proxy fails the call naming its address (never its credentials); a 407 is EPROXY', async () => {
+      const closed = await serve(() => undefined);
+      await new Promise((r) => closed.server.close(r));
+      servers.splice(servers.indexOf(closed.server), 1);
+      Object.assign(process.env, { HTTP_PROXY: `http://u:secret@127.0.0.1:${closed.port}`, HTTPS_PROXY: `http://u:secret@127.0.0.1:${closed.port}` });
+      for (const url of ['http://dify.internal/v1', 'https://api.openai.com/v1/models']) {
+        const err = (await call({ url, timeoutMs: 2000 }).catch((e: unknown) => e)) as NetworkError;
+        expect(err).toBeInstanceOf(NetworkError);
+        expect(err.code).toBe('ECONNREFUSED');
+        expect(err.message).toContain(`127.0.0.1:${closed.port}`);
+        expect(err.message).not.toContain('secret');
+      }
+      const p = await proxy({ auth: 'u:right' });
+      process.env['HTTP_PROXY'] = `http://u:wrong@127.0.0.1:${p.port}`;
+      await expect(call({ url: 'http://dify.internal/v1', timeoutMs: 2000 })).rejects.toMatchObject({ code: 'EPROXY', message: 'the proxy answered 407 to the request' });
     });
   });
 

@@ -5,7 +5,7 @@
  * `cloud.mongo.db`: laf gives each function its own module state (and a publish a fresh one), and
  * a pod's files are lost at restart and not shared by instances, so the embedded store is refused.
  */
-import type { Db } from 'mongodb';
+import type { MongoDriverObject } from '@lafjs/cloud';
 import { createApp } from '../../app';
 import type { App } from '../../app';
 import { CONFIG_VARIABLES, loadConfig, secretsOf } from '../../config';
@@ -13,11 +13,13 @@ import type { Config } from '../../config';
 import { ConfigError, errorLogFields } from '../../errors';
 import { createLogger } from '../../util/log';
 import type { PageOp, PageRequest, PageResponse } from '../../web/page/handler';
+import type { StreamSink } from '../../core/channel';
 import { openStore } from '../../store';
 import type { Store } from '../../store';
 
 export interface LafCloud {
-  mongo?: { db?: Db };
+  /** `cloud.mongo.db` is a MongoDB driver 5.9 `Db` (docs/laf.md). */
+  mongo?: { db?: MongoDriverObject['db'] };
 }
 
 let cachedApp: { fingerprint: string; app: Promise<App> } | undefined;
@@ -114,6 +116,8 @@ function lafPageRequest(ctx: FunctionContext): PageRequest {
   const method = String(ctx.method ?? 'GET').toUpperCase();
   const asset = oneString(q['asset']);
   if (asset !== undefined) return { op: 'asset', method, name: asset };
+  const m = oneString(q['m']);
+  if (m !== undefined) return /^\d{1,2}$/.test(m) ? { op: 'media', method, token: oneString(q['t']) ?? '', index: Number(m) } : { op: 'page', method, token: '' };
   const x = oneString(q['x']);
   // An unknown `x` names no endpoint: answered like an unknown token.
   const op = x === undefined ? 'page' : PAGE_OPS[x];
@@ -159,6 +163,35 @@ export async function handleLafConsole(ctx: FunctionContext, cloud: LafCloud): P
   return sendLaf(ctx, out);
 }
 
+/**
+ * Handle one laf invocation of the `chat` function: the web chat (docs/web-chat.md), at
+ * `/chat?p=<path>` (laf routes by function name, as for the console). laf has parsed a JSON or form
+ * body into `ctx.body` already.
+ */
+export async function handleLafChat(ctx: FunctionContext, cloud: LafCloud): Promise<unknown> {
+  const app = await appOr500(ctx, cloud, false);
+  if ('error' in app) return app.error;
+  const query: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries((ctx.query ?? {}) as Record<string, unknown>)) if (k !== 'p') query[k] = oneString(v);
+  const raw = ctx.body as unknown;
+  const body = raw && typeof raw === 'object' && !Array.isArray(raw) && !Buffer.isBuffer(raw) ? (raw as Record<string, unknown>) : undefined;
+  const headers = (ctx.headers ?? {}) as Record<string, unknown>;
+  const method = String(ctx.method ?? 'GET').toUpperCase();
+  const path = oneString((ctx.query as Record<string, unknown> | undefined)?.['p']) ?? '';
+  const out = await app.chat({
+    method,
+    // Only a path of ours: anything else is an unknown page, answered like one.
+    path: /^(\/[a-z0-9./-]*)?$/.test(path) ? path : '/unknown',
+    query,
+    cookie: oneString(headers['cookie']),
+    body: method === 'POST' ? body : undefined,
+    headers,
+    remoteAddress: (ctx.request as { socket?: { remoteAddress?: string } } | undefined)?.socket?.remoteAddress,
+    lastEventId: oneString(headers['last-event-id']),
+  });
+  return sendLaf(ctx, out);
+}
+
 /** JSON as Python's `json.dumps` writes it by default: `", "` and `": "`, non-ASCII as `\u` escapes. */
 function pythonJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return asciiJson(JSON.stringify(value) ?? 'null');
@@ -192,7 +225,7 @@ export async function handleLafWebhook(ctx: FunctionContext, cloud: LafCloud, pa
   const query: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries((ctx.query ?? {}) as Record<string, unknown>)) query[k] = oneString(v);
   const instance = query['bot'];
-  const webhook = app.routes.get(instance && /^[a-z][a-z0-9-]{0,31}$/.test(instance) ? `${path}/${instance}` : path);
+  const webhook = app.route(path, instance && /^[a-z][a-z0-9-]{0,31}$/.test(instance) ? instance : '');
   if (!webhook) {
     ctx.response?.status(404);
     return `${path.slice(1)}${instance ? `?bot=${instance}` : ''} is not configured (docs/channels.md)`;
@@ -202,16 +235,20 @@ export async function handleLafWebhook(ctx: FunctionContext, cloud: LafCloud, pa
   const bodies = typeof raw === 'string' ? [raw] : Buffer.isBuffer(raw) ? [raw.toString('utf8')] : typeof body === 'string' ? [body] : jsonBodyVariants(body);
   const headers: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries((ctx.headers ?? {}) as Record<string, unknown>)) headers[k.toLowerCase()] = oneString(v);
-  const out = await webhook({ method: String(ctx.method ?? 'GET').toUpperCase(), query, bodies, headers });
+  const res = ctx.response as unknown as { writableFinished?: boolean; on?(event: 'close', listener: () => void): void } | undefined;
+  const onAbort = (listener: () => void) => res?.on?.('close', () => !res.writableFinished && listener());
+  const out = await webhook({ method: String(ctx.method ?? 'GET').toUpperCase(), query, bodies, headers, onAbort });
   if ('drop' in out) {
     // Let the delivery time out (the platform re-delivers); nothing must be sent, not even an empty body.
     ctx.response?.destroy?.();
     return undefined;
   }
+  if ('stream' in out) return sendLaf(ctx, out);
   if (out.status === 401 && typeof raw !== 'string' && bodies.length > 1) {
     app.logger.warn(`${path.slice(1)}: no form of laf's parsed body carries the signature; if the platform writes its JSON another way, serve this channel from the Node server (docs/channels.md "On laf")`);
   }
   ctx.response?.status(out.status);
+  for (const [k, v] of Object.entries(out.headers ?? {})) ctx.response?.setHeader(k, v);
   ctx.response?.setHeader('Content-Type', out.contentType);
   return out.body;
 }
@@ -226,7 +263,7 @@ export function handleLafChannel(ctx: FunctionContext, cloud: LafCloud, name: 'l
  * and ended before returning, since the runtime sends the return value of any function whose
  * response is still open (docs/laf.md).
  */
-async function sendLaf(ctx: FunctionContext, out: PageResponse): Promise<unknown> {
+async function sendLaf(ctx: FunctionContext, out: PageResponse | { status: number; headers: Record<string, string>; stream: (sink: StreamSink) => void }): Promise<unknown> {
   const res = ctx.response;
   res?.status(out.status);
   for (const [k, v] of Object.entries(out.headers)) res?.setHeader(k, v);

@@ -1,21 +1,22 @@
 /**
  * The self-hosted adapter: a node:http server that serves every channel's webhook at its path
- * (`/wechat`, `/line`, …: lib/app.ts `routes`), answer pages under `/a/` (lib/web/page/handler.ts),
- * the console under `/admin` and a health check at `/healthz`. Bodies over the limit are refused
- * while they stream in.
+ * (`/wechat`, `/line`, …: lib/app.ts `route`) or under its prefixes (`/v1/…`), answer pages under
+ * `/a/` (lib/web/page/handler.ts), the console under `/admin` and a health check at `/healthz`.
+ * Bodies over the limit are refused while they stream in. A channel may answer with a stream (SSE).
  */
 import { createServer } from 'http';
 import { parse as parseQuery } from 'querystring';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
+import type { ChatRequest, ChatResponse } from '../../web/chat/handler';
 import type { ConsoleHandler } from '../../web/console/handler';
 import { parseForm } from '../../web/console/handler';
 import type { PageOp, PageRequest, PageResponse } from '../../web/page/handler';
-import type { WebhookRequest, WebhookResponse } from '../../core/channel';
+import type { StreamSink, WebhookRequest, WebhookResponse } from '../../core/channel';
 import type { Logger } from '../../util/log';
 import { errorLogFields } from '../../errors';
 
 export interface ServerOptions {
-  /** The webhook served at a path, if any (lib/app.ts `routes`). */
+  /** The webhook served at a path (exact, or under a channel's prefix), if any (lib/app.ts `route`). */
   webhook: (path: string) => ((req: WebhookRequest) => Promise<WebhookResponse>) | undefined;
   logger: Logger;
   maxBodyBytes: number;
@@ -23,6 +24,8 @@ export interface ServerOptions {
   page?: (req: PageRequest) => Promise<PageResponse>;
   /** The operator console under /admin. */
   console?: ConsoleHandler;
+  /** The web chat under /chat. */
+  chat?: (req: ChatRequest) => Promise<ChatResponse>;
   /** Extra health facts (store kind, …). */
   health?: () => Promise<Record<string, unknown>>;
 }
@@ -31,6 +34,21 @@ class BodyTooLarge extends Error {}
 
 /** The console's forms: a login, a Try it message of up to 2,000 characters percent-encoded. */
 const CONSOLE_MAX_BODY = 32 * 1024;
+/** The web chat's bodies: a message of up to 4,000 characters as JSON, an access code. */
+const CHAT_MAX_BODY = 32 * 1024;
+
+/** A JSON object or a form's fields, by the request's content type; undefined for anything else. */
+function parseBody(contentType: string | undefined, body: string): Record<string, unknown> | undefined {
+  const type = (contentType ?? '').split(';')[0]?.trim().toLowerCase();
+  if (type === 'application/x-www-form-urlencoded') return parseForm(body);
+  if (type !== 'application/json') return undefined;
+  try {
+    const v: unknown = JSON.parse(body);
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function readBody(req: IncomingMessage, max: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -66,9 +84,10 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
 
 const PAGE_OPS: Record<string, PageOp> = { events: 'events', state: 'state', read: 'read' };
 
-/** `/a/<token>[/<op>]` and `/a/assets/<name>` as a page request; null for anything else. */
+/** `/a/<token>[/<op>]`, `/a/<token>/m/<n>` (a file of the answer) and `/a/assets/<name>` as a page request; null for anything else. */
 function pageRequest(method: string, pathname: string, query: string, lastEventId: string | undefined): PageRequest | null {
   const parts = pathname.split('/');
+  if (parts.length === 5 && parts[1] === 'a' && parts[3] === 'm' && /^\d{1,2}$/.test(parts[4] ?? '')) return { op: 'media', method, token: parts[2] ?? '', index: Number(parts[4]) };
   if (parts.length < 3 || parts.length > 4 || parts[1] !== 'a') return null;
   const [, , first = '', second] = parts;
   if (first === 'assets') return second === undefined ? null : { op: 'asset', method, name: second };
@@ -84,7 +103,12 @@ function sendPage(req: IncomingMessage, res: ServerResponse, out: PageResponse):
     res.end(req.method === 'HEAD' ? undefined : out.body);
     return;
   }
-  // The client may have left while the page looked up its question: then there is nothing to stream to.
+  sendStream(res, out);
+}
+
+/** Status and headers out at once, then the body as the response writes it. */
+function sendStream(res: ServerResponse, out: { status: number; headers: Record<string, string>; stream: (sink: StreamSink) => void }): void {
+  // The client may have left while the response was prepared: then there is nothing to stream to.
   if (res.destroyed || res.socket?.destroyed) return;
   res.writeHead(out.status, out.headers);
   res.flushHeaders();
@@ -146,6 +170,29 @@ export function createHttpServer(opts: ServerOptions): Server {
           sendPage(req, res, out);
           return;
         }
+        if (opts.chat && (pathname === '/chat' || pathname.startsWith('/chat/'))) {
+          const body = req.method === 'POST' ? await readBody(req, CHAT_MAX_BODY).catch(() => undefined) : '';
+          if (body === undefined) {
+            res.setHeader('Connection', 'close');
+            send(res, 413, 'text/plain; charset=utf-8', 'Payload Too Large');
+            return;
+          }
+          if (req.method !== 'POST') req.resume();
+          const q = qAt === -1 ? {} : parseQuery(raw.slice(qAt + 1));
+          const lastEventId = req.headers['last-event-id'];
+          const out = await opts.chat({
+            method: req.method ?? 'GET',
+            path: pathname.slice('/chat'.length),
+            query: Object.fromEntries(Object.entries(q).map(([k, v]) => [k, Array.isArray(v) ? v[0] : v])),
+            cookie: req.headers.cookie,
+            body: req.method === 'POST' ? parseBody(req.headers['content-type'], body) : undefined,
+            headers: req.headers,
+            remoteAddress: req.socket.remoteAddress,
+            lastEventId: typeof lastEventId === 'string' ? lastEventId : undefined,
+          });
+          sendPage(req, res, out);
+          return;
+        }
         // A trailing slash names the same webhook (`/wechat/` as WeChat's console may save it).
         const webhook = opts.webhook(pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname);
         if (!webhook) {
@@ -168,11 +215,18 @@ export function createHttpServer(opts: ServerOptions): Server {
         const query: Record<string, string | undefined> = {};
         // A repeated parameter counts by its first value.
         if (qAt !== -1) for (const [k, v] of Object.entries(parseQuery(raw.slice(qAt + 1)))) query[k] = Array.isArray(v) ? v[0] : v;
-        const out = await webhook({ method: req.method ?? 'GET', query, bodies: [body], headers });
+        // The client left before its response was sent (a channel that waits for an answer in the request stops it).
+        const onAbort = (listener: () => void) => res.on('close', () => !res.writableFinished && listener());
+        const out = await webhook({ method: req.method ?? 'GET', query, bodies: [body], headers, onAbort });
         if ('drop' in out) {
           res.destroy();
           return;
         }
+        if ('stream' in out) {
+          sendStream(res, out);
+          return;
+        }
+        if (out.headers) for (const [k, v] of Object.entries(out.headers)) res.setHeader(k, v);
         // The platform hung up before the answer was ready: what this reply carried never reached it.
         if (!send(res, out.status, out.contentType, out.body)) out.undelivered?.();
       } catch (err) {

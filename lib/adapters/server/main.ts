@@ -48,11 +48,12 @@ export async function runServer(opts: ServerRunOptions = {}): Promise<void> {
   const app = createApp(config, { store, logger });
   const storeKind = store.kind;
   const server = createHttpServer({
-    webhook: (path) => app.routes.get(path),
+    webhook: (path) => app.route(path),
     logger: app.logger,
     maxBodyBytes: config.server.maxBodyBytes,
     page: app.page,
     console: app.console,
+    chat: app.chat,
     health: async () => ({ store: storeKind }),
   });
   // Answers left pending by a process that died are taken over once they go stale.

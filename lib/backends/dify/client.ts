@@ -33,6 +33,9 @@ export interface DifyClientOptions {
   imageUpload?: 'auto' | 'remote_url' | 'local_file';
 }
 
+/** How long a chatflow's answer waits after `message_end` for its `workflow_finished` (which lists the workflow's files). */
+const WORKFLOW_TAIL_MS = 1500;
+
 /** The file name Dify is given for an upload: the extension tells it the type. */
 const EXTENSIONS: Record<string, string> = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/gif': 'gif', 'image/webp': 'webp' };
 
@@ -76,10 +79,19 @@ export function readAnswerStream(
     builder.apply(e);
     if (e.event !== 'message_end') hooks.onText?.(builder.text);
   });
+  // A chatflow's files come in `workflow_finished`, after `message_end`: wait a little for it, never
+  // long (it sometimes never comes: docs/dify.md).
+  let waitingForWorkflow: ReturnType<typeof setTimeout> | undefined;
+  const complete = () => {
+    if (builder.done === undefined) return false;
+    if (!builder.inWorkflow || builder.workflowFinished) return true;
+    waitingForWorkflow ??= setTimeout(() => reading.finishNow(), WORKFLOW_TAIL_MS);
+    return false;
+  };
   const reading = readTimedStream<DifyAnswer>(stream, {
     idleTimeoutMs: opts.idleTimeoutMs,
     decoder,
-    complete: () => builder.done !== undefined,
+    complete,
     result: () => builder.done,
     onActivity: hooks.onActivity,
     // Resolved on message_end; the tail is read on, so a Chatflow run is not cut (docs/dify.md).
@@ -94,7 +106,7 @@ export function readAnswerStream(
   void reading.answer.then(
     () => (ended = true),
     () => (ended = true),
-  );
+  ).finally(() => clearTimeout(waitingForWorkflow));
   return { answer: reading.answer, abort: (err) => reading.abort(err), taskId: () => taskId };
 }
 
@@ -185,7 +197,10 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
       () => end(new DifyError('failed', 'dify_answer_timeout', `no complete answer from Dify within ${answerTimeoutMs} ms`)),
       answerTimeoutMs,
     );
+    let finished = false;
     const stopNow = () => {
+      // A stop that comes after the answer is complete has nothing to stop (and must not tell Dify to).
+      if (finished) return;
       const task = reader?.taskId();
       end(new DifyError('failed', 'dify_stopped', 'the question no longer needs an answer'));
       // Tell Dify too: a run whose stream is merely cut may stay "running" (docs/dify.md). Best effort.
@@ -206,23 +221,33 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
       reader = readAnswerStream(stream, { idleTimeoutMs: opts.idleTimeoutMs, drainMs, hooks });
       return await reader.answer;
     } finally {
+      finished = true;
       clearTimeout(overall);
     }
   }
 
   return {
     kind: 'dify',
+    ownHost: new URL(opts.baseUrl).hostname.toLowerCase(),
     keepsConversation: true,
     transcribes: true,
     async chat(req, hooks = {}) {
+      // A self-hosted Dify without FILES_URL links its files relative to itself (docs/dify.md).
+      const absolute = (a: DifyAnswer): DifyAnswer => ({ ...a, files: a.files.flatMap((f) => {
+        try {
+          return [{ ...f, url: new URL(f.url, opts.baseUrl).href }];
+        } catch {
+          return [];
+        }
+      }) });
       try {
-        return await ask(req, hooks);
+        return absolute(await ask(req, hooks));
       } catch (err) {
         // 404 "Conversation Not Exists." (or a finished conversation) comes before any stream byte,
         // so asking again in a new conversation is safe (docs/dify.md).
         if (!(err instanceof DifyError && err.conversationGone && req.conversationId) || hooks.stop?.stopped) throw err;
         await req.onConversationGone?.();
-        return ask({ ...req, conversationId: undefined }, hooks);
+        return absolute(await ask({ ...req, conversationId: undefined }, hooks));
       }
     },
 

@@ -11,7 +11,7 @@ export interface DifyEvent {
   [field: string]: unknown;
 }
 
-import type { Usage } from '../../core/answerer';
+import type { AnswerFile, Usage } from '../../core/answerer';
 export type { Usage } from '../../core/answerer';
 
 /**
@@ -42,6 +42,24 @@ export interface DifyAnswer {
   usage: Usage | undefined;
   /** The knowledge documents the answer used (`metadata.retriever_resources`), by name, once each. */
   citations: string[];
+  /** Files the app made for the answer (possibly relative URLs: the client resolves them against Dify's base). */
+  files: AnswerFile[];
+}
+
+/** At most this many files are kept from one answer's events (a workflow may list many). */
+const MAX_FILES = 20;
+
+/** A Dify file object (`message_file` event, or an entry of a workflow's `files`), as a part of the answer. */
+function fileOf(f: unknown): AnswerFile | undefined {
+  if (!f || typeof f !== 'object') return undefined;
+  const o = f as Record<string, unknown>;
+  const url = typeof o['url'] === 'string' ? o['url'] : typeof o['remote_url'] === 'string' ? o['remote_url'] : undefined;
+  if (!url) return undefined;
+  const mime = typeof o['mime_type'] === 'string' ? o['mime_type'] : undefined;
+  const kind = o['type'] === 'image' || mime?.startsWith('image/') ? 'image' : 'file';
+  const name = typeof o['filename'] === 'string' ? o['filename'] : undefined;
+  const size = typeof o['size'] === 'number' ? o['size'] : undefined;
+  return { url, kind, ...(name ? { name } : {}), ...(mime ? { mime } : {}), ...(size !== undefined ? { size } : {}) };
 }
 
 /** Document names from `retriever_resources`, in their order, once each, bounded. */
@@ -65,6 +83,17 @@ export class AnswerBuilder {
   text = '';
   done: DifyAnswer | undefined;
   private sawAgentMessage = false;
+  private readonly files: AnswerFile[] = [];
+  /** A chatflow: its `workflow_finished` (which may list the workflow's files) follows `message_end`. */
+  inWorkflow = false;
+  workflowFinished = false;
+
+  private addFiles(list: unknown): void {
+    for (const f of Array.isArray(list) ? list : [list]) {
+      const file = fileOf(f);
+      if (file && this.files.length < MAX_FILES && !this.files.some((x) => x.url === file.url)) this.files.push(file);
+    }
+  }
 
   apply(e: DifyEvent): void {
     const answer = typeof e['answer'] === 'string' ? e['answer'] : '';
@@ -79,14 +108,31 @@ export class AnswerBuilder {
       case 'message_replace':
         this.text = answer;
         break;
+      case 'message_file':
+        // A file the app made (a drawing tool's picture); a user's own upload is not part of the answer.
+        if (e['belongs_to'] !== 'user') this.addFiles(e);
+        break;
+      case 'workflow_started':
+        this.inWorkflow = true;
+        break;
+      case 'workflow_finished': {
+        this.workflowFinished = true;
+        const data = e['data'] as { files?: unknown } | undefined;
+        if (data?.files) this.addFiles(data.files);
+        // It trails message_end: the answer built there gets the workflow's files too.
+        if (this.done) this.done = { ...this.done, files: [...this.files] };
+        break;
+      }
       case 'message_end': {
         const metadata = e['metadata'] as { usage?: Usage; retriever_resources?: unknown } | undefined;
+        if (e['files']) this.addFiles(e['files']);
         this.done = {
           text: this.text,
           conversationId: String(e['conversation_id'] ?? ''),
           messageId: String(e['message_id'] ?? e['id'] ?? ''),
           usage: metadata?.usage,
           citations: citationsOf(metadata?.retriever_resources),
+          files: [...this.files],
         };
         break;
       }

@@ -94,6 +94,7 @@ export function createOpenAIClient(config: OpenAISettings): Answerer {
   };
   return {
     kind: 'openai',
+    ownHost: new URL(config.baseUrl).hostname.toLowerCase(),
     keepsConversation: false,
     transcribes: config.transcribeModel !== undefined,
     async chat(req, hooks = {}) {

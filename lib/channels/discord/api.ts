@@ -17,7 +17,8 @@ export class DiscordApiError extends BotError {
 }
 
 export interface DiscordApi {
-  editOriginal(token: string, content: string): Promise<void>;
+  /** Edit the original response; `images`: picture URLs Discord fetches itself, shown as embeds (at most 10). */
+  editOriginal(token: string, content: string, images?: readonly string[]): Promise<void>;
   followUp(token: string, content: string): Promise<void>;
   registerCommands(botToken: string, commands: readonly unknown[]): Promise<number>;
 }
@@ -43,8 +44,8 @@ export function createDiscordApi(opts: { apiBase: string; applicationId: string;
   const message = (content: string) => ({ content, allowed_mentions: { parse: [] } });
   const hook = (token: string) => `/webhooks/${opts.applicationId}/${encodeURIComponent(token)}`;
   return {
-    async editOriginal(token, content) {
-      await call('PATCH', `${hook(token)}/messages/@original`, message(content));
+    async editOriginal(token, content, images = []) {
+      await call('PATCH', `${hook(token)}/messages/@original`, { ...message(content), ...(images.length > 0 ? { embeds: images.slice(0, 10).map((url) => ({ image: { url } })) } : {}) });
     },
     async followUp(token, content) {
       await call('POST', hook(token), message(content));

@@ -9,7 +9,7 @@ import type { Channel, ChannelDeps, ChannelKind, WebhookRequest, WebhookResponse
 import { conversationKey } from '../../core/keys';
 import { RequestError, SignatureError, errorLogFields } from '../../errors';
 import type { MessageRecord } from '../../store';
-import { markdownToText } from '../../text/markdown';
+import { markdownToText, withoutImages } from '../../text/markdown';
 import { splitByLength } from '../../text/paging';
 import type { DiscordApi } from './api';
 import { DISCORD_TEXT_MAX, DiscordApiError, createDiscordApi } from './api';
@@ -61,7 +61,11 @@ export function createDiscordChannel(settings: DiscordSettings, deps: ChannelDep
     const parts = answerMessages(took, config.texts);
     let sent = 0;
     try {
-      await api.editOriginal(q.replyHandle.token, parts[0] ?? '…');
+      // The answer's pictures as embeds Discord fetches from the answer page (docs/rich-answers.md).
+      const pictures = deps.links && took.status === 'answered' ? await Promise.all((took.parts ?? []).map((p, i) => (p.kind === 'image' ? deps.links?.mediaUrl(id, i) : undefined))) : [];
+      const urls = pictures.filter((u): u is string => u !== undefined);
+      await api.editOriginal(q.replyHandle.token, parts[0] ?? '…', urls);
+      for (const [i, u] of pictures.entries()) if (u !== undefined) await store.notePart(id, i, deps.name, 'embed');
       sent++;
       for (const part of parts.slice(1)) {
         await api.followUp(q.replyHandle.token, part);
@@ -148,11 +152,11 @@ export function createDiscordChannel(settings: DiscordSettings, deps: ChannelDep
     answerer: deps.answerer,
     webhook: handle,
     delivery: 'send',
-    pages: (answer) => splitByLength(markdownToText(answer), DISCORD_TEXT_MAX),
+    pages: (answer, parts) => splitByLength(markdownToText(withoutImages(answer, parts.map((p) => p.url))), DISCORD_TEXT_MAX),
     deliver,
     // The answer shows as it is written: the deferred response edited (docs/channels.md "Progressive").
     progress: { everyMs: PROGRESS_EVERY_MS, update },
-    carries: { images: false, files: false },
+    carries: { images: true, files: false },
     help: config.texts.channelHelp,
   };
   return channel;

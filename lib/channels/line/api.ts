@@ -18,9 +18,12 @@ export class LineApiError extends BotError {
   }
 }
 
+/** A message: a text, or a picture LINE fetches itself (both URLs must be https). */
+export type LineMessage = string | { image: string; preview: string };
+
 export interface LineApi {
-  reply(replyToken: string, texts: readonly string[]): Promise<void>;
-  push(to: string, texts: readonly string[]): Promise<void>;
+  reply(replyToken: string, messages: readonly LineMessage[]): Promise<void>;
+  push(to: string, messages: readonly LineMessage[]): Promise<void>;
   loading(userId: string, seconds: number): Promise<void>;
 }
 
@@ -43,7 +46,8 @@ export function createLineApi(opts: { apiBase: string; accessToken: string; time
       throw new LineApiError(res.status, typeof message === 'string' ? message.slice(0, 200) : 'error');
     }
   };
-  const messages = (texts: readonly string[]) => texts.map((text) => ({ type: 'text', text }));
+  const messages = (list: readonly LineMessage[]) =>
+    list.map((m) => (typeof m === 'string' ? { type: 'text', text: m } : { type: 'image', originalContentUrl: m.image, previewImageUrl: m.preview }));
   return {
     reply: (replyToken, texts) => post('/v2/bot/message/reply', { replyToken, messages: messages(texts) }),
     push: (to, texts) => post('/v2/bot/message/push', { to, messages: messages(texts) }),

@@ -7,9 +7,10 @@ import { SEND_ATTEMPTS, answerMessages, verifiedBody } from '../../core/channel'
 import type { Channel, ChannelDeps, ChannelKind, WebhookRequest, WebhookResponse } from '../../core/channel';
 import { conversationKey, parseKey } from '../../core/keys';
 import { RequestError, errorLogFields } from '../../errors';
-import { markdownToText } from '../../text/markdown';
+import type { MessageRecord } from '../../store';
+import { markdownToText, withoutImages } from '../../text/markdown';
 import { splitByLength } from '../../text/paging';
-import type { LineApi } from './api';
+import type { LineApi, LineMessage } from './api';
 import { LINE_MESSAGES_PER_CALL, LINE_TEXT_MAX, LineApiError, createLineApi } from './api';
 import type { LineSettings } from './settings';
 import { LINE_VARIABLES, lineSettings } from './settings';
@@ -37,7 +38,7 @@ export function createLineChannel(settings: LineSettings, deps: ChannelDeps, api
    * Send `texts` with the reply token when given and accepted, the rest (or all) with push.
    * `progress.sent` counts the calls that went through, so a caller knows whether anything arrived.
    */
-  async function send(to: string, replyToken: string | undefined, texts: readonly string[], progress = { sent: 0 }): Promise<'line-reply' | 'line-push'> {
+  async function send(to: string, replyToken: string | undefined, texts: readonly LineMessage[], progress = { sent: 0 }): Promise<'line-reply' | 'line-push'> {
     let rest = texts;
     let via: 'line-reply' | 'line-push' = 'line-push';
     if (replyToken) {
@@ -69,6 +70,19 @@ export function createLineChannel(settings: LineSettings, deps: ChannelDeps, api
     logger.warn(what, errorLogFields(err));
   };
 
+  /** An answer's pictures as image messages, when the answer page gives them a public https URL. */
+  async function pictureMessages(q: MessageRecord): Promise<{ index: number; message: LineMessage }[]> {
+    const links = deps.links;
+    if (!links || !config.page.publicUrl?.startsWith('https://') || q.status !== 'answered') return [];
+    const out: { index: number; message: LineMessage }[] = [];
+    for (const [index, part] of (q.parts ?? []).entries()) {
+      if (part.kind !== 'image') continue;
+      const url = await links.mediaUrl(q._id, index);
+      out.push({ index, message: { image: url, preview: url } });
+    }
+    return out;
+  }
+
   /** Deliver a settled question's answer, once (whoever calls: the worker's hook on any instance). */
   async function deliver(key: string): Promise<void> {
     const q = await store.message(key);
@@ -77,10 +91,14 @@ export function createLineChannel(settings: LineSettings, deps: ChannelDeps, api
     const token = q.replyHandle && now < q.replyHandle.until ? q.replyHandle.token : undefined;
     const took = await store.takeAll(q, 'line', token ? 'line-reply' : 'line-push', now);
     if (!took) return;
-    const texts = answerMessages(took, config.texts);
+    // The answer's pictures follow its text as image messages, which LINE fetches from the answer
+    // page's https URL (docs/rich-answers.md); without one they stay named in the text.
+    const pictures = await pictureMessages(took);
+    const texts: LineMessage[] = [...answerMessages(took, config.texts), ...pictures.map((p) => p.message)];
     const progress = { sent: 0 };
     try {
       const via = await send(lineTarget(q.user), token, texts, progress);
+      for (const p of pictures) await store.notePart(key, p.index, deps.name, 'image message');
       logger.info('LINE answer sent', { key, via, messages: texts.length });
     } catch (err) {
       report(err, 'LINE answer could not be sent');
@@ -162,10 +180,10 @@ export function createLineChannel(settings: LineSettings, deps: ChannelDeps, api
     answerer: deps.answerer,
     webhook: handle,
     delivery: 'send',
-    // Plain text, in messages of at most 5,000 UTF-16 units (LINE shows no Markdown).
-    pages: (answer) => splitByLength(markdownToText(answer), LINE_TEXT_MAX),
+    // Plain text, in messages of at most 5,000 UTF-16 units (LINE shows no Markdown); pictures named, not linked.
+    pages: (answer, parts) => splitByLength(markdownToText(withoutImages(answer, parts.map((p) => p.url))), LINE_TEXT_MAX),
     deliver,
-    carries: { images: false, files: false },
+    carries: { images: true, files: false },
     help: config.texts.channelHelp,
   };
   return channel;

@@ -5,6 +5,7 @@
  */
 import { NetworkError, call as send, jsonOf } from '../../util/http';
 import { WechatApiError } from '../../errors';
+import { multipart } from '../../util/multipart';
 import type { Menu } from './menu';
 
 export interface WechatApi {
@@ -12,6 +13,10 @@ export interface WechatApi {
   stableToken(): Promise<{ token: string; expiresInS: number }>;
   /** message/custom/send with a text message (§6.1). */
   sendText(accessToken: string, openId: string, content: string): Promise<void>;
+  /** media/upload (type image): a temporary picture, kept 3 days; its media_id. */
+  uploadImage(accessToken: string, file: { bytes: Buffer; contentType: string; filename: string }): Promise<string>;
+  /** message/custom/send with an image message (a media_id from `uploadImage`). */
+  sendImage(accessToken: string, openId: string, mediaId: string): Promise<void>;
   /** message/custom/typing: "Typing" shows the indicator for about 15 s. */
   typing(accessToken: string, openId: string): Promise<void>;
   /** menu/create: replace the account's custom menu. */
@@ -35,11 +40,11 @@ export interface WechatApiOptions {
 }
 
 /** WeChat answers errors as HTTP 200 with `errcode`; network failures get errcode -1 ("system busy"). */
-async function call(url: string, body: unknown, timeoutMs: number): Promise<Record<string, unknown>> {
+async function call(url: string, body: unknown, timeoutMs: number, headers?: Record<string, string>): Promise<Record<string, unknown>> {
   let data: unknown;
   try {
     // GET for the calls that take no body.
-    const res = await send({ method: body === undefined ? 'GET' : 'POST', url, body, timeoutMs });
+    const res = await send({ method: body === undefined ? 'GET' : 'POST', url, body, timeoutMs, ...(headers ? { headers } : {}) });
     if (res.status !== 200) throw new WechatApiError(-1, `HTTP ${res.status}`);
     data = jsonOf(res.body);
   } catch (err) {
@@ -67,6 +72,15 @@ export function createWechatApi(opts: WechatApiOptions): WechatApi {
     },
     async sendText(accessToken, openId, content) {
       await call(`${base}/cgi-bin/message/custom/send?access_token=${encodeURIComponent(accessToken)}`, { touser: openId, msgtype: 'text', text: { content } }, timeoutMs);
+    },
+    async uploadImage(accessToken, file) {
+      const { body, contentType } = multipart({}, { name: 'media', filename: file.filename, contentType: file.contentType, bytes: file.bytes });
+      const d = await call(`${base}/cgi-bin/media/upload?access_token=${encodeURIComponent(accessToken)}&type=image`, body, timeoutMs, { 'Content-Type': contentType });
+      if (typeof d['media_id'] !== 'string' || !d['media_id']) throw new WechatApiError(-1, 'media/upload answered no media_id');
+      return d['media_id'];
+    },
+    async sendImage(accessToken, openId, mediaId) {
+      await call(`${base}/cgi-bin/message/custom/send?access_token=${encodeURIComponent(accessToken)}`, { touser: openId, msgtype: 'image', image: { media_id: mediaId } }, timeoutMs);
     },
     async typing(accessToken, openId) {
       await call(`${base}/cgi-bin/message/custom/typing?access_token=${encodeURIComponent(accessToken)}`, { touser: openId, command: 'Typing' }, timeoutMs);

@@ -75,7 +75,7 @@ function createWechatOa(settings: WechatOaSettings, deps: ChannelDeps): WechatOa
   const account = wechatAccount(settings, store, clock, logger);
   const pusher =
     settings.push && account && settings.appId
-      ? new Pusher({ texts: config.texts, appId: settings.appId, openidOf, store, clock, logger, ...account })
+      ? new Pusher({ texts: config.texts, appId: settings.appId, openidOf, store, clock, logger, channel: deps.name, fetchPart: deps.fetchPart, ...account })
       : undefined;
   const at = (ms: number) => new Date(ms + config.store.statsUtcOffsetMin * 60_000).toISOString().slice(0, 16).replace('T', ' ');
   const label = instance ? `微信公众号 ${instance}` : '微信公众号';
@@ -89,8 +89,9 @@ function createWechatOa(settings: WechatOaSettings, deps: ChannelDeps): WechatOa
     pusher,
     delivery: 'reply',
     window: { deliveries: settings.deliveries, timeoutMs: settings.timeoutMs },
-    pages: (answer) => wechatPages(answer, settings.pageBytes, config.texts, config.page),
-    ...(pusher ? { deliver: (key: string) => pusher.deliver(key), push: pusher } : {}),
+    pages: (answer, parts) => wechatPages(answer, settings.pageBytes, config.texts, config.page, parts),
+    // Settled: late pages are pushed (after a placeholder), pictures after the text (docs/rich-answers.md).
+    ...(pusher ? { deliver: async (key: string) => void (await Promise.all([pusher.deliver(key), pusher.deliverParts(key)])), push: pusher } : {}),
     ...(account ? { media: mediaDownloader(account, config.media.maxBytes) } : {}),
     carries: { images: false, files: false },
     help: config.texts.help,

@@ -7,7 +7,8 @@ import type { PageConfig } from '../../core/settings';
 import { linkMarkup, PAGE_TOKEN_CHARS } from '../../core/settings';
 import type { Texts } from '../../core/texts';
 import { fill } from '../../text/fill';
-import { markdownToText } from '../../text/markdown';
+import { markdownToText, withoutImages } from '../../text/markdown';
+import type { AnswerPart } from '../../store';
 import { paginate } from '../../text/paging';
 
 /** The longest question quote (lib/text/quote.ts `quote`): 30 code points of up to 4 bytes, and "…". */
@@ -21,11 +22,16 @@ const WORST_QUOTE = '\u{20000}'.repeat(30) + '…';
 export function replyReserveBytes(texts: Texts, page?: PageConfig): number {
   const head = Buffer.byteLength(fill(texts.answerQuote, { question: WORST_QUOTE }) + '\n');
   const tail = Buffer.byteLength('\n\n' + fill(texts.moreWaiting, { count: 99 }));
-  const link = page?.enabled ? Buffer.byteLength('\n' + linkMarkup(page, 'x'.repeat(PAGE_TOKEN_CHARS), texts.pageLinkFull)) : 0;
+  const longest = [texts.pageLinkFull, texts.pageLinkParts].reduce((a, b) => (Buffer.byteLength(a) >= Buffer.byteLength(b) ? a : b));
+  const link = page?.enabled ? Buffer.byteLength('\n' + linkMarkup(page, 'x'.repeat(PAGE_TOKEN_CHARS), longest)) : 0;
   return head + tail + link;
 }
 
-/** An answer's reply pages. */
-export function wechatPages(answer: string, pageBytes: number, texts: Texts, page: PageConfig): string[] {
-  return paginate(markdownToText(answer), pageBytes, texts.pageHint, replyReserveBytes(texts, page));
+/**
+ * An answer's reply pages. Its pictures that are parts (sent as image messages, or on its page) are
+ * named in the text (`[alt]`) rather than written as URLs.
+ */
+export function wechatPages(answer: string, pageBytes: number, texts: Texts, page: PageConfig, parts: readonly AnswerPart[] = []): string[] {
+  const text = parts.length > 0 ? withoutImages(answer, parts.map((p) => p.url)) : answer;
+  return paginate(markdownToText(text), pageBytes, texts.pageHint, replyReserveBytes(texts, page));
 }

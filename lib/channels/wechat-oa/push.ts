@@ -8,7 +8,7 @@ import type { Texts } from '../../core/texts';
 import { WechatApiError, errorLogFields } from '../../errors';
 import type { Logger } from '../../util/log';
 import type { MessageRecord, Store, UserRecord } from '../../store';
-import { isTestUser, pageCount } from '../../store';
+import { isTestUser, pageCount, statKey } from '../../store';
 import type { WechatApi } from './api';
 import { ACCOUNT_PUSH_UNAVAILABLE, TOKEN_INVALID, USER_PUSH_CLOSED } from './api';
 import type { TokenCache } from './token';
@@ -17,6 +17,11 @@ import { failedAnswerText } from '../../core/replies';
 
 /** How long the account stays on `1` after WeChat said it may not push (48001). */
 const ACCOUNT_BLOCK_MS = 3_600_000;
+
+/** WeChat keeps a temporary picture this long; a copy is reused for a little less. */
+const TEMP_MEDIA_MS = 3 * 86_400_000 - 3_600_000;
+/** How long an answer's pictures wait for its text to reach the user first. */
+const PARTS_WAIT_MS = 60_000;
 
 export interface PusherDeps {
   texts: Texts;
@@ -31,6 +36,10 @@ export interface PusherDeps {
   tokens: TokenCache;
   /** Re-send the typing indicator this often while the answer is generated (it lasts about 15 s). */
   typingEveryMs?: number;
+  /** This channel's name (where it notes what it did with an answer's files). */
+  channel: string;
+  /** Fetch one of an answer's files safely (lib/util/media.ts). */
+  fetchPart?: ((userKey: string, url: string) => Promise<{ bytes: Buffer; contentType: string; kind: 'image' | 'file'; name: string }>) | undefined;
 }
 
 export class Pusher {
@@ -109,6 +118,50 @@ export class Pusher {
     }
   }
 
+  /**
+   * An answer's pictures (docs/rich-answers.md) as image messages, once its text reached the user (so
+   * they come after it): each uploaded as temporary material (reused for its 3 days) and sent with
+   * the customer-service API, once across instances (Store.claimPart). Files and pictures that cannot
+   * go this way stay on the answer's page, which the reply links to.
+   */
+  async deliverParts(key: string): Promise<void> {
+    const { store, clock, logger, channel } = this.d;
+    const started = clock.now();
+    let q = await store.message(key);
+    while (q && q.status === 'answered' && (q.parts?.length ?? 0) > 0 && q.deliveredAt === undefined && q.inbox !== undefined) {
+      if (this.stopped || clock.now() - started > PARTS_WAIT_MS) return;
+      await clock.sleep(500);
+      q = await store.message(key);
+    }
+    if (!q || q.status !== 'answered' || !q.parts?.length || isTestUser(q.user) || q.deliveredAt === undefined) return;
+    if (!(await this.allows(await store.user(q.user), q.createdAt))) return;
+    for (const [i, part] of q.parts.entries()) {
+      if (this.stopped) return;
+      if (part.kind !== 'image' || !this.d.fetchPart || !(await store.claimPart(key, i, channel))) continue;
+      try {
+        let mediaId = part.cached?.[statKey(channel)];
+        if (!mediaId || mediaId.until <= clock.now()) {
+          const f = await this.d.fetchPart(q.user, part.url);
+          if (f.kind !== 'image') {
+            await store.notePart(key, i, channel, 'page link (not a picture)');
+            continue;
+          }
+          const ext = f.contentType.split('/')[1] ?? 'png';
+          const id = await this.withToken((t) => this.d.api.uploadImage(t, { bytes: f.bytes, contentType: f.contentType, filename: `answer.${ext}` }));
+          mediaId = { id, until: clock.now() + TEMP_MEDIA_MS };
+          await store.cachePart(key, i, channel, id, mediaId.until);
+        }
+        const media = mediaId.id;
+        await this.withToken((t) => this.d.api.sendImage(t, this.d.openidOf(q.user), media));
+        await store.notePart(key, i, channel, 'image message');
+        logger.info('answer picture pushed', { key, part: i });
+      } catch (err) {
+        await store.notePart(key, i, channel, `page link (${err instanceof WechatApiError ? `WeChat ${err.errcode}` : errorLogFields(err)['code'] ?? 'failed'})`);
+        logger.warn('answer picture not pushed; it stays on the answer page', { key, part: i, ...errorLogFields(err) });
+      }
+    }
+  }
+
   /** Send one page; on refusal give the page back and remember why. */
   private async send(q: MessageRecord, text: string, page: number): Promise<void> {
     const { store, clock, logger } = this.d;
@@ -130,14 +183,14 @@ export class Pusher {
     }
   }
 
-  private async withToken(call: (token: string) => Promise<void>): Promise<void> {
+  private async withToken<T>(call: (token: string) => Promise<T>): Promise<T> {
     const token = await this.d.tokens.get();
     try {
-      await call(token);
+      return await call(token);
     } catch (err) {
       if (!(err instanceof WechatApiError && TOKEN_INVALID.has(err.errcode))) throw err;
       await this.d.tokens.invalidate(token);
-      await call(await this.d.tokens.get());
+      return call(await this.d.tokens.get());
     }
   }
 }

@@ -69,7 +69,7 @@ export const CONSOLE_JS = `(function () {
         ctx.restore();
       }] } });
       // How answers reached people: each path's share of the day, stacked (the top line is 100%).
-      var paths = [['via.reply1', '首次回复', '#07c160'], ['via.reply2', '第二次', '#52c41a'], ['via.reply3', '第三次', '#a0d911'], ['via.fetch', '回复 1', '#faad14'], ['via.push', '推送', '#1677ff'], ['via.page', '网页', '#722ed1']];
+      var paths = [['via.reply1', '首次回复', '#07c160'], ['via.reply2', '第二次', '#52c41a'], ['via.reply3', '第三次', '#a0d911'], ['via.fetch', '回复 1', '#faad14'], ['via.push', '推送', '#1677ff'], ['via.page', '网页', '#722ed1'], ['via.api', 'API', '#13c2c2']];
       var dayTotal = days.map(function (d) { return paths.reduce(function (a, p) { return a + n(d, p[0]); }, 0); });
       var acc = days.map(function () { return 0; });
       var stacked = paths.map(function (p) {

@@ -33,6 +33,7 @@ const COUNTERS: [string, string][] = [
   ['via.fetch', '回复 1'],
   ['via.push', '推送'],
   ['via.page', '网页'],
+  ['via.api', 'API'],
   ['keywords', '关键词回复'],
   ['tokens', 'tokens'],
   ['test.questions', '测试'],
@@ -143,6 +144,17 @@ export function recordPage(s: Shell, q: MessageRecord, offsetMin: number): strin
     row('已送出页数', `${q.pagesDelivered ?? 0} / ${pageCount(q)}${takers ? `（${escapeHtml(takers)}）` : ''}`),
     row('网页', q.readOnPage ? '已在网页中读完' : ''),
     row('推送', (q.pushes ?? []).map((p) => `第 ${p.page} 页 ${escapeHtml(when(offsetMin, p.at))} ${p.errcode === 0 ? '已送达' : `微信错误 ${p.errcode}${WECHAT_ERRORS[p.errcode] ? `（${escapeHtml(WECHAT_ERRORS[p.errcode] as string)}）` : ''}`}`).join('<br>')),
+    // Each file of the answer, and how each channel delivered it (docs/rich-answers.md); the host only.
+    row('图片和文件', (q.parts ?? []).map((p, i) => {
+      let host = '';
+      try {
+        host = new URL(p.url).host;
+      } catch {
+        // not a URL
+      }
+      const how = Object.entries(p.sent ?? {}).map(([c, o]) => `${c}：${o}`).join('，');
+      return `${i + 1}. ${p.kind === 'image' ? '图片' : '文件'} ${escapeHtml(p.name ?? '')} （${escapeHtml(host)}）${how ? ` ${escapeHtml(how)}` : ''}`;
+    }).join('<br>')),
     row('模型调用次数', String(q.attempts ?? 1)),
     row('tokens', String(q.usage?.total_tokens ?? '')),
     row('错误', q.failure ? escapeHtml(`${q.failure.code} (${q.failure.kind}, HTTP ${q.failure.status}${q.failure.backendCode ? `, ${q.failure.backendCode}` : ''})`) : ''),

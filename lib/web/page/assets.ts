@@ -17,6 +17,7 @@ main{max-width:720px;margin:0 auto;padding:20px 16px 48px}
 @keyframes pulse{50%{opacity:.25}}
 @media (prefers-reduced-motion:reduce){.status::before{animation:none}}
 .live{white-space:pre-wrap}
+.live.md{white-space:normal}
 .failed{color:var(--bad)}
 .gone{color:var(--muted)}
 [hidden]{display:none!important}
@@ -35,8 +36,12 @@ main{max-width:720px;margin:0 auto;padding:20px 16px 48px}
 .md table{border-collapse:collapse;font-size:15px;min-width:100%}
 .md th,.md td{border:1px solid var(--line);padding:6px 10px;text-align:left;vertical-align:top;overflow-wrap:normal;min-width:4em}
 .md th{background:var(--card);white-space:nowrap}
+.md .align-right{text-align:right}.md .align-center{text-align:center}
 .md hr{border:0;border-top:1px solid var(--line);margin:1.5em 0}
-.md img{max-width:100%}
+.md img{max-width:100%;height:auto;border-radius:6px}
+.parts{margin:12px 0;display:flex;flex-direction:column;gap:8px}
+.parts img{max-width:100%;height:auto;border-radius:6px}
+.parts a.file{display:inline-block;padding:8px 12px;border:1px solid var(--line);border-radius:6px}
 `;
 
 export const PAGE_JS = `(function () {
@@ -54,6 +59,12 @@ export const PAGE_JS = `(function () {
   var es = null;
   var pollTimer = null;
   var ticker = null;
+  // The answer as Markdown while it is written (lib/web/render/), at most every RENDER_MS; the
+  // server's rendering replaces it at the end. Without the renderer: the text as written.
+  var md = window.wdbMarkdown || null;
+  var RENDER_MS = 200;
+  var paintTimer = null;
+  var paintedAt = 0;
 
   function post() {
     try {
@@ -78,14 +89,23 @@ export const PAGE_JS = `(function () {
     var s = Math.max(1, Math.round((Date.now() - started) / 1000));
     statusEl.textContent = d.thinking.replace('{seconds}', String(s));
   }
+  function paint() {
+    paintedAt = Date.now();
+    if (md) { liveEl.className = 'live md'; liveEl.innerHTML = md.live(text); }
+    else liveEl.textContent = text;
+    liveEl.hidden = text === '';
+  }
+  function schedule() {
+    if (paintTimer) return;
+    paintTimer = setTimeout(function () { paintTimer = null; if (!done) paint(); }, Math.max(0, RENDER_MS - (Date.now() - paintedAt)));
+  }
   function apply(m) {
     if (typeof m.elapsedMs === 'number') started = Date.now() - m.elapsedMs;
     if (typeof m.add !== 'string') return;
     if (m.attempt !== attempt) { attempt = m.attempt; text = ''; }
     if (m.at > text.length) return;
     text = text.slice(0, m.at) + m.add;
-    liveEl.textContent = text;
-    liveEl.hidden = text === '';
+    schedule();
   }
   function finish(m) {
     if (done) return;
@@ -93,6 +113,7 @@ export const PAGE_JS = `(function () {
     if (es) es.close();
     if (pollTimer) clearTimeout(pollTimer);
     if (ticker) clearInterval(ticker);
+    if (paintTimer) clearTimeout(paintTimer);
     if (statusEl) statusEl.hidden = true;
     if (liveEl) liveEl.hidden = true;
     app.setAttribute('data-status', m.status);
@@ -141,6 +162,7 @@ export const PAGE_JS = `(function () {
   }
 
   if (d.status === 'pending') {
+    if (text && md) paint();
     ticker = setInterval(tick, 1000);
     tick();
     stream();

@@ -10,7 +10,9 @@
 import type { Clock } from '../../util/clock';
 import type { CoreConfig } from '../../core/settings';
 import { fill } from '../../text/fill';
-import { failureText } from '../../errors';
+import { errorLogFields, failureText } from '../../errors';
+import type { FetchedMedia } from '../../util/media';
+import { imagesIn } from '../../text/markdown';
 import type { LiveAnswers } from '../../core/live';
 import { delta, followAnswer, formatPosition, parsePosition, progressOf } from '../../core/follow';
 import type { Position } from '../../core/follow';
@@ -19,26 +21,24 @@ import type { MessageRecord, Store } from '../../store';
 import { escapeHtml, markdownToHtml } from '../../text/html';
 import { quote } from '../../text/quote';
 import { PAGE_CSS, PAGE_JS } from './assets';
+import { renderer } from '../render/renderer';
+import type { Renderer } from '../render/renderer';
 import { tokenHash, wellFormedToken } from './token';
 
 export type PageOp = 'page' | 'events' | 'state' | 'read';
 
 export type PageRequest =
   | { op: PageOp; method: string; token: string; from?: string | undefined; lastEventId?: string | undefined }
+  /** A file of the answer (docs/rich-answers.md): fetched by the server, served from its origin. */
+  | { op: 'media'; method: string; token: string; index: number }
   | { op: 'asset'; method: string; name: string };
 
-/** What an adapter writes a stream to. */
-export interface StreamSink {
-  /** False once the client is gone. */
-  write(chunk: string): boolean;
-  end(): void;
-  /** Bytes queued for a slow client. */
-  readonly pending: number;
-  onClose(listener: () => void): void;
-}
+/** What an adapter writes a stream to (one type for pages, the console and channels that stream). */
+export type { StreamSink } from '../../core/channel';
+import type { StreamSink } from '../../core/channel';
 
 export type PageResponse =
-  | { status: number; headers: Record<string, string>; body: string }
+  | { status: number; headers: Record<string, string>; body: string | Buffer }
   | { status: 200; headers: Record<string, string>; stream: (sink: StreamSink) => void };
 
 export interface PageDeps {
@@ -49,6 +49,8 @@ export interface PageDeps {
   live: LiveAnswers;
   /** Does the question's channel send late answers by itself (push)? Then an open page holds it back. */
   pushesLater?: (userKey: string) => boolean;
+  /** Fetch a file of an answer safely (lib/util/media.ts), for the question's user (their backend's host is trusted). */
+  fetchPart?: (userKey: string, url: string) => Promise<FetchedMedia>;
 }
 
 /**
@@ -91,10 +93,22 @@ const NO_STORE = { ...SECURITY_HEADERS, 'Cache-Control': 'no-store' };
 export function pageUrls(routes: CoreConfig['page']['routes'], token: string) {
   if (routes === 'laf') {
     const page = `answer?t=${token}`;
-    return { events: `${page}&x=events`, state: `${page}&x=state`, read: `${page}&x=read`, css: 'answer?asset=page.css', js: 'answer?asset=page.js' };
+    return { events: `${page}&x=events`, state: `${page}&x=state`, read: `${page}&x=read`, css: 'answer?asset=page.css', js: 'answer?asset=page.js', md: 'answer?asset=md.js&v=', media: (i: number) => `${page}&m=${i}` };
   }
-  return { events: `${token}/events`, state: `${token}/state`, read: `${token}/read`, css: 'assets/page.css', js: 'assets/page.js' };
+  return { events: `${token}/events`, state: `${token}/state`, read: `${token}/read`, css: 'assets/page.css', js: 'assets/page.js', md: 'assets/md.js?v=', media: (i: number) => `${token}/m/${i}` };
 }
+
+const hostOf = (url: string) => {
+  try {
+    return new URL(url).host;
+  } catch {
+    return '';
+  }
+};
+
+/** Files fetched for pages are kept this long in this process, at most this many bytes in all. */
+const MEDIA_CACHE_MS = 10 * 60_000;
+const MEDIA_CACHE_BYTES = 32 * 1024 * 1024;
 
 
 type Settled = { status: 'answered'; html: string } | { status: 'failed'; message: string };
@@ -111,13 +125,15 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     html(404, shell(texts.pageGone, `<main id="app" data-status="gone"><p class="gone">${escapeHtml(texts.pageGone)}</p></main>`, undefined));
   const notFound = (op: PageOp): PageResponse => (op === 'page' ? gonePage() : json(404, { status: 'gone' }));
 
-  function shell(title: string, main: string, urls: ReturnType<typeof pageUrls> | undefined): string {
+  function shell(title: string, main: string, urls: ReturnType<typeof pageUrls> | undefined, md?: Renderer | null): string {
     const assets = urls ?? pageUrls(config.page.routes, '');
     return (
       '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">' +
       '<meta name="viewport" content="width=device-width,initial-scale=1,viewport-fit=cover">' +
       '<meta name="referrer" content="no-referrer"><meta name="robots" content="noindex,nofollow">' +
       `<title>${escapeHtml(title)}</title><link rel="stylesheet" href="${assets.css}"></head><body>${main}` +
+      // The browser's Markdown renderer first (lib/web/render/): the answer shows formatted while it is written.
+      (urls && md ? `<script src="${urls.md}${md.version}"></script>` : '') +
       (urls ? `<script src="${urls.js}"></script>` : '') +
       '</body></html>'
     );
@@ -137,28 +153,45 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
 
   // Rendering a long answer takes milliseconds: keep the last few, so reloads and polls are cheap.
   const rendered = new Map<string, string>();
-  function answerHtml(q: MessageRecord): string {
-    const key = `${q._id}\n${q.answeredAt ?? 0}`;
+  function answerHtml(q: MessageRecord, token?: string): string {
+    const key = `${q._id}\n${q.answeredAt ?? 0}\n${token ?? ''}`;
     let out = rendered.get(key);
     if (out === undefined) {
-      out = markdownToHtml(q.answer ?? '');
+      // The answer's pictures are served from this origin (CSP img-src 'self'); any other stays a link.
+      const urls = token !== undefined && deps.fetchPart ? pageUrls(config.page.routes, token) : undefined;
+      const parts = q.parts ?? [];
+      const imageSrc = urls ? (url: string) => {
+        const i = parts.findIndex((p) => p.kind === 'image' && p.url === url);
+        return i === -1 ? undefined : urls.media(i);
+      } : undefined;
+      out = markdownToHtml(q.answer ?? '', imageSrc ? { imageSrc } : {});
+      // Parts the text does not show (files, a backend's pictures) follow it: pictures inline, files as downloads.
+      if (urls) {
+        const shown = new Set(imagesIn(q.answer ?? '').map((i) => i.url));
+        const extra = parts.map((p, i) => ({ p, i })).filter(({ p }) => !shown.has(p.url));
+        if (extra.length > 0) {
+          out += `<div class="parts">${extra
+            .map(({ p, i }) => (p.kind === 'image' ? `<img src="${escapeHtml(urls.media(i))}" alt="${escapeHtml(p.name ?? '图片')}" loading="lazy">` : `<a class="file" href="${escapeHtml(urls.media(i))}" download>${escapeHtml(p.name ?? '文件')}</a>`))
+            .join('')}</div>`;
+        }
+      }
       if (rendered.size >= RENDER_CACHE) rendered.delete(rendered.keys().next().value as string);
       rendered.set(key, out);
     }
     return out;
   }
 
-  function settled(q: MessageRecord): Settled | undefined {
-    if (q.status === 'answered') return { status: 'answered', html: answerHtml(q) };
+  function settled(q: MessageRecord, token?: string): Settled | undefined {
+    if (q.status === 'answered') return { status: 'answered', html: answerHtml(q, token) };
     if (q.status === 'failed') return { status: 'failed', message: failureText(q.failure?.kind ?? 'failed', texts, q.failure?.note) };
     return undefined;
   }
 
   const progress = (q: MessageRecord) => progressOf(live, q);
 
-  function renderPage(q: MessageRecord, token: string): PageResponse {
+  function renderPage(q: MessageRecord, token: string, md: Renderer | null): PageResponse {
     const urls = pageUrls(config.page.routes, token);
-    const done = settled(q);
+    const done = settled(q, token);
     const p = progress(q);
     const elapsed = clock.now() - q.createdAt;
     const attrs =
@@ -174,10 +207,10 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     // The end of the answer: once it has been on screen, the page reports the answer read.
     const end = '<div id="end"></div>';
     const question = q.question ?? '';
-    return html(200, shell(quote(question), `<main id="app" ${attrs}><blockquote class="q">${escapeHtml(question)}</blockquote>${answer}${end}</main>`, urls));
+    return html(200, shell(quote(question), `<main id="app" ${attrs}><blockquote class="q">${escapeHtml(question)}</blockquote>${answer}${end}</main>`, urls, done ? null : md));
   }
 
-  function events(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined): PageResponse {
+  function events(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined, token?: string): PageResponse {
     if (openStreams >= config.page.maxStreams || (perAnswer.get(q._id) ?? 0) >= STREAMS_PER_ANSWER) {
       // The page falls back to polling the JSON state.
       return { status: 503, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8', 'Retry-After': '5' }, body: 'Too many streams' };
@@ -215,7 +248,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
         following.stop = followAnswer(q, { live, logger, pollMs: timings.pollMs, lookup, from }, {
           text: (d, pos) => send('text', d, formatPosition(pos)),
           settled: (q2) => {
-            const done = settled(q2);
+            const done = settled(q2, token);
             if (done) send('final', done);
             close();
           },
@@ -257,16 +290,64 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
   }
 
   /** A question's event stream: live while it is written; once settled, the whole answer at once, and the stream ends. */
-  function stream(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined): PageResponse {
-    const done = settled(q);
-    if (!done) return events(q, lookup, from);
+  function stream(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined, token?: string): PageResponse {
+    const done = settled(q, token);
+    if (!done) return events(q, lookup, from, token);
     return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: `retry: 2000\n\nevent: final\ndata: ${JSON.stringify(done)}\n\n` };
+  }
+
+  // Files fetched for pages, by URL, with their size: a few minutes, bounded in all.
+  const mediaCache = new Map<string, { at: number; f: FetchedMedia }>();
+  let mediaBytes = 0;
+  const mediaGone: PageResponse = { status: 404, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Not Found' };
+
+  /** Part `index` of answer `q`, fetched safely by this server (never hot-linked), from its origin. */
+  async function media(q: MessageRecord, index: number): Promise<PageResponse> {
+    const part = q.status === 'answered' ? q.parts?.[index] : undefined;
+    if (!part || !deps.fetchPart) return mediaGone;
+    const now = clock.now();
+    let hit = mediaCache.get(part.url);
+    if (!hit || now - hit.at > MEDIA_CACHE_MS) {
+      try {
+        hit = { at: now, f: await deps.fetchPart(q.user, part.url) };
+      } catch (err) {
+        // Logged with why and where (the host only: a signed URL's query is a secret), never shown.
+        logger.warn('answer file not served', { key: q._id, part: index, host: hostOf(part.url), ...errorLogFields(err) });
+        return mediaGone;
+      }
+      mediaCache.set(part.url, hit);
+      mediaBytes += hit.f.bytes.length;
+      for (const [url, v] of mediaCache) {
+        if (mediaBytes <= MEDIA_CACHE_BYTES) break;
+        mediaCache.delete(url);
+        mediaBytes -= v.f.bytes.length;
+      }
+    }
+    const f = hit.f;
+    const name = (part.name ?? f.name).replace(/[^\w.-]/g, '_').slice(0, 80) || 'file';
+    return {
+      status: 200,
+      headers: {
+        ...SECURITY_HEADERS,
+        'Content-Type': f.contentType,
+        // A file is a download, never a page of this origin: its bytes are whoever's.
+        'Content-Disposition': f.kind === 'image' ? 'inline' : `attachment; filename="${name}"`,
+        'Cache-Control': 'private, max-age=3600',
+        'Content-Security-Policy': "default-src 'none'; sandbox",
+      },
+      body: f.bytes,
+    };
   }
 
   return Object.assign(handlePage, { follow });
 
   async function handlePage(req: PageRequest): Promise<PageResponse> {
     if (req.op === 'asset') {
+      if (req.name === 'md.js' && req.method === 'GET') {
+        const r = await renderer();
+        // Its URL carries its version: cached for good.
+        if (r) return { status: 200, headers: { ...SECURITY_HEADERS, 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'public, max-age=31536000, immutable' }, body: r.script };
+      }
       const asset = req.name === 'page.js' ? { type: 'text/javascript; charset=utf-8', body: PAGE_JS } : req.name === 'page.css' ? { type: 'text/css; charset=utf-8', body: PAGE_CSS } : undefined;
       if (!asset || req.method !== 'GET') return { status: 404, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Not Found' };
       return { status: 200, headers: { ...SECURITY_HEADERS, 'Content-Type': asset.type, 'Cache-Control': 'public, max-age=3600' }, body: asset.body };
@@ -276,16 +357,17 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
       return { status: 405, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8', Allow: wanted }, body: 'Method Not Allowed' };
     }
     const q = await find(req.token);
+    if (req.op === 'media') return q ? media(q, req.index) : mediaGone;
     if (!q) return notFound(req.op);
     const from = parsePosition(req.lastEventId) ?? parsePosition(req.from);
     switch (req.op) {
       case 'page':
-        return renderPage(q, req.token);
+        return renderPage(q, req.token, await renderer());
       case 'events':
         if (req.method === 'HEAD') return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: '' };
-        return stream(q, () => find(req.token), from);
+        return stream(q, () => find(req.token), from, req.token);
       case 'state': {
-        const done = settled(q);
+        const done = settled(q, req.token);
         if (done) return json(200, done);
         return json(200, { status: 'pending', elapsedMs: clock.now() - q.createdAt, ...delta(progress(q), from) });
       }

@@ -4,7 +4,7 @@
  */
 import type { Links } from '../../core/channel';
 import type { PageConfig } from '../../core/settings';
-import { linkMarkup } from '../../core/settings';
+import { linkMarkup, pagePath } from '../../core/settings';
 import type { Store } from '../../store';
 import { pageToken, tokenHash } from './token';
 
@@ -35,6 +35,11 @@ export class PageLinks implements Links {
   /** What the question's record keeps: the hash of its token. */
   async hash(questionKey: string): Promise<string> {
     return tokenHash(await this.token(questionKey));
+  }
+
+  async mediaUrl(questionKey: string, index: number): Promise<string> {
+    const path = pagePath(this.page.routes, await this.token(questionKey));
+    return `${this.page.publicUrl ?? ''}${path}${this.page.routes === 'laf' ? `&m=${index}` : `/m/${index}`}`;
   }
 
   /** `<a href="…/a/<token>">text</a>` for a WeChat reply. */

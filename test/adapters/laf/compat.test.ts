@@ -27,6 +27,7 @@ import { startLineSim } from '../../../lib/sim/line-sim';
 import { startDiscordSim } from '../../../lib/sim/discord-sim';
 import { startWecomBotSim } from '../../../lib/sim/wecom-bot-sim';
 import { startWecomSim } from '../../../lib/sim/wecom-sim';
+import OpenAI from 'openai';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const mongo = driver5Db();
@@ -91,10 +92,11 @@ async function deliverLaf(mod: Record<string, unknown>, xml: string) {
 
 describe('the build', () => {
   it('writes every function with its yaml, and laf.yaml, under laf’s size limit', () => {
-    expect(built.map((f) => f.name).sort()).toEqual(['__init__', 'admin', 'answer', 'discord', 'line', 'wechat', 'wecom', 'wecom-bot', 'wecom-kf']);
-    expect(readdirSync(join(out, 'functions')).sort()).toEqual(
-      ['__init__', 'admin', 'answer', 'discord', 'line', 'wechat', 'wecom', 'wecom-bot', 'wecom-kf'].flatMap((n) => [`${n}.ts`, `${n}.yaml`]).sort(),
-    );
+    // laf names a function by its path: the API's functions live in the folders of their names.
+    const names = ['__init__', 'admin', 'answer', 'api/v1/chat', 'api/v1/conversations', 'api/v1/openapi.json', 'chat', 'discord', 'line', 'v1/chat/completions', 'v1/models', 'wechat', 'wecom', 'wecom-bot', 'wecom-kf'];
+    expect(built.map((f) => f.name).sort()).toEqual(names);
+    expect((readdirSync(join(out, 'functions'), { recursive: true, encoding: 'utf8' }) as string[]).filter((f) => /\.(ts|yaml)$/.test(f)).sort()).toEqual(names.flatMap((n) => [`${n}.ts`, `${n}.yaml`]).sort());
+    for (const n of names) expect(readFileSync(join(out, 'functions', `${n}.yaml`), 'utf8')).toContain(`name: ${n}\n`);
     expect(readFileSync(join(out, 'laf.yaml'), 'utf8')).toBe(readFileSync(join(ROOT, 'laf.yaml'), 'utf8'));
     expect(readFileSync(join(out, 'functions', 'wechat.yaml'), 'utf8')).toMatch(/methods:\n\s+- GET\n\s+- POST/);
     for (const f of built) expect(f.bytes).toBeLessThan(512 * 1024);
@@ -369,6 +371,34 @@ describe('the WeCom functions on laf', () => {
   });
 });
 
+describe('the API functions on laf', () => {
+  it('serve the OpenAI-compatible endpoint and the HTTP API through laf’s routing by function name, parsed JSON bodies and all', async () => {
+    const key = 'laf-api-key-0123456789abcdefgh';
+    Object.assign(process.env, { API_KEYS: `laf:${key}` });
+    const names = ['v1/chat/completions', 'v1/models', 'api/v1/chat', 'api/v1/conversations', 'api/v1/openapi.json'];
+    const server = await serveLafOverExpress(Object.fromEntries(names.map((n) => [n, load(n)])));
+    try {
+      const client = new OpenAI({ apiKey: key, baseURL: `${server.url}/v1`, maxRetries: 0 });
+      expect((await client.models.list()).data.map((m) => m.id)).toEqual(['wechat-dify-bot']);
+      const r = await client.chat.completions.create({ model: 'wechat-dify-bot', messages: [{ role: 'user', content: '你好' }], user: 'laf-user' });
+      expect(r.choices[0]?.message.content).toBe('laf:你好');
+      let text = '';
+      for await (const c of await client.chat.completions.create({ model: 'wechat-dify-bot', messages: [{ role: 'user', content: '慢' }], stream: true })) text += c.choices[0]?.delta.content ?? '';
+      expect(text).toBe('慢的回答');
+      const bad = await new OpenAI({ apiKey: `${key}x`, baseURL: `${server.url}/v1`, maxRetries: 0 }).models.list().catch((e: unknown) => e);
+      expect(bad).toBeInstanceOf(OpenAI.AuthenticationError);
+      const native = await fetch(`${server.url}/api/v1/chat`, { method: 'POST', body: JSON.stringify({ user: 'laf-native', query: '问' }), headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' } });
+      expect(await native.json()).toMatchObject({ answer: 'laf:问', source: 'model' });
+      const cleared = await fetch(`${server.url}/api/v1/conversations?user=laf-native`, { method: 'DELETE', headers: { Authorization: `Bearer ${key}` } });
+      expect(await cleared.json()).toEqual({ cleared: true, user: 'laf-native' });
+      expect((await (await fetch(`${server.url}/api/v1/openapi.json`)).json()) as { openapi: string }).toMatchObject({ openapi: '3.1.0' });
+    } finally {
+      await server.close();
+      delete process.env['API_KEYS'];
+    }
+  });
+});
+
 describe('the admin function on laf', () => {
   it('serves the console at /admin?p=…: login with laf’s parsed form, the plots’ scripts, Try it and its live stream', async () => {
     const ADMIN = 'laf-console-token-0123456789';
@@ -404,6 +434,46 @@ describe('the admin function on laf', () => {
     } finally {
       await server.close();
       delete process.env['ADMIN_TOKEN'];
+    }
+  });
+});
+
+describe('the chat function on laf', () => {
+  it('serves the web chat at /chat?p=…: the page and its renderer (built in), a question through laf’s parsed JSON body, its live stream, the history', async () => {
+    Object.assign(process.env, { WEB_CHAT: 'on' });
+    const server = await serveLafOverExpress({ chat: load('chat') });
+    try {
+      const page = await fetch(`${server.url}/chat`);
+      expect(page.status).toBe(200);
+      const cookie = (page.headers.get('set-cookie') ?? '').split(';')[0] as string;
+      expect(cookie).toMatch(/^wdb_chat=/);
+      const html = await page.text();
+      const csrf = /data-csrf="([^"]+)"/.exec(html)?.[1] as string;
+      expect(html).toContain('data-ask="chat?p=/api/ask"');
+      const md = /src="(chat\?p=\/assets\/md\.js&amp;v=[0-9a-f]{12})"/.exec(html)?.[1] as string;
+      expect(md).toBeDefined();
+      // The browser's Markdown renderer comes from the bundle (gzipped in it), not from node_modules.
+      const script = await fetch(`${server.url}/${md.replace('&amp;', '&')}`);
+      expect(script.status).toBe(200);
+      expect(await script.text()).toContain('wdbMarkdown');
+      for (const asset of ['/assets/chat.js', '/assets/chat.css', '/widget.js']) expect((await fetch(`${server.url}/chat?p=${asset}`)).status, asset).toBe(200);
+      const headers = { cookie, 'Content-Type': 'application/json', 'X-CSRF-Token': csrf };
+      const asked = await fetch(`${server.url}/chat?p=/api/ask`, { method: 'POST', headers, body: JSON.stringify({ id: 'laf-question-1', text: '页面' }) });
+      expect(asked.status).toBe(200);
+      expect(((await asked.json()) as { turn: { status: string } }).turn.status).toBe('pending');
+      const sse = await openSse(`${server.url}/chat?p=/api/events&id=laf-question-1`, { cookie });
+      const final = await sse.until((e) => e.event === 'final', 20_000);
+      expect(JSON.parse(final.data).html).toContain('<h2>标题</h2>');
+      const seen = await fetch(`${server.url}/chat?p=/api/seen`, { method: 'POST', headers, body: JSON.stringify({ id: 'laf-question-1' }) });
+      expect(await seen.json()).toEqual({ delivered: true });
+      const history = (await (await fetch(`${server.url}/chat?p=/api/history`, { headers: { cookie } })).json()) as { turns: { status: string; seen: boolean }[] };
+      expect(history.turns).toMatchObject([{ status: 'answered', seen: true }]);
+      // Without the page's token, nothing.
+      expect((await fetch(`${server.url}/chat?p=/api/ask`, { method: 'POST', headers: { cookie, 'Content-Type': 'application/json' }, body: JSON.stringify({ id: 'laf-question-2', text: '页面' }) })).status).toBe(403);
+      expect((await fetch(`${server.url}/chat?p=..%2F..%2Fetc%2Fpasswd`)).status).toBe(404);
+    } finally {
+      await server.close();
+      delete process.env['WEB_CHAT'];
     }
   });
 });

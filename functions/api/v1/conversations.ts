@@ -1,0 +1,9 @@
+// The HTTP API's clearing of a conversation (?user=) on laf: https://<appid>.laf.run/api/v1/conversations. Thin entry; the code is in lib/ (docs/api.md).
+// laf routes by function name, and a name may hold slashes: this function's name is `api/v1/conversations`.
+// Deploy the bundle `npm run build:laf` writes to dist/laf, not this file (see README "Deploy to laf").
+import cloud from '@lafjs/cloud';
+import { handleLafWebhook } from '../../../lib/adapters/laf/entry';
+
+export default async function (ctx: FunctionContext) {
+  return handleLafWebhook(ctx, cloud, '/api/v1/conversations');
+}
