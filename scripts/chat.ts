@@ -8,12 +8,19 @@
  * `npm run chat -- --channel line|discord [--url http://127.0.0.1:3000] [--api-port 3100]`: the same
  * as LINE or Discord. It plays the platform: its API answers on --api-port (start the server with the
  * settings it prints), and it signs each message to the bot's /line or /discord.
+ *
+ * `npm run chat -- --channel wecom|wecom-kf|wecom-bot [--url http://127.0.0.1:3000] [--api-port 3100]`: the
+ * same as a member writing to the WeCom self-built app, a WeChat customer writing to customer service, or a
+ * member writing to the intelligent bot (lib/sim/wecom-sim.ts, lib/sim/wecom-bot-sim.ts; docs/wecom.md).
+ * The URL check runs first; the bot's stream shows as it is polled.
  */
 import { createInterface } from 'readline';
 import { WechatSim, randomOpenId } from '../lib/sim/wechat-sim';
 import type { Push } from '../lib/sim/wechat-sim';
 import { startLineSim } from '../lib/sim/line-sim';
 import { startDiscordSim } from '../lib/sim/discord-sim';
+import { startWecomSim } from '../lib/sim/wecom-sim';
+import { startWecomBotSim } from '../lib/sim/wecom-bot-sim';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -23,6 +30,8 @@ function arg(name: string): string | undefined {
 const channel = arg('channel');
 if (channel === 'line' || channel === 'discord') {
   void chatOther(channel).then(() => process.exit(0));
+} else if (channel === 'wecom' || channel === 'wecom-kf' || channel === 'wecom-bot') {
+  void chatWecom(channel).then(() => process.exit(0));
 } else {
   void wechatMain();
 }
@@ -141,4 +150,66 @@ function parse(line: string): Push | 'quit' | undefined {
     default:
       return line.trim() === '' ? undefined : { type: 'text', content: line };
   }
+}
+
+/** WeCom: this process plays WeCom (its API on --api-port for the app and customer service), the bot answers through it. */
+async function chatWecom(name: 'wecom' | 'wecom-kf' | 'wecom-bot'): Promise<void> {
+  const origin = (arg('url') ?? 'http://127.0.0.1:3000').replace(/\/(wecom|wecom-kf|wecom-bot|wechat)?$/, '');
+  const port = Number(arg('api-port') ?? 3100);
+  const corpId = process.env['WECOM_CORP_ID'] ?? 'ww5a1c9e3b7d20f864';
+  const token = process.env[name === 'wecom-bot' ? 'WECOM_BOT_TOKEN' : 'WECOM_TOKEN'] ?? 'localwecom1';
+  const aesKey = process.env[name === 'wecom-bot' ? 'WECOM_BOT_AES_KEY' : 'WECOM_AES_KEY'] ?? 'kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR';
+  const secret = process.env[name === 'wecom-kf' ? 'WECOM_KF_SECRET' : 'WECOM_SECRET'] ?? 'local-wecom-secret';
+  const user = arg('user') ?? (name === 'wecom-kf' ? 'wmLocalCustomer01' : 'zhangsan');
+  const show = (text: string) => console.log(`\nbot> ${text}\n`);
+  let send: (text: string) => Promise<void>;
+  let verify: () => Promise<{ ok: boolean; problem?: string }>;
+  if (name === 'wecom-bot') {
+    const sim = await startWecomBotSim({ url: `${origin}/wecom-bot`, token, encodingAesKey: aesKey });
+    console.log(`Playing WeCom's intelligent bot. Start the server with:\n  WECOM_BOT_TOKEN=${token} WECOM_BOT_AES_KEY=${aesKey}\n`);
+    verify = () => sim.verifyUrl();
+    send = async (text) => {
+      const group = text.startsWith('@');
+      const conv = sim.start(user, group ? text.replace(/^@\S*\s*/, '') : text, group ? { chatid: 'wrLocalGroup' } : {});
+      let shown = '';
+      const timer = setInterval(() => {
+        if (conv.shown !== shown) process.stdout.write(`\x1b[2m[stream] ${(shown = conv.shown).slice(-60).replace(/\n/g, ' ')}\x1b[0m\n`);
+      }, 300);
+      await conv.done;
+      clearInterval(timer);
+      show(`${conv.shown}${conv.problems.length ? `\n\x1b[2m[problems: ${conv.problems.join('; ')}]\x1b[0m` : ''} \x1b[2m[${conv.state}]\x1b[0m`);
+      if (conv.state === 'expired' || conv.state === 'finished') for (const late of conv.lateReplies) show(`(response_url) ${late.content ?? ''}`);
+    };
+  } else {
+    const callback = { url: `${origin}/${name}`, token, encodingAesKey: aesKey };
+    const sim = await startWecomSim({
+      corpId,
+      port,
+      apps: [{ agentId: 1000002, secret, callback }],
+      onSend: (m) => show(`${m.content ?? `[${m.msgtype}]`}${m.channel === 'app' && !m.shown ? ' (not shown)' : ''}`),
+    });
+    const vars = name === 'wecom' ? `WECOM_AGENT_ID=1000002 WECOM_SECRET=${secret}` : `WECOM_KF_SECRET=${secret}`;
+    console.log(`Playing WeCom (${name === 'wecom' ? 'the self-built app' : 'WeChat customer service'}). Start the server with:\n  WECOM_CORP_ID=${corpId} WECOM_TOKEN=${token} WECOM_AES_KEY=${aesKey} ${vars} WECOM_API_BASE=${sim.url}\n`);
+    verify = () => sim.verifyUrl();
+    send = async (text) => {
+      if (name === 'wecom') {
+        const r = await sim.memberSends(user, text);
+        if (r.reply?.content) show(r.reply.content);
+        if (!r.acked || r.problem) console.log(`\x1b[2m[${r.problem ?? r.deliveries.map((d) => d.outcome).join(', ')}]\x1b[0m`);
+      } else {
+        const r = text === ':enter' ? await sim.customerEnters('wkSimKf0000000001', user) : await sim.customerSends('wkSimKf0000000001', user, text);
+        if (!r.callback?.acked) console.log('\x1b[2m[the notice was not acknowledged]\x1b[0m');
+      }
+    };
+  }
+  const hs = await verify().catch((err: Error) => ({ ok: false, problem: err.message }));
+  console.log(`URL check: ${hs.ok ? 'ok' : `FAILED (${hs.problem ?? ''})`}. Type a message (":quit" to leave${name === 'wecom-kf' ? ', ":enter" opens the chat' : name === 'wecom-bot' ? ', "@…" writes in a group' : ''}).\n`);
+  const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: '你> ' });
+  rl.prompt();
+  for await (const line of rl) {
+    if (line.trim() === ':quit') break;
+    if (line.trim()) await send(line.trim());
+    rl.prompt();
+  }
+  rl.close();
 }

@@ -2,8 +2,10 @@
  * `npm run wecom-sim`: the WeCom simulators (docs/wecom.md) by hand, to run the WeCom channels offline.
  * The API (gettoken, message/send, media, the customer-service calls) listens on WECOM_SIM_PORT (default
  * 8792); point the bot's WeCom API base URL at it. Messages go to the bot's self-built-app callback
- * WECOM_SIM_CALLBACK_URL (it gets customer-service notices too) and to its intelligent-bot URL
- * WECOM_SIM_BOT_URL; response_url and media of the intelligent bot are served on WECOM_BOT_SIM_PORT (8793).
+ * WECOM_SIM_CALLBACK_URL (it gets customer-service notices too, unless WECOM_SIM_KF_URL names the URL of a
+ * second app, AgentID + 1 with the secret WECOM_SIM_SECRET + "-kf", that calls the customer-service API,
+ * as the bot's /wecom-kf expects) and to its intelligent-bot URL WECOM_SIM_BOT_URL; response_url and media
+ * of the intelligent bot are served on WECOM_BOT_SIM_PORT (8793).
  * Token, EncodingAESKey, CorpID, secret and AgentID come from WECOM_SIM_TOKEN, WECOM_SIM_AES_KEY,
  * WECOM_SIM_CORP_ID, WECOM_SIM_SECRET and WECOM_SIM_AGENT_ID (defaults printed at start).
  *
@@ -29,12 +31,17 @@ async function main(): Promise<void> {
   const openKfid = 'wkSimKf0000000001';
   const callbackUrl = env['WECOM_SIM_CALLBACK_URL'];
   const botUrl = env['WECOM_SIM_BOT_URL'];
+  const kfUrl = env['WECOM_SIM_KF_URL'];
 
   const api = await startWecomSim({
     corpId,
     port: Number(env['WECOM_SIM_PORT'] ?? 8792),
-    apps: [{ agentId, secret, ...(callbackUrl ? { callback: { url: callbackUrl, token, encodingAesKey } } : {}) }],
+    apps: [
+      { agentId, secret, ...(callbackUrl ? { callback: { url: callbackUrl, token, encodingAesKey } } : {}) },
+      ...(kfUrl ? [{ agentId: agentId + 1, secret: `${secret}-kf`, callback: { url: kfUrl, token, encodingAesKey } }] : []),
+    ],
     kfAccounts: [openKfid],
+    ...(kfUrl ? { kfAgentId: agentId + 1 } : {}),
     onSend: (m) => {
       const what = m.content ?? `[${m.msgtype}]`;
       if (m.channel === 'app') console.log(`app → ${m.touser}${m.dropped ? ' (dropped: over the rate)' : m.shown ? '' : ' (not shown)'}: ${what}`);
@@ -53,7 +60,7 @@ async function main(): Promise<void> {
     });
   }
   console.log(`WeCom API simulator on ${api.url} (CorpID ${corpId}, secret ${secret}, AgentID ${agentId}, open_kfid ${openKfid}).`);
-  console.log(`Callbacks: app/KF → ${callbackUrl ?? '(set WECOM_SIM_CALLBACK_URL)'}; intelligent bot → ${botUrl ?? '(set WECOM_SIM_BOT_URL)'}; Token ${token}, EncodingAESKey ${encodingAesKey}.`);
+  console.log(`Callbacks: app${kfUrl ? '' : '/KF'} → ${callbackUrl ?? '(set WECOM_SIM_CALLBACK_URL)'}${kfUrl ? `; KF (AgentID ${agentId + 1}, secret ${secret}-kf) → ${kfUrl}` : ''}; intelligent bot → ${botUrl ?? '(set WECOM_SIM_BOT_URL)'}; Token ${token}, EncodingAESKey ${encodingAesKey}.`);
   console.log('Type: app <text> | kf <text> | bot <text> | group <text> | !verify app|bot | !enter | !human on|off | !expire');
 
   const show = (label: string, r: { acked: boolean; deliveries: { outcome: string }[]; reply?: { content?: string }; problem?: string }) =>

@@ -8,5 +8,17 @@ import { discord } from './discord/channel';
 import { line } from './line/channel';
 import { wechatOa } from './wechat-oa';
 import { web } from './web/channel';
+import { wecomApp } from './wecom-app/channel';
+import { wecomBot } from './wecom-bot/channel';
+import { wecomKf } from './wecom-kf/channel';
 
-export const CHANNEL_KINDS: readonly ChannelKind[] = [wechatOa as ChannelKind, line as ChannelKind, discord as ChannelKind, web as ChannelKind, api as ChannelKind];
+export const CHANNEL_KINDS: readonly ChannelKind[] = [
+  wechatOa as ChannelKind,
+  line as ChannelKind,
+  discord as ChannelKind,
+  web as ChannelKind,
+  api as ChannelKind,
+  wecomApp as ChannelKind,
+  wecomKf as ChannelKind,
+  wecomBot as ChannelKind,
+];

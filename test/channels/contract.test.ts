@@ -13,6 +13,11 @@ import type { DiscordSim } from '../../lib/sim/discord-sim';
 import { startLineSim } from '../../lib/sim/line-sim';
 import type { LineSim } from '../../lib/sim/line-sim';
 import { WechatSim } from '../../lib/sim/wechat-sim';
+import { WecomCrypto } from '../../lib/sim/wecom-common';
+import { startWecomBotSim } from '../../lib/sim/wecom-bot-sim';
+import type { WecomBotSim } from '../../lib/sim/wecom-bot-sim';
+import { startWecomSim } from '../../lib/sim/wecom-sim';
+import type { WecomSim } from '../../lib/sim/wecom-sim';
 import { TOKEN, eventually, sleep, startHarness } from '../support/harness';
 import { ChatVisitor, messageId } from '../support/web-chat';
 import { call } from '../support/wire';
@@ -33,6 +38,14 @@ interface Driver {
 const LINE_SECRET = '0123456789abcdef0123456789abcdef';
 let line: LineSim;
 let discord: DiscordSim;
+const WECOM = { corpId: 'ww5a1c9e3b7d20f864', token: 'QDG6eK', aesKey: 'jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C', agentId: 1000002, secret: 'wecom-contract-secret' };
+let wecom: WecomSim;
+/** The simulator reads the callback URL when it calls: set once the bot listens. */
+const wecomCallback = { url: '', token: WECOM.token, encodingAesKey: WECOM.aesKey };
+const WECOM_BOT = { token: 'BotToken123', aesKey: 'kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR' };
+let wecomBot: WecomBotSim | undefined;
+/** The bot's simulator posts to the bot: it starts once the bot listens. */
+const botSimFor = async (h: Harness) => (wecomBot ??= await startWecomBotSim({ url: `${h.origin}/wecom-bot`, token: WECOM_BOT.token, encodingAesKey: WECOM_BOT.aesKey, pollIntervalMs: 150 }));
 const drivers: Record<string, Driver> = {
   'wechat-oa': {
     async start() {
@@ -80,6 +93,72 @@ const drivers: Record<string, Driver> = {
     },
     // The final answer is the edit that no longer ends in " …" (the progressive ones do).
     answers: () => discord.edits.filter((e) => !e.content.endsWith(' …')).length,
+  },
+  'wecom-app': {
+    async start() {
+      wecom = await startWecomSim({ corpId: WECOM.corpId, apps: [{ agentId: WECOM.agentId, secret: WECOM.secret, callback: wecomCallback }], callbackTimeoutMs: 1000 });
+      const env = { WECOM_CORP_ID: WECOM.corpId, WECOM_AGENT_ID: String(WECOM.agentId), WECOM_SECRET: WECOM.secret, WECOM_TOKEN: WECOM.token, WECOM_AES_KEY: WECOM.aesKey, WECOM_API_BASE: wecom.url };
+      return { env, close: () => wecom.close() };
+    },
+    async forged(h) {
+      wecomCallback.url = `${h.origin}/wecom`;
+      const wrong = new WecomCrypto('WrongToken', WECOM.aesKey, WECOM.corpId);
+      const encrypt = wrong.encrypt(`<xml><ToUserName><![CDATA[${WECOM.corpId}]]></ToUserName><FromUserName><![CDATA[mallory]]></FromUserName><CreateTime>${Math.floor(Date.now() / 1000)}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[伪造]]></Content><MsgId>7300000000000000009</MsgId><AgentID>${WECOM.agentId}</AgentID></xml>`);
+      const res = await fetch(`${h.origin}/wecom?${wrong.query(encrypt, String(Math.floor(Date.now() / 1000)), '424242')}`, { method: 'POST', body: `<xml><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>` });
+      return res.status;
+    },
+    async twice(h, text) {
+      wecomCallback.url = `${h.origin}/wecom`;
+      const r = await wecom.memberSends('twice', text);
+      await wecom.redeliver(r.callbackId);
+    },
+    answers: () => wecom.sent.length,
+  },
+  'wecom-kf': {
+    async start() {
+      wecom = await startWecomSim({ corpId: WECOM.corpId, apps: [{ agentId: WECOM.agentId, secret: WECOM.secret, callback: wecomCallback }], callbackTimeoutMs: 5000 });
+      const env = { WECOM_CORP_ID: WECOM.corpId, WECOM_KF_SECRET: WECOM.secret, WECOM_TOKEN: WECOM.token, WECOM_AES_KEY: WECOM.aesKey, WECOM_API_BASE: wecom.url };
+      return { env, close: () => wecom.close() };
+    },
+    async forged(h) {
+      wecomCallback.url = `${h.origin}/wecom-kf`;
+      await wecom.customerSends('wkSimKf0000000001', 'wmForged', '伪造', { notify: false });
+      const wrong = new WecomCrypto('WrongToken', WECOM.aesKey, WECOM.corpId);
+      const encrypt = wrong.encrypt(`<xml><ToUserName><![CDATA[${WECOM.corpId}]]></ToUserName><CreateTime>${Math.floor(Date.now() / 1000)}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event><Token><![CDATA[ENCforged]]></Token><OpenKfId><![CDATA[wkSimKf0000000001]]></OpenKfId></xml>`);
+      const res = await fetch(`${h.origin}/wecom-kf?${wrong.query(encrypt, String(Math.floor(Date.now() / 1000)), '424242')}`, { method: 'POST', body: `<xml><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>` });
+      return res.status;
+    },
+    async twice(h, text) {
+      wecomCallback.url = `${h.origin}/wecom-kf`;
+      const r = await wecom.customerSends('wkSimKf0000000001', 'wmTwice', text);
+      await wecom.redeliver(r.callback?.callbackId ?? '');
+    },
+    answers: () => wecom.kfSent.length,
+  },
+  'wecom-bot': {
+    async start() {
+      return {
+        env: { WECOM_BOT_TOKEN: WECOM_BOT.token, WECOM_BOT_AES_KEY: WECOM_BOT.aesKey },
+        close: async () => {
+          await wecomBot?.close();
+          wecomBot = undefined;
+        },
+      };
+    },
+    async forged(h) {
+      const wrong = new WecomCrypto('WrongToken', WECOM_BOT.aesKey, '');
+      const encrypt = wrong.encrypt(JSON.stringify({ msgid: 'forged', chattype: 'single', from: { userid: 'mallory' }, msgtype: 'text', text: { content: '伪造' } }));
+      const res = await fetch(`${h.origin}/wecom-bot?${wrong.query(encrypt, String(Math.floor(Date.now() / 1000)), '424242')}`, { method: 'POST', body: JSON.stringify({ encrypt }) });
+      return res.status;
+    },
+    async twice(h, text) {
+      const sim = await botSimFor(h);
+      const conv = sim.start('twice', text);
+      await eventually(() => conv.state !== 'pending', 5000);
+      await sim.redeliver(conv.msgid);
+    },
+    // An answer reached the user: a finished stream, or a late reply.
+    answers: () => (wecomBot ? wecomBot.conversations.filter((c) => c.state === 'finished').length + wecomBot.lateReplies.length : 0),
   },
   web: {
     async start() {

@@ -14,6 +14,7 @@ import { channelSettings, loadConfig, secretsOf } from '../../lib/config';
 import { wechatOa } from '../../lib/channels/wechat-oa';
 import type { WechatOaSettings } from '../../lib/channels/wechat-oa/settings';
 import type { Config } from '../../lib/config';
+import type { Clock } from '../../lib/util/clock';
 import { memoryLogger } from '../../lib/util/log';
 import { createHttpServer } from '../../lib/adapters/server/http';
 import { openStore } from '../../lib/store';
@@ -72,6 +73,8 @@ export interface HarnessOptions {
   pageTimings?: StreamTimings;
   /** Each store operation reaches the data this long after it is issued, as over a network to MongoDB. */
   storeLatencyMs?: number;
+  /** The app's clock (a test that jumps hours ahead: test/support/jump-clock.ts). */
+  clock?: Clock;
 }
 
 /**
@@ -124,7 +127,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const config = loadConfig({ WECHAT_TOKEN: TOKEN, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, ...TIMINGS, ...page, ...backend, ...opts.env });
   const latency = opts.storeLatencyMs;
   const store = await openStore(config.store, { embedded: latency ? (o) => withLatency(nedbBackend(o), latency) : nedbBackend });
-  const app = (ref.app = createApp(config, { store, logger, ...(opts.pageTimings ? { pageTimings: opts.pageTimings } : {}) }));
+  const app = (ref.app = createApp(config, { store, logger, ...(opts.pageTimings ? { pageTimings: opts.pageTimings } : {}), ...(opts.clock ? { clock: opts.clock } : {}) }));
   const oa = wechatSettings(config);
   const wechat = new WechatSim({ url, token: TOKEN, timeoutMs: oa.timeoutMs, deliveries: oa.deliveries, ...opts.wechat });
   return {

@@ -222,6 +222,23 @@ export async function serveLafOverExpress(functions: Record<string, Record<strin
   const app = express();
   app.use(express.json());
   app.use(express.urlencoded({ extended: true }));
+  // XML as laf's express-xml-bodyparser leaves it: parsed into the body, the raw text at `rawBody`.
+  app.use((req, res, next) => {
+    if (!/^(text|application)\/xml\b/.test(String(req.headers['content-type'] ?? ''))) return next();
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(parts).toString('utf8');
+      (req as unknown as { rawBody: string }).rawBody = raw;
+      xmlBodyParser(raw).then(
+        (body) => {
+          req.body = body;
+          next();
+        },
+        () => void res.status(400).send('malformed XML'), // laf refuses it before the function runs
+      );
+    });
+  });
   app.all('*', (req, res) => {
     void (async () => {
       const mod = functions[req.path.slice(1)];

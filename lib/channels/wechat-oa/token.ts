@@ -1,15 +1,11 @@
 /**
- * The access token, shared through the store by every instance (docs/wechat.md): one
- * refresher at a time (a lock document), refreshed before it expires and when an API call says it
- * is invalid. Fetched with stable_token, which returns the same token while it is valid, so an
- * instance that loses the lock race loses nothing. The token is registered with the logger's
- * redaction as soon as it is seen.
+ * The Official Account's access token (docs/wechat.md): the shared token of lib/channels/wxbiz/token.ts,
+ * fetched with stable_token, which returns the same token while it is valid.
  */
-import { randomBytes } from 'crypto';
 import type { Clock } from '../../util/clock';
-import { WechatApiError } from '../../errors';
 import type { Logger } from '../../util/log';
 import type { Store } from '../../store';
+import { SharedToken } from '../wxbiz/token';
 import type { WechatApi } from './api';
 
 export interface TokenCacheOptions {
@@ -20,63 +16,13 @@ export interface TokenCacheOptions {
   appId: string;
   /** How long a refresher may hold the lock. */
   lockMs?: number;
-  /** How long a caller waits for another instance's refresh; longer than the lock, so a dead
-   * refresher's lock is taken over within one call. */
+  /** How long a caller waits for another instance's refresh. */
   waitMs?: number;
 }
 
-export class TokenCache {
-  private readonly key: string;
-  private readonly lockKey: string;
-  private readonly me = randomBytes(8).toString('hex');
-
-  constructor(private readonly o: TokenCacheOptions) {
-    this.key = `access_token:${o.appId}`;
-    this.lockKey = `lock:access_token:${o.appId}`;
-  }
-
-  /** A token that is valid now. Throws `WechatApiError` when none can be had. */
-  async get(): Promise<string> {
-    const { store, clock, logger } = this.o;
-    const until = clock.now() + (this.o.waitMs ?? (this.o.lockMs ?? 10_000) + 2000);
-    for (;;) {
-      const cached = await store.kvGet(this.key, clock.now());
-      if (cached !== undefined) {
-        logger.addSecret(cached);
-        return cached;
-      }
-      // One refresher at a time; a lease left by a refresher that died is taken over once it expires.
-      if (await store.acquireLease(this.lockKey, this.me, clock.now() + (this.o.lockMs ?? 10_000), clock.now())) {
-        try {
-          return await this.refresh();
-        } finally {
-          await store.releaseLease(this.lockKey, this.me);
-        }
-      }
-      if (clock.now() >= until) throw new WechatApiError(-1, 'timed out waiting for another instance to refresh the access token');
-      await clock.sleep(100);
-    }
-  }
-
-  /** An API call said `token` is invalid or expired: don't hand it out again. */
-  /** Until when the shared token is valid, if one is held (the console's health view; never the token). */
-  async validUntil(): Promise<number | undefined> {
-    return (await this.o.store.kvEntry(this.key, this.o.clock.now()))?.expiresAt;
-  }
-
-  async invalidate(token: string): Promise<void> {
-    await this.o.store.kvExpire(this.key, token);
-  }
-
-  private async refresh(): Promise<string> {
-    const { store, api, clock, logger } = this.o;
-    const { token, expiresInS } = await api.stableToken();
-    logger.addSecret(token);
-    const now = clock.now();
-    // Refresh ahead of expiry: WeChat renews 5 min early and both tokens work meanwhile (§7.2).
-    const marginMs = Math.min(300_000, (expiresInS * 1000) / 2);
-    await store.kvPut(this.key, token, now + expiresInS * 1000 - marginMs, now + expiresInS * 1000);
-    logger.info('access token refreshed', { expiresInS });
-    return token;
+export class TokenCache extends SharedToken {
+  constructor(o: TokenCacheOptions) {
+    const { api, appId, ...rest } = o;
+    super({ ...rest, id: appId, fetch: () => api.stableToken() });
   }
 }

@@ -55,3 +55,14 @@ export function verifySignature(token: string, q: SignedQuery, nowMs: number, to
   const expected = sha1Signature([token, q.timestamp as string, q.nonce]);
   if (!safeEqualHex(expected, q.signature)) throw new SignatureError('bad_signature', 'signature does not match');
 }
+
+/**
+ * Verify a `msg_signature` over `encrypt` (the body's `Encrypt`, or WeCom's encrypted `echostr`),
+ * after the timestamp's freshness: safe mode's POSTs, and every WeCom callback, the GET handshake
+ * included (docs/wecom.md). Throws `SignatureError`.
+ */
+export function verifyMsgSignature(token: string, q: { msgSignature?: string | undefined; timestamp?: string | undefined; nonce?: string | undefined }, encrypt: string, nowMs: number, toleranceS: number): void {
+  if (!q.msgSignature || q.nonce === undefined) throw new SignatureError('missing_signature', 'msg_signature, timestamp or nonce is missing');
+  checkTimestamp(q.timestamp, nowMs, toleranceS);
+  if (!safeEqualHex(msgSignature(token, q.timestamp as string, q.nonce, encrypt), q.msgSignature)) throw new SignatureError('bad_signature', 'msg_signature does not match');
+}

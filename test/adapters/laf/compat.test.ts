@@ -26,6 +26,8 @@ import { LOGIN_FAILURES_ALLOWED } from '../../../lib/web/console/handler';
 import { call } from '../../support/wire';
 import { startLineSim } from '../../../lib/sim/line-sim';
 import { startDiscordSim } from '../../../lib/sim/discord-sim';
+import { startWecomBotSim } from '../../../lib/sim/wecom-bot-sim';
+import { startWecomSim } from '../../../lib/sim/wecom-sim';
 import OpenAI from 'openai';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -92,7 +94,7 @@ async function deliverLaf(mod: Record<string, unknown>, xml: string) {
 describe('the build', () => {
   it('writes every function with its yaml, and laf.yaml, under laf’s size limit', () => {
     // laf names a function by its path: the API's functions live in the folders of their names.
-    const names = ['__init__', 'admin', 'answer', 'api/v1/chat', 'api/v1/conversations', 'api/v1/openapi.json', 'chat', 'discord', 'line', 'v1/chat/completions', 'v1/models', 'wechat'];
+    const names = ['__init__', 'admin', 'answer', 'api/v1/chat', 'api/v1/conversations', 'api/v1/openapi.json', 'chat', 'discord', 'line', 'v1/chat/completions', 'v1/models', 'wechat', 'wecom', 'wecom-bot', 'wecom-kf'];
     expect(built.map((f) => f.name).sort()).toEqual(names);
     expect((readdirSync(join(out, 'functions'), { recursive: true, encoding: 'utf8' }) as string[]).filter((f) => /\.(ts|yaml)$/.test(f)).sort()).toEqual(names.flatMap((n) => [`${n}.ts`, `${n}.yaml`]).sort());
     for (const n of names) expect(readFileSync(join(out, 'functions', `${n}.yaml`), 'utf8')).toContain(`name: ${n}\n`);
@@ -376,6 +378,43 @@ describe('the line and discord functions on laf', () => {
       await line.close();
       await discord.close();
       for (const k of ['LINE_CHANNEL_SECRET', 'LINE_CHANNEL_ACCESS_TOKEN', 'LINE_API_BASE', 'DISCORD_PUBLIC_KEY', 'DISCORD_APPLICATION_ID', 'DISCORD_API_BASE']) delete process.env[k];
+    }
+  });
+});
+
+describe('the WeCom functions on laf', () => {
+  it('serve the self-built app, customer service and the intelligent bot: XML from its raw body, the bot’s JSON from laf’s parsed body', async () => {
+    const CORP = 'ww5a1c9e3b7d20f864';
+    const AES = 'jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C';
+    const app = { url: '', token: 'LafWecom1', encodingAesKey: AES };
+    const kf = { url: '', token: 'LafWecom1', encodingAesKey: AES };
+    const wecom = await startWecomSim({ corpId: CORP, apps: [{ agentId: 1000002, secret: 'laf-app-secret', callback: app }, { agentId: 1000003, secret: 'laf-kf-secret', callback: kf }], kfAgentId: 1000003 });
+    const keys = { WECOM_CORP_ID: CORP, WECOM_TOKEN: 'LafWecom1', WECOM_AES_KEY: AES, WECOM_AGENT_ID: '1000002', WECOM_SECRET: 'laf-app-secret', WECOM_KF_SECRET: 'laf-kf-secret', WECOM_API_BASE: wecom.url, WECOM_BOT_TOKEN: 'LafBot1', WECOM_BOT_AES_KEY: AES };
+    Object.assign(process.env, keys);
+    const server = await serveLafOverExpress({ wecom: load('wecom'), 'wecom-kf': load('wecom-kf'), 'wecom-bot': load('wecom-bot') });
+    const bot = await startWecomBotSim({ url: `${server.url}/wecom-bot`, token: 'LafBot1', encodingAesKey: AES, pollIntervalMs: 150 });
+    app.url = `${server.url}/wecom`;
+    kf.url = `${server.url}/wecom-kf`;
+    try {
+      expect((await wecom.verifyUrl({ agentId: 1000002 })).ok).toBe(true);
+      expect((await wecom.verifyUrl({ agentId: 1000003 })).ok).toBe(true);
+      expect((await bot.verifyUrl()).ok).toBe(true);
+      expect((await wecom.memberSends('lafmember', '你好 laf')).acked).toBe(true);
+      await eventually(() => wecom.sentTo('lafmember').length === 1, 10_000);
+      expect(wecom.sentTo('lafmember')[0]?.content).toBe('laf:你好 laf');
+      await wecom.customerSends('wkSimKf0000000001', 'wmLaf', '客服 laf');
+      await eventually(() => wecom.kfSentTo('wkSimKf0000000001', 'wmLaf').length === 1, 10_000);
+      expect(wecom.kfSentTo('wkSimKf0000000001', 'wmLaf')[0]?.content).toBe('laf:客服 laf');
+      const conv = await bot.send('lafmember', '机器人 laf');
+      expect(conv.problems).toEqual([]);
+      expect(conv.state).toBe('finished');
+      expect(conv.shown).toBe('laf:机器人 laf');
+      expect((await bot.verifyUrl({ badSignature: true })).status).toBe(401);
+    } finally {
+      await bot.close();
+      await server.close();
+      await wecom.close();
+      for (const k of Object.keys(keys)) delete process.env[k];
     }
   });
 });
