@@ -4,7 +4,8 @@
  */
 import type { ChannelKind } from '../core/channel';
 import { discord } from './discord/channel';
+import { ilink } from './ilink/channel';
 import { line } from './line/channel';
 import { wechatOa } from './wechat-oa';
 
-export const CHANNEL_KINDS: readonly ChannelKind[] = [wechatOa as ChannelKind, line as ChannelKind, discord as ChannelKind];
+export const CHANNEL_KINDS: readonly ChannelKind[] = [wechatOa as ChannelKind, line as ChannelKind, discord as ChannelKind, ilink as ChannelKind];
