@@ -55,6 +55,8 @@ export const DEDUPE_MS = 15_000;
 export const TYPING_EVERY_MS = 5000;
 /** …and given up after this long, however long the answer takes. */
 const TYPING_MAX_MS = 10 * 60_000;
+/** Without a session, the poller looks for a new login this often. */
+const SESSION_LOOK_MS = 1000;
 /** The client's long-poll timeout until the service suggests its own (`longpolling_timeout_ms`). */
 const DEFAULT_HOLD_MS = 35_000;
 /** Kept so a quote that names only its `svr_id` can be resolved (newer WeChat clients send only that). */
@@ -497,9 +499,23 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
 
   async function poll(cursor: string | undefined, stop: StopSignal): Promise<PollBatch<unknown>> {
     const from = cursor ?? '';
-    const creds = await live();
+    // Without a live session (never logged in, or ended: -14) nothing is polled; this waits for a
+    // login instead, looking at the store every second, so polling resumes at once after one.
+    let creds = await live();
+    const until = clock.now() + holdMs;
+    while (!creds) {
+      polling = undefined;
+      if (stop.stopped || clock.now() >= until) return { messages: [], cursor: from };
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, SESSION_LOOK_MS);
+        stop.onStop(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      creds = await live();
+    }
     polling = creds;
-    if (!creds) return { messages: [], cursor: from };
     // The batch handed to the core last time was handled (the runner polls again only after that).
     if (handedBatch !== undefined) {
       await store.kvPut(stashKey, '', 0);
@@ -635,9 +651,6 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
       },
       poll,
       handle,
-      async paused() {
-        return (await live()) === undefined;
-      },
     },
     // Plain text (WeChat shows no Markdown), with room for the "reply 1" line on the last allowed message.
     pages: (answer) => splitMessages(markdownToText(answer), TEXT_MAX - hintRoom),
