@@ -62,6 +62,8 @@ const DEFAULT_HOLD_MS = 35_000;
 /** Kept so a quote that names only its `svr_id` can be resolved (newer WeChat clients send only that). */
 const QUOTE_TEXT_MS = 7 * 86_400_000;
 const QUOTE_CHARS = 300;
+/** How long one delivery may hold a user's outbox, besides the gaps between its messages. */
+const OUTBOX_LEASE_MS = 30_000;
 /** Sends that fail for a reason a retry can help (no answer, 5xx, a rate refusal): tried this many times. */
 const SEND_TRIES = 3;
 
@@ -324,12 +326,16 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
   /** The user was told to reply `1` for the rest of it (the page that said so is taken as `ilink:more`). */
   const waitsForOne = (q: MessageRecord) => (q.pagesDelivered ?? 0) > 0 && q.takers?.[(q.pagesDelivered ?? 0) - 1] === 'ilink:more';
 
-  /** Hold the user's outbox across instances (one sender at a time keeps their messages in order). */
+  /**
+   * Hold the user's outbox across instances (one sender at a time keeps their messages in order). The
+   * lease outlives the longest delivery (10 messages, their gaps and retries); one left by a process
+   * that died is free again after it.
+   */
   async function holdOutbox(userKey: string): Promise<boolean> {
     const id = `ilink:out:${userKey}`;
     const until = clock.now() + 15_000;
     for (;;) {
-      if (await store.acquireLease(id, me, clock.now() + 120_000, clock.now())) return true;
+      if (await store.acquireLease(id, me, clock.now() + OUTBOX_LEASE_MS + CONTEXT_SENDS * settings.sendGapMs, clock.now())) return true;
       if (clock.now() >= until) return false;
       await clock.sleep(250);
     }
