@@ -8,6 +8,9 @@
  * `npm run chat -- --channel line|discord [--url http://127.0.0.1:3000] [--api-port 3100]`: the same
  * as LINE or Discord. It plays the platform: its API answers on --api-port (start the server with the
  * settings it prints), and it signs each message to the bot's /line or /discord.
+ *
+ * `npm run chat -- --channel ilink [--api-port 3100] [--user ID@im.wechat]`: personal WeChat. It plays the
+ * iLink service (the bot polls it; QR codes are confirmed by themselves); each line is a message from you.
  */
 import { createInterface } from 'readline';
 import { WechatSim, randomOpenId } from '../lib/sim/wechat-sim';
@@ -21,7 +24,15 @@ function arg(name: string): string | undefined {
 }
 
 const channel = arg('channel');
-if (channel === 'line' || channel === 'discord') {
+if (channel === 'ilink') {
+  // Personal WeChat: this process plays the iLink service (scripts/ilink-sim.ts), which scans and
+  // confirms every QR code by itself; each line typed is a message to the bot.
+  const port = arg('api-port') ?? '3100';
+  process.env['ILINK_SIM_PORT'] = port;
+  if (arg('user')) process.env['ILINK_SIM_USER'] = arg('user');
+  console.log(`Playing iLink. Start the server with:\n  ILINK=on ILINK_API_BASE=http://127.0.0.1:${port} ILINK_CDN_BASE=http://127.0.0.1:${port}/c2c\nthen log in (npm run ilink -- login, or the console's iLink page).\n`);
+  void import('./ilink-sim');
+} else if (channel === 'line' || channel === 'discord') {
   void chatOther(channel).then(() => process.exit(0));
 } else {
   void wechatMain();

@@ -9,13 +9,19 @@
 const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 const SENTENCE_END = /[。！？!?；;…]|\.(?=\s)/g;
 
-/** Grapheme boundaries (offsets) in `text` from `start` up to `start + max` units, ascending. */
+/**
+ * Grapheme boundaries (offsets) in `text` after `start`, up to `start + max` units, ascending. Whether
+ * a boundary falls before a character depends on that whole character and what precedes it, so the
+ * window never ends inside a surrogate pair, and the boundary at its very end (which depends on the
+ * character after it) is not trusted unless the text ends there.
+ */
 function boundaries(text: string, start: number, max: number): number[] {
-  const end = Math.min(text.length, start + max + 1);
+  let end = Math.min(text.length, start + max + 1);
+  const low = (i: number) => i < text.length && (text.charCodeAt(i) & 0xfc00) === 0xdc00;
+  if (low(end)) end++;
   const out: number[] = [];
   for (const { index, segment } of graphemes.segment(text.slice(start, end))) {
     const at = start + index + segment.length;
-    // The cluster at the window's edge may go on past it: not a boundary we can trust.
     if (at === end && end < text.length) break;
     if (at - start > max) break;
     out.push(at);
@@ -25,7 +31,11 @@ function boundaries(text: string, start: number, max: number): number[] {
 
 /** Where to cut `chunk` (a prefix of the rest): the latest good break at or after `min`, or -1. */
 function preferredCut(chunk: string, min: number): number {
-  const para = chunk.lastIndexOf('\n\n');
+  let para = chunk.lastIndexOf('\n\n');
+  // A heading (a short line of its own) goes with what follows it, not at the end of a message.
+  const before = chunk.lastIndexOf('\n\n', para - 1);
+  const tail = chunk.slice(before + 2, para);
+  if (before >= min && tail.length <= 40 && !tail.includes('\n') && !/[。！？.!?]$/.test(tail)) para = before;
   if (para >= min) return para + 2;
   const line = chunk.lastIndexOf('\n');
   if (line >= min) return line + 1;
