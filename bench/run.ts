@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --write] [-- --only=speed|delivery|burst|peers|page|markdown|filter|signature]`: the figures in BENCHMARKS.md,
+ * `npm run bench [-- --write] [-- --only=speed|delivery|burst|peers|page|markdown|filter|signature|ilink]`: the figures in BENCHMARKS.md,
  * measured side by side in one run.
  *
  * 1. Handler speed: the real server (embedded store, child process) under autocannon on the GET
@@ -21,6 +21,7 @@ import { serialize } from '../lib/store/journal';
 import { benchMarkdown } from './markdown';
 import { benchFilter } from './filter';
 import { benchPage } from './page';
+import { benchIlink } from './ilink';
 import { BUILT_SERVER, KEY, ROOT, TOKEN, prng, rssMb, spawnChild, stop } from './support';
 import { WechatSim } from '../lib/sim/wechat-sim';
 import { sha1Signature, verifySignature } from '../lib/channels/wxbiz/signature';
@@ -496,13 +497,14 @@ async function main(): Promise<void> {
   if (!only || only === 'peers') await peers();
   if (!only || only === 'page') await benchPage(say);
   if (!only || only === 'signature') signatureTiming();
+  if (!only || only === 'ilink') await benchIlink(say);
   if (write) {
     const doc =
       '# Benchmarks\n\n' +
       'Produced by `npm run bench -- --write` (this file is its output). Figures are from one run on the\n' +
       'machine named below; compare ratios measured side by side, not absolute numbers from other machines.\n' +
       'Settings: `BENCH_DURATION_S`, `BENCH_CONNECTIONS`, `BENCH_SCALE`, `BENCH_QUESTIONS`, `BENCH_MEMORY_USERS`,\n' +
-      '`BENCH_FETCH_RECORDS`, `BENCH_BURSTS`, `BENCH_PEER_ROUNDS`, `BENCH_PEER_SECONDS`, `BENCH_PAGE_QUESTIONS`, `BENCH_PAGE_STREAMS`; `--only=speed|delivery|burst|peers|page|markdown|filter|signature`.\n\n' +
+      '`BENCH_FETCH_RECORDS`, `BENCH_BURSTS`, `BENCH_PEER_ROUNDS`, `BENCH_PEER_SECONDS`, `BENCH_PAGE_QUESTIONS`, `BENCH_PAGE_STREAMS`, `BENCH_ILINK_USERS`, `BENCH_ILINK_SOLO`; `--only=speed|delivery|burst|peers|page|markdown|filter|signature|ilink`.\n\n' +
       out.join('\n') +
       '\n' +
       NOTES;

@@ -62,6 +62,8 @@ const DEFAULT_HOLD_MS = 35_000;
 /** Kept so a quote that names only its `svr_id` can be resolved (newer WeChat clients send only that). */
 const QUOTE_TEXT_MS = 7 * 86_400_000;
 const QUOTE_CHARS = 300;
+/** Senders of one batch handed to the core side by side. */
+const BATCH_PARALLEL = 32;
 /** How long one delivery may hold a user's outbox, besides the gaps between its messages. */
 const OUTBOX_LEASE_MS = 30_000;
 /** Sends that fail for a reason a retry can help (no answer, 5xx, a rate refusal): tried this many times. */
@@ -439,6 +441,30 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
 
   const isCommand = (text: string) => ['1', '/clear', '/help'].includes(normalizeCommand(text));
 
+  /**
+   * A batch, handed to the core as one item of the poller's (so the cursor still moves only once all
+   * of it is claimed): each sender's messages in order, different senders side by side (at most
+   * BATCH_PARALLEL at once), so a burst of users is not claimed one by one.
+   */
+  async function handleBatch(batch: unknown): Promise<void> {
+    const msgs = Array.isArray(batch) ? (batch as unknown[]) : [batch];
+    const bySender = new Map<string, unknown[]>();
+    for (const raw of msgs) {
+      const from = String((raw as { from_user_id?: unknown } | null)?.from_user_id ?? '');
+      bySender.set(from, [...(bySender.get(from) ?? []), raw]);
+    }
+    const queues = [...bySender.values()];
+    let failed: unknown;
+    const worker = async () => {
+      for (let q = queues.shift(); q; q = queues.shift()) {
+        for (const raw of q) await handle(raw).catch((err: unknown) => void (failed ??= err));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(BATCH_PARALLEL, queues.length) }, worker));
+    // A store failure: the runner polls again, and the stashed batch comes first (claims dedupe it).
+    if (failed !== undefined) throw failed;
+  }
+
   async function handle(raw: unknown): Promise<void> {
     let m: IlinkMessage;
     try {
@@ -534,7 +560,7 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
       if (stash.session === sha(creds.token)) {
         logger.info('iLink: handing over a batch whose handler stopped', { channel: deps.name, messages: stash.msgs.length });
         handedBatch = stash.id;
-        return { messages: stash.msgs, cursor: stash.cursor };
+        return { messages: stash.msgs.length ? [stash.msgs] : [], cursor: stash.cursor };
       }
     }
     const s = sessionOf(creds);
@@ -551,7 +577,7 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
         await store.kvPut(stashKey, JSON.stringify(stash), clock.now() + 86_400_000);
         handedBatch = stash.id;
       }
-      return { messages: batch.msgs, cursor: batch.cursor };
+      return { messages: batch.msgs.length ? [batch.msgs] : [], cursor: batch.cursor };
     } catch (err) {
       if (err instanceof IlinkApiError && err.failure === 'expired') {
         await expired(creds.token, 'getupdates');
@@ -656,7 +682,7 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
         return holdMs + 5000;
       },
       poll,
-      handle,
+      handle: handleBatch,
     },
     // Plain text (WeChat shows no Markdown), with room for the "reply 1" line on the last allowed message.
     pages: (answer) => splitMessages(markdownToText(answer), TEXT_MAX - hintRoom),
