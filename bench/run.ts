@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --write] [-- --only=speed|delivery|burst|peers|page|api|markdown|filter|signature|stop]`: the figures in BENCHMARKS.md,
+ * `npm run bench [-- --write] [-- --only=speed|delivery|burst|peers|page|api|markdown|filter|signature|stop|ilink]`: the figures in BENCHMARKS.md,
  * measured side by side in one run.
  *
  * 1. Handler speed: the real server (embedded store, child process) under autocannon on the GET
@@ -24,6 +24,7 @@ import { benchFilter } from './filter';
 import { benchPage } from './page';
 import { benchStop } from './stop';
 import { benchApi } from './api';
+import { benchIlink } from './ilink';
 import { BUILT_SERVER, KEY, ROOT, TOKEN, prng, rssMb, spawnChild, stop } from './support';
 import { WechatSim } from '../lib/sim/wechat-sim';
 import { sha1Signature, verifySignature } from '../lib/channels/wxbiz/signature';
@@ -505,13 +506,14 @@ async function main(): Promise<void> {
   if (!only || only === 'api') await benchApi(say);
   if (!only || only === 'signature') signatureTiming();
   if (!only || only === 'stop') await benchStop(say);
+  if (!only || only === 'ilink') await benchIlink(say);
   if (write) {
     const doc =
       '# Benchmarks\n\n' +
       'Produced by `npm run bench -- --write` (this file is its output). Figures are from one run on the\n' +
       'machine named below; compare ratios measured side by side, not absolute numbers from other machines.\n' +
       'Settings: `BENCH_DURATION_S`, `BENCH_CONNECTIONS`, `BENCH_SCALE`, `BENCH_QUESTIONS`, `BENCH_MEMORY_USERS`,\n' +
-      '`BENCH_FETCH_RECORDS`, `BENCH_BURSTS`, `BENCH_SERVER`, `BENCH_PEER_ROUNDS`, `BENCH_PEER_SECONDS`, `BENCH_PAGE_QUESTIONS`, `BENCH_PAGE_STREAMS`, `BENCH_API_ROUNDS`, `BENCH_API_STREAMS`, `BENCH_STOP_RUNS`; `--only=speed|delivery|burst|peers|page|api|markdown|filter|signature|stop`.\n\n' +
+      '`BENCH_FETCH_RECORDS`, `BENCH_BURSTS`, `BENCH_SERVER`, `BENCH_PEER_ROUNDS`, `BENCH_PEER_SECONDS`, `BENCH_PAGE_QUESTIONS`, `BENCH_PAGE_STREAMS`, `BENCH_API_ROUNDS`, `BENCH_API_STREAMS`, `BENCH_STOP_RUNS`, `BENCH_ILINK_USERS`, `BENCH_ILINK_SOLO`; `--only=speed|delivery|burst|peers|page|api|markdown|filter|signature|stop|ilink`.\n\n' +
       out.join('\n') +
       '\n' +
       NOTES;

@@ -13,6 +13,8 @@
  * same as a member writing to the WeCom self-built app, a WeChat customer writing to customer service, or a
  * member writing to the intelligent bot (lib/sim/wecom-sim.ts, lib/sim/wecom-bot-sim.ts; docs/wecom.md).
  * The URL check runs first; the bot's stream shows as it is polled.
+ * `npm run chat -- --channel ilink [--api-port 3100] [--user ID@im.wechat]`: personal WeChat. It plays the
+ * iLink service (the bot polls it; QR codes are confirmed by themselves); each line is a message from you.
  */
 import { createInterface } from 'readline';
 import { WechatSim, randomOpenId } from '../lib/sim/wechat-sim';
@@ -28,7 +30,15 @@ function arg(name: string): string | undefined {
 }
 
 const channel = arg('channel');
-if (channel === 'line' || channel === 'discord') {
+if (channel === 'ilink') {
+  // Personal WeChat: this process plays the iLink service (scripts/ilink-sim.ts), which scans and
+  // confirms every QR code by itself; each line typed is a message to the bot.
+  const port = arg('api-port') ?? '3100';
+  process.env['ILINK_SIM_PORT'] = port;
+  if (arg('user')) process.env['ILINK_SIM_USER'] = arg('user');
+  console.log(`Playing iLink. Start the server with:\n  ILINK=on ILINK_API_BASE=http://127.0.0.1:${port} ILINK_CDN_BASE=http://127.0.0.1:${port}/c2c\nthen log in (npm run ilink -- login, or the console's iLink page).\n`);
+  void import('./ilink-sim');
+} else if (channel === 'line' || channel === 'discord') {
   void chatOther(channel).then(() => process.exit(0));
 } else if (channel === 'wecom' || channel === 'wecom-kf' || channel === 'wecom-bot') {
   void chatWecom(channel).then(() => process.exit(0));

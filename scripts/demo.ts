@@ -7,6 +7,7 @@
  * The placeholder carries a link to the live answer page; the demo follows it in the terminal, and
  * DEMO_OPEN=1 also opens it in your browser (the server then stays up until you press Ctrl-C).
  * DEMO_BACKEND=openai asks the OpenAI-compatible simulator instead (a model that thinks first).
+ * `npm run demo -- --channel ilink` plays personal WeChat through the iLink simulator (scripts/demo-ilink.ts).
  */
 import { spawn } from 'child_process';
 import { randomBytes } from 'crypto';
@@ -166,7 +167,9 @@ async function main(): Promise<void> {
   rmSync(dataDir, { recursive: true, force: true });
 }
 
-main().catch((err) => {
+// `--channel ilink`: the personal-WeChat channel instead (scripts/demo-ilink.ts).
+const channelArg = process.argv[process.argv.indexOf('--channel') + 1];
+(process.argv.includes('--channel') && channelArg === 'ilink' ? import('./demo-ilink').then((m) => m.demoIlink()) : main()).catch((err) => {
   console.error(err);
   process.exit(1);
 });

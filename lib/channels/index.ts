@@ -5,6 +5,7 @@
 import type { ChannelKind } from '../core/channel';
 import { api } from './api/channel';
 import { discord } from './discord/channel';
+import { ilink } from './ilink/channel';
 import { line } from './line/channel';
 import { wechatOa } from './wechat-oa';
 import { web } from './web/channel';
@@ -21,4 +22,5 @@ export const CHANNEL_KINDS: readonly ChannelKind[] = [
   wecomApp as ChannelKind,
   wecomKf as ChannelKind,
   wecomBot as ChannelKind,
+  ilink as ChannelKind,
 ];

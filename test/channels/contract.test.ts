@@ -18,6 +18,9 @@ import { startWecomBotSim } from '../../lib/sim/wecom-bot-sim';
 import type { WecomBotSim } from '../../lib/sim/wecom-bot-sim';
 import { startWecomSim } from '../../lib/sim/wecom-sim';
 import type { WecomSim } from '../../lib/sim/wecom-sim';
+import { startIlinkSim } from '../../lib/sim/ilink-sim';
+import type { IlinkSim } from '../../lib/sim/ilink-sim';
+import { call as httpCall } from '../../lib/util/http';
 import { TOKEN, eventually, sleep, startHarness } from '../support/harness';
 import { ChatVisitor, messageId } from '../support/web-chat';
 import { call } from '../support/wire';
@@ -46,6 +49,7 @@ const WECOM_BOT = { token: 'BotToken123', aesKey: 'kWxPEV2UEDyxWpmPdKC3F4dgPDmOv
 let wecomBot: WecomBotSim | undefined;
 /** The bot's simulator posts to the bot: it starts once the bot listens. */
 const botSimFor = async (h: Harness) => (wecomBot ??= await startWecomBotSim({ url: `${h.origin}/wecom-bot`, token: WECOM_BOT.token, encodingAesKey: WECOM_BOT.aesKey, pollIntervalMs: 150 }));
+let ilinkSim: IlinkSim;
 const drivers: Record<string, Driver> = {
   'wechat-oa': {
     async start() {
@@ -205,6 +209,36 @@ const drivers: Record<string, Driver> = {
     },
     // Copies of one request carry the one answer (one id).
     answers: () => apiAnswers.size,
+  },
+  ilink: {
+    async start() {
+      ilinkSim = await startIlinkSim({ pollHoldMs: 300, longpollingTimeoutMs: 1000 });
+      const a = ilinkSim.login();
+      return {
+        env: { ILINK: 'on', ILINK_API_BASE: ilinkSim.url, ILINK_CDN_BASE: ilinkSim.cdnUrl, ILINK_BOT_TOKEN: a.token, ILINK_BOT_ID: a.botId, ILINK_SEND_GAP_MS: '0' },
+        close: () => ilinkSim.close(),
+      };
+    },
+    async forged(h) {
+      // It polls: there is no inbound URL to forge…
+      const res = await httpCall({ method: 'POST', url: `${h.origin}/ilink`, body: { msgs: [] }, timeoutMs: 5000 });
+      // …and what the service hands out that is no user's message (the bot's own echo, a progress update) is not asked.
+      h.app.startPollers();
+      const bot = ilinkSim.accounts[0]?.botId ?? '';
+      const echo = { seq: 1, message_id: 9, from_user_id: bot, to_user_id: 'u@im.wechat', message_type: 2, message_state: 2, item_list: [{ type: 1, text_item: { text: '伪造' } }] };
+      const generating = { ...echo, message_id: 10, from_user_id: 'forger@im.wechat', message_type: 1, message_state: 1 };
+      ilinkSim.inject('getupdates', { json: { ret: 0, msgs: [echo, generating], get_updates_buf: '' } });
+      await eventually(() => ilinkSim.requests.some((r) => r.op === 'getupdates' && JSON.stringify(r.answer ?? '').includes('伪造')), 10_000);
+      await sleep(300);
+      return res.status;
+    },
+    async twice(h, text) {
+      h.app.startPollers();
+      // The service hands the same message out again a moment later, with a new id.
+      ilinkSim.sendText('twice@im.wechat', text, { duplicate: 'new-id', duplicateAfterMs: 300 });
+      await eventually(() => ilinkSim.inbound.length === 2, 10_000);
+    },
+    answers: () => ilinkSim.sent.length,
   },
 };
 let wechatAnswers = 0;

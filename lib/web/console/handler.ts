@@ -16,6 +16,8 @@ import type { Bot } from '../../core/bot';
 import type { Channel, Channels, HealthItem } from '../../core/channel';
 import type { WechatOaChannel } from '../../channels/wechat-oa';
 import { isWechatOa } from '../../channels/wechat-oa';
+import { isIlink, maskId, maskSecret, qrSvg } from '../../channels/ilink';
+import type { IlinkChannel } from '../../channels/ilink';
 import type { Clock } from '../../util/clock';
 import type { Config } from '../../config';
 import { ModelError, WechatApiError, errorLogFields } from '../../errors';
@@ -30,8 +32,8 @@ import { WECHAT_ERRORS } from '../../channels/wechat-oa/api';
 import { CONSOLE_JS } from './assets';
 import { clientAddress, failuresKey } from './client';
 import { uplotAsset } from './uplot';
-import type { MenuData, Shell } from './views';
-import { STATUSES, consoleUrls, doctorPage, healthPage, menuPage, overviewPage, recordPage, tryPage } from './views';
+import type { IlinkView, MenuData, Shell } from './views';
+import { STATUSES, consoleUrls, doctorPage, healthPage, ilinkPage, menuPage, overviewPage, recordPage, tryPage } from './views';
 import { runChecks } from '../doctor';
 
 export interface ConsoleRequest {
@@ -128,7 +130,7 @@ function cookieValue(header: string | undefined): string | undefined {
 /** The answer page's stylesheet, wider, with numbers that never wrap, a navigation bar and Try it's chat. */
 const CONSOLE_CSS =
   `${PAGE_CSS}main{max-width:1120px}#charts{display:grid;gap:12px}.chart h3{margin:8px 0 4px;font-size:15px}.chart .sum{margin:2px 0 0;font-size:13px;opacity:.8}` +
-  '.md td,.md th{white-space:nowrap;min-width:0}.md td{font-variant-numeric:tabular-nums}button{font:inherit;padding:4px 14px}' +
+  '.qr svg{display:block;background:#fff}.md td,.md th{white-space:nowrap;min-width:0}.md td{font-variant-numeric:tabular-nums}button{font:inherit;padding:4px 14px}' +
   '.nav{margin:8px 0 12px;font-size:15px}.inline{display:inline}.ok{color:#1a7f37}' +
   '.chat{display:flex;flex-direction:column;gap:8px;margin:12px 0}.bubble{max-width:85%;padding:8px 12px;border-radius:10px;white-space:pre-wrap;overflow-wrap:anywhere}' +
   '.bubble.me{align-self:flex-end;background:#95ec69;color:#111}.bubble.bot{align-self:flex-start;background:rgba(127,127,127,.15)}.bubble.live{white-space:normal}' +
@@ -159,12 +161,12 @@ export function createConsoleHandler(deps: ConsoleDeps) {
   const u = consoleUrls(config.page.routes);
   const NEEDS_APP = '需要设置 WECHAT_APPID 和 WECHAT_APPSECRET（微信开发者平台 → 我的业务 → 公众号 → 基础信息 → 开发密钥），控制台才能读取和发布菜单。';
 
-  const html = (status: number, title: string, main: string, opts: { extra?: Record<string, string>; scripts?: boolean } = {}): ConsoleResponse => ({
+  const html = (status: number, title: string, main: string, opts: { extra?: Record<string, string>; scripts?: boolean; refreshS?: number } = {}): ConsoleResponse => ({
     status,
     headers: { ...HEADERS, 'Content-Type': 'text/html; charset=utf-8', ...opts.extra },
     body:
       '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">' +
-      `<meta name="robots" content="noindex,nofollow"><title>${escapeHtml(title)}</title><link rel="stylesheet" href="${escapeHtml(u('/console.css'))}">` +
+      `<meta name="robots" content="noindex,nofollow">${opts.refreshS ? `<meta http-equiv="refresh" content="${opts.refreshS}">` : ''}<title>${escapeHtml(title)}</title><link rel="stylesheet" href="${escapeHtml(u('/console.css'))}">` +
       `${opts.scripts && uplot ? `<link rel="stylesheet" href="${escapeHtml(u('/uplot.css'))}">` : ''}</head>` +
       `<body><main>${main}</main>${opts.scripts ? `${uplot ? `<script src="${escapeHtml(u('/uplot.js'))}"></script>` : ''}<script src="${escapeHtml(u('/console.js'))}"></script>` : ''}</body></html>`,
   });
@@ -265,6 +267,43 @@ export function createConsoleHandler(deps: ConsoleDeps) {
     }
     logger.info('menu published from the console', { buttons: definition.button.length });
     return redirect(u('/menu', { published: String(definition.button.length) }));
+  }
+
+  /** The personal-WeChat (iLink) instances: their sessions (masked), polling, and a login in progress. */
+  const ilinks = (): IlinkChannel[] => deps.channels.list.filter(isIlink);
+
+  async function ilinkView(s: Shell, notice?: string): Promise<ConsoleResponse> {
+    const now = clock.now();
+    let active = false;
+    const views = await Promise.all(
+      ilinks().map(async (c): Promise<IlinkView> => {
+        const st = await c.ilink.status();
+        const cr = st.session.credentials;
+        const l = st.login;
+        if (l && !l.done) active = true;
+        return {
+          name: c.name,
+          session: cr
+            ? { state: st.session.expiredAt !== undefined ? 'expired' : 'live', botId: maskId(cr.botId), token: maskSecret(cr.token), owner: cr.userId ? maskId(cr.userId) : '', source: cr.source, savedAt: cr.savedAt, expiredAt: st.session.expiredAt }
+            : { state: 'none' },
+          login: l ? { status: l.status, done: l.done, result: l.result, qr: l.qr, qrSvg: l.qr && !l.done ? await qrSvg(l.qr) : undefined } : undefined,
+          polling: !st.poller ? '还没有开始' : st.poller.until > now ? '进行中' : '无人持有（等待登录，或实例已停止）',
+        };
+      }),
+    );
+    const page = ilinkPage(s, views, config.store.statsUtcOffsetMin);
+    // While a login is in progress the page follows it (no script needed).
+    return html(200, 'iLink', (notice ? `<p class="failed" role="status">${escapeHtml(notice)}</p>` : '') + page, active ? { refreshS: 2 } : {});
+  }
+
+  async function ilinkAction(req: ConsoleRequest, what: 'login' | 'verify', s: Shell): Promise<ConsoleResponse> {
+    const c = ilinks().find((x) => x.name === req.form['channel']);
+    if (!c) return ilinkView(s, '没有这个 iLink 渠道。');
+    if (what === 'login') {
+      await c.ilink.startLogin();
+      logger.info('console: iLink login started', { channel: c.name });
+    } else if (!(await c.ilink.submitVerifyCode((req.form['code'] ?? '').trim()))) return ilinkView(s, '验证码应为数字，且需要有进行中的登录。');
+    return redirect(u('/ilink'));
   }
 
   async function health(): Promise<HealthItem[]> {
@@ -371,7 +410,7 @@ export function createConsoleHandler(deps: ConsoleDeps) {
       if (req.path.startsWith('/api/')) return json(401, { error: 'login required' });
       return req.path === '' || req.path === '/' || req.path === '/login' ? loginPage(req.path === '/login' ? 405 : 200) : loginPage(401);
     }
-    const s: Shell = { u, csrf: csrfFor(id) };
+    const s: Shell = { u, csrf: csrfFor(id), ilink: ilinks().length > 0 };
     if (req.method === 'POST') {
       const sent = req.csrfHeader ?? req.form['csrf'];
       if (typeof sent !== 'string' || !sameSecret(sent, s.csrf)) {
@@ -385,6 +424,10 @@ export function createConsoleHandler(deps: ConsoleDeps) {
           return publishMenu(s);
         case '/api/try':
           return tryIt(req);
+        case '/ilink/login':
+          return ilinkAction(req, 'login', s);
+        case '/ilink/verify':
+          return ilinkAction(req, 'verify', s);
         default:
           return json(404, { error: 'not found' });
       }
@@ -404,6 +447,8 @@ export function createConsoleHandler(deps: ConsoleDeps) {
       }
       case '/health':
         return html(200, '健康', healthPage(s, await health()));
+      case '/ilink':
+        return ilinkView(s);
       case '/api/health':
         return json(200, { items: await health() });
       case '/doctor':

@@ -54,6 +54,8 @@ export function maskOpenId(key: string): string {
 export interface Shell {
   u: ConsoleUrl;
   csrf: string;
+  /** A personal-WeChat (iLink) channel is on: its page is in the navigation. */
+  ilink?: boolean;
 }
 
 /** The links at the top of every page after login, and logout. */
@@ -62,6 +64,7 @@ export function nav(s: Shell, here: string): string {
     ['', '概览'],
     ['/try', '试一试'],
     ['/menu', '菜单与关键词'],
+    ...(s.ilink ? [['/ilink', 'iLink'] as [string, string]] : []),
     ['/health', '健康'],
   ];
   const links = items.map(([p, label]) => (p === here ? `<strong>${label}</strong>` : `<a href="${escapeHtml(s.u(p))}">${label}</a>`)).join(' · ');
@@ -257,5 +260,64 @@ export function doctorPage(s: Shell, checks: readonly Check[]): string {
   return (
     `${nav(s, '/health')}<h1>检查</h1><p>${failed === 0 ? `全部 ${checks.length} 项通过。` : `${checks.length} 项中 ${failed} 项未通过。`}</p>` +
     table('<tr><th>项目</th><th></th><th>结果</th></tr>', rows, '', 3)
+  );
+}
+
+/** One personal-WeChat (iLink) channel instance on its console page. */
+export interface IlinkView {
+  name: string;
+  /** The session: none, live (masked ids), or ended by the service (-14). */
+  session: { state: 'none' } | { state: 'live' | 'expired'; botId: string; token: string; owner: string; source: 'qr' | 'env'; savedAt: number; expiredAt: number | undefined };
+  /** A login in progress or just ended, with its QR code drawn as SVG while one is shown. */
+  login: { status: string; done: boolean; result: string | undefined; qrSvg: string | undefined; qr: string | undefined } | undefined;
+  polling: string;
+}
+
+/** What a login status means to the owner. */
+const LOGIN_STATUS: Record<string, string> = {
+  starting: '正在获取二维码…',
+  wait: '请用将要拥有机器人的微信扫描二维码。',
+  scaned: '已扫码，请在手机上确认。',
+  need_verifycode: '手机上显示了一串数字，请填在下面。',
+  verify_code_blocked: '验证码错误次数过多，正在换一个二维码。',
+  expired: '二维码已过期，正在换一个。',
+  scaned_but_redirect: '已扫码，正在跟随到另一个数据中心…',
+  confirmed: '已确认，登录成功。',
+  bound: '这个机器人已经绑定在本服务上，沿用现有会话。',
+  failed: '登录失败。',
+};
+
+export function ilinkPage(s: Shell, items: readonly IlinkView[], offsetMin: number): string {
+  const at = (t: number) => new Date(t + offsetMin * 60_000).toISOString().slice(0, 16).replace('T', ' ');
+  const sections = items.map((it) => {
+    const ss = it.session;
+    const session =
+      ss.state === 'none'
+        ? '<p class="failed">未登录。</p>'
+        : `<div class="md"><div class="table"><table><tbody>` +
+          `<tr><th>状态</th><td class="${ss.state === 'live' ? 'ok' : 'failed'}">${ss.state === 'live' ? '在线' : `已失效（-14，${escapeHtml(at(ss.expiredAt ?? 0))}）：请重新登录；未送达的回答会在用户下次发消息时送达`}</td></tr>` +
+          `<tr><th>机器人</th><td>${escapeHtml(ss.botId)}</td></tr><tr><th>令牌</th><td>${escapeHtml(ss.token)}</td></tr>` +
+          `<tr><th>主人</th><td>${escapeHtml(ss.owner || '—')}</td></tr><tr><th>来源</th><td>${ss.source === 'env' ? 'ILINK_BOT_TOKEN' : '扫码登录'}，${escapeHtml(at(ss.savedAt))}</td></tr>` +
+          `<tr><th>轮询</th><td>${escapeHtml(it.polling)}</td></tr></tbody></table></div></div>`;
+    const l = it.login;
+    let login = '';
+    if (l && !l.done) {
+      login =
+        `<p role="status">${escapeHtml(LOGIN_STATUS[l.status] ?? l.status)}</p>` +
+        (l.qrSvg ? `<div class="qr">${l.qrSvg}</div><p><small>扫不了时，在手机上打开：${escapeHtml(l.qr ?? '')}</small></p>` : '') +
+        (l.status === 'need_verifycode'
+          ? `<form method="post" action="${escapeHtml(s.u('/ilink/verify'))}"><input type="hidden" name="csrf" value="${s.csrf}"><input type="hidden" name="channel" value="${escapeHtml(it.name)}">` +
+            '<label>手机上的数字 <input name="code" inputmode="numeric" pattern="[0-9]{1,12}" required autocomplete="one-time-code"></label> <button type="submit">提交</button></form>'
+          : '');
+    } else if (l?.done) login = `<p class="${l.status === 'confirmed' || l.status === 'bound' ? 'ok' : 'failed'}" role="status">上次登录：${escapeHtml(LOGIN_STATUS[l.status] ?? l.status)}${l.result ? `（${escapeHtml(l.result)}）` : ''}</p>`;
+    const button =
+      `<form method="post" action="${escapeHtml(s.u('/ilink/login'))}"><input type="hidden" name="csrf" value="${s.csrf}"><input type="hidden" name="channel" value="${escapeHtml(it.name)}">` +
+      `<button type="submit">${ss.state === 'none' ? '扫码登录' : '重新登录'}</button></form>`;
+    return `<h2>${escapeHtml(it.name)}</h2>${session}${login}${button}`;
+  });
+  return (
+    `${nav(s, '/ilink')}<h1>个人微信（iLink）</h1>` +
+    '<p>机器人是你自己微信里的一个联系人（ClawBot 插件）。手机上要一直保留 ClawBot 插件；会话被腾讯结束（-14）后需要重新扫码。</p>' +
+    (sections.join('') || '<p>没有开启 iLink（设置 <code>ILINK=on</code>）。</p>')
   );
 }

@@ -1,0 +1,103 @@
+/**
+ * Personal WeChat (iLink) on two real server processes sharing one store: one of them polls the
+ * iLink simulator; `kill -9` it while messages keep coming, and the other takes the poll over from
+ * the saved cursor (and the batch the dead one had been handed, if any). Every message is answered
+ * exactly once, the model asked once per message, and the simulator saw nothing the official client
+ * never does.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { startDifySim } from '../../lib/sim/dify-sim';
+import type { DifySim } from '../../lib/sim/dify-sim';
+import { startIlinkSim } from '../../lib/sim/ilink-sim';
+import type { IlinkSim } from '../../lib/sim/ilink-sim';
+import { DIFY_KEY, TIMINGS, eventually, sleep } from '../support/harness';
+import { spawnServer } from '../support/process';
+import type { ServerProcess } from '../support/process';
+import { startSharedStore } from '../support/shared-store';
+import type { SharedStore } from '../support/shared-store';
+
+let dify: DifySim | undefined;
+let sim: IlinkSim | undefined;
+let shared: SharedStore | undefined;
+const servers: ServerProcess[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.stop();
+  await dify?.close();
+  await sim?.close();
+  await shared?.close();
+});
+
+const holds = (s: ServerProcess) => s.output.join('').includes('"msg":"poller: holding the lease","account":"ilink:ilink"');
+
+interface Run {
+  holder: ServerProcess;
+  standby: ServerProcess;
+  sim: IlinkSim;
+  dify: DifySim;
+}
+
+async function twoInstances(o: { cursorMode?: 'ack-on-delivery' | 'redeliver-until-advanced' } = {}): Promise<Run> {
+  const d = (dify = await startDifySim({ apiKey: DIFY_KEY, script: (b) => ({ kind: 'answer', text: `答:${String(b.query)}`, durationMs: 600 }) }));
+  const s = (sim = await startIlinkSim({ pollHoldMs: 500, longpollingTimeoutMs: 1000, redeliverAfterMs: 1500, ...(o.cursorMode ? { cursorMode: o.cursorMode } : {}) }));
+  shared = await startSharedStore();
+  const account = s.login();
+  const env = {
+    DIFY_API_KEY: DIFY_KEY,
+    DIFY_BASE_URL: d.url,
+    ILINK: 'on',
+    ILINK_API_BASE: s.url,
+    ILINK_CDN_BASE: s.cdnUrl,
+    ILINK_BOT_TOKEN: account.token,
+    ILINK_BOT_ID: account.botId,
+    ILINK_SEND_GAP_MS: '0',
+    SHARED_STORE_URL: shared.url,
+    ...TIMINGS,
+    POLLER_TAKEOVER_S: '1',
+  };
+  servers.push(await spawnServer(env, { instance: true }), await spawnServer(env, { instance: true }));
+  await eventually(() => servers.some(holds), 20_000);
+  await sleep(1000);
+  expect(servers.filter(holds)).toHaveLength(1);
+  const [holder, standby] = (holds(servers[0] as ServerProcess) ? [servers[0], servers[1]] : [servers[1], servers[0]]) as [ServerProcess, ServerProcess];
+  for (let i = 1; i <= 5; i++) s.sendText('alice@im.wechat', `问${i}`);
+  await eventually(() => s.sent.length === 5, 20_000);
+  return { holder, standby, sim: s, dify: d };
+}
+
+function expectEachOnce(r: Run): void {
+  const answers = r.sim.sent.map((m) => m.text).sort();
+  expect(answers).toEqual(['答:问1', '答:问2', '答:问3', '答:问4', '答:问5', '答:问6', '答:问7', '答:问8']);
+  expect(r.sim.sent.find((m) => m.text === '答:问8')?.to).toBe('carol@im.wechat');
+  const asked = r.dify.calls.map((c) => String(c.body.query));
+  expect(new Set(asked).size).toBe(8);
+  // A question the dead one was answering is asked once more (its takeover), never more.
+  expect(asked.length).toBeLessThanOrEqual(10);
+  expect(r.sim.violations).toEqual([]);
+}
+
+describe('iLink on two instances', () => {
+  it('kill -9 of the polling process while it answers: the other takes the poll and the answers over; nothing lost or repeated', async () => {
+    const r = await twoInstances();
+    r.sim.sendText('bob@im.wechat', '问6');
+    r.sim.sendText('bob@im.wechat', '问7');
+    // Killed once both are claimed and being answered (the model is asked), before the answers are sent.
+    await eventually(() => ['问6', '问7'].every((q) => r.dify.calls.some((c) => c.body.query === q)), 20_000);
+    await r.holder.kill9();
+    r.sim.sendText('carol@im.wechat', '问8');
+    await eventually(() => holds(r.standby) && r.sim.sent.length === 8, 40_000);
+    await sleep(2000); // nothing more arrives
+    expectEachOnce(r);
+  }, 90_000);
+
+  it('kill -9 at any moment of a batch, on a service that hands out again what a cursor did not confirm: nothing lost or repeated', async () => {
+    const r = await twoInstances({ cursorMode: 'redeliver-until-advanced' });
+    r.sim.sendText('bob@im.wechat', '问6');
+    r.sim.sendText('bob@im.wechat', '问7');
+    await sleep(15);
+    await r.holder.kill9();
+    r.sim.sendText('carol@im.wechat', '问8');
+    await eventually(() => holds(r.standby) && r.sim.sent.length === 8, 40_000);
+    await sleep(2500); // past the redelivery: nothing more arrives
+    expectEachOnce(r);
+  }, 90_000);
+});
