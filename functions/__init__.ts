@@ -2,6 +2,6 @@
 import cloud from '@lafjs/cloud';
 import { initLaf } from '../lib/adapters/laf/entry';
 
-export default async function (_ctx: FunctionContext) {
-  return initLaf(cloud);
+export default async function (ctx: FunctionContext) {
+  return initLaf(ctx, cloud);
 }

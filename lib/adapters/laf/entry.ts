@@ -92,7 +92,13 @@ export function handleLafRequest(ctx: FunctionContext, cloud: LafCloud): Promise
 
 /** `__init__`: runs at every instance start. Opens the store (creating indexes) and recovers answers
  * left pending by a dead instance, now and once they have gone stale. */
-export async function initLaf(cloud: LafCloud): Promise<unknown> {
+export async function initLaf(ctx: FunctionContext, cloud: LafCloud): Promise<unknown> {
+  // laf calls `__init__` with method INIT at an instance's start (docs/laf.md). Over HTTP it is a public
+  // function like any other: a caller must not be able to run sweeps and stack their timers at will.
+  if (String(ctx.method ?? '').toUpperCase() !== 'INIT') {
+    ctx.response?.status(404);
+    return 'Function Not Found';
+  }
   try {
     const app = await lafApp(cloud);
     const staleMs = loadConfig(process.env).delivery.staleAfterMs;

@@ -220,6 +220,13 @@ describe('the __init__ function on laf', () => {
     expect(JSON.parse(r.body)).toEqual({ ok: true, recovered: 0 });
     expect([...mongo.collections.keys()].sort()).toEqual(['kv', 'messages', 'stats', 'users']);
   });
+
+  it('answers a call over HTTP with 404 and runs nothing: only laf\'s own start-up call (INIT) sweeps', async () => {
+    for (const method of ['POST', 'GET']) {
+      const r = await invokeLaf(load('__init__'), { method, query: {} });
+      expect(r).toMatchObject({ status: 404, body: 'Function Not Found' });
+    }
+  });
 });
 
 describe('the store on laf', () => {
