@@ -88,7 +88,7 @@ async function streams(say: (line?: string) => void): Promise<void> {
       WECHAT_TOKEN: TOKEN, DIFY_API_KEY: KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, HOST: '127.0.0.1', PORT: String(port),
       PUBLIC_URL: `http://127.0.0.1:${port}`, ANSWER_PAGE_MAX_STREAMS: String(n), ...FAST, LOG_LEVEL: 'info',
     });
-    const wechat = new WechatSim({ url: bot.url, token: TOKEN });
+    const wechat = new WechatSim({ url: bot.wechat, token: TOKEN });
     const opened: SseStream[] = [];
     try {
       const links: string[] = [];

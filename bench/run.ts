@@ -92,7 +92,7 @@ async function fetchSpeed(records: number, difyUrl: string): Promise<Load> {
     WECHAT_TOKEN: TOKEN, DIFY_API_KEY: KEY, DIFY_BASE_URL: difyUrl, DATA_DIR: dataDir, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info',
   });
   try {
-    const wechat = new WechatSim({ url: bot.url, token: TOKEN });
+    const wechat = new WechatSim({ url: bot.wechat, token: TOKEN });
     const first = await wechat.send('oBenchPages', 'long');
     if (!/回复 1 查看后续$/.test(first.text ?? '')) throw new Error('setup: expected a multi-page answer');
     let n = 0;
@@ -120,9 +120,9 @@ async function handlerSpeed(): Promise<void> {
   });
   try {
     const helpBody = xml('oBenchHelp', '/help', '1');
-    const ceiling = await load({ url: `${bare.url}?${signedQuery()}`, method: 'POST', body: helpBody });
-    const handshake = await load({ url: `${bot.url}?${signedQuery()}&echostr=4375120948345356249` });
-    const help = await load({ url: `${bot.url}?${signedQuery()}`, method: 'POST', body: helpBody, headers: { 'Content-Type': 'text/xml' } });
+    const ceiling = await load({ url: `${bare.wechat}?${signedQuery()}`, method: 'POST', body: helpBody });
+    const handshake = await load({ url: `${bot.wechat}?${signedQuery()}&echostr=4375120948345356249` });
+    const help = await load({ url: `${bot.wechat}?${signedQuery()}`, method: 'POST', body: helpBody, headers: { 'Content-Type': 'text/xml' } });
     // An answered multi-page question, then `1` with a fresh MsgId per request (each one a new message),
     // on a store of 1,000 and of 200,000 records.
     const fetchSmall = await fetchSpeed(1_000, dify.url);
@@ -149,7 +149,7 @@ async function handlerSpeed(): Promise<void> {
       for (;;) {
         const i = next++;
         if (i >= MEMORY_USERS) return;
-        const res = await fetch(`${bot.url}?${signedQuery()}`, { method: 'POST', body: xml(`oMem${i}`, `question ${i}`, String(9_000_000_000_000_000_000n + BigInt(i))) });
+        const res = await fetch(`${bot.wechat}?${signedQuery()}`, { method: 'POST', body: xml(`oMem${i}`, `question ${i}`, String(9_000_000_000_000_000_000n + BigInt(i))) });
         await res.text();
       }
     };
@@ -193,7 +193,7 @@ async function delivery(): Promise<void> {
     WECHAT_TOKEN: TOKEN, DIFY_API_KEY: KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info',
     WECHAT_TIMEOUT_MS: ms(5000), REPLY_DEADLINE_MS: ms(4500), POLL_MS: '10', STALE_AFTER_MS: ms(30_000),
   });
-  const wechat = new WechatSim({ url: bot.url, token: TOKEN, timeoutMs: 5000 * SCALE });
+  const wechat = new WechatSim({ url: bot.wechat, token: TOKEN, timeoutMs: 5000 * SCALE });
   type Outcome = { id: string; latency: number; direct: boolean; fetches: number; lost: boolean; seen: string[] };
   const outcomes: Outcome[] = [];
   const started = Date.now();
@@ -288,7 +288,7 @@ async function burst(users: number): Promise<void> {
   });
   let peak = rssMb(bot.child.pid as number);
   const sampler = setInterval(() => (peak = Math.max(peak, rssMb(bot.child.pid as number))), 100);
-  const wechat = new WechatSim({ url: bot.url, token: TOKEN, timeoutMs: 5000 });
+  const wechat = new WechatSim({ url: bot.wechat, token: TOKEN, timeoutMs: 5000 });
   const cpu0 = cpuMs(bot.child.pid as number);
   const started = Date.now();
   const results = await Promise.all(Array.from({ length: users }, (_, i) => wechat.send(`oBurst${i}`, `b${i}`)));
@@ -360,14 +360,24 @@ async function peers(): Promise<void> {
     { name: '`co-wechat` 2.4 on Koa 2', args: ['--import', 'tsx', 'bench/peers/co-wechat-koa.ts'], env },
     { name: 'laf-shaped function (Express 4.18 + laf body parsers)', args: ['--import', 'tsx', 'bench/peers/laf-express.ts'], env },
   ];
+  // BENCH_COMPARE: another build of our server (e.g. an earlier commit's dist/server.js, run where its
+  // node_modules are), measured in the same interleaved rounds: a change's cost, side by side.
+  const compare = process.env['BENCH_COMPARE'];
+  const compareDir = join(dataDir, 'compare');
+  if (compare) entries.push({ name: `wechat-dify-bot (${compare})`, args: [compare], env: { ...env, DIFY_API_KEY: KEY, DATA_DIR: compareDir, LOG_LEVEL: 'info' } });
   const running = [];
   for (const e of entries) running.push({ ...e, ...(await spawnChild(e.args, e.env)), runs: [] as (Load & { cpuUs: number })[] });
   const body = xml('oBenchHelp', '/help', '1');
   try {
+    // A server that answers with an error would be measured at the speed of its refusals.
+    for (const s of running) {
+      const res = await fetch(`${s.wechat}?${signedQuery()}`, { method: 'POST', body, headers: { 'Content-Type': 'text/xml' } });
+      if (res.status !== 200 || !(await res.text()).includes('<xml>')) throw new Error(`setup: ${s.name} answered /help with ${res.status}`);
+    }
     for (let r = 0; r < rounds; r++) {
       for (const s of running) {
         const pid = s.child.pid as number;
-        const opts = { url: `${s.url}?${signedQuery()}`, method: 'POST' as const, body, headers: { 'Content-Type': 'text/xml' }, connections: CONNECTIONS };
+        const opts = { url: `${s.wechat}?${signedQuery()}`, method: 'POST' as const, body, headers: { 'Content-Type': 'text/xml' }, connections: CONNECTIONS };
         if (r === 0) await autocannon({ ...opts, duration: 1 }); // warm-up
         const cpu0 = cpuMs(pid);
         const res = await autocannon({ ...opts, duration: seconds });
@@ -386,7 +396,7 @@ async function peers(): Promise<void> {
       rss: rssMb(s.child.pid as number),
     }));
     const ours = rows[1] as (typeof rows)[number];
-    const best = rows.slice(2).reduce((a, b) => (b.reqs > a.reqs ? b : a));
+    const best = rows.slice(2, 5).reduce((a, b) => (b.reqs > a.reqs ? b : a));
     say('### `/help` next to other WeChat servers');
     say();
     say(
@@ -399,6 +409,8 @@ async function peers(): Promise<void> {
     for (const r of rows) say(`| ${r.name} | ${Math.round(r.reqs)} | ${r.p50} | ${r.p99} | ${r.cpuUs.toFixed(0)} | ${r.rss.toFixed(0)} | ${r.errors} |`);
     say();
     say(`Ours vs the best peer (${best.name}): **${(ours.reqs / best.reqs).toFixed(2)}×** the requests per second, ${(best.cpuUs / ours.cpuUs).toFixed(2)}× less CPU per request.`);
+    const other = rows[5];
+    if (other) say(`Ours vs ${other.name}: ${(ours.reqs / other.reqs).toFixed(2)}× the requests per second, ${(other.cpuUs / ours.cpuUs).toFixed(2)}× less CPU per request.`);
     say();
   } finally {
     for (const s of running) await stop(s.child);
@@ -513,7 +525,7 @@ async function main(): Promise<void> {
       'Produced by `npm run bench -- --write` (this file is its output). Figures are from one run on the\n' +
       'machine named below; compare ratios measured side by side, not absolute numbers from other machines.\n' +
       'Settings: `BENCH_DURATION_S`, `BENCH_CONNECTIONS`, `BENCH_SCALE`, `BENCH_QUESTIONS`, `BENCH_MEMORY_USERS`,\n' +
-      '`BENCH_FETCH_RECORDS`, `BENCH_BURSTS`, `BENCH_SERVER`, `BENCH_PEER_ROUNDS`, `BENCH_PEER_SECONDS`, `BENCH_PAGE_QUESTIONS`, `BENCH_PAGE_STREAMS`, `BENCH_API_ROUNDS`, `BENCH_API_STREAMS`, `BENCH_STOP_RUNS`, `BENCH_ILINK_USERS`, `BENCH_ILINK_SOLO`; `--only=speed|delivery|burst|peers|page|api|markdown|filter|signature|stop|ilink`.\n\n' +
+      '`BENCH_FETCH_RECORDS`, `BENCH_BURSTS`, `BENCH_SERVER`, `BENCH_PEER_ROUNDS`, `BENCH_PEER_SECONDS`, `BENCH_COMPARE`, `BENCH_PAGE_QUESTIONS`, `BENCH_PAGE_STREAMS`, `BENCH_API_ROUNDS`, `BENCH_API_STREAMS`, `BENCH_STOP_RUNS`, `BENCH_ILINK_USERS`, `BENCH_ILINK_SOLO`; `--only=speed|delivery|burst|peers|page|api|markdown|filter|signature|stop|ilink`.\n\n' +
       out.join('\n') +
       '\n' +
       NOTES;

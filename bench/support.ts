@@ -15,13 +15,20 @@ export const BUILT_SERVER = process.env['BENCH_SERVER'] ?? 'dist/server.js';
 export const TOKEN = 'benchtoken';
 export const KEY = 'app-bench-key-000001';
 
-/** Start `node args…` and resolve once it prints the URL it listens on. */
-export function spawnChild(args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
+/**
+ * Start `node args…` and resolve once it prints the URL it listens on. `wechat` is where it takes
+ * WeChat's POSTs: our server logs its root and its webhooks (`/wechat` among them); the peers log
+ * their WeChat URL itself.
+ */
+export function spawnChild(args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; url: string; wechat: string }> {
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolveUrl, reject) => {
     child.stdout?.on('data', (b: Buffer) => {
-      const m = /"url":"(http:\/\/[^"]+)"/.exec(b.toString());
-      if (m) resolveUrl({ child, url: (m[1] as string).replace('0.0.0.0', '127.0.0.1') });
+      const line = b.toString();
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(line);
+      if (!m) return;
+      const url = (m[1] as string).replace('0.0.0.0', '127.0.0.1');
+      resolveUrl({ child, url, wechat: /"webhooks":\[[^\]]*"\/wechat"/.test(line) ? `${url}/wechat` : url });
     });
     child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
   });
