@@ -97,6 +97,8 @@ export interface StreamFrame {
   finish: boolean;
   /** msg_item images attached (only with finish). */
   images: number;
+  /** Those images, checked (md5 of the bytes, JPG or PNG). */
+  pictures?: { md5: string; bytes: Buffer }[];
   /** False when WeCom would refuse it (the user keeps seeing the previous frame). */
   accepted: boolean;
   problem?: string;
@@ -140,6 +142,7 @@ export interface BotConversation {
   polls: number;
   /** What the chat shows for this message now (the last accepted content). */
   shown: string;
+  /** The pictures the user saw (the accepted final reply's msg_item; a duplicate's are never shown). */
   images: { md5: string; bytes: Buffer }[];
   feedbackId?: string;
   /** The first decrypted reply. */
@@ -318,14 +321,16 @@ export async function startWecomBotSim(opts: WecomBotSimOptions): Promise<WecomB
     if (fb !== undefined && (typeof fb?.['id'] !== 'string' || Buffer.byteLength(fb['id']) > 256)) return bad('feedback.id must be a string of at most 256 bytes');
     if (conv.streamId === undefined) conv.streamId = id;
     if (typeof fb?.['id'] === 'string') conv.feedbackId = fb['id'];
-    conv.images.push(...images);
-    return { ...base, content, finish, images: images.length, accepted: true };
+    return { ...base, content, finish, images: images.length, ...(images.length > 0 ? { pictures: images } : {}), accepted: true };
   }
 
   function record(conv: BotConversation, f: StreamFrame): void {
     conv.frames.push(f);
     if (f.problem) conv.problems.push(f.problem);
-    if (f.accepted) conv.shown = f.content;
+    if (f.accepted) {
+      conv.shown = f.content;
+      conv.images.push(...(f.pictures ?? []));
+    }
     opts.onFrame?.(conv, f);
   }
 

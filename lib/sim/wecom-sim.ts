@@ -232,6 +232,8 @@ export interface KfMessage {
   via: 'send_msg' | 'send_msg_on_event';
   msgtype: string;
   content?: string;
+  /** The media_id of an image, voice, video or file message. */
+  mediaId?: string;
   body: Record<string, unknown>;
   msgid: string;
   at: number;
@@ -416,6 +418,9 @@ export function cutUtf8(text: string, limit: number): string {
 }
 
 const PNG_HEAD = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
+
+/** A PNG or JPEG by its first bytes. */
+const isJpgOrPng = (b: Buffer) => b.subarray(0, 8).equals(PNG_HEAD.subarray(0, 8)) || (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff);
 const AMR_HEAD = Buffer.from('#!AMR\n\u0000\u0000\u0000\u0000', 'latin1');
 
 const ipOf = (req: IncomingMessage): string => (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
@@ -741,6 +746,8 @@ export async function startWecomSim(opts: WecomSimOptions = {}): Promise<WecomSi
     if (!file || file.bytes.length === 0) return fail(44001, ip);
     const max = { image: 10, voice: 2, video: 10, file: 20 }[type] * 1024 * 1024;
     if (file.bytes.length <= 5 || file.bytes.length > max) return fail(40006, ip, `invalid file size (${file.bytes.length} bytes; ${type}: 6 bytes to ${max / 1024 / 1024} MB)`);
+    // Pictures are JPG or PNG (docs/wecom.md), told by their bytes (the errcode is assumed).
+    if (type === 'image' && !isJpgOrPng(file.bytes)) return fail(40005, ip, 'invalid media type (an image must be JPG or PNG)');
     const mediaId = addMedia({ type, bytes: file.bytes, filename: file.filename, contentType: file.contentType, uploaded: true });
     return { json: { errcode: 0, errmsg: '', type, media_id: mediaId, created_at: seconds(now()) } };
   }
@@ -830,7 +837,7 @@ export async function startWecomSim(opts: WecomSimOptions = {}): Promise<WecomSi
 
   const KF_TYPES = ['text', 'image', 'voice', 'video', 'file', 'link', 'miniprogram', 'msgmenu', 'location'];
 
-  function kfPayload(body: Record<string, unknown>, allowed: readonly string[], ip: string): { msgtype: string; content?: { content: string; truncatedFrom?: number } } | Answer {
+  function kfPayload(body: Record<string, unknown>, allowed: readonly string[], ip: string): { msgtype: string; content?: { content: string; truncatedFrom?: number }; mediaId?: string } | Answer {
     const msgtype = String(body['msgtype'] ?? '');
     const payload = body[msgtype] as Record<string, unknown> | undefined;
     if (!allowed.includes(msgtype) || !payload || typeof payload !== 'object') return fail(40008, ip);
@@ -842,8 +849,10 @@ export async function startWecomSim(opts: WecomSimOptions = {}): Promise<WecomSi
       return { msgtype, content };
     }
     if (['image', 'voice', 'video', 'file'].includes(msgtype)) {
-      const m = sim.media.get(String(payload['media_id'] ?? ''));
+      const mediaId = String(payload['media_id'] ?? '');
+      const m = sim.media.get(mediaId);
       if (!m || now() - m.createdAt > settings.mediaTtlMs) return fail(40007, ip);
+      return { msgtype, mediaId };
     }
     return { msgtype };
   }
@@ -874,6 +883,7 @@ export async function startWecomSim(opts: WecomSimOptions = {}): Promise<WecomSi
       via: 'send_msg',
       msgtype: p.msgtype,
       ...(p.content ? { content: p.content.content } : {}),
+      ...(p.mediaId ? { mediaId: p.mediaId } : {}),
       ...(p.content?.truncatedFrom ? { truncatedFrom: p.content.truncatedFrom } : {}),
       ...(failType !== undefined ? { failType } : {}),
       body,

@@ -266,6 +266,30 @@ describe('intelligent bot: messages and replies', () => {
     expect(conv.shown).toHaveLength(20480);
   });
 
+  it('shows the pictures of the accepted final reply only: not a GIF, and never a duplicate’s', async () => {
+    const png = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.from('png body')]);
+    const gif = Buffer.from('GIF89a gif body');
+    const item = (bytes: Buffer) => ({ msgtype: 'image', image: { base64: bytes.toString('base64'), md5: createHash('md5').update(bytes).digest('hex') } });
+    const script: Answer[] = [
+      { msgtype: 'stream', stream: { id: 'p1', finish: false, content: 'drawing' } },
+      { msgtype: 'stream', stream: { id: 'p1', finish: true, content: 'a gif', msg_item: [item(gif)] } },
+      { msgtype: 'stream', stream: { id: 'p1', finish: true, content: 'done', msg_item: [item(png)] } },
+    ];
+    const bot = await fakeBot(() => script.shift() ?? { msgtype: 'stream', stream: { id: 'p1', finish: true, content: 'done', msg_item: [item(png)] } });
+    const { s } = await sim(bot);
+    const conv = await s.send('g', 'draw');
+    expect(conv.frames.map((f) => [f.accepted, f.images, f.problem ?? ''])).toEqual([
+      [true, 0, ''],
+      [false, 0, 'msg_item image is neither JPG nor PNG'],
+      [true, 1, ''],
+    ]);
+    expect(conv.images.map((i) => i.bytes.equals(png))).toEqual([true]);
+    // The message again: its answer carries the picture too, recorded but never shown.
+    await s.redeliver(conv.msgid);
+    expect(conv.frames.at(-1)).toMatchObject({ source: 'duplicate', accepted: false, images: 1 });
+    expect(conv.images).toHaveLength(1);
+  });
+
   it('allows 3 messages in flight per user; a 4th is refused', async () => {
     const bot = await fakeBot((m) => ({ msgtype: 'stream', stream: { id: m.msgtype === 'stream' ? (m['stream'] as { id: string }).id : m.msgid, finish: false, content: '…' } }));
     const { s } = await sim(bot, { pollIntervalMs: 20 });

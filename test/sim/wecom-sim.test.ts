@@ -377,6 +377,15 @@ describe('self-built app: API', () => {
     const tiny = multipart({}, { name: 'media', filename: 'x.png', contentType: 'image/png', bytes: Buffer.from('12345') });
     const small = await call({ method: 'POST', url: `${s.url}/cgi-bin/media/upload?access_token=${t}&type=image`, headers: { 'Content-Type': tiny.contentType }, body: tiny.body, timeoutMs: 5000 });
     expect(JSON.parse(small.body.toString())).toMatchObject({ errcode: 40006 });
+    // An image is a JPG or a PNG by its bytes, whatever its declared type; a JPEG passes.
+    const upload = async (bytes: Buffer) => {
+      const f = multipart({}, { name: 'media', filename: 'x.png', contentType: 'image/png', bytes });
+      return JSON.parse((await call({ method: 'POST', url: `${s.url}/cgi-bin/media/upload?access_token=${t}&type=image`, headers: { 'Content-Type': f.contentType }, body: f.body, timeoutMs: 5000 })).body.toString()) as Record<string, unknown>;
+    };
+    expect(await upload(Buffer.from('GIF89a-animated'))).toMatchObject({ errcode: 40005 });
+    const jpeg = await upload(Buffer.from('ffd8ffe000104a46494600', 'hex'));
+    expect(jpeg).toMatchObject({ errcode: 0, type: 'image' });
+    expect(s.media.get(String(jpeg['media_id']))?.bytes.equals(Buffer.from('ffd8ffe000104a46494600', 'hex'))).toBe(true);
   });
 });
 
@@ -497,6 +506,12 @@ describe('customer service (KF)', () => {
     expect(await withId('opt_1')).toMatchObject({ errcode: 0, msgid: 'opt_1' });
     expect(await withId('opt_1')).toMatchObject({ errcode: 40058 });
     expect(await withId('bad id!')).toMatchObject({ errcode: 40058 });
+    // An image takes a live media_id, and is recorded with it.
+    const picture = (media_id: string) => api(s, `kf/send_msg?access_token=${t}`, { touser: 'wmAlice', open_kfid: KF, msgtype: 'image', image: { media_id } });
+    expect(await picture('no-such-media')).toMatchObject({ errcode: 40007 });
+    const mediaId = s.addMedia({ type: 'image', bytes: Buffer.from('89504e470d0a1a0a00', 'hex') });
+    expect(await picture(mediaId)).toMatchObject({ errcode: 0 });
+    expect(s.kfSentTo(KF, 'wmAlice').at(-1)).toMatchObject({ msgtype: 'image', mediaId });
   });
 
   it('in async-fail mode the sixth message is accepted, then a msg_send_fail event arrives', async () => {

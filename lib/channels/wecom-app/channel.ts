@@ -5,20 +5,23 @@
  * claim per MsgId, however often WeCom re-delivers and on whichever instance), so nothing hangs on the
  * answer; the answer goes out with `message/send` when it is ready, as text cut at 2,048 bytes on
  * grapheme boundaries, or as WeCom markdown (WECOM_MARKDOWN), at most 30 messages a minute per
- * member, which WeCom would otherwise drop without a word. Fixed replies (help, keyword replies,
- * limits) travel in the callback's own answer, encrypted, so they need no API call.
+ * member, which WeCom would otherwise drop without a word; the answer's pictures follow as image
+ * messages (lib/channels/wxbiz/pictures.ts). Fixed replies (help, keyword replies, limits) travel in
+ * the callback's own answer, encrypted, so they need no API call.
  */
 import { SEND_ATTEMPTS, answerMessages } from '../../core/channel';
 import type { Channel, ChannelDeps, ChannelKind, HealthItem, WebhookRequest, WebhookResponse } from '../../core/channel';
 import type { Content, Decision } from '../../core/bot';
 import { conversationKey, parseKey } from '../../core/keys';
 import { RequestError, SignatureError, WechatApiError, errorLogFields } from '../../errors';
-import { markdownToText } from '../../text/markdown';
+import type { MessageRecord } from '../../store';
+import { markdownToText, withoutImages } from '../../text/markdown';
 import { paginate } from '../../text/paging';
 import { openCallback, openEcho } from '../wxbiz/callback';
 import type { CallbackKeys } from '../wxbiz/callback';
 import { aesKeyFrom } from '../wxbiz/crypto';
 import { cdata, sealXml } from '../wxbiz/envelope';
+import { notePicturesUnsent, pictureFailure, pictureParts, uploadedPicture } from '../wxbiz/pictures';
 import { SetupProblems, WecomClient } from '../wxbiz/wecom';
 import { parseXmlFields } from '../wxbiz/xml';
 import type { WecomAppSettings } from './settings';
@@ -138,6 +141,7 @@ export function createWecomApp(settings: WecomAppSettings, deps: ChannelDeps): C
       for (const text of texts) {
         if (!(await admit(userId))) {
           logger.warn('WeCom app: the member’s message rate is used up (30 a minute, 1,000 an hour); the rest of the answer is not sent', { key, sent, of: texts.length });
+          await notePicturesUnsent(store, took, deps.name, 'the member’s message rate is used up');
           return;
         }
         await sendOne(userId, text);
@@ -150,7 +154,42 @@ export function createWecomApp(settings: WecomAppSettings, deps: ChannelDeps): C
       if (!setup) logger.warn('WeCom app answer could not be sent', { key, sent, ...errorLogFields(err) });
       // WeCom busy or unreachable, or a setup error being fixed: nothing arrived, so the sweep tries again.
       const retry = setup || (err instanceof WechatApiError && (err.errcode === -1 || err.errcode === 45009 || err.errcode === 45033));
-      if (retry && sent === 0 && (await store.returnAll(took, WECOM_APP, deps.name, SEND_ATTEMPTS))) logger.info('WeCom app answer back in the outbox for a later try', { key });
+      if (retry && sent === 0 && (await store.returnAll(took, WECOM_APP, deps.name, SEND_ATTEMPTS))) {
+        logger.info('WeCom app answer back in the outbox for a later try', { key });
+        return;
+      }
+      // Not tried again: its pictures will not follow either.
+      await notePicturesUnsent(store, took, deps.name, 'the text could not be sent');
+      return;
+    }
+    await sendPictures(took, userId);
+  }
+
+  /**
+   * The answer's pictures after its text, each as an image message (docs/wecom.md "Pictures"):
+   * uploaded with the app's token (the media_id kept for its 3 days), within the member's 30 a
+   * minute like the text, once across instances (Store.claimPart). A picture that cannot go stays
+   * named in the text, and its part says why; the text is never affected.
+   */
+  async function sendPictures(q: MessageRecord, userId: string): Promise<void> {
+    const fetchPart = deps.fetchPart;
+    if (!fetchPart) return;
+    for (const { index } of pictureParts(q)) {
+      if (!(await store.claimPart(q._id, index, deps.name))) continue;
+      try {
+        const mediaId = await uploadedPicture({ store, clock, client, fetchPart, channel: deps.name }, q, index);
+        if (!(await admit(userId))) {
+          await store.notePart(q._id, index, deps.name, 'named in text (the member’s message rate is used up)');
+          logger.warn('WeCom app: the member’s message rate is used up; an answer picture is not sent', { key: q._id, part: index });
+          continue;
+        }
+        await client.call('message/send', { touser: userId, msgtype: 'image', agentid: settings.agentId, image: { media_id: mediaId }, safe: 0 });
+        await store.notePart(q._id, index, deps.name, 'image message');
+        logger.info('WeCom app answer picture sent', { key: q._id, part: index });
+      } catch (err) {
+        await store.notePart(q._id, index, deps.name, `named in text (${pictureFailure(err)})`);
+        logger.warn('WeCom app answer picture not sent; it stays named in the text', { key: q._id, part: index, ...errorLogFields(err) });
+      }
     }
   }
 
@@ -234,10 +273,14 @@ export function createWecomApp(settings: WecomAppSettings, deps: ChannelDeps): C
     answerer: deps.answerer,
     webhook: handle,
     delivery: 'send',
-    pages: (answer) => paginate(settings.markdown ? answer : markdownToText(answer), WECOM_TEXT_BYTES, NUMBERING),
+    // Pictures that are parts go as image messages: the text names them (`[alt]`) instead of their URLs.
+    pages: (answer, parts) => {
+      const text = parts.length > 0 ? withoutImages(answer, parts.map((p) => p.url)) : answer;
+      return paginate(settings.markdown ? text : markdownToText(text), WECOM_TEXT_BYTES, NUMBERING);
+    },
     deliver,
     media: (mediaId) => client.media(mediaId, config.media.maxBytes),
-    carries: { images: false, files: false },
+    carries: { images: true, files: false },
     help: config.texts.channelHelp,
     async health(): Promise<HealthItem[]> {
       const token: HealthItem = { name: `${label}：access token`, ok: undefined, text: '还没有取过（第一次发送回答时获取）' };

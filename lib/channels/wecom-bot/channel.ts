@@ -14,6 +14,9 @@
  * closes its stream with what is written so far and a note that the rest follows; the answer then
  * goes through the message's `response_url` (one call, within an hour) when it is ready, as it does
  * when WeCom stopped polling for any other reason.
+ *
+ * The answer's pictures go in the stream's final reply (`msg_item`, JPG or PNG); response_url takes
+ * none, so an answer sent that way only names them.
  */
 import { createHash } from 'crypto';
 import type { Content, Decision } from '../../core/bot';
@@ -23,12 +26,15 @@ import { conversationKey } from '../../core/keys';
 import { RequestError, SignatureError, errorLogFields } from '../../errors';
 import type { MessageRecord } from '../../store';
 import { fill } from '../../text/fill';
+import { withoutImages } from '../../text/markdown';
 import { quote } from '../../text/quote';
 import { call as send, jsonOf } from '../../util/http';
+import type { FetchedMedia } from '../../util/media';
 import { openCallback, openEcho } from '../wxbiz/callback';
 import type { CallbackKeys } from '../wxbiz/callback';
 import { aesKeyFrom } from '../wxbiz/crypto';
 import { sealJson } from '../wxbiz/envelope';
+import { asWecomPicture, notePicturesUnsent, pictureFailure, pictureParts } from '../wxbiz/pictures';
 import type { WecomBotSettings } from './settings';
 import { WECOM_BOT_VARIABLES, wecomBotSettings } from './settings';
 
@@ -44,6 +50,18 @@ export const STREAM_FINISH_MS = 5.5 * 60_000;
 export const RESPONSE_URL_MS = 3_600_000 - 60_000;
 /** After WeCom's polls should have ended, an answer no poll took goes through response_url. */
 const AFTER_STREAM_MS = 5000;
+/** msg_item: at most 10 pictures in the final reply. */
+export const MAX_PICTURES = 10;
+/** How long the finishing poll waits for the answer's pictures (WeCom waits about 5 s for the answer to a poll). */
+export const PICTURES_WITHIN_MS = 3000;
+/** How long pictures fetched ahead for a poll on this instance are kept. */
+const PREFETCH_KEEP_MS = 60_000;
+
+/** One picture of a final stream reply. */
+interface MsgItem {
+  msgtype: 'image';
+  image: { base64: string; md5: string };
+}
 
 const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 
@@ -102,12 +120,87 @@ export function createWecomBot(settings: WecomBotSettings, deps: ChannelDeps): C
   const timers = new Set<ReturnType<typeof setTimeout>>();
 
   const json = (plain: Record<string, unknown>, nonce: string): WebhookResponse => ({ status: 200, contentType: 'application/json; charset=utf-8', body: sealJson(keys, JSON.stringify(plain), nonce, clock.now()) });
-  const streamReply = (id: string, content: string, finish: boolean, nonce: string) => json({ msgtype: 'stream', stream: { id, finish, content: fitBytes(content, BOT_CONTENT_BYTES) } }, nonce);
+  const streamReply = (id: string, content: string, finish: boolean, nonce: string, pictures: readonly MsgItem[] = []) =>
+    json({ msgtype: 'stream', stream: { id, finish, content: fitBytes(content, BOT_CONTENT_BYTES), ...(finish && pictures.length > 0 ? { msg_item: pictures } : {}) } }, nonce);
   const empty = (): WebhookResponse => ({ status: 200, contentType: 'text/plain; charset=utf-8', body: '' });
   const plain = (status: number, body: string): WebhookResponse => ({ status, contentType: 'text/plain; charset=utf-8', body });
 
-  /** What a stream shows for question `q` now: the text so far, or the final answer (taken once). */
-  async function frame(q: MessageRecord | null, id: string): Promise<{ content: string; finish: boolean }> {
+  /**
+   * Pictures being fetched for answers that settled in this process, by question and part: the poll
+   * that finishes the stream (most often on this instance) finds them ready. Dropped once used, or
+   * after a minute.
+   */
+  const fetching = new Map<string, Promise<FetchedMedia>>();
+  const fetchKey = (key: string, index: number) => `${key}\n${index}`;
+
+  function prefetch(q: MessageRecord): void {
+    const fetchPart = deps.fetchPart;
+    if (!fetchPart) return;
+    for (const { index, part } of pictureParts(q).slice(0, MAX_PICTURES)) {
+      const k = fetchKey(q._id, index);
+      if (fetching.has(k)) continue;
+      const p = fetchPart(q.user, part.url);
+      p.catch(() => undefined); // its failure is read (and noted) by the poll that uses it
+      fetching.set(k, p);
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        fetching.delete(k);
+      }, PREFETCH_KEEP_MS);
+      timer.unref?.();
+      timers.add(timer);
+    }
+  }
+
+  /**
+   * The pictures of an answer the stream just took, as the final reply's `msg_item` (docs/wecom.md
+   * "Pictures"): JPG or PNG of at most 10 MB, base64 with the md5 of their bytes, at most 10, each
+   * once (Store.claimPart: only this reply carries it, never a re-delivery's or a later poll's). A
+   * picture not fetched within PICTURES_WITHIN_MS, or not one WeCom shows, stays named in the text.
+   */
+  async function pictureItems(q: MessageRecord): Promise<MsgItem[]> {
+    const fetchPart = deps.fetchPart;
+    const parts = pictureParts(q);
+    if (!fetchPart || parts.length === 0) return [];
+    const claimed: { index: number; url: string }[] = [];
+    for (const { index, part } of parts) if (await store.claimPart(q._id, index, deps.name)) claimed.push({ index, url: part.url });
+    // WeCom waits for the poll's answer in real time, whatever the protocol clock says.
+    const late = new Error('not fetched in time');
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(late), PICTURES_WITHIN_MS);
+    });
+    deadline.catch(() => undefined);
+    const results = await Promise.all(
+      claimed.map(async ({ index, url }) => {
+        const k = fetchKey(q._id, index);
+        const pending = fetching.get(k) ?? fetchPart(q.user, url);
+        fetching.delete(k);
+        try {
+          return { index, f: asWecomPicture(await Promise.race([pending, deadline])) };
+        } catch (err) {
+          return { index, err };
+        }
+      }),
+    ).finally(() => clearTimeout(timer));
+    const items: MsgItem[] = [];
+    for (const r of results) {
+      let outcome: string;
+      if ('f' in r && items.length < MAX_PICTURES) {
+        items.push({ msgtype: 'image', image: { base64: r.f.bytes.toString('base64'), md5: createHash('md5').update(r.f.bytes).digest('hex') } });
+        outcome = 'image in the final reply';
+      } else if ('f' in r) {
+        outcome = `named in text (a reply carries at most ${MAX_PICTURES} pictures)`;
+      } else {
+        outcome = `named in text (${r.err === late ? 'not fetched in time' : pictureFailure(r.err)})`;
+        logger.warn('WeCom bot answer picture not sent; it stays named in the text', { key: q._id, part: r.index, ...(r.err === late ? { code: 'late' } : errorLogFields(r.err)) });
+      }
+      await store.notePart(q._id, r.index, deps.name, outcome);
+    }
+    return items;
+  }
+
+  /** What a stream shows for question `q` now: the text so far, or the final answer (taken once) with its pictures. */
+  async function frame(q: MessageRecord | null, id: string): Promise<{ content: string; finish: boolean; pictures?: MsgItem[] }> {
     if (!q) return { content: '', finish: true };
     const now = clock.now();
     if (q.status === 'cleared') return { content: fill(texts.questionCleared, { question: quote(q.question ?? ''), seconds: 0 }), finish: true };
@@ -122,8 +215,9 @@ export function createWecomBot(settings: WecomBotSettings, deps: ChannelDeps): C
     // Settled: the stream takes it, unless response_url already did (then it only closes).
     const took = q.inbox !== undefined ? await store.takeAll(q, WECOM_BOT, 'wecom-stream', now) : null;
     const cur = took ?? q;
-    if (took) logger.info('WeCom bot answer sent', { key: q._id, via: 'stream' });
-    return { content: answerMessages(cur, texts)[0] ?? '', finish: true };
+    const pictures = took ? await pictureItems(took) : [];
+    if (took) logger.info('WeCom bot answer sent', { key: q._id, via: 'stream', pictures: pictures.length });
+    return { content: answerMessages(cur, texts)[0] ?? '', finish: true, pictures };
   }
 
   /** Send a settled answer through response_url, once, when no stream will take it. */
@@ -139,7 +233,8 @@ export function createWecomBot(settings: WecomBotSettings, deps: ChannelDeps): C
     const closed = (await store.kvGet(closedKey(id), now)) !== undefined;
     const streamEnds = q.createdAt + STREAM_MS + AFTER_STREAM_MS;
     if (!closed && now < streamEnds) {
-      // WeCom is still polling: the next poll takes it. Should the polls have stopped, look again after them.
+      // WeCom is still polling: the next poll takes it (its pictures fetched meanwhile). Should the polls have stopped, look again after them.
+      prefetch(q);
       const timer = setTimeout(() => {
         timers.delete(timer);
         void deliver(key).catch((err) => logger.warn('WeCom bot: could not deliver', { key, ...errorLogFields(err) }));
@@ -156,6 +251,8 @@ export function createWecomBot(settings: WecomBotSettings, deps: ChannelDeps): C
     }
     const took = await store.takeAll(q, WECOM_BOT, 'wecom-response-url', now);
     if (!took) return;
+    // response_url takes markdown or a card, no pictures: they stay named in the text.
+    await notePicturesUnsent(store, took, deps.name, 'response_url takes no pictures');
     const content = fitBytes(answerMessages(took, texts)[0] ?? '', BOT_CONTENT_BYTES);
     try {
       const res = await send({ method: 'POST', url, body: { msgtype: 'markdown', markdown: { content } }, timeoutMs: 10_000 });
@@ -199,7 +296,7 @@ export function createWecomBot(settings: WecomBotSettings, deps: ChannelDeps): C
       const id = c.stream?.id ?? '';
       const key = id ? await store.kvGet(streamKey(id), clock.now()) : undefined;
       const f = await frame(key ? await store.message(key) : null, id);
-      return streamReply(id, f.content, f.finish, nonce);
+      return streamReply(id, f.content, f.finish, nonce, f.pictures);
     }
     if (c.msgtype === 'event') {
       if (c.event?.eventtype === 'enter_chat') return json({ msgtype: 'text', text: { content: texts.welcome } }, nonce);
@@ -233,7 +330,7 @@ export function createWecomBot(settings: WecomBotSettings, deps: ChannelDeps): C
     // Polls name the stream, not the message: remember which question it is (an hour is enough).
     await store.kvPut(streamKey(id), key, arrival + 2 * 3_600_000);
     const f = await frame(await store.message(key), id);
-    return streamReply(id, f.content, f.finish, nonce);
+    return streamReply(id, f.content, f.finish, nonce, f.pictures);
   }
 
   /** The callback's `encrypt`: from the raw body, or on laf from any form of its parsed body. */
@@ -286,19 +383,22 @@ export function createWecomBot(settings: WecomBotSettings, deps: ChannelDeps): C
     answerer: deps.answerer,
     webhook,
     delivery: 'send',
-    // One message of WeCom markdown; an answer over 20,480 bytes is cut and says so.
-    pages: (answer) => {
-      if (Buffer.byteLength(answer) <= BOT_CONTENT_BYTES) return [answer];
+    // One message of WeCom markdown; an answer over 20,480 bytes is cut and says so. Pictures that
+    // are parts go with the final reply: the text names them (`[alt]`) instead of their URLs.
+    pages: (answer, parts) => {
+      const text = parts.length > 0 ? withoutImages(answer, parts.map((p) => p.url)) : answer;
+      if (Buffer.byteLength(text) <= BOT_CONTENT_BYTES) return [text];
       const note = `\n\n${texts.answerCut}`;
-      return [fitBytes(answer, BOT_CONTENT_BYTES - Buffer.byteLength(note)) + note];
+      return [fitBytes(text, BOT_CONTENT_BYTES - Buffer.byteLength(note)) + note];
     },
     deliver,
     savesProgress: true,
-    carries: { images: false, files: false },
+    carries: { images: true, files: false },
     help: texts.channelHelp,
     stop() {
       for (const t of timers) clearTimeout(t);
       timers.clear();
+      fetching.clear();
     },
   };
   return channel;

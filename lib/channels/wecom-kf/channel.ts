@@ -11,6 +11,7 @@
  *   when other answers wait), and `1`, itself a customer message, opens 5 more (Channel.more).
  * - only while the bot may speak: a session a human servicer has taken (state 2 or 3; 95018 when
  *   sending) is left alone: its messages are not asked, and an answer finished meanwhile is kept quiet.
+ * - the answer's pictures follow its text as image messages, in the slots the text left.
  * - a customer opening the chat gets the welcome text with the event's single-use welcome code, at
  *   once (it lives 20 s).
  *
@@ -25,11 +26,12 @@ import { RequestError, SignatureError, WechatApiError, errorLogFields } from '..
 import type { MessageRecord } from '../../store';
 import { pageCount } from '../../store';
 import { fill } from '../../text/fill';
-import { markdownToText } from '../../text/markdown';
+import { markdownToText, withoutImages } from '../../text/markdown';
 import { paginate } from '../../text/paging';
 import { openCallback, openEcho } from '../wxbiz/callback';
 import type { CallbackKeys } from '../wxbiz/callback';
 import { aesKeyFrom } from '../wxbiz/crypto';
+import { notePicturesUnsent, pictureFailure, pictureParts, uploadedPicture } from '../wxbiz/pictures';
 import { SetupProblems, WecomClient } from '../wxbiz/wecom';
 import { parseXmlFields } from '../wxbiz/xml';
 import type { WecomKfSettings } from './settings';
@@ -123,11 +125,12 @@ export function createWecomKf(settings: WecomKfSettings, deps: ChannelDeps): Cha
   }
 
   /**
-   * One of the 5 messages allowed after `last`, taken for `what` (a page): its number (0–4), or -1
-   * when none is left. Each slot is a lease only one taker gets, however many instances race.
+   * One of the 5 messages allowed after `last` (of the first `room`), taken for `what` (a page, a
+   * picture): its number (0–4), or -1 when none is left. Each slot is a lease only one taker gets,
+   * however many instances race.
    */
-  async function takeSlot(openKfid: string, user: string, last: LastMessage, what: string): Promise<number> {
-    for (let i = 0; i < KF_PER_CUSTOMER_MESSAGE; i++) {
+  async function takeSlot(openKfid: string, user: string, last: LastMessage, what: string, room = KF_PER_CUSTOMER_MESSAGE): Promise<number> {
+    for (let i = 0; i < room; i++) {
       if (await store.acquireLease(`wecom-kf:slot:${settings.corpId}:${openKfid}:${user}:${last.msgid}:${i}`, what, last.at + KF_WINDOW_MS, clock.now())) return i;
     }
     return -1;
@@ -231,7 +234,42 @@ export function createWecomKf(settings: WecomKfSettings, deps: ChannelDeps): Cha
     }
     await store.dropOutbox(q._id);
     logger.info('WeCom customer service answer sent', { key: q._id, pages: pageCount(q) });
+    await sendPictures(q, openKfid, user, last);
     return 'done';
+  }
+
+  /**
+   * The answer's pictures once all its text went, each as an image message (docs/wecom.md
+   * "Pictures"), uploaded with the customer-service secret's token and sent with kf/send_msg, each in
+   * one of the 5 slots the text left. While other answers wait, the last slot stays for text, which
+   * says how to get them. A picture with no slot left, or that fails, stays named in the text and
+   * its part says why (once across instances: Store.claimPart); the text is never affected.
+   */
+  async function sendPictures(q: MessageRecord, openKfid: string, user: string, last: LastMessage): Promise<void> {
+    const fetchPart = deps.fetchPart;
+    if (!fetchPart) return;
+    for (const { index } of pictureParts(q)) {
+      if (!(await store.claimPart(q._id, index, deps.name))) continue;
+      const what = `${q._id}:p${index}`;
+      const room = (await othersWaiting(q)) > 0 ? KF_PER_CUSTOMER_MESSAGE - 1 : KF_PER_CUSTOMER_MESSAGE;
+      const slot = open(last) ? await takeSlot(openKfid, user, last, what, room) : -1;
+      if (slot < 0) {
+        await store.notePart(q._id, index, deps.name, 'named in text (no message left of the 5 after the customer’s)');
+        logger.info('WeCom customer service: no message left for an answer picture; it stays named in the text', { key: q._id, part: index });
+        continue;
+      }
+      try {
+        const mediaId = await uploadedPicture({ store, clock, client, fetchPart, channel: deps.name }, q, index);
+        await client.call('kf/send_msg', { touser: user, open_kfid: openKfid, msgid: sendMsgid(`${what}:${last.msgid}`), msgtype: 'image', image: { media_id: mediaId } });
+        await store.notePart(q._id, index, deps.name, 'image message');
+        logger.info('WeCom customer service answer picture sent', { key: q._id, part: index });
+      } catch (err) {
+        await releaseSlot(openKfid, user, last, slot, what);
+        await store.notePart(q._id, index, deps.name, `named in text (${humanHasIt(err) ? 'a human servicer has the session' : pictureFailure(err)})`);
+        if (humanHasIt(err)) return notePicturesUnsent(store, q, deps.name, 'a human servicer has the session');
+        if (!(await problems.note(err))) logger.warn('WeCom customer service answer picture not sent; it stays named in the text', { key: q._id, part: index, ...errorLogFields(err) });
+      }
+    }
   }
 
   /** Send a settled answer (the worker on any instance, or the recovery sweep). */
@@ -412,11 +450,12 @@ export function createWecomKf(settings: WecomKfSettings, deps: ChannelDeps): Cha
     answerer: deps.answerer,
     webhook,
     delivery: 'send',
-    pages: (answer) => paginate(markdownToText(answer), KF_TEXT_BYTES, NUMBERING, hintRoom),
+    // Pictures that are parts go as image messages: the text names them (`[alt]`) instead of their URLs.
+    pages: (answer, parts) => paginate(markdownToText(parts.length > 0 ? withoutImages(answer, parts.map((p) => p.url)) : answer), KF_TEXT_BYTES, NUMBERING, hintRoom),
     deliver,
     more,
     media: (mediaId) => client.media(mediaId, config.media.maxBytes),
-    carries: { images: false, files: false },
+    carries: { images: true, files: false },
     help: texts.channelHelp,
     async health(): Promise<HealthItem[]> {
       const token: HealthItem = { name: `${label}：access token`, ok: undefined, text: '还没有取过（第一次拉取消息时获取）' };

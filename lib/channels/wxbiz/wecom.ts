@@ -13,6 +13,7 @@ import { ConfigError, MediaError, WechatApiError, errorLogFields } from '../../e
 import type { Store } from '../../store';
 import type { Clock } from '../../util/clock';
 import { NetworkError, call as send, jsonOf } from '../../util/http';
+import { multipart } from '../../util/multipart';
 import type { Logger } from '../../util/log';
 import { SharedToken } from './token';
 
@@ -49,10 +50,10 @@ const MEDIA_EMPTY = -3;
  * One API call: GET without a body, POST JSON with one. Network failures and non-200s are errcode -1
  * ("system busy", retried later). The URL carries the access token, so no error ever repeats the request.
  */
-export async function wecomCall(url: string, body: unknown, timeoutMs: number): Promise<Record<string, unknown>> {
+export async function wecomCall(url: string, body: unknown, timeoutMs: number, headers?: Record<string, string>): Promise<Record<string, unknown>> {
   let data: unknown;
   try {
-    const res = await send({ method: body === undefined ? 'GET' : 'POST', url, body, timeoutMs });
+    const res = await send({ method: body === undefined ? 'GET' : 'POST', url, body, timeoutMs, ...(headers ? { headers } : {}) });
     if (res.status !== 200) throw new WechatApiError(-1, `HTTP ${res.status}`);
     data = jsonOf(res.body);
   } catch (err) {
@@ -103,6 +104,20 @@ export class WecomClient {
   /** `POST /cgi-bin/<path>` (or GET without `body`) with the access token. Throws `WechatApiError`. */
   async call(path: string, body?: unknown): Promise<Record<string, unknown>> {
     return this.withToken((t) => wecomCall(`${this.account.apiBase}/cgi-bin/${path}${path.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(t)}`, body, this.timeoutMs));
+  }
+
+  /**
+   * media/upload (docs/wecom.md "Pictures"): a file as temporary media, multipart field `media`; its
+   * media_id, which WeCom keeps 3 days. Throws `WechatApiError`.
+   */
+  async upload(type: 'image', file: { bytes: Buffer; filename: string; contentType: string }): Promise<string> {
+    const { body, contentType } = multipart({}, { name: 'media', ...file });
+    const d = await this.withToken((t) =>
+      wecomCall(`${this.account.apiBase}/cgi-bin/media/upload?access_token=${encodeURIComponent(t)}&type=${type}`, body, this.timeoutMs, { 'Content-Type': contentType }),
+    );
+    const id = d['media_id'];
+    if (typeof id !== 'string' || !id) throw new WechatApiError(-1, 'media/upload answered no media_id');
+    return id;
   }
 
   /** media/get: a file a user sent (3 days), at most `maxBytes`. Failures are `MediaError`s. */

@@ -4,7 +4,8 @@
  * often WeCom re-delivers it; a slow answer; a wrong CorpID or signature refused with 4xx and no model
  * call; long answers cut at 2,048 bytes on grapheme boundaries and paced at 30 a minute per member;
  * markdown; the access token fetched again on 42001/40014; setup errors (60020, 40001, 48002)
- * explained once on the console, not per message; pictures and voice through media/get.
+ * explained once on the console, not per message; pictures and voice through media/get; an answer's
+ * pictures as image messages after its text (uploaded bytes equal, once, within the member's rate).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_PARAMETERS } from '../../../lib/sim/dify-sim';
@@ -14,6 +15,8 @@ import type { WecomSim, WecomSimOptions } from '../../../lib/sim/wecom-sim';
 import { JumpClock } from '../../support/jump-clock';
 import { eventually, sleep, startHarness } from '../../support/harness';
 import type { Harness, HarnessOptions } from '../../support/harness';
+import { startPictureHost } from '../../support/picture-host';
+import type { PictureHost } from '../../support/picture-host';
 
 const CORP = 'ww5a1c9e3b7d20f864';
 const TOKEN = 'QDG6eK';
@@ -23,13 +26,16 @@ const SECRET = 'wecom-app-secret-for-tests-0001';
 
 let h: Harness | undefined;
 let sim: WecomSim | undefined;
+let pics: PictureHost | undefined;
 afterEach(async () => {
   // Whatever a test checks, the bot never did what WeCom tolerates but a careful client never does.
   const violations = [...(sim?.violations ?? [])];
   await h?.close();
   await sim?.close();
+  await pics?.close();
   h = undefined;
   sim = undefined;
+  pics = undefined;
   expect(violations).toEqual([]);
 });
 
@@ -229,5 +235,73 @@ describe('WeCom self-built app', () => {
     await eventually(() => sim.sentTo('f1').length === 1, 10_000);
     expect(sim.mediaGets).toHaveLength(1);
     expect(sim.sentTo('f1')[0]?.content).toBe('🎤「明天天气」\n\n答：明天天气');
+  });
+});
+
+describe('WeCom self-built app: an answer’s pictures', () => {
+  /** The pictures' host is on loopback, which only MEDIA_ALLOW_HOSTS lets the bot fetch. */
+  const withPictures = (text: string, files: string[] = []): HarnessOptions => ({
+    env: { MEDIA_ALLOW_HOSTS: '127.0.0.1' },
+    dify: { script: () => ({ kind: 'answer', text, files: files.map((url) => ({ url })) }) },
+  });
+  const noteOf = async (hh: Harness) => ((await questions(hh))[0]?.parts ?? []).map((p) => p.sent?.['wecom-app']);
+
+  it('sends the text naming the pictures, then each JPG/PNG as an image message of exactly its bytes, once', async () => {
+    pics = await startPictureHost();
+    const { h, sim } = await start(withPictures(`画好了：\n\n![猫](${pics.url}/cat.png)`, [`${pics.url}/drawn.jpg`, `${pics.url}/anim.gif`]));
+    const r = await sim.memberSends('pic1', '画');
+    await eventually(async () => {
+      const notes = await noteOf(h);
+      return notes.length === 3 && notes.every((n) => n !== undefined && n !== 'sending');
+    }, 10_000);
+    const got = sim.sentTo('pic1');
+    // The text first, the pictures named in it (no URL); then the backend's file, then the Markdown's picture.
+    expect(got.map((m) => m.msgtype)).toEqual(['text', 'image', 'image']);
+    expect(got[0]?.content).toBe('画好了：\n\n[猫]');
+    expect(got.map((m) => m.content ?? '').join('')).not.toContain(pics.url);
+    const uploaded = got.slice(1).map((m) => sim.media.get(m.mediaId ?? ''));
+    expect(uploaded.every((u) => u?.uploaded === true && u.type === 'image')).toBe(true);
+    expect(uploaded.map((u) => u?.bytes)).toEqual([pics.bytes['drawn.jpg'], pics.bytes['cat.png']]);
+    // A GIF is not what WeCom takes: never uploaded, named in the text, and its part says why.
+    expect(await noteOf(h)).toEqual(['image message', 'named in text (not_jpg_png)', 'image message']);
+    expect(sim.calls.filter((c) => c.op === 'media/upload').map((c) => c.errcode)).toEqual([0, 0]);
+    const [q] = await questions(h);
+    expect(q?.parts?.[0]?.cached?.['wecom-app']?.id).toBe(got[1]?.mediaId);
+    // WeCom delivers the message again and the sweep runs: no second text, no second picture.
+    await sim.redeliver(r.callbackId);
+    await sleep(1600);
+    await h.app.worker.sweep();
+    await sleep(300);
+    expect(sim.sentTo('pic1')).toHaveLength(3);
+    expect(sim.calls.filter((c) => c.op === 'media/upload')).toHaveLength(2);
+  });
+
+  it('an upload WeCom refuses costs no text: the answer arrives, the part says why', async () => {
+    pics = await startPictureHost();
+    const { h, sim } = await start(withPictures(`一只猫 ![猫](${pics.url}/cat.png)`));
+    sim.inject('media/upload', 45009, 1);
+    await sim.memberSends('pic2', '猫');
+    await eventually(async () => (await noteOf(h))[0]?.startsWith('named') === true, 10_000);
+    await sleep(300);
+    expect(sim.sentTo('pic2').map((m) => [m.msgtype, m.content])).toEqual([['text', '一只猫 [猫]']]);
+    expect(await noteOf(h)).toEqual(['named in text (WeCom 45009)']);
+    expect(h.logs.some((l) => l.includes('WeCom app answer picture not sent') && l.includes('45009'))).toBe(true);
+  });
+
+  it('counts pictures in the member’s 30 a minute: the one past it waits for the next minute', async () => {
+    pics = await startPictureHost();
+    const clock = new JumpClock();
+    // 29 pages of text and two pictures: the second picture is the 31st message.
+    const long = Array.from({ length: 29 }, (_, i) => `段${i}：` + 'x'.repeat(1990)).join('\n\n');
+    const { h, sim } = await start({ clock, ...withPictures(long, [`${pics.url}/cat.png`, `${pics.url}/drawn.jpg`]) }, { now: () => clock.now(), overRate: 'drop' });
+    await sim.memberSends('pic3', '长文和图');
+    await eventually(() => sim.sentTo('pic3').length === 30, 10_000);
+    await sleep(400);
+    expect(sim.sentTo('pic3').map((m) => m.msgtype).slice(28)).toEqual(['text', 'image']);
+    clock.jump(61_000);
+    await eventually(() => sim.sentTo('pic3').length === 31, 10_000);
+    expect(sim.sentTo('pic3').at(-1)?.msgtype).toBe('image');
+    expect(sim.sentTo('pic3').filter((m) => m.dropped)).toEqual([]);
+    expect(await noteOf(h)).toEqual(['image message', 'image message']);
   });
 });

@@ -4,7 +4,8 @@
  * so far and `finish` last; a re-delivered message answered from the same stream and asked once;
  * groups answered only when mentioned, the mention cut; an answer that outlives WeCom's 6 minutes
  * (a stream closed at 5½, or a 7-minute answer) handed to response_url once; a wrong signature or
- * receiveid refused with 4xx and no model call; events.
+ * receiveid refused with 4xx and no model call; events; an answer's pictures in the final reply
+ * (`msg_item`, checked by md5), never in a re-delivery's, and named only when response_url carries it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { WecomCrypto } from '../../../lib/sim/wecom-common';
@@ -14,17 +15,22 @@ import type { DifySimOptions } from '../../../lib/sim/dify-sim';
 import { JumpClock } from '../../support/jump-clock';
 import { eventually, sleep, startHarness } from '../../support/harness';
 import type { Harness, HarnessOptions } from '../../support/harness';
+import { startPictureHost } from '../../support/picture-host';
+import type { PictureHost } from '../../support/picture-host';
 
 const TOKEN = 'BotToken123';
 const AES = 'kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR';
 
 let h: Harness | undefined;
 let sim: WecomBotSim | undefined;
+let pics: PictureHost | undefined;
 afterEach(async () => {
   await sim?.close();
   await h?.close();
+  await pics?.close();
   h = undefined;
   sim = undefined;
+  pics = undefined;
 });
 
 const echo = (durationMs = 0, pieceChars = 12): Omit<DifySimOptions, 'apiKey'> => ({ script: (b) => ({ kind: 'answer', text: `答：${String(b.query)}`, durationMs, pieceChars }) });
@@ -168,5 +174,66 @@ describe('WeCom intelligent bot', () => {
     const pic = await sim.send('zhouba', { type: 'image', bytes: Buffer.from('89504e470d0a1a0a', 'hex') });
     expect(pic.shown).toBe(h.config.texts.channelUnsupported);
     expect(h.dify.calls.map((c) => c.body.query)).toEqual(['明天下雨吗']);
+  });
+});
+
+describe('WeCom intelligent bot: an answer’s pictures', () => {
+  const notes = async (hh: Harness) => ((await hh.app.store.snapshot()).messages.find((m) => m.kind === 'question')?.parts ?? []).map((p) => p.sent?.['wecom-bot']);
+
+  it('carries the JPG and PNG pictures in the final reply (base64 and md5), names the GIF, and never sends them twice', async () => {
+    pics = await startPictureHost();
+    const { h, sim } = await start({
+      env: { MEDIA_ALLOW_HOSTS: '127.0.0.1' },
+      dify: { script: () => ({ kind: 'answer', text: `画好了：![猫](${pics?.url}/cat.png)`, durationMs: 600, files: [{ url: `${pics?.url}/drawn.jpg` }, { url: `${pics?.url}/anim.gif` }] }) },
+    });
+    const conv = await sim.send('pic1', '画');
+    expect(conv.problems).toEqual([]);
+    expect(conv.state).toBe('finished');
+    expect(conv.shown).toBe('画好了：[猫]');
+    // The simulator checked each picture's md5 against its bytes, and that it is a JPG or PNG.
+    expect(conv.images.map((i) => i.bytes)).toEqual([pics.bytes['drawn.jpg'], pics.bytes['cat.png']]);
+    // Only the finishing frame carries them.
+    expect(conv.frames.filter((f) => f.images > 0).map((f) => f.finish)).toEqual([true]);
+    expect(await notes(h)).toEqual(['image in the final reply', 'named in text (not_jpg_png)', 'image in the final reply']);
+    // WeCom delivers the message again: the same text, no picture.
+    const again = await sim.redeliver(conv.msgid);
+    expect(again.problem).toBeUndefined();
+    const stream = again.reply?.['stream'] as { finish?: boolean; content?: string; msg_item?: unknown } | undefined;
+    expect(stream?.finish).toBe(true);
+    expect(stream?.content).toBe('画好了：[猫]');
+    expect(stream?.msg_item).toBeUndefined();
+    expect(conv.images).toHaveLength(2);
+    expect(h.dify.calls).toHaveLength(1);
+  });
+
+  it('a picture not fetched in time costs no text: the stream finishes, the part says why', async () => {
+    pics = await startPictureHost({ slowMs: 5000 });
+    const { h, sim } = await start({ env: { MEDIA_ALLOW_HOSTS: '127.0.0.1' }, dify: { script: () => ({ kind: 'answer', text: '慢图', files: [{ url: `${pics?.url}/slow.png` }, { url: `${pics?.url}/cat.png` }] }) } });
+    const conv = await sim.send('pic2', '慢');
+    expect(conv.problems).toEqual([]);
+    expect(conv.state).toBe('finished');
+    expect(conv.shown).toBe('慢图');
+    expect(conv.images.map((i) => i.bytes)).toEqual([pics.bytes['cat.png']]);
+    expect(await notes(h)).toEqual(['named in text (not fetched in time)', 'image in the final reply']);
+  });
+
+  it('an answer sent through response_url names its pictures: that call takes none', async () => {
+    pics = await startPictureHost();
+    const clock = new JumpClock();
+    const { h, sim } = await start(
+      { clock, env: { MEDIA_ALLOW_HOSTS: '127.0.0.1' }, dify: { script: () => ({ kind: 'answer', text: `很久才画好 ![猫](${pics?.url}/cat.png)`, durationMs: 2500, pieceChars: 2 }) } },
+      { now: () => clock.now() },
+    );
+    const conv = sim.start('pic3', '慢慢画');
+    await eventually(() => conv.state === 'streaming' && conv.polls > 1, 5000);
+    await jumpBy(clock, 7 * 60_000);
+    await conv.done;
+    expect(conv.state).toBe('expired');
+    await eventually(() => sim.lateReplies.length === 1, 10_000);
+    await h.app.worker.idle();
+    expect(sim.lateReplies[0]).toMatchObject({ msgtype: 'markdown', content: '很久才画好 [猫]' });
+    expect(conv.images).toEqual([]);
+    expect(await notes(h)).toEqual(['named in text (response_url takes no pictures)']);
+    expect(pics.hits.get('cat.png') ?? 0).toBe(0);
   });
 });

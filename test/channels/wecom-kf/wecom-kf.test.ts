@@ -3,8 +3,9 @@
  * the callback only signals, every message of a burst is pulled and answered once, the cursor lives
  * in the store per account (several accounts, concurrent callbacks, a callback lost), the 5-message
  * and 48-hour rules at their edges (the last allowed message says "reply 1"; `1` opens five more),
- * a human servicer taking the session, the welcome with its single-use code, and a wrong signature or
- * CorpID refused with 4xx and no model call.
+ * a human servicer taking the session, the welcome with its single-use code, a wrong signature or
+ * CorpID refused with 4xx and no model call, and an answer's pictures as image messages in the slots
+ * its text left (the last one kept for text while other answers wait).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { WecomCrypto } from '../../../lib/sim/wecom-common';
@@ -14,6 +15,8 @@ import type { DifySimOptions } from '../../../lib/sim/dify-sim';
 import { JumpClock } from '../../support/jump-clock';
 import { eventually, sleep, startHarness } from '../../support/harness';
 import type { Harness, HarnessOptions } from '../../support/harness';
+import { startPictureHost } from '../../support/picture-host';
+import type { PictureHost } from '../../support/picture-host';
 
 const CORP = 'ww5a1c9e3b7d20f864';
 const TOKEN = 'QDG6eK';
@@ -25,14 +28,17 @@ const KF2 = 'wkSimKf0000000002';
 
 let h: Harness | undefined;
 let sim: WecomSim | undefined;
+let pics: PictureHost | undefined;
 afterEach(async () => {
   // Whatever a test checks, the bot never did what WeCom tolerates but a careful client never does.
   const violations = [...(sim?.violations ?? [])];
   await sim?.idle();
   await h?.close();
   await sim?.close();
+  await pics?.close();
   h = undefined;
   sim = undefined;
+  pics = undefined;
   expect(violations).toEqual([]);
 });
 
@@ -221,5 +227,90 @@ describe('WeChat customer service', () => {
     // The next notice pulls the message the refused one could not.
     await sim.notifyKf(KF);
     await eventually(() => sim.kfSentTo(KF, 'wmPerm').length === 1, 10_000);
+  });
+});
+
+describe('WeChat customer service: an answer’s pictures', () => {
+  const notes = async (hh: Harness, question: string) => {
+    const q = (await hh.app.store.snapshot()).messages.find((m) => m.kind === 'question' && m.question === question);
+    return (q?.parts ?? []).map((p) => p.sent?.['wecom-kf']);
+  };
+  const settledNotes = (hh: Harness, question: string, n: number) => async () => {
+    const got = await notes(hh, question);
+    return got.length === n && got.every((x) => x !== undefined && x !== 'sending');
+  };
+
+  it('sends the text, then each picture with kf/send_msg: uploaded with the customer-service token, exactly its bytes, once', async () => {
+    pics = await startPictureHost();
+    const { h, sim } = await start({ env: { MEDIA_ALLOW_HOSTS: '127.0.0.1' }, dify: { script: () => ({ kind: 'answer', text: `猫：![猫](${pics?.url}/cat.png)`, files: [{ url: `${pics?.url}/drawn.jpg` }] }) } });
+    const { callback } = await sim.customerSends(KF, 'wmPic1', '画猫');
+    await eventually(settledNotes(h, '画猫', 2), 10_000);
+    const got = sim.kfSentTo(KF, 'wmPic1');
+    expect(got.map((m) => m.msgtype)).toEqual(['text', 'image', 'image']);
+    expect(got[0]?.content).toBe('猫：[猫]');
+    expect(got.slice(1).map((m) => sim.media.get(m.mediaId ?? '')?.bytes)).toEqual([pics.bytes['drawn.jpg'], pics.bytes['cat.png']]);
+    // Uploaded with the token of the app whose secret is WECOM_KF_SECRET.
+    expect(sim.calls.filter((c) => c.op === 'media/upload').map((c) => [c.errcode, c.agentId])).toEqual([
+      [0, KF_AGENT],
+      [0, KF_AGENT],
+    ]);
+    expect(await notes(h, '画猫')).toEqual(['image message', 'image message']);
+    // The notice again, and the sweep: nothing more.
+    await sim.redeliver(callback?.callbackId ?? '');
+    await sim.notifyKf(KF);
+    await sleep(1600);
+    await h.app.worker.sweep();
+    await sleep(300);
+    expect(sim.kfSentTo(KF, 'wmPic1')).toHaveLength(3);
+    expect(sim.calls.filter((c) => c.op === 'kf/send_msg').map((c) => c.errcode)).toEqual([0, 0, 0]);
+  });
+
+  it('pictures use what the text left of the 5 messages; one with none left stays named in the text', async () => {
+    pics = await startPictureHost();
+    const text = Array.from({ length: 3 }, (_, i) => `第${i + 1}页 ` + '字'.repeat(600)).join('\n\n');
+    const files = ['cat.png', 'drawn.jpg', 'cat.png?2', 'drawn.jpg?2'].map((n) => ({ url: `${pics?.url}/${n}` }));
+    const { h, sim } = await start({ env: { MEDIA_ALLOW_HOSTS: '127.0.0.1' }, dify: { script: () => ({ kind: 'answer', text, files }) } });
+    await sim.customerSends(KF, 'wmPic2', '三页四图');
+    await eventually(settledNotes(h, '三页四图', 4), 10_000);
+    await sleep(300);
+    const got = sim.kfSentTo(KF, 'wmPic2');
+    expect(got.map((m) => m.msgtype)).toEqual(['text', 'text', 'text', 'image', 'image']);
+    // The text's last page is as it is: nothing of it, and no other answer, waits for "reply 1".
+    expect(got[2]?.content).toMatch(/^第3页 字+$/);
+    expect(await notes(h, '三页四图')).toEqual(['image message', 'image message', 'named in text (no message left of the 5 after the customer’s)', 'named in text (no message left of the 5 after the customer’s)']);
+    expect(sim.calls.filter((c) => c.op === 'kf/send_msg').map((c) => c.errcode)).toEqual([0, 0, 0, 0, 0]);
+    expect(sim.calls.filter((c) => c.op === 'media/upload')).toHaveLength(2);
+  });
+
+  it('while another answer waits, pictures leave the last message to text, so that answer still arrives', async () => {
+    pics = await startPictureHost();
+    const files = ['cat.png', 'drawn.jpg', 'cat.png?2', 'drawn.jpg?2'].map((n) => ({ url: `${pics?.url}/${n}` }));
+    const { h, sim } = await start({
+      env: { MEDIA_ALLOW_HOSTS: '127.0.0.1' },
+      dify: { script: (b) => (b.query === '先画' ? { kind: 'answer', text: '画好了', files } : { kind: 'answer', text: '后答', durationMs: 1500 }) },
+    });
+    // Two questions in one burst: they share the 5 messages after the later one.
+    await sim.customerBurst(KF, [
+      { user: 'wmPic3', push: '先画' },
+      { user: 'wmPic3', push: '再问' },
+    ]);
+    await eventually(() => sim.kfSentTo(KF, 'wmPic3').some((m) => m.content === '后答'), 10_000);
+    await eventually(settledNotes(h, '先画', 4), 10_000);
+    await sleep(300);
+    const got = sim.kfSentTo(KF, 'wmPic3');
+    expect(got.map((m) => m.content ?? m.msgtype)).toEqual(['画好了', 'image', 'image', 'image', '后答']);
+    expect((await notes(h, '先画')).filter((n) => n === 'image message')).toHaveLength(3);
+    expect(sim.calls.filter((c) => c.op === 'kf/send_msg').map((c) => c.errcode)).toEqual([0, 0, 0, 0, 0]);
+  });
+
+  it('an upload WeCom refuses costs no text and no message: the part says why', async () => {
+    pics = await startPictureHost();
+    const { h, sim } = await start({ env: { MEDIA_ALLOW_HOSTS: '127.0.0.1' }, dify: { script: () => ({ kind: 'answer', text: `图：![猫](${pics?.url}/cat.png)` }) } });
+    sim.inject('media/upload', -1, 1);
+    await sim.customerSends(KF, 'wmPic4', '图');
+    await eventually(settledNotes(h, '图', 1), 10_000);
+    expect(texts(sim, 'wmPic4')).toEqual(['图：[猫]']);
+    expect(await notes(h, '图')).toEqual(['named in text (WeCom -1)']);
+    expect(sim.calls.filter((c) => c.op === 'kf/send_msg').map((c) => c.errcode)).toEqual([0]);
   });
 });
