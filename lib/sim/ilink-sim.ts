@@ -302,6 +302,8 @@ export interface IlinkSim {
   login(o?: { user?: string; botId?: string; baseUrl?: 'main' | 'alt' | string }): IlinkAccount;
   /** End a session: every call with its token answers -14 from now on, held polls at once. */
   expireSession(botId?: string): void;
+  /** `getupdates` calls held open now, across sessions (a killed client's poll stays held until its socket's close is seen). */
+  heldPolls(): number;
 
   sendText(from: string, text: string, o?: InboundOptions): Inbound;
   sendItems(from: string, items: Record<string, unknown>[], o?: InboundOptions): Inbound;
@@ -1069,6 +1071,11 @@ export async function startIlinkSim(opts: IlinkSimOptions = {}): Promise<IlinkSi
     },
     expireSession(botId?: string): void {
       endSession(pickSession(botId));
+    },
+    heldPolls(): number {
+      let n = 0;
+      for (const session of sessions.values()) n += session.waiters.size;
+      return n;
     },
     sendText(from: string, text: string, o?: InboundOptions): Inbound {
       return sendItems(from, [{ type: 1, text_item: { text } }], o);
