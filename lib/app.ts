@@ -114,10 +114,10 @@ export function createApp(config: Config, deps: AppDeps): App {
   const wakeups = new Wakeups(clock, store);
   // The registry is filled below; the worker and the bot look channels up in it.
   const registry: { channels: Channels } = { channels: new Channels([]) };
-  // An answer's files, fetched as if their URLs were hostile; the question's backend's own host is trusted.
+  // An answer's files, fetched as if their URLs were hostile; where the question's backend serves its files is trusted.
   const mediaPolicy = (userKey: string): MediaPolicy => {
-    const own = (registry.channels.forKey(userKey)?.answerer ?? answerer).ownHost;
-    return { trustedHosts: new Set([...config.media.allowHosts, ...(own ? [own] : [])]), maxBytes: config.media.maxBytes, timeoutMs: MEDIA_FETCH_MS };
+    const own = (registry.channels.forKey(userKey)?.answerer ?? answerer).filesUrl;
+    return { trustedHosts: new Set(config.media.allowHosts), trustedPrefixes: own ? [own] : [], maxBytes: config.media.maxBytes, timeoutMs: MEDIA_FETCH_MS };
   };
   const fetchPart = (userKey: string, url: string) => fetchMedia(url, mediaPolicy(userKey));
   const worker = new AnswerWorker({

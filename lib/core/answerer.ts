@@ -91,8 +91,12 @@ export interface ChatHooks {
 export interface Answerer {
   /** Which backend (`dify`, `openai`): statistics and failure codes name it. */
   readonly kind: string;
-  /** The backend's own host: files it links to there are fetched even on a private network (a self-hosted Dify). */
-  readonly ownHost?: string | undefined;
+  /**
+   * Where the backend serves the files it links to (origin and path, e.g. `http://dify.lan/files/`): URLs
+   * under it are fetched even on a private network (a self-hosted Dify). Only that prefix: trusting the
+   * whole host would let a model's answer reach any service on the backend's machine.
+   */
+  readonly filesUrl?: string | undefined;
   /** The backend keeps the conversation (Dify); otherwise the store's history is sent along. */
   readonly keepsConversation: boolean;
   /** The base URL it calls, if any (`npm run doctor` reads the server's clock from its answers). */

@@ -137,7 +137,7 @@ export interface CoreConfig {
     imagePrompt: string | undefined;
     /** Downloads (pictures, voice, an answer's files) larger than this are refused. */
     maxBytes: number;
-    /** Hosts an answer's files are fetched from even on a private network (MEDIA_ALLOW_HOSTS; the backend's own host always is). */
+    /** Hosts an answer's files are fetched from even on a private network (MEDIA_ALLOW_HOSTS, any port; a self-hosted Dify's /files/ always is: Answerer.filesUrl). */
     allowHosts: ReadonlySet<string>;
     /** At most this many files of an answer are delivered as files; the rest stay links (MEDIA_MAX_PER_ANSWER). */
     maxPerAnswer: number;

@@ -4,8 +4,9 @@
  * would otherwise make this server fetch its own network for anyone who can ask a question.
  *
  * - http(s) only; the host's every address must be public (not loopback, private, link-local, CGNAT,
- *   multicast, cloud metadata, or IPv6's equivalents), unless the host is one the owner trusts (the
- *   backend's own host: a self-hosted Dify on a LAN is normal; MEDIA_ALLOW_HOSTS);
+ *   multicast, cloud metadata, or IPv6's equivalents), unless the owner trusts it: a host named in
+ *   MEDIA_ALLOW_HOSTS, or the URL is under where the backend serves its files (a self-hosted Dify on a
+ *   LAN is normal), its origin and path, never its whole host (any port of the backend's machine);
  * - the connection goes to the address that was checked (no second DNS answer can swap it);
  * - redirects are followed by hand, at most 3, each checked like the first;
  * - the body is capped (MEDIA_MAX_BYTES) while it streams in, the whole fetch has a deadline;
@@ -19,8 +20,10 @@ import type { LookupFunction } from 'net';
 import { MediaError } from '../errors';
 
 export interface MediaPolicy {
-  /** Hosts (lower case) fetched even when they resolve to a private address. */
+  /** Hosts (lower case, any port) fetched even when they resolve to a private address: MEDIA_ALLOW_HOSTS. */
   trustedHosts: ReadonlySet<string>;
+  /** URL prefixes (origin and path, as `URL.href` writes them) fetched even so: where the backend serves its files. */
+  trustedPrefixes?: readonly string[];
   maxBytes: number;
   timeoutMs: number;
   /** Resolve a name to all its addresses (tests pass their own). */
@@ -103,7 +106,8 @@ async function checkedAddress(url: URL, policy: MediaPolicy): Promise<{ address:
     throw new MediaError('dns', `the host does not resolve: ${(err as Error).message}`, { cause: err });
   }
   if (addrs.length === 0) throw fail('dns', 'the host has no address');
-  if (!policy.trustedHosts.has(host) && !addrs.every((a) => isPublicAddress(a.address))) {
+  const trusted = policy.trustedHosts.has(host) || (policy.trustedPrefixes ?? []).some((p) => url.href.startsWith(p));
+  if (!trusted && !addrs.every((a) => isPublicAddress(a.address))) {
     throw fail('private_address', `the host resolves to a private or reserved address (${host})`);
   }
   return addrs[0] as { address: string; family: number };

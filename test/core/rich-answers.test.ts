@@ -24,15 +24,19 @@ afterEach(async () => {
   await new Promise<void>((r) => (images ? images.close(() => r()) : r()));
 });
 
-/** A file host on loopback (the backend's own host, 127.0.0.1, is trusted as a self-hosted Dify's would be). */
+/**
+ * A file host on a loopback address of its own (127.0.0.2), which the tests trust with MEDIA_ALLOW_HOSTS as an
+ * owner would a LAN file server; the Dify simulator's host (127.0.0.1) is trusted only under its /files/.
+ */
+const ALLOW = { MEDIA_ALLOW_HOSTS: '127.0.0.2' };
 async function fileHost(): Promise<string> {
   images = createServer((req, res) => {
     if (req.url === '/report.pdf') res.writeHead(200).end('%PDF-1.7 not really');
     else if (req.url === '/fake.png') res.writeHead(200, { 'Content-Type': 'image/png' }).end('<script>alert(1)</script>');
     else res.writeHead(200, { 'Content-Type': 'image/png' }).end(PNG);
   });
-  await new Promise<void>((r) => (images as Server).listen(0, '127.0.0.1', r));
-  return `http://127.0.0.1:${((images as Server).address() as AddressInfo).port}`;
+  await new Promise<void>((r) => (images as Server).listen(0, '127.0.0.2', r));
+  return `http://127.0.0.2:${((images as Server).address() as AddressInfo).port}`;
 }
 
 const linkIn = (text: string | null) => /<a href="([^"]+)">/.exec(text ?? '')?.[1] ?? '';
@@ -40,8 +44,8 @@ const linkIn = (text: string | null) => /<a href="([^"]+)">/.exec(text ?? '')?.[
 describe('answers with pictures and files', () => {
   it('keeps the backend’s files and the Markdown’s pictures as parts, refuses hostile URLs with a reason, and still answers', async () => {
     const host = await fileHost();
-    const text = `看这只猫：\n\n![猫](${host}/cat.png)\n\n![元数据](http://169.254.169.254/latest/meta-data/x.png)\n\n![本机](http://localhost:1/x.png)\n\n完。`;
-    h = await startHarness({ answerPage: true, env: { PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '100' }, dify: { script: () => ({ kind: 'answer', text, durationMs: 400, files: [{ url: `${host}/drawn.png` }, { url: '/files/tools/relative.png?sig=abc' }] }) } });
+    const text = `看这只猫：\n\n![猫](${host}/cat.png)\n\n![元数据](http://169.254.169.254/latest/meta-data/x.png)\n\n![本机](http://localhost:1/x.png)\n\n![后端的另一个端口](http://127.0.0.1:1/secret.png)\n\n完。`;
+    h = await startHarness({ answerPage: true, env: { ...ALLOW, PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '100' }, dify: { script: () => ({ kind: 'answer', text, durationMs: 400, files: [{ url: `${host}/drawn.png` }, { url: '/files/tools/relative.png?sig=abc' }] }) } });
     const r = await h.wechat.send('oRich', '画一只猫');
     await h.app.worker.idle();
     const q = await h.app.store.message(`oRich:${r.msgId}`);
@@ -49,7 +53,9 @@ describe('answers with pictures and files', () => {
     // Files first (a relative one resolved against Dify's base), then the Markdown's pictures; hostile ones dropped.
     const difyOrigin = new URL(h.dify.url).origin;
     expect(q?.parts?.map((p) => p.url)).toEqual([`${host}/drawn.png`, `${difyOrigin}/files/tools/relative.png?sig=abc`, `${host}/cat.png`]);
-    expect(h.logs.filter((l) => l.includes('answer file refused'))).toHaveLength(2);
+    expect(h.logs.filter((l) => l.includes('answer file refused'))).toHaveLength(3);
+    // Another service on the backend's machine is not the backend's files.
+    expect(h.logs.some((l) => l.includes('answer file refused') && l.includes('private_address') && l.includes('127.0.0.1'))).toBe(true);
     expect(h.logs.some((l) => l.includes('answer file refused') && l.includes('private_address') && l.includes('169.254.169.254'))).toBe(true);
     expect(h.logs.some((l) => l.includes('sig=abc'))).toBe(false); // a signed URL's query never reaches the log
 
@@ -75,7 +81,7 @@ describe('answers with pictures and files', () => {
     const host = await fileHost();
     h = await startHarness({
       answerPage: true,
-      env: { PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '100' },
+      env: { ...ALLOW, PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '100' },
       dify: { script: () => ({ kind: 'answer', app: 'advanced-chat', text: '报告见附件。', durationMs: 400, workflowFiles: [{ url: `${host}/report.pdf`, type: 'document', filename: 'report.pdf', mime_type: 'application/pdf' }, { url: `${host}/fake.png`, filename: 'fake.png' }] }) },
     });
     const r = await h.wechat.send('oFlow', '给我报告');
@@ -96,7 +102,7 @@ describe('answers with pictures and files', () => {
 
   it('an answer that is only a picture is still an answer', async () => {
     const host = await fileHost();
-    h = await startHarness({ dify: { script: () => ({ kind: 'answer', text: '', files: [{ url: `${host}/only.png` }] }) } });
+    h = await startHarness({ env: ALLOW, dify: { script: () => ({ kind: 'answer', text: '', files: [{ url: `${host}/only.png` }] }) } });
     const r = await h.wechat.send('oOnly', '画');
     expect(r.text).toBe('[图片]');
     await h.app.worker.idle();
@@ -111,7 +117,7 @@ describe('pictures on the Official Account', () => {
     try {
       h = await startHarness({
         answerPage: true,
-        env: { WECHAT_PUSH: 'true', WECHAT_APPID: 'wxrichpush0000001', WECHAT_APPSECRET: 'rich-push-secret-0001', WECHAT_API_BASE: api.url, ADMIN_TOKEN: 'rich-answers-admin-token-0001' },
+        env: { ...ALLOW, WECHAT_PUSH: 'true', WECHAT_APPID: 'wxrichpush0000001', WECHAT_APPSECRET: 'rich-push-secret-0001', WECHAT_API_BASE: api.url, ADMIN_TOKEN: 'rich-answers-admin-token-0001' },
         dify: { script: () => ({ kind: 'answer', text: `画好了：\n\n![猫](${host}/cat.png)`, files: [{ url: `${host}/drawn.png` }] }) },
       });
       const r = await h.wechat.send('oPics', '画两只猫');
@@ -149,7 +155,7 @@ describe('pictures on LINE and Discord', () => {
     const line = await startLineSim({ channelSecret: '0123456789abcdef0123456789abcdef', accessToken: 'line-pics-token-000000' });
     try {
       h = await startHarness({
-        env: { PUBLIC_URL: 'https://bot.example.com', LINE_CHANNEL_SECRET: '0123456789abcdef0123456789abcdef', LINE_CHANNEL_ACCESS_TOKEN: 'line-pics-token-000000', LINE_API_BASE: line.url },
+        env: { ...ALLOW, PUBLIC_URL: 'https://bot.example.com', LINE_CHANNEL_SECRET: '0123456789abcdef0123456789abcdef', LINE_CHANNEL_ACCESS_TOKEN: 'line-pics-token-000000', LINE_API_BASE: line.url },
         dify: { script: () => ({ kind: 'answer', text: `这是猫：![猫](${host}/cat.png)` }) },
       });
       await line.deliver(`${h.origin}/line`, [line.text('U0000000000000000000000000000pics', '猫')]);
@@ -172,7 +178,7 @@ describe('pictures on LINE and Discord', () => {
     try {
       h = await startHarness({
         answerPage: true,
-        env: { DISCORD_PUBLIC_KEY: discord.publicKeyHex, DISCORD_APPLICATION_ID: discord.applicationId, DISCORD_API_BASE: discord.url },
+        env: { ...ALLOW, DISCORD_PUBLIC_KEY: discord.publicKeyHex, DISCORD_APPLICATION_ID: discord.applicationId, DISCORD_API_BASE: discord.url },
         dify: { script: () => ({ kind: 'answer', text: '画好了', files: [{ url: `${host}/drawn.png` }] }) },
       });
       await discord.send(`${h.origin}/discord`, discord.ask('1150000000000000042', '画'));

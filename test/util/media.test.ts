@@ -67,6 +67,19 @@ describe('fetchMedia', () => {
     expect(got.bytes.equals(PNG)).toBe(true);
   });
 
+  it('trusts where the backend serves its files (origin and path), never the rest of its host', async () => {
+    const files = await serve((req, res) => (req.url?.startsWith('/files/') ? res.writeHead(200).end(PNG) : res.writeHead(302, { Location: `/files/../admin` }).end()));
+    const other = await serve((_req, res) => res.writeHead(200).end('db_password=hunter2'));
+    const p = policy({ trustedPrefixes: [`http://127.0.0.1:${files}/files/`] });
+    expect((await fetchMedia(`http://127.0.0.1:${files}/files/tools/cat.png?sig=1`, p)).bytes.equals(PNG)).toBe(true);
+    // Another service on the backend's machine, another path there, a path that climbs out, a redirect out.
+    expect(await refusal(fetchMedia(`http://127.0.0.1:${other}/files/x.png`, p))).toBe('private_address');
+    expect(await refusal(fetchMedia(`http://127.0.0.1:${files}/v1/parameters`, p))).toBe('private_address');
+    expect(await refusal(fetchMedia(`http://127.0.0.1:${files}/files/../v1/x`, p))).toBe('private_address');
+    expect(await refusal(fetchMedia(`http://127.0.0.1:${files}/files/%2e%2e/v1/x`, p))).toBe('private_address');
+    expect(await refusal(fetchMedia(`https://127.0.0.1:${files}/files/x.png`, p))).toBe('private_address');
+  });
+
   it('checks every redirect like the first: a trusted host cannot lead into a private one', async () => {
     const port = await serve((req, res) => {
       if (req.url === '/to-metadata') res.writeHead(302, { Location: 'http://169.254.169.254/latest/' }).end();

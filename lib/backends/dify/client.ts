@@ -229,7 +229,8 @@ export function createDifyClient(opts: DifyClientOptions): DifyClient {
   return {
     kind: 'dify',
     endpoint: opts.baseUrl,
-    ownHost: new URL(opts.baseUrl).hostname.toLowerCase(),
+    // Dify serves its files at /files/ of its origin (docs/dify.md); nothing else there is fetched for an answer.
+    filesUrl: new URL('/files/', opts.baseUrl).href,
     keepsConversation: true,
     transcribes: true,
     async chat(req, hooks = {}) {

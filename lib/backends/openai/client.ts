@@ -95,7 +95,6 @@ export function createOpenAIClient(config: OpenAISettings): Answerer {
   return {
     kind: 'openai',
     endpoint: config.baseUrl,
-    ownHost: new URL(config.baseUrl).hostname.toLowerCase(),
     keepsConversation: false,
     transcribes: config.transcribeModel !== undefined,
     async chat(req, hooks = {}) {

@@ -32,7 +32,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
   const host = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
   const text = `画好了：\n\n![猫](${host}/cat.png)\n\n![元数据](http://169.254.169.254/x.png)\n\n完。`;
-  h = await startHarness({ answerPage: true, env: { PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '100' }, dify: { script: () => ({ kind: 'answer', text, durationMs: 600, files: [{ url: `${host}/drawn.png` }] }) } });
+  h = await startHarness({ answerPage: true, env: { MEDIA_ALLOW_HOSTS: '127.0.0.1', PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '100' }, dify: { script: () => ({ kind: 'answer', text, durationMs: 600, files: [{ url: `${host}/drawn.png` }] }) } });
   browser = await launchChromium();
 });
 afterAll(async () => {
