@@ -77,7 +77,8 @@ export const CHAT_MAX_CHARS = 4000;
 /** Turns one history request returns. */
 const HISTORY_PAGE = 20;
 /** Wrong access codes allowed from one client address in a sliding window. */
-export const CODE_FAILURES_ALLOWED = 20;
+/** Access-code attempts (right or wrong) per address per window. */
+export const CODE_ATTEMPTS_ALLOWED = 20;
 const CODE_WINDOW_MS = 10 * 60_000;
 /** Rendered answers kept (history pages are read again on every visit). */
 const RENDER_CACHE = 64;
@@ -268,7 +269,7 @@ export function createChatHandler(deps: ChatDeps) {
     return pageResponse(shell(s.title, body, scripts), cookie);
   }
 
-  /** The access-code form: right, the visitor is admitted; wrong, counted per address. */
+  /** The access-code form: right, the visitor is admitted; every attempt counted per address. */
   async function enter(req: ChatRequest): Promise<ChatResponse> {
     const s = settings as NonNullable<typeof settings>;
     const embed = req.body?.['embed'] === '1';
@@ -280,12 +281,15 @@ export function createChatHandler(deps: ChatDeps) {
     const csrf = req.body?.['csrf'];
     if (!v || typeof csrf !== 'string' || !sameText(csrf, csrfOf(await secret(), v.id))) return text(403, 'Forbidden: open the chat page first');
     if (!s.accessCode) return back('');
+    // Every attempt counts, and past the limit every one is refused alike before the code is compared:
+    // an access code may be short, and an answer that still told right from wrong would let an address
+    // go on guessing at full speed (docs/web-chat.md).
+    if (!(await store.countUnder(await clientKey(req, 'code-attempts'), CODE_ATTEMPTS_ALLOWED, CODE_WINDOW_MS, clock.now()))) {
+      logger.debug('web chat: access code not compared, too many attempts from this address');
+      return back('code=limited');
+    }
     const code = req.body?.['code'];
     if (typeof code !== 'string' || !sameText(code, s.accessCode)) {
-      if (!(await store.countUnder(await clientKey(req, 'code-failures'), CODE_FAILURES_ALLOWED, CODE_WINDOW_MS, clock.now()))) {
-        logger.warn('web chat: access code refused, too many wrong attempts from this address');
-        return back('code=limited');
-      }
       logger.info('web chat: wrong access code');
       return back('code=wrong');
     }

@@ -7,7 +7,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseKey } from '../../../lib/core/keys';
-import { CODE_FAILURES_ALLOWED } from '../../../lib/web/chat/handler';
+import { CODE_ATTEMPTS_ALLOWED } from '../../../lib/web/chat/handler';
 import { eventually, startHarness } from '../../support/harness';
 import type { Harness, HarnessOptions } from '../../support/harness';
 import { call } from '../../support/wire';
@@ -312,8 +312,17 @@ describe('the web chat', () => {
     // Guessing: after the allowed failures from one address, even a right code waits (the page says so).
     const guesser = new ChatVisitor(h.origin, '127.0.0.5');
     await guesser.open();
-    for (let i = 0; i < CODE_FAILURES_ALLOWED; i++) expect((await enter(`guess-${i}-xx`, guesser)).headers['location']).toBe('../chat?code=wrong');
+    for (let i = 0; i < CODE_ATTEMPTS_ALLOWED; i++) expect((await enter(`guess-${i}-xx`, guesser)).headers['location']).toBe('../chat?code=wrong');
     expect((await enter('guess-last-xx', guesser)).headers['location']).toBe('../chat?code=limited');
+    // From then on the answer tells nothing: the right code gets the same refusal, and no cookie.
+    const late = await enter('open-sesame-42', guesser);
+    expect(late.headers['location']).toBe('../chat?code=limited');
+    expect(late.headers['set-cookie']).toBeUndefined();
+    // Racing guesses from one address are counted as one would be: at most the allowed number compared.
+    const racer = new ChatVisitor(h.origin, '127.0.0.6');
+    await racer.open();
+    const raced = await Promise.all(Array.from({ length: 60 }, (_, i) => enter(`race-${i}-xx`, racer)));
+    expect(raced.filter((r) => r.headers['location'] === '../chat?code=wrong')).toHaveLength(CODE_ATTEMPTS_ALLOWED);
   });
 
   it('over https the cookie is Secure and __Host- (no sibling subdomain can plant one)', async () => {
