@@ -100,6 +100,34 @@ describe('answers with pictures and files', () => {
     expect(fake.headers.get('content-security-policy')).toContain('sandbox');
   });
 
+  it('a page’s picture asked for by many at once is fetched once; a failing one is not asked for again at once', async () => {
+    let hits = 0;
+    let brokenHits = 0;
+    images = createServer((req, res) => {
+      if (req.url === '/broken.png') {
+        brokenHits++;
+        res.writeHead(500).end();
+        return;
+      }
+      hits++;
+      setTimeout(() => res.writeHead(200, { 'Content-Type': 'image/png' }).end(PNG), 300); // a slow host
+    });
+    await new Promise<void>((r) => (images as Server).listen(0, '127.0.0.2', r));
+    const host = `http://127.0.0.2:${((images as Server).address() as AddressInfo).port}`;
+    h = await startHarness({ answerPage: true, env: { ...ALLOW, PLACEHOLDER_MODE: 'first', REPLY_DEADLINE_MS: '100' }, dify: { script: () => ({ kind: 'answer', text: `![猫](${host}/slow.png) ![坏](${host}/broken.png)`, durationMs: 300 }) } });
+    const r = await h.wechat.send('oMany', '画');
+    await h.app.worker.idle();
+    const page = linkIn(r.text);
+    const all = await Promise.all(Array.from({ length: 60 }, () => fetch(`${page}/m/0`).then(async (x) => ({ status: x.status, bytes: Buffer.from(await x.arrayBuffer()) }))));
+    expect(all.every((x) => x.status === 200 && x.bytes.equals(PNG))).toBe(true);
+    expect(hits).toBe(1);
+    const broken = await Promise.all(Array.from({ length: 20 }, () => fetch(`${page}/m/1`).then((x) => x.status)));
+    expect(broken.every((st) => st === 404)).toBe(true);
+    expect((await fetch(`${page}/m/1`)).status).toBe(404);
+    expect(brokenHits).toBe(1);
+    expect(h.logs.filter((l) => l.includes('answer file not served'))).toHaveLength(1);
+  });
+
   it('an answer that is only a picture is still an answer', async () => {
     const host = await fileHost();
     h = await startHarness({ env: ALLOW, dify: { script: () => ({ kind: 'answer', text: '', files: [{ url: `${host}/only.png` }] }) } });

@@ -109,6 +109,14 @@ const hostOf = (url: string) => {
 /** Files fetched for pages are kept this long in this process, at most this many bytes in all. */
 const MEDIA_CACHE_MS = 10 * 60_000;
 const MEDIA_CACHE_BYTES = 32 * 1024 * 1024;
+// Pages make this server fetch other hosts' files: however many ask at once, a file is fetched once at a
+// time, a few fetches run at once (the rest wait in a bounded line), a failed file is not asked for again
+// for a minute, and the bytes fetched per minute are capped, so page requests cannot exhaust memory or
+// turn this server into a download amplifier.
+const MEDIA_FETCHES_AT_ONCE = 4;
+const MEDIA_WAITING_MAX = 64;
+const MEDIA_FAILED_MS = 60_000;
+const MEDIA_BYTES_PER_MINUTE = 256 * 1024 * 1024;
 
 
 type Settled = { status: 'answered'; html: string } | { status: 'failed'; message: string };
@@ -300,6 +308,58 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
   const mediaCache = new Map<string, { at: number; f: FetchedMedia }>();
   let mediaBytes = 0;
   const mediaGone: PageResponse = { status: 404, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Not Found' };
+  const mediaBusy: PageResponse = { status: 503, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8', 'Retry-After': '30' }, body: 'Busy: try again shortly' };
+  const inflight = new Map<string, Promise<FetchedMedia | null>>();
+  const failedUntil = new Map<string, number>();
+  let fetching = 0;
+  const waiting: (() => void)[] = [];
+  let spent = { minute: -1, bytes: 0, warned: false };
+
+  function remember(url: string, f: FetchedMedia, now: number): void {
+    const old = mediaCache.get(url);
+    if (old) {
+      mediaCache.delete(url);
+      mediaBytes -= old.f.bytes.length;
+    }
+    mediaCache.set(url, { at: now, f });
+    mediaBytes += f.bytes.length;
+    for (const [u, v] of mediaCache) {
+      if (mediaBytes <= MEDIA_CACHE_BYTES) break;
+      mediaCache.delete(u);
+      mediaBytes -= v.f.bytes.length;
+    }
+  }
+
+  /** One fetch of `url` for everyone who asks meanwhile; null when it failed (logged once). */
+  function fetchShared(q: MessageRecord, index: number, url: string, fetchPart: NonNullable<PageDeps['fetchPart']>): Promise<FetchedMedia | null> {
+    let p = inflight.get(url);
+    if (p) return p;
+    p = (async () => {
+      if (fetching >= MEDIA_FETCHES_AT_ONCE) await new Promise<void>((r) => waiting.push(r));
+      fetching++;
+      try {
+        const f = await fetchPart(q.user, url);
+        const now = clock.now();
+        const minute = Math.floor(now / 60_000);
+        if (spent.minute !== minute) spent = { minute, bytes: 0, warned: false };
+        spent.bytes += f.bytes.length;
+        remember(url, f, now);
+        return f;
+      } catch (err) {
+        // Logged with why and where (the host only: a signed URL's query is a secret), never shown.
+        logger.warn('answer file not served', { key: q._id, part: index, host: hostOf(url), ...errorLogFields(err) });
+        if (failedUntil.size >= 1000) failedUntil.clear();
+        failedUntil.set(url, clock.now() + MEDIA_FAILED_MS);
+        return null;
+      } finally {
+        fetching--;
+        waiting.shift()?.();
+        inflight.delete(url);
+      }
+    })();
+    inflight.set(url, p);
+    return p;
+  }
 
   /** Part `index` of answer `q`, fetched safely by this server (never hot-linked), from its origin. */
   async function media(q: MessageRecord, index: number): Promise<PageResponse> {
@@ -308,20 +368,18 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     const now = clock.now();
     let hit = mediaCache.get(part.url);
     if (!hit || now - hit.at > MEDIA_CACHE_MS) {
-      try {
-        hit = { at: now, f: await deps.fetchPart(q.user, part.url) };
-      } catch (err) {
-        // Logged with why and where (the host only: a signed URL's query is a secret), never shown.
-        logger.warn('answer file not served', { key: q._id, part: index, host: hostOf(part.url), ...errorLogFields(err) });
-        return mediaGone;
+      if ((failedUntil.get(part.url) ?? 0) > now) return mediaGone;
+      if (!inflight.has(part.url)) {
+        if (waiting.length >= MEDIA_WAITING_MAX) return mediaBusy;
+        if (spent.minute === Math.floor(now / 60_000) && spent.bytes >= MEDIA_BYTES_PER_MINUTE) {
+          if (!spent.warned) logger.warn('answer files: this minute’s fetch budget is spent; pages get 503 until the next minute');
+          spent.warned = true;
+          return mediaBusy;
+        }
       }
-      mediaCache.set(part.url, hit);
-      mediaBytes += hit.f.bytes.length;
-      for (const [url, v] of mediaCache) {
-        if (mediaBytes <= MEDIA_CACHE_BYTES) break;
-        mediaCache.delete(url);
-        mediaBytes -= v.f.bytes.length;
-      }
+      const f = await fetchShared(q, index, part.url, deps.fetchPart);
+      if (!f) return mediaGone;
+      hit = { at: now, f };
     }
     const f = hit.f;
     const name = (part.name ?? f.name).replace(/[^\w.-]/g, '_').slice(0, 80) || 'file';
