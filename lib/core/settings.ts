@@ -18,7 +18,7 @@ import { DEFAULT_TEXTS, parseTexts } from './texts';
 /** The variables the core reads (README "Configuration"). */
 export const CORE_VARIABLES = [
   'REPLY_DEADLINE_MS', 'PLACEHOLDER_MODE', 'STALE_AFTER_MS', 'POLL_MS', 'POLLER_TAKEOVER_S', 'SIGNATURE_TOLERANCE_S',
-  'STORE', 'MONGODB_URI', 'MONGODB_DB', 'STATS_UTC_OFFSET_MIN', 'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'STOP_GRACE_S',
+  'STORE', 'MONGODB_URI', 'MONGODB_DB', 'STATS_UTC_OFFSET_MIN', 'DATA_DIR', 'PORT', 'HOST', 'MAX_BODY_BYTES', 'MAX_CONNECTIONS', 'STOP_GRACE_S',
   'BOT_TEXTS', 'KEYWORD_REPLIES', 'LOG_LEVEL', 'LOG_FORMAT', 'HISTORY_MAX_TURNS', 'HISTORY_MAX_CHARS', 'HISTORY_IDLE_RESET',
   'ADMIN_TOKEN', 'TRUSTED_PROXY_HEADER', 'ANSWER_PAGE', 'PUBLIC_URL', 'ANSWER_PAGE_TTL', 'ANSWER_PAGE_MAX_STREAMS', 'APPID', 'APP_ID', 'OSS_EXTERNAL_ENDPOINT', 'IS_SEALAF',
   'CITATIONS', 'IMAGE_WINDOW_S', 'IMAGE_PROMPT', 'MEDIA_MAX_BYTES', 'MEDIA_ALLOW_HOSTS', 'MEDIA_MAX_PER_ANSWER',
@@ -164,7 +164,7 @@ export interface CoreConfig {
    * The Node server. `stopGraceMs`: after SIGTERM, how long deliveries in their reply window and
    * answers being written get before what is left is handed over for recovery (STOP_GRACE_S).
    */
-  server: { port: number; host: string; maxBodyBytes: number; stopGraceMs: number };
+  server: { port: number; host: string; maxBodyBytes: number; maxConnections: number; stopGraceMs: number };
   /** The answer page (lib/web/page/): off unless a public base URL is known. */
   page: PageConfig;
   /**
@@ -272,6 +272,7 @@ export function loadCoreConfig(whole: Env, opts: LoadOptions = {}): CoreConfig {
       port: env.int('PORT', 3000, 0, 65_535),
       host: env.str('HOST') ?? '0.0.0.0',
       maxBodyBytes: env.int('MAX_BODY_BYTES', 256 * 1024, 1024, 16 * 1024 * 1024),
+      maxConnections: env.int('MAX_CONNECTIONS', 10_000, 100, 1_000_000),
       stopGraceMs: env.int('STOP_GRACE_S', 8, 0, 300) * 1000,
     },
     page: pageConfig(env, opts.platform ?? 'node'),

@@ -7,6 +7,7 @@
 import { createServer } from 'http';
 import { parse as parseQuery } from 'querystring';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
+import type { Socket } from 'net';
 import type { ChatRequest, ChatResponse } from '../../web/chat/handler';
 import type { ConsoleHandler } from '../../web/console/handler';
 import { parseForm } from '../../web/console/handler';
@@ -20,6 +21,8 @@ export interface ServerOptions {
   webhook: (path: string) => ((req: WebhookRequest) => Promise<WebhookResponse>) | undefined;
   logger: Logger;
   maxBodyBytes: number;
+  /** Connections open at once; more are closed at once (MAX_CONNECTIONS). */
+  maxConnections?: number;
   /** Answer pages under /a/. */
   page?: (req: PageRequest) => Promise<PageResponse>;
   /** The operator console under /admin. */
@@ -122,7 +125,37 @@ function sendStream(res: ServerResponse, out: { status: number; headers: Record<
   });
 }
 
+/** A request's headers must arrive within this, the whole request within REQUEST_MS (Node: 60 s, 300 s). */
+const HEADERS_MS = 15_000;
+const REQUEST_MS = 30_000;
+
 export function createHttpServer(opts: ServerOptions): Server {
+  const server = serve(opts);
+  // Slow senders (a byte every few seconds) must not hold connections for minutes: no platform we serve
+  // takes longer than a few seconds to send a request, and a stream's response is not bounded by these.
+  server.headersTimeout = HEADERS_MS;
+  server.requestTimeout = REQUEST_MS;
+  // Open connections are capped, counted here rather than with `maxConnections`: connections accepted
+  // through the extra descriptors (listen.ts) reach the server as 'connection' events, which it does not count.
+  const max = opts.maxConnections ?? 10_000;
+  let open = 0;
+  let warnedAt = -Infinity;
+  server.on('connection', (socket: Socket) => {
+    if (open >= max) {
+      socket.destroy();
+      if (Date.now() - warnedAt > 60_000) {
+        warnedAt = Date.now();
+        opts.logger.warn('connections refused: MAX_CONNECTIONS are open (a flood, or raise it)', { max });
+      }
+      return;
+    }
+    open++;
+    socket.once('close', () => open--);
+  });
+  return server;
+}
+
+function serve(opts: ServerOptions): Server {
   return createServer((req, res) => {
     void (async () => {
       // Split by hand: `new URL` per request costs more than everything else in the adapter.

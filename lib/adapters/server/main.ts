@@ -64,6 +64,7 @@ export async function runServer(opts: ServerRunOptions = {}): Promise<void> {
     webhook: (path) => app.route(path),
     logger: app.logger,
     maxBodyBytes: config.server.maxBodyBytes,
+    maxConnections: config.server.maxConnections,
     page: app.page,
     console: app.console,
     chat: app.chat,
