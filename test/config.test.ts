@@ -29,7 +29,7 @@ describe('loadConfig', () => {
     const c = loadConfig(base);
     expect(dify(c).baseUrl).toBe('https://api.dify.ai/v1');
     expect(c.store).toEqual({ kind: 'auto', mongoUri: undefined, mongoDb: undefined, dataDir: './data', statsUtcOffsetMin: 480 });
-    expect(c.server).toEqual({ port: 3000, host: '0.0.0.0', maxBodyBytes: 262144, stopGraceMs: 8000 });
+    expect(c.server).toEqual({ port: 3000, host: '0.0.0.0', maxBodyBytes: 262144, maxConnections: 10000, stopGraceMs: 8000 });
     expect(c.delivery).toMatchObject({ replyDeadlineMs: 4500, placeholderMode: 'last' });
     expect(wechatSettings(c)).toMatchObject({ deliveries: 3, timeoutMs: 5000, timestampToleranceS: 300, push: false, pageBytes: 1800 });
     expect(dify(c).idleTimeoutMs).toBe(120_000);
