@@ -22,6 +22,14 @@ import type { ApiKey } from './keys';
 import { findKey } from './keys';
 import type { FinishReason, Usage } from './openai';
 import { MAX_QUESTION_CHARS, checkUser, chunk, completion, failureStatus, modelObject, openaiError, parseCompletionRequest, usageChunk, usageOf } from './openai';
+import type { CompletionRequest } from './openai';
+
+/** A place among API_MAX_STREAMS (`takeSlot`). */
+interface Slot {
+  /** Handed on to `follow`, which frees it; otherwise the request frees it when it returns. */
+  kept: boolean;
+  free(): void;
+}
 import { openApiDocument } from './openapi';
 import type { ApiSettings } from './settings';
 import { API_VARIABLES, apiSettings } from './settings';
@@ -176,16 +184,38 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
   }
 
   /**
+   * A place among API_MAX_STREAMS, taken before the model is asked (so that requests arriving together
+   * cannot all pass the count before any is counted) and freed once: by the request that did not keep
+   * it (`kept`), or by `follow` when it stops following.
+   */
+  function takeSlot(): Slot | undefined {
+    if (open >= settings.maxStreams) return undefined;
+    open++;
+    let held = true;
+    return {
+      kept: false,
+      free: () => {
+        if (!held) return;
+        held = false;
+        open--;
+      },
+    };
+  }
+
+  /**
    * Follow pending question `q` until it settles, is cleared, or MAX_WAIT_MS passes; `text` gets
    * each new piece (`at`: where it goes) and the text so far. Returns its stop, or undefined when
    * too many requests already follow this answer.
    */
   function follow(
     q: MessageRecord,
+    slot: Slot,
     on: { text?(at: number, add: string, soFar: string): void; end(s: Settled | undefined, q2: MessageRecord | undefined): void },
   ): (() => void) | undefined {
-    if ((perAnswer.get(q._id) ?? 0) >= PER_ANSWER) return undefined;
-    open++;
+    if ((perAnswer.get(q._id) ?? 0) >= PER_ANSWER) {
+      slot.free();
+      return undefined;
+    }
     perAnswer.set(q._id, (perAnswer.get(q._id) ?? 0) + 1);
     let over = false;
     let soFar = '';
@@ -194,7 +224,7 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
       over = true;
       clearTimeout(timer);
       f.stop();
-      open--;
+      slot.free();
       const n = (perAnswer.get(q._id) ?? 1) - 1;
       if (n <= 0) perAnswer.delete(q._id);
       else perAnswer.set(q._id, n);
@@ -214,9 +244,10 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
   }
 
   /** Wait for the answer inside the request (JSON). */
-  function wait(req: WebhookRequest, q: MessageRecord, idem: string | undefined): Promise<{ s: Settled; q2: MessageRecord | undefined } | 'busy'> {
+  function wait(req: WebhookRequest, q: MessageRecord, idem: string | undefined, slot: Slot): Promise<{ s: Settled; q2: MessageRecord | undefined } | 'busy'> {
+    slot.kept = true;
     return new Promise((resolve) => {
-      const stop = follow(q, { end: (s, q2) => resolve({ s: s ?? timedOut(idem), q2 }) });
+      const stop = follow(q, slot, { end: (s, q2) => resolve({ s: s ?? timedOut(idem), q2 }) });
       if (!stop) return resolve('busy');
       req.onAbort?.(() => {
         stop();
@@ -273,8 +304,17 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
     if (body.stream !== undefined && typeof body.stream !== 'boolean') return fail('native', 400, 'bad_stream', '`stream` must be a boolean.');
     const streaming = body.stream === true || /\btext\/event-stream\b/.test(req.headers['accept'] ?? '');
     const idem = idempotencyKey(req);
-    if (open >= settings.maxStreams) return busy('native');
-    const asked = await ask('native', key, user, body.query, idem, false);
+    const slot = takeSlot();
+    if (!slot) return busy('native');
+    try {
+      return await nativeAnswer(req, key, origin, slot, { user, query: body.query, streaming, idem });
+    } finally {
+      if (!slot.kept) slot.free();
+    }
+  }
+
+  async function nativeAnswer(req: WebhookRequest, key: ApiKey, origin: Record<string, string>, slot: Slot, { user, query, streaming, idem }: { user: string; query: string; streaming: boolean; idem: string | undefined }): Promise<Response> {
+    const asked = await ask('native', key, user, query, idem, false);
     if ('refused' in asked) return asked.refused;
     const id = `q_${sha(asked.key).slice(0, 24)}`;
     const answer = (text: string, source: 'model' | 'reply') => ({ id, user, answer: text, source });
@@ -289,16 +329,17 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
     }
     const q = asked.queued;
     if (!streaming) {
-      const got = await wait(req, q, idem);
+      const got = await wait(req, q, idem, slot);
       if (got === 'busy') return busy('native');
       if (!got.s.ok) return fail('native', got.s.status, got.s.code, got.s.message, got.s.type);
       if (got.q2) delivered(got.q2);
       return json(200, answer(got.s.text, 'model'));
     }
     if ((perAnswer.get(q._id) ?? 0) >= PER_ANSWER) return busy('native');
+    slot.kept = true;
     return sse(origin, (out) => {
       let done = false;
-      const stop = follow(q, {
+      const stop = follow(q, slot, {
         text: (at, add) => out.write(event('delta', { at, text: add })),
         end: (s, q2) => {
           done = true;
@@ -328,7 +369,16 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
       return fail('openai', 404, 'model_not_found', `The model \`${c.model}\` does not exist or you do not have access to it.`, 'invalid_request_error');
     }
     const idem = idempotencyKey(req);
-    if (open >= settings.maxStreams) return busy('openai');
+    const slot = takeSlot();
+    if (!slot) return busy('openai');
+    try {
+      return await completionAnswer(req, key, origin, slot, { c, idem });
+    } finally {
+      if (!slot.kept) slot.free();
+    }
+  }
+
+  async function completionAnswer(req: WebhookRequest, key: ApiKey, origin: Record<string, string>, slot: Slot, { c, idem }: { c: CompletionRequest; idem: string | undefined }): Promise<Response> {
     const asked = await ask('openai', key, c.user, c.question, idem, c.newChat);
     if ('refused' in asked) return asked.refused;
     const id = `chatcmpl-${sha(asked.key).slice(0, 24)}`;
@@ -347,19 +397,20 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
     }
     const q = asked.queued;
     if (!c.stream) {
-      const got = await wait(req, q, idem);
+      const got = await wait(req, q, idem, slot);
       if (got === 'busy') return busy('openai');
       if (!got.s.ok) return fail('openai', got.s.status, got.s.code, got.s.message, got.s.type);
       if (got.q2) delivered(got.q2);
       return json(200, completion(id, created, model, got.s.text, got.s.finish, got.s.usage));
     }
     if ((perAnswer.get(q._id) ?? 0) >= PER_ANSWER) return busy('openai');
+    slot.kept = true;
     return sse(origin, (out) => {
       let done = false;
       // Chunks only append: what was sent stays; a restart after a crash continues past it.
       let sent = '';
       out.write(part({ role: 'assistant', content: '' }, null));
-      const stop = follow(q, {
+      const stop = follow(q, slot, {
         text: (_at, _add, soFar) => {
           if (soFar.length <= sent.length) return;
           out.write(part({ content: soFar.slice(sent.length) }, null));

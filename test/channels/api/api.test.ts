@@ -233,6 +233,21 @@ describe('POST /api/v1/chat', () => {
     expect((await chat(h, { user: 'b2', query: '现在' })).status).toBe(200);
   });
 
+  it('holds API_MAX_STREAMS against a burst: requests arriving together are counted before any model call', async () => {
+    // Store operations take a few milliseconds, as over a network to MongoDB: the requests overlap as they would there.
+    const h = await start({ storeLatencyMs: 5, env: { API_MAX_STREAMS: '5' } });
+    const native = Array.from({ length: 15 }, (_, i) => fetch(`${h.origin}/api/v1/chat`, { method: 'POST', body: JSON.stringify({ user: `burst${i}`, query: '慢' }), headers: auth(KEY_A) }));
+    const openai = Array.from({ length: 15 }, (_, i) => fetch(`${h.origin}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ user: `oburst${i}`, stream: true, messages: [{ role: 'user', content: '慢' }] }), headers: auth(KEY_A) }));
+    const all = await Promise.all([...native, ...openai]);
+    expect(all.filter((r) => r.status === 200)).toHaveLength(5);
+    expect(all.filter((r) => r.status === 503)).toHaveLength(25);
+    await Promise.all(all.map((r) => r.text()));
+    expect(h.dify.calls.filter((c) => /burst/.test(String(c.body.user)))).toHaveLength(5);
+    // Every place is given back: five more get in, one by one or together.
+    const again = await Promise.all(Array.from({ length: 5 }, (_, i) => chat(h, { user: `after${i}`, query: '现在' })));
+    expect(again.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+  });
+
   it('serves its OpenAPI document, and every path in it is served', async () => {
     const h = await start();
     const r = await call(`${h.origin}/api/v1/openapi.json`);
