@@ -3,7 +3,8 @@
  * for a person at a terminal (LOG_FORMAT=pretty, or `auto` on a TTY), one readable line per event:
  * time, level, message and the fields as `key=value`, coloured where the terminal shows colour.
  * Every line passes through `redact`, which replaces any configured secret (token, keys, access
- * tokens) wherever it appears, so a secret that slips into an error message still never reaches the log.
+ * tokens) wherever it appears, so a secret that slips into an error message still never reaches the log;
+ * users' ids in key fields are masked (`maskIds`).
  */
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -89,8 +90,9 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
 
   const pretty = opts.format === 'pretty';
   const color = opts.color === true;
-  const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
+  const write = (level: LogLevel, msg: string, given?: Record<string, unknown>) => {
     if (ORDER[level] < min) return;
+    const fields = given && maskUserFields(given);
     if (pretty) {
       sink(prettyLine(now(), level, msg, fields, secrets, color), level);
       return;
@@ -110,6 +112,35 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     error: (m, f) => write('error', m, f),
     addSecret: add,
   };
+}
+
+/** Fields that hold a conversation or message key, or a platform's user id. */
+const USER_FIELDS = new Set(['key', 'user', 'to', 'from', 'openid']);
+/** A channel's tag at the head of a key (`ilink`, `wechat-oa@shop`): kept, it says where a line is from. */
+const KEY_TAG = /^[a-z][a-z0-9-]{0,15}(?:@[a-z][a-z0-9-]{0,31})?$/;
+
+/**
+ * Users' ids (OpenIDs, LINE and WeCom user ids, personal-WeChat ids) masked in keys as the console masks
+ * them (docs/console.md): the first and last 4 characters, enough to follow one user through the log
+ * and tell users apart, not enough to reuse. A key's channel tag, message numbers and short names (an
+ * API client's own user names, instance ids) stay readable.
+ */
+export function maskIds(value: string): string {
+  const segs = value.split(':');
+  return segs
+    .map((seg, i) => (seg.length <= 8 || /^\d+$/.test(seg) || (i === 0 && segs.length > 1 && KEY_TAG.test(seg)) ? seg : `${seg.slice(0, 4)}…${seg.slice(-4)}`))
+    .join(':');
+}
+
+function maskUserFields(fields: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  for (const k of Object.keys(fields)) {
+    const v = fields[k];
+    if (!USER_FIELDS.has(k) || typeof v !== 'string') continue;
+    out ??= { ...fields };
+    out[k] = maskIds(v);
+  }
+  return out ?? fields;
 }
 
 export function redact(text: string, secrets: Iterable<string>): string {

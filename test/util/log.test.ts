@@ -9,7 +9,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { fileURLToPath } from 'url';
 import { describe, expect, it } from 'vitest';
-import { createLogger, logFormatFor, prettyLine } from '../../lib/util/log';
+import { createLogger, logFormatFor, maskIds, prettyLine } from '../../lib/util/log';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SECRET = 'app-very-secret-key-123';
@@ -104,5 +104,20 @@ describe('the server’s log format', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('users’ ids in the log', () => {
+  it('masks them in key fields as the console does, keeping channel tags, message numbers and short names', () => {
+    expect(maskIds('of8sAx_Icjl3RZKKk52s0a1b2c3d:6056123456789012345')).toBe('of8s…2c3d:6056123456789012345');
+    expect(maskIds('ilink:o9cq80owner@im.wechat:7234567890123')).toBe('ilink:o9cq…chat:7234567890123');
+    expect(maskIds('wechat-oa@shop:oAbCdEfGhIjKlMnOpQrStUvWxYz12')).toBe('wechat-oa@shop:oAbC…Yz12');
+    expect(maskIds('api:alpha:alice:q1')).toBe('api:alpha:alice:q1');
+    const lines: string[] = [];
+    const log = createLogger({ sink: (l) => lines.push(l) });
+    log.info('answer ready', { key: 'line:U4af4980629aaaaaaaaaaaaaaaaaaaaaa:1', user: 'oUserOpenId0123456789abcdefg', ms: 5 });
+    expect(lines[0]).not.toContain('U4af4980629aaaaaaaaaaaaaaaaaaaaaa');
+    expect(lines[0]).not.toContain('oUserOpenId0123456789abcdefg');
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ msg: 'answer ready', key: 'line:U4af…aaaa:1', user: 'oUse…defg', ms: 5 });
   });
 });
