@@ -46,6 +46,9 @@ export function toMessage(f: Record<string, string>): InboundMessage {
   const msgType = field(f, 'MsgType');
   const createTimeText = field(f, 'CreateTime');
   if (!toUser || !fromUser || !msgType) throw new RequestError('not_wechat', 'ToUserName, FromUserName or MsgType is missing');
+  // An OpenID is letters, digits, `_` and `-` (28 characters in practice). Anything else, a colon above
+  // all, could read as another channel's conversation key (lib/core/keys.ts): refused.
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(fromUser)) throw new RequestError('not_wechat', 'FromUserName is not an OpenID');
   if (!/^\d{1,12}$/.test(createTimeText)) throw new RequestError('not_wechat', 'CreateTime is missing or not a number');
   const createTime = Number(createTimeText);
   const msgId = field(f, 'MsgId') || field(f, 'MsgID');

@@ -59,6 +59,13 @@ describe('parseInbound', () => {
     expect(() => parseInbound(`${head('text').replace('1409735668', 'soon')}</xml>`, LIMIT)).toThrow(/CreateTime/);
     expect(() => parseInbound('<other/>', LIMIT)).toThrow(/root/);
   });
+
+  it('refuses a FromUserName that is not an OpenID (one with a colon would read as another channel’s key)', () => {
+    for (const from of ['api:appa:alice', 'ilink:o9cq80owner@im.wechat', 'o x', 'a'.repeat(65)]) {
+      expect(() => parseInbound(`${head('text').replace('oyORnuP8q7ou2gfYjqLzSIWZf0rs', from)}<Content>/clear</Content><MsgId>1</MsgId></xml>`, LIMIT)).toThrow(/FromUserName/);
+    }
+    expect(parseInbound(`${head('text')}<Content>/clear</Content><MsgId>1</MsgId></xml>`, LIMIT)).toMatchObject({ fromUser: 'oyORnuP8q7ou2gfYjqLzSIWZf0rs' });
+  });
 });
 
 describe('parseXmlFields on hostile input', () => {
