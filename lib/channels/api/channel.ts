@@ -96,6 +96,8 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
   }
 
   const busy = (dialect: Dialect) => fail(dialect, 503, 'too_many_streams', 'Too many answers are being streamed right now; try again shortly.', 'server_error', { 'Retry-After': '5' });
+  // Copies of one request (its Idempotency-Key) beyond PER_ANSWER: that answer, not the server, is busy.
+  const crowded = (dialect: Dialect) => fail(dialect, 503, 'too_many_copies', 'Too many copies of this request (its Idempotency-Key) are waiting for the same answer; try again once it is done.', 'server_error', { 'Retry-After': '5' });
 
   // ---- asking
 
@@ -330,12 +332,12 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
     const q = asked.queued;
     if (!streaming) {
       const got = await wait(req, q, idem, slot);
-      if (got === 'busy') return busy('native');
+      if (got === 'busy') return crowded('native');
       if (!got.s.ok) return fail('native', got.s.status, got.s.code, got.s.message, got.s.type);
       if (got.q2) delivered(got.q2);
       return json(200, answer(got.s.text, 'model'));
     }
-    if ((perAnswer.get(q._id) ?? 0) >= PER_ANSWER) return busy('native');
+    if ((perAnswer.get(q._id) ?? 0) >= PER_ANSWER) return crowded('native');
     slot.kept = true;
     return sse(origin, (out) => {
       let done = false;
@@ -352,7 +354,7 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
         },
       });
       if (!stop) {
-        out.write(event('error', { error: { code: 'too_many_streams', message: 'Too many requests follow this answer.' } }));
+        out.write(event('error', { error: { code: 'too_many_copies', message: 'Too many copies of this request (its Idempotency-Key) are waiting for the same answer.' } }));
         return out.close();
       }
       out.onClose(() => {
@@ -398,12 +400,12 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
     const q = asked.queued;
     if (!c.stream) {
       const got = await wait(req, q, idem, slot);
-      if (got === 'busy') return busy('openai');
+      if (got === 'busy') return crowded('openai');
       if (!got.s.ok) return fail('openai', got.s.status, got.s.code, got.s.message, got.s.type);
       if (got.q2) delivered(got.q2);
       return json(200, completion(id, created, model, got.s.text, got.s.finish, got.s.usage));
     }
-    if ((perAnswer.get(q._id) ?? 0) >= PER_ANSWER) return busy('openai');
+    if ((perAnswer.get(q._id) ?? 0) >= PER_ANSWER) return crowded('openai');
     slot.kept = true;
     return sse(origin, (out) => {
       let done = false;
@@ -429,7 +431,7 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
         },
       });
       if (!stop) {
-        out.write(`data: ${JSON.stringify(openaiError('Too many requests follow this answer.', 'server_error', 'too_many_streams'))}\n\n`);
+        out.write(`data: ${JSON.stringify(openaiError('Too many copies of this request (its Idempotency-Key) are waiting for the same answer.', 'server_error', 'too_many_copies'))}\n\n`);
         return out.close();
       }
       out.onClose(() => {
@@ -495,9 +497,10 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
         : origin;
       return { status: 204, contentType: 'text/plain; charset=utf-8', body: '', headers: { ...BASE_HEADERS, ...allow } };
     }
-    if (!ep.methods.includes(req.method)) return withCors(fail(dialect, 405, 'method_not_allowed', `Use ${ep.methods.join(' or ')}.`, 'invalid_request_error', { Allow: ep.methods.join(', ') }));
+    // The key first: without one, every method of every path answers the same 401.
     const key = ep.open ? { name: '', hash: Buffer.alloc(0) } : findKey(settings.keys, req.headers['authorization']);
     if (!key) return withCors(unauthorized(dialect));
+    if (!ep.methods.includes(req.method)) return withCors(fail(dialect, 405, 'method_not_allowed', `Use ${ep.methods.join(' or ')}.`, 'invalid_request_error', { Allow: ep.methods.join(', ') }));
     try {
       return withCors(await ep.run(req, key, origin));
     } catch (err) {

@@ -80,10 +80,12 @@ describe('POST /api/v1/chat', () => {
     expect(h.dify.calls).toHaveLength(0);
     expect((await call(`${h.origin}/api/v1/conversations/u`, { method: 'DELETE' })).status).toBe(401);
     expect((await call(`${h.origin}/v1/models`)).status).toBe(401);
-    // Unknown paths are 404 with or without a key; a wrong method is 405.
+    // Unknown paths are 404 with or without a key; a wrong method is 405 with a key, 401 without one.
     expect((await call(`${h.origin}/api/v1/nothing`, { headers: auth(KEY_A) })).status).toBe(404);
     expect((await call(`${h.origin}/api/v1/nothing`)).status).toBe(404);
     expect((await call(`${h.origin}/api/v1/chat`, { headers: auth(KEY_A) })).status).toBe(405);
+    expect((await call(`${h.origin}/api/v1/chat`)).status).toBe(401);
+    expect((await call(`${h.origin}/v1/chat/completions`)).status).toBe(401);
     await chat(h, { user: 'u', query: 'ok' });
     expect(h.logs.some((l) => l.includes(KEY_A) || l.includes(KEY_B))).toBe(false);
   });
