@@ -958,7 +958,7 @@ export class Store {
     return false;
   }
 
-  /** Take the lease `id` for `owner` until `until`: free, expired, or already ours. */
+  /** Take the lease `id` for `owner` until `until`, when it is free or has expired (not when `owner` holds it already). */
   async acquireLease(id: string, owner: string, until: number, now: number): Promise<boolean> {
     if (await this.kv.insert({ _id: id, value: owner, expiresAt: until, expireAt: new Date(until + 60_000) })) return true;
     return (await this.kv.updateOne({ _id: id, expiresAt: { $lt: now } }, { $set: { value: owner, expiresAt: until, expireAt: new Date(until + 60_000) } })) !== null;

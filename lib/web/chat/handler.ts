@@ -21,11 +21,12 @@
  * client may owe); the page's CSP allows no inline script or style, loads nothing from elsewhere,
  * and may be framed only by WEB_CHAT_EMBED_ORIGINS.
  */
-import { createHmac } from 'crypto';
+import { createHmac, randomBytes } from 'crypto';
 import type { CoreConfig } from '../../core/settings';
 import type { LiveAnswers } from '../../core/live';
 import { delta, parsePosition, progressOf } from '../../core/follow';
 import { normalizeCommand } from '../../core/bot';
+import type { Decision } from '../../core/bot';
 import { parseKey } from '../../core/keys';
 import { failureText, errorLogFields } from '../../errors';
 import type { MessageRecord, Store } from '../../store';
@@ -77,6 +78,8 @@ export const CHAT_MAX_CHARS = 4000;
 /** Turns one history request returns. */
 const HISTORY_PAGE = 20;
 /** Wrong access codes allowed from one client address in a sliding window. */
+/** How long one ask may hold its visitor's turn (`web-ask:` lease) before its question exists. */
+const ASK_LEASE_MS = 10_000;
 /** Access-code attempts (right or wrong) per address per window. */
 export const CODE_ATTEMPTS_ALLOWED = 20;
 const CODE_WINDOW_MS = 10 * 60_000;
@@ -321,16 +324,36 @@ export function createChatHandler(deps: ChatDeps) {
     if (existing?.kind === 'question' && existing.user === user) return json(200, { turn: turnOf(existing) });
     // Commands call no model: no limits for them.
     const command = ['/clear', '/help'].includes(normalizeCommand(raw));
-    // One answer at a time per visitor: a page cannot fan out model calls.
-    const [latest] = command ? [] : await store.questionsOf(user, 1);
-    if (latest?.status === 'pending') return json(409, { error: 'busy', reply: BUSY, turn: turnOf(latest) });
-    for (const w of command ? [] : s.ipLimits) {
-      if (!(await store.countUnder(`${await clientKey(req, `ip-${w.unit}`)}`, w.count, w.windowMs, now))) {
-        logger.info('web chat: question refused, over the per-address limit', { window: w.label });
-        return json(429, { error: 'rate_limited', reply: IP_LIMITED });
+    // One answer at a time per visitor: a page cannot fan out model calls. Asks that arrive together take
+    // turns through a short lease in the store, so only one of them can pass the check before its question exists.
+    const lease = `web-ask:${user}`;
+    const owner = `${id}.${randomBytes(6).toString('hex')}`;
+    if (!command && !(await store.acquireLease(lease, owner, now + ASK_LEASE_MS, now))) {
+      // The same message sent twice at once (a retry): the other copy is making it; answer with its turn.
+      if ((await store.kvGet(lease, now))?.startsWith(`${id}.`)) {
+        for (let i = 0; i < 100; i++) {
+          const made = await store.message(key);
+          if (made?.kind === 'question' && made.user === user) return json(200, { turn: turnOf(made) });
+          if (!(await store.kvGet(lease, clock.now()))?.startsWith(`${id}.`)) break;
+          await clock.sleep(50);
+        }
       }
+      return json(409, { error: 'busy', reply: BUSY });
     }
-    const decision = await ch.receive(v.id, id, { type: 'text', text: raw.trim() }, now);
+    let decision: Decision;
+    try {
+      const [latest] = command ? [] : await store.questionsOf(user, 1);
+      if (latest?.status === 'pending') return json(409, { error: 'busy', reply: BUSY, turn: turnOf(latest) });
+      for (const w of command ? [] : s.ipLimits) {
+        if (!(await store.countUnder(`${await clientKey(req, `ip-${w.unit}`)}`, w.count, w.windowMs, now))) {
+          logger.info('web chat: question refused, over the per-address limit', { window: w.label });
+          return json(429, { error: 'rate_limited', reply: IP_LIMITED });
+        }
+      }
+      decision = await ch.receive(v.id, id, { type: 'text', text: raw.trim() }, now);
+    } finally {
+      if (!command) await store.releaseLease(lease, owner);
+    }
     if ('queued' in decision) return json(200, { turn: turnOf(decision.queued) });
     const newConversation = normalizeCommand(raw) === '/clear';
     return json(200, { reply: 'reply' in decision ? decision.reply : '', ...(newConversation ? { newConversation: true } : {}) });
