@@ -114,6 +114,38 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   };
 }
 
+/**
+ * A logger for lines anyone on the internet can cause (a refused signature, a wrong login): each message
+ * is written at most `perMinute` times a minute, and the first of it in a later minute says how many
+ * were left out (`notLogged`), so a flood of bad requests cannot flood the log. Errors always pass.
+ */
+export function floodGuard(logger: Logger, perMinute = 10, now: () => number = Date.now): Logger {
+  const seen = new Map<string, { minute: number; n: number; left: number }>();
+  const pass = (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => {
+    const minute = Math.floor(now() / 60_000);
+    let s = seen.get(msg);
+    if (!s || s.minute !== minute) {
+      const left = s?.left ?? 0;
+      if (!s && seen.size >= 1000) seen.clear();
+      s = { minute, n: 0, left: 0 };
+      seen.set(msg, s);
+      if (left > 0) fields = { ...fields, notLogged: left };
+    }
+    if (++s.n > perMinute) {
+      s.left++;
+      return;
+    }
+    logger[level](msg, fields);
+  };
+  return {
+    debug: (m, f) => pass('debug', m, f),
+    info: (m, f) => pass('info', m, f),
+    warn: (m, f) => pass('warn', m, f),
+    error: (m, f) => logger.error(m, f),
+    addSecret: (x) => logger.addSecret(x),
+  };
+}
+
 /** Fields that hold a conversation or message key, or a platform's user id. */
 const USER_FIELDS = new Set(['key', 'user', 'to', 'from', 'openid']);
 /** A channel's tag at the head of a key (`ilink`, `wechat-oa@shop`): kept, it says where a line is from. */

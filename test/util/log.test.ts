@@ -9,7 +9,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { fileURLToPath } from 'url';
 import { describe, expect, it } from 'vitest';
-import { createLogger, logFormatFor, maskIds, prettyLine } from '../../lib/util/log';
+import { createLogger, floodGuard, logFormatFor, maskIds, prettyLine } from '../../lib/util/log';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SECRET = 'app-very-secret-key-123';
@@ -119,5 +119,22 @@ describe('users’ ids in the log', () => {
     expect(lines[0]).not.toContain('U4af4980629aaaaaaaaaaaaaaaaaaaaaa');
     expect(lines[0]).not.toContain('oUserOpenId0123456789abcdefg');
     expect(JSON.parse(lines[0] as string)).toMatchObject({ msg: 'answer ready', key: 'line:U4af…aaaa:1', user: 'oUse…defg', ms: 5 });
+  });
+});
+
+describe('floodGuard', () => {
+  it('writes a message at most so many times a minute, then says how many it left out', () => {
+    const lines: string[] = [];
+    let t = 0;
+    const log = floodGuard(createLogger({ sink: (l) => lines.push(l), now: () => t }), 10, () => t);
+    for (let i = 0; i < 2000; i++) log.warn('rejected request', { i });
+    log.warn('console login failed');
+    expect(lines.filter((l) => l.includes('rejected request'))).toHaveLength(10);
+    expect(lines.filter((l) => l.includes('console login failed'))).toHaveLength(1);
+    t = 60_000;
+    log.warn('rejected request', { i: 'next' });
+    expect(JSON.parse(lines.at(-1) as string)).toMatchObject({ msg: 'rejected request', i: 'next', notLogged: 1990 });
+    log.error('rejected request');
+    expect(lines.filter((l) => l.includes('"level":"error"'))).toHaveLength(1);
   });
 });

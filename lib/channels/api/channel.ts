@@ -33,6 +33,7 @@ interface Slot {
 import { openApiDocument } from './openapi';
 import type { ApiSettings } from './settings';
 import { API_VARIABLES, apiSettings } from './settings';
+import { floodGuard } from '../../util/log';
 
 /** How often a follower reads the store (news from other instances); this process's own news comes at once. */
 const POLL_MS = 1000;
@@ -61,6 +62,8 @@ const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Channel {
   const { config, bot, store, clock, logger, instance } = deps;
+  // Lines anyone can cause by sending bad requests: bounded, so a flood cannot flood the log.
+  const refusals = floodGuard(logger);
   const live = deps.live ?? new LiveAnswers();
   const texts = config.texts;
   let open = 0;
@@ -132,7 +135,7 @@ export function createApiChannel(settings: ApiSettings, deps: ChannelDeps): Chan
     const messageKey = messageKeyOf(userKey, 'q', idem);
     const until = await keyLimit(key, messageKey, arrival);
     if (until !== undefined) {
-      logger.info('API request refused: over the key’s limit', { key: key.name });
+      refusals.info('API request refused: over the key’s limit', { key: key.name });
       return { key: messageKey, refused: tooMany(dialect, until, 'Rate limit reached for this API key.') };
     }
     const decision = await bot.receive({ channel, user: userKey, key: messageKey, sentAt: Math.floor(arrival / 1000), arrival, content: { type: 'text', text }, newConversation });

@@ -17,6 +17,7 @@ import { discordKey, parseInteraction, verifyDiscordSignature } from './interact
 import type { Interaction } from './interactions';
 import type { DiscordSettings } from './settings';
 import { DISCORD_VARIABLES, discordSettings } from './settings';
+import { floodGuard } from '../../util/log';
 
 /** Interaction tokens live 15 minutes; the last minute is left for the edit itself. */
 export const INTERACTION_TOKEN_MS = 14 * 60_000;
@@ -36,6 +37,8 @@ export function progressText(textSoFar: string): string {
 
 export function createDiscordChannel(settings: DiscordSettings, deps: ChannelDeps, api: DiscordApi = createDiscordApi({ apiBase: settings.apiBase, applicationId: settings.applicationId })): Channel {
   const { config, bot, store, clock, logger, instance } = deps;
+  // Lines anyone can cause by sending bad requests: bounded, so a flood cannot flood the log.
+  const refusals = floodGuard(logger);
   const key = discordKey(settings.publicKey);
 
   /** The answer so far, into the original response ("thinking…" until the first text). */
@@ -125,7 +128,7 @@ export function createDiscordChannel(settings: DiscordSettings, deps: ChannelDep
     });
     if (raw === undefined) {
       // A stale timestamp (a replay, or this server's clock off) is told apart: README's troubleshooting names it.
-      logger.warn(`rejected Discord request: ${stale ? 'stale_timestamp' : 'bad signature'}`);
+      refusals.warn(`rejected Discord request: ${stale ? 'stale_timestamp' : 'bad signature'}`);
       return json(401, { message: 'invalid request signature' });
     }
     let i: Interaction;

@@ -16,6 +16,7 @@ import type { LineSettings } from './settings';
 import { LINE_VARIABLES, lineSettings } from './settings';
 import type { LineEvent } from './webhook';
 import { parseLineWebhook, verifyLineSignature } from './webhook';
+import { floodGuard } from '../../util/log';
 
 /** A reply token is used only this long after the event arrived (LINE: about a minute; network delay eats into it). */
 export const REPLY_TOKEN_MS = 50_000;
@@ -30,6 +31,8 @@ const json = (status: number, body: unknown): WebhookResponse => ({ status, cont
 
 export function createLineChannel(settings: LineSettings, deps: ChannelDeps, api: LineApi = createLineApi({ apiBase: settings.apiBase, accessToken: settings.accessToken })): Channel {
   const { config, bot, store, clock, logger, instance } = deps;
+  // Lines anyone can cause by sending bad requests: bounded, so a flood cannot flood the log.
+  const refusals = floodGuard(logger);
   const secret = settings.channelSecret;
   const keyOf = (parts: readonly string[]) => conversationKey('line', instance, parts);
   let quotaWarned = false;
@@ -153,7 +156,7 @@ export function createLineChannel(settings: LineSettings, deps: ChannelDeps, api
     const arrival = clock.now();
     const raw = verifiedBody(req.bodies, (body) => verifyLineSignature(secret, body, req.headers['x-line-signature']));
     if (raw === undefined) {
-      logger.warn('rejected LINE request: bad signature');
+      refusals.warn('rejected LINE request: bad signature');
       return json(401, { message: 'Invalid signature' });
     }
     let events: LineEvent[];

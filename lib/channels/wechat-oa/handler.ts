@@ -12,6 +12,7 @@ import type { Decision } from '../../core/bot';
 import type { WebhookRequest, WebhookResponse } from '../../core/channel';
 import { RequestError, SignatureError, errorLogFields } from '../../errors';
 import type { Logger } from '../../util/log';
+import { floodGuard } from '../../util/log';
 import { aesKeyFrom, decryptMessage, encryptMessage } from '../wxbiz/crypto';
 import { buildEncryptedEnvelope, buildEncryptedEnvelopeJson, buildTextReply, buildTextReplyJson } from './reply';
 import { checkTimestamp, msgSignature, safeEqualHex, verifySignature } from '../wxbiz/signature';
@@ -40,6 +41,8 @@ function parseFields(body: string, maxBytes: number): { fields: Record<string, s
 
 export function createWechatWebhook(deps: WechatWebhookDeps): (req: WebhookRequest) => Promise<WebhookResponse> {
   const { settings, clock, logger, maxBodyBytes } = deps;
+  // Lines anyone can cause by sending bad requests: bounded, so a flood cannot flood the log.
+  const refusals = floodGuard(logger);
   const { token, appId, timestampToleranceS } = settings;
   const aesKey = settings.aesKey ? aesKeyFrom(settings.aesKey) : undefined;
   let jsonNoted = false;
@@ -98,11 +101,11 @@ export function createWechatWebhook(deps: WechatWebhookDeps): (req: WebhookReque
       return plain(405, 'Method Not Allowed');
     } catch (err) {
       if (err instanceof SignatureError) {
-        logger.warn('rejected request', errorLogFields(err));
+        refusals.warn('rejected request', errorLogFields(err));
         return plain(401, 'Invalid signature');
       }
       if (err instanceof RequestError) {
-        logger.warn('rejected body', errorLogFields(err));
+        refusals.warn('rejected body', errorLogFields(err));
         return plain(err.status, err.status === 413 ? 'Payload Too Large' : `Bad Request: ${err.message}`);
       }
       // Our own fault (store unreachable, a bug): no answer, so WeChat delivers again and the

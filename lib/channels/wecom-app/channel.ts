@@ -26,6 +26,7 @@ import { SetupProblems, WecomClient } from '../wxbiz/wecom';
 import { parseXmlFields } from '../wxbiz/xml';
 import type { WecomAppSettings } from './settings';
 import { WECOM_APP_VARIABLES, wecomAppSettings } from './settings';
+import { floodGuard } from '../../util/log';
 
 export const WECOM_APP = 'wecom-app';
 
@@ -95,6 +96,8 @@ export function readAppMessage(f: Record<string, string>): AppMessage & { user: 
 
 export function createWecomApp(settings: WecomAppSettings, deps: ChannelDeps): Channel {
   const { config, bot, store, clock, logger, instance } = deps;
+  // Lines anyone can cause by sending bad requests: bounded, so a flood cannot flood the log.
+  const refusals = floodGuard(logger);
   const keys: CallbackKeys = { token: settings.token, key: aesKeyFrom(settings.aesKey, 'WECOM_AES_KEY'), receiveId: settings.corpId, toleranceS: settings.timestampToleranceS };
   const client = new WecomClient({ apiBase: settings.apiBase, corpId: settings.corpId, secret: settings.secret, secretVariable: 'WECOM_SECRET' }, { store, clock, logger });
   const problems = new SetupProblems({ store, clock, logger, name: deps.name, secret: 'WECOM_SECRET' });
@@ -253,11 +256,11 @@ export function createWecomApp(settings: WecomAppSettings, deps: ChannelDeps): C
       return plain(405, 'Method Not Allowed');
     } catch (err) {
       if (err instanceof SignatureError) {
-        logger.warn('rejected WeCom app request', errorLogFields(err));
+        refusals.warn('rejected WeCom app request', errorLogFields(err));
         return plain(401, 'Invalid signature');
       }
       if (err instanceof RequestError) {
-        logger.warn('rejected WeCom app body', errorLogFields(err));
+        refusals.warn('rejected WeCom app body', errorLogFields(err));
         return plain(err.status, err.status === 413 ? 'Payload Too Large' : `Bad Request: ${err.message}`);
       }
       // Our fault (the store unreachable): a non-200 makes WeCom deliver again.

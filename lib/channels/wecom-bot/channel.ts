@@ -37,6 +37,7 @@ import { sealJson } from '../wxbiz/envelope';
 import { asWecomPicture, notePicturesUnsent, pictureFailure, pictureParts } from '../wxbiz/pictures';
 import type { WecomBotSettings } from './settings';
 import { WECOM_BOT_VARIABLES, wecomBotSettings } from './settings';
+import { floodGuard } from '../../util/log';
 
 export const WECOM_BOT = 'wecom-bot';
 
@@ -113,6 +114,8 @@ export function groupQuestion(text: string, name: string | undefined): string | 
 
 export function createWecomBot(settings: WecomBotSettings, deps: ChannelDeps): Channel {
   const { config, bot, store, clock, logger, instance } = deps;
+  // Lines anyone can cause by sending bad requests: bounded, so a flood cannot flood the log.
+  const refusals = floodGuard(logger);
   const texts = config.texts;
   const keys: CallbackKeys = { token: settings.token, key: aesKeyFrom(settings.aesKey, 'WECOM_BOT_AES_KEY'), receiveId: '', toleranceS: settings.timestampToleranceS };
   const streamKey = (id: string) => `wecom-bot:stream:${id}`;
@@ -364,11 +367,11 @@ export function createWecomBot(settings: WecomBotSettings, deps: ChannelDeps): C
       return await onMessage(c, req.query['nonce'] ?? '', arrival);
     } catch (err) {
       if (err instanceof SignatureError) {
-        logger.warn('rejected WeCom bot request', errorLogFields(err));
+        refusals.warn('rejected WeCom bot request', errorLogFields(err));
         return plain(401, 'Invalid signature');
       }
       if (err instanceof RequestError) {
-        logger.warn('rejected WeCom bot body', errorLogFields(err));
+        refusals.warn('rejected WeCom bot body', errorLogFields(err));
         return plain(err.status, err.status === 413 ? 'Payload Too Large' : `Bad Request: ${err.message}`);
       }
       logger.error('could not handle a WeCom bot callback', errorLogFields(err));

@@ -38,6 +38,7 @@ import type { WecomKfSettings } from './settings';
 import { WECOM_KF_VARIABLES, wecomKfSettings } from './settings';
 import { KfSync } from './sync';
 import type { KfItem } from './sync';
+import { floodGuard } from '../../util/log';
 
 export const WECOM_KF = 'wecom-kf';
 
@@ -90,6 +91,8 @@ export const sendMsgid = (what: string) => createHash('sha256').update(what).dig
 
 export function createWecomKf(settings: WecomKfSettings, deps: ChannelDeps): Channel {
   const { config, bot, store, clock, logger, instance } = deps;
+  // Lines anyone can cause by sending bad requests: bounded, so a flood cannot flood the log.
+  const refusals = floodGuard(logger);
   const texts = config.texts;
   const keys: CallbackKeys = { token: settings.token, key: aesKeyFrom(settings.aesKey, 'WECOM_AES_KEY'), receiveId: settings.corpId, toleranceS: settings.timestampToleranceS };
   const client = new WecomClient({ apiBase: settings.apiBase, corpId: settings.corpId, secret: settings.secret, secretVariable: 'WECOM_KF_SECRET' }, { store, clock, logger });
@@ -431,11 +434,11 @@ export function createWecomKf(settings: WecomKfSettings, deps: ChannelDeps): Cha
       return plain(405, 'Method Not Allowed');
     } catch (err) {
       if (err instanceof SignatureError) {
-        logger.warn('rejected WeCom customer-service request', errorLogFields(err));
+        refusals.warn('rejected WeCom customer-service request', errorLogFields(err));
         return plain(401, 'Invalid signature');
       }
       if (err instanceof RequestError) {
-        logger.warn('rejected WeCom customer-service body', errorLogFields(err));
+        refusals.warn('rejected WeCom customer-service body', errorLogFields(err));
         return plain(err.status, err.status === 413 ? 'Payload Too Large' : `Bad Request: ${err.message}`);
       }
       logger.error('could not pull WeCom customer-service messages', errorLogFields(err));

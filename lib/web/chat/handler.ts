@@ -32,6 +32,7 @@ import { failureText, errorLogFields } from '../../errors';
 import type { MessageRecord, Store } from '../../store';
 import type { Clock } from '../../util/clock';
 import type { Logger } from '../../util/log';
+import { floodGuard } from '../../util/log';
 import { escapeHtml, markdownToHtml } from '../../text/html';
 import type { WebChannel } from '../../channels/web/channel';
 import { MESSAGE_ID } from '../../channels/web/channel';
@@ -115,6 +116,8 @@ const header = (req: ChatRequest, name: string): string | undefined => {
 
 export function createChatHandler(deps: ChatDeps) {
   const { config, store, clock, logger, live, channel } = deps;
+  // Lines anyone can cause by sending bad requests: bounded, so a flood cannot flood the log.
+  const refusals = floodGuard(logger);
   const texts = config.texts;
   const { u, home } = chatUrls(config.page.routes);
   const settings = channel?.settings;
@@ -293,7 +296,7 @@ export function createChatHandler(deps: ChatDeps) {
     }
     const code = req.body?.['code'];
     if (typeof code !== 'string' || !sameText(code, s.accessCode)) {
-      logger.info('web chat: wrong access code');
+      refusals.info('web chat: wrong access code');
       return back('code=wrong');
     }
     return back('', await setCookie({ id: v.id, gate: gateOf(await secret(), s.accessCode) }));
@@ -346,7 +349,7 @@ export function createChatHandler(deps: ChatDeps) {
       if (latest?.status === 'pending') return json(409, { error: 'busy', reply: BUSY, turn: turnOf(latest) });
       for (const w of command ? [] : s.ipLimits) {
         if (!(await store.countUnder(`${await clientKey(req, `ip-${w.unit}`)}`, w.count, w.windowMs, now))) {
-          logger.info('web chat: question refused, over the per-address limit', { window: w.label });
+          refusals.info('web chat: question refused, over the per-address limit', { window: w.label });
           return json(429, { error: 'rate_limited', reply: IP_LIMITED });
         }
       }

@@ -22,6 +22,7 @@ import type { Clock } from '../../util/clock';
 import type { Config } from '../../config';
 import { ModelError, WechatApiError, errorLogFields } from '../../errors';
 import type { Logger } from '../../util/log';
+import { floodGuard } from '../../util/log';
 import type { PageResponse } from '../page/handler';
 import { SECURITY_HEADERS } from '../page/handler';
 import { PAGE_CSS } from '../page/assets';
@@ -156,6 +157,8 @@ function within<T>(p: Promise<T>, what: string): Promise<T> {
 
 export function createConsoleHandler(deps: ConsoleDeps) {
   const { config, store, clock, logger } = deps;
+  // Lines anyone can cause by sending bad requests: bounded, so a flood cannot flood the log.
+  const refusals = floodGuard(logger);
   const token = config.console.token;
   const secure = (config.page.publicUrl ?? '').startsWith('https://');
   const u = consoleUrls(config.page.routes);
@@ -393,10 +396,10 @@ export function createConsoleHandler(deps: ConsoleDeps) {
         const client = clientAddress(config.console.trustedProxyHeader, req.headers, req.remoteAddress);
         // Check and count in one step, so a burst of guesses cannot all pass the check first.
         if (!(await store.countUnder(failuresKey(token, client), LOGIN_FAILURES_ALLOWED, LOGIN_WINDOW_MS, now))) {
-          logger.warn('console login refused: too many failed attempts from this address');
+          refusals.warn('console login refused: too many failed attempts from this address');
           return loginPage(429, '尝试次数过多，请 10 分钟后再试。');
         }
-        logger.warn('console login failed');
+        refusals.warn('console login failed');
         return loginPage(401, 'ADMIN_TOKEN 不对。');
       }
       const id = randomBytes(32).toString('base64url');

@@ -178,13 +178,13 @@ describe('the web chat', () => {
 
   it('one answer at a time holds against a burst: 30 different asks at once from one visitor make one model call', async () => {
     // Store operations take a few milliseconds, as over MongoDB: the asks overlap as they would there.
-    h = await start({}, { storeLatencyMs: 5 });
+    const started = (h = await start({}, { storeLatencyMs: 5 }));
     const v = await visitor();
     const all = await Promise.all(Array.from({ length: 30 }, (_, i) => v.ask(`慢：并发${i}`)));
     expect(all.filter((r) => r.status === 200)).toHaveLength(1);
     expect(all.filter((r) => r.status === 409)).toHaveLength(29);
-    await eventually(() => h.dify.calls.length > 0);
-    expect(h.dify.calls.filter((c) => String(c.body.query).startsWith('慢：并发'))).toHaveLength(1);
+    await eventually(() => started.dify.calls.length > 0);
+    expect(started.dify.calls.filter((c) => String(c.body.query).startsWith('慢：并发'))).toHaveLength(1);
   });
 
   it('one answer at a time per visitor; stop ends it, the model call included, and keeps what was written', async () => {
