@@ -484,7 +484,7 @@ describe('iLink: an answer’s pictures', () => {
 
   it('pictures use what the text left of the budget; one that does not fit is noted, and never makes the service refuse', async () => {
     const host = await pictureHost({ '/1.png': png(800), '/2.png': png(900) });
-    const { sim, h } = await start({ dify: { script: () => ({ kind: 'answer', text: `${longText(9)}\n\n![一](${host}/1.png) ![二](${host}/2.png)`, durationMs: 100 }) } });
+    const { sim, h } = await start({ dify: { script: () => ({ kind: 'answer', text: `${longText(9)}\n\n![一](${host}/1.png) ![二](${host}/2.png)`, durationMs: 100, pieceChars: 2000 }) } });
     sim.sendText(ALICE, '九段加两张图');
     await eventually(async () => (await question(h))?.parts?.every((p) => p.sent?.['ilink'] !== undefined && p.sent['ilink'] !== 'sending'), 20_000);
     const q = await question(h);
@@ -501,7 +501,8 @@ describe('iLink: an answer’s pictures', () => {
   it('a picture never takes the last allowed send while another answer is still being written', async () => {
     const host = await pictureHost({ '/1.png': png(700) });
     const { sim, h } = await start({
-      dify: { script: (b) => (String(b.query) === '先' ? { kind: 'answer', text: `${longText(9)}\n\n![一](${host}/1.png)`, durationMs: 100 } : { kind: 'answer', text: '后面的回答', durationMs: 2500 }) },
+      // The long answer in few pieces, so it is written at once however busy the machine; the second takes its time.
+      dify: { script: (b) => (String(b.query) === '先' ? { kind: 'answer', text: `${longText(9)}\n\n![一](${host}/1.png)`, durationMs: 100, pieceChars: 2000 } : { kind: 'answer', text: '后面的回答', durationMs: 3000 }) },
     });
     sim.sendText(ALICE, '先');
     sim.sendText(ALICE, '后');
@@ -520,7 +521,7 @@ describe('iLink: an answer’s pictures', () => {
   it('an answer longer than the budget keeps its "reply 1"; its pictures follow the rest of the text on the new token', async () => {
     const pic = png(1500);
     const host = await pictureHost({ '/p.png': pic });
-    const { sim, h } = await start({ dify: { script: () => ({ kind: 'answer', text: `${longText(12)}\n\n![图](${host}/p.png)`, durationMs: 100 }) } });
+    const { sim, h } = await start({ dify: { script: () => ({ kind: 'answer', text: `${longText(12)}\n\n![图](${host}/p.png)`, durationMs: 100, pieceChars: 2000 }) } });
     sim.sendText(ALICE, '很长还有图');
     await eventually(() => sim.chat(ALICE).length === CONTEXT_SENDS, 15_000);
     await h.app.worker.idle();
