@@ -82,6 +82,8 @@ export interface IlinkSimSettings {
   sendReturnsMessageId: boolean;
   /** `getuploadurl` answers `upload_full_url` too (else the client builds the CDN URL). */
   uploadFullUrl: boolean;
+  /** A CDN upload's 200 carries `x-encrypted-param` (off: the file is stored, but the answer leaves the header out, as some fetch runtimes hid it). */
+  uploadReturnsParam: boolean;
   /** Inbound media carry `full_url` too (else the client builds the download URL). */
   downloadFullUrl: boolean;
 }
@@ -121,6 +123,7 @@ export const DEFAULT_SETTINGS: Readonly<IlinkSimSettings> = {
   expiryStyle: 'errcode',
   sendReturnsMessageId: true,
   uploadFullUrl: false,
+  uploadReturnsParam: true,
   downloadFullUrl: false,
 };
 
@@ -1014,7 +1017,7 @@ export async function startIlinkSim(opts: IlinkSimOptions = {}): Promise<IlinkSi
       blobs.set(param, blob);
       sim.blobs.push(blob);
     }
-    res.writeHead(200, { 'x-encrypted-param': param, 'Content-Length': 0 });
+    res.writeHead(200, { ...(settings.uploadReturnsParam ? { 'x-encrypted-param': param } : {}), 'Content-Length': 0 });
     res.end();
   }
 

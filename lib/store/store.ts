@@ -968,6 +968,11 @@ export class Store {
     await this.kv.deleteMany({ _id: id, value: owner });
   }
 
+  /** Extend `owner`'s lease `id` to `until`; false when someone else has taken it (or it is gone). */
+  async renewLease(id: string, owner: string, until: number): Promise<boolean> {
+    return (await this.kv.updateOne({ _id: id, value: owner }, { $set: { expiresAt: until, expireAt: new Date(until + 60_000) } })) !== null;
+  }
+
   // ---- pollers (lib/core/poller.ts)
 
   /**

@@ -536,6 +536,31 @@ describe('CDN media', () => {
     expect((await call({ method: 'POST', url: full, body: aes('enc', plain, KEY), timeoutMs: 5_000 })).status).toBe(200);
   });
 
+  it('upload failures on demand: a 4xx with x-error-message, 5xx then success, and a 200 without x-encrypted-param (switchable)', async () => {
+    const s = await sim();
+    const a = await ready(s);
+    const plain = randomBytes(100);
+    const target = async () => {
+      const filekey = randomBytes(16).toString('hex');
+      const u = await api(s.url, 'getuploadurl', a.token, { filekey, media_type: 1, to_user_id: USER, rawsize: plain.length, rawfilemd5: createHash('md5').update(plain).digest('hex'), filesize: 112, no_need_thumb: true, aeskey: KEY_HEX });
+      return `${s.cdnUrl}/upload?encrypted_query_param=${encodeURIComponent(String(u.json['upload_param']))}&filekey=${filekey}`;
+    };
+    const post = async (url: string) => call({ method: 'POST', url, body: aes('enc', plain, KEY), timeoutMs: 5_000 });
+    s.inject('cdn-upload', { status: 403, errorMessage: 'forbidden by test' });
+    const refused = await post(await target());
+    expect([refused.status, refused.headers['x-error-message'], refused.headers['x-encrypted-param']]).toEqual([403, 'forbidden by test', undefined]);
+    s.inject('cdn-upload', { status: 502 }, 2);
+    const url = await target();
+    expect([(await post(url)).status, (await post(url)).status]).toEqual([502, 502]);
+    const ok = await post(url);
+    expect(ok.status).toBe(200);
+    expect(s.blobs.find((b) => b.param === ok.headers['x-encrypted-param'])?.plaintext.equals(plain)).toBe(true);
+    s.settings.uploadReturnsParam = false;
+    const hidden = await post(await target());
+    expect([hidden.status, hidden.headers['x-encrypted-param']]).toEqual([200, undefined]);
+    expect(s.blobs).toHaveLength(2); // stored all the same: only the answer lacks the header
+  });
+
   it('an inbound image decrypts with image_item.aeskey (hex) and with media.aes_key (base64 of the raw key)', async () => {
     const s = await sim();
     const a = await ready(s);

@@ -298,6 +298,14 @@ describe.each(kinds)('store conformance: $name', (kind) => {
     expect(await s.acquireLease('lease:1', 'd', T0 + 300, T0 + 200)).toBe(true); // expired: taken over
     await s.releaseLease('lease:1', 'd');
     expect(await s.acquireLease('lease:1', 'e', T0 + 300, T0 + 200)).toBe(true);
+    // Renewed by its owner only: another owner's renewal changes nothing, and it still expires when it said.
+    expect(await s.renewLease('lease:1', 'd', T0 + 900)).toBe(false);
+    expect(await s.acquireLease('lease:1', 'f', T0 + 900, T0 + 250)).toBe(false);
+    expect(await s.renewLease('lease:1', 'e', T0 + 900)).toBe(true);
+    expect(await s.acquireLease('lease:1', 'f', T0 + 1000, T0 + 400)).toBe(false); // past its first end (T0 + 300): renewed
+    expect(await s.acquireLease('lease:1', 'f', T0 + 1000, T0 + 901)).toBe(true);
+    expect(await s.renewLease('lease:1', 'e', T0 + 2000)).toBe(false); // taken over: no longer e's
+    expect(await s.renewLease('lease:gone', 'e', T0 + 2000)).toBe(false);
   });
 
   it('pollers: one owner of a lease however many race; renewed by its owner only; taken over once expired; the cursor moves only for the owner and outlives the lease', async () => {

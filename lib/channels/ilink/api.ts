@@ -10,8 +10,8 @@ import type { Readable } from 'stream';
 import type { StopSignal } from '../../core/answerer';
 import { BotError } from '../../errors';
 import { NetworkError, call, open } from '../../util/http';
-import { BASE_INFO, ilinkHeaders, isSessionExpired, newClientId, parseIlinkJson, resultOf, APP_ID, CLIENT_VERSION, idText } from './wire';
-import type { IlinkResult } from './wire';
+import { BASE_INFO, ilinkHeaders, imageItem, isSessionExpired, newClientId, parseIlinkJson, resultOf, uploadUrlRequest, APP_ID, CLIENT_VERSION, ITEM, idText } from './wire';
+import type { IlinkResult, OutboundImage, UploadPlan } from './wire';
 
 /** How a call failed: the session ended (-14), the service refused (`ret`/`errcode`), no answer, or an HTTP error. */
 export type IlinkFailure = 'expired' | 'refused' | 'network' | 'http';
@@ -70,6 +70,15 @@ export interface IlinkApi {
   getUpdates(s: IlinkSession, cursor: string, timeoutMs: number, stop: StopSignal): Promise<UpdatesBatch>;
   /** One text item, FINISH, a fresh client_id; the new message's id when the service gives one. */
   sendText(s: IlinkSession, to: string, text: string, contextToken: string | undefined): Promise<{ messageId: string | undefined }>;
+  /** One image item (a picture already on the CDN), as `sendText` otherwise. */
+  sendImage(s: IlinkSession, to: string, image: OutboundImage, contextToken: string | undefined): Promise<{ messageId: string | undefined }>;
+  /** Where to upload a file `plan` describes for `to`: `upload_param`, and `upload_full_url` when given. */
+  getUploadUrl(s: IlinkSession, plan: UploadPlan, to: string): Promise<{ uploadParam: string; fullUrl: string | undefined }>;
+  /**
+   * POST the ciphertext to the CDN (no auth headers); the download parameter (`x-encrypted-param`).
+   * Fails as `http` with the status and `x-error-message` (a 200 without the header is one too), or `network`.
+   */
+  upload(url: string, ciphertext: Buffer, timeoutMs: number): Promise<string>;
   getTypingTicket(s: IlinkSession, user: string, contextToken: string | undefined): Promise<string>;
   sendTyping(s: IlinkSession, user: string, ticket: string, typing: boolean): Promise<void>;
   notify(s: IlinkSession, what: 'start' | 'stop'): Promise<void>;
@@ -118,6 +127,22 @@ export function createIlinkApi(o: { apiBase: string; now?: () => number }): Ilin
     if (isSessionExpired(r)) throw new IlinkApiError(op, 'expired', r);
     if (r.ret !== 0 || r.errcode !== 0) throw new IlinkApiError(op, 'refused', r);
     return body as Record<string, unknown>;
+  }
+
+  /** One item, FINISH, a fresh client_id (the official client sends one item per request). */
+  async function sendItem(s: IlinkSession, to: string, item: Record<string, unknown>, contextToken: string | undefined): Promise<{ messageId: string | undefined }> {
+    const out = await post('sendmessage', s, 'sendmessage', {
+      msg: {
+        from_user_id: '',
+        to_user_id: to,
+        client_id: newClientId(now()),
+        message_type: 2,
+        message_state: 2,
+        ...(contextToken ? { context_token: contextToken } : {}),
+        item_list: [item],
+      },
+    });
+    return { messageId: idText(out['message_id']) };
   }
 
   return {
@@ -178,19 +203,37 @@ export function createIlinkApi(o: { apiBase: string; now?: () => number }): Ilin
       });
     },
 
-    async sendText(s, to, text, contextToken) {
-      const out = await post('sendmessage', s, 'sendmessage', {
-        msg: {
-          from_user_id: '',
-          to_user_id: to,
-          client_id: newClientId(now()),
-          message_type: 2,
-          message_state: 2,
-          ...(contextToken ? { context_token: contextToken } : {}),
-          item_list: [{ type: 1, text_item: { text } }],
-        },
-      });
-      return { messageId: idText(out['message_id']) };
+    sendText(s, to, text, contextToken) {
+      return sendItem(s, to, { type: ITEM.TEXT, text_item: { text } }, contextToken);
+    },
+
+    sendImage(s, to, image, contextToken) {
+      return sendItem(s, to, imageItem(image), contextToken);
+    },
+
+    async getUploadUrl(s, plan, to) {
+      const out = await post('getuploadurl', s, 'getuploadurl', uploadUrlRequest(plan, to));
+      const param = out['upload_param'];
+      const full = out['upload_full_url'];
+      const fullUrl = typeof full === 'string' && /^https?:\/\//.test(full) ? full : undefined;
+      if ((typeof param !== 'string' || !param) && !fullUrl) throw new IlinkApiError('getuploadurl', 'refused', { errmsg: 'no upload_param' });
+      return { uploadParam: typeof param === 'string' ? param : '', fullUrl };
+    },
+
+    async upload(url, ciphertext, timeoutMs) {
+      let res;
+      try {
+        // POST, not PUT (PUT answers 404); the bot token never goes to the CDN.
+        res = await call({ method: 'POST', url, headers: { 'Content-Type': 'application/octet-stream' }, body: ciphertext, timeoutMs }, 64 * 1024);
+      } catch (err) {
+        throw new IlinkApiError('cdn-upload', 'network', { errmsg: netCode(err), cause: err });
+      }
+      const said = res.headers['x-error-message'];
+      const param = res.headers['x-encrypted-param'];
+      if (res.status !== 200) throw new IlinkApiError('cdn-upload', 'http', { status: res.status, errmsg: String(Array.isArray(said) ? said[0] : (said ?? '')).slice(0, 200) });
+      const value = Array.isArray(param) ? param[0] : param;
+      if (!value) throw new IlinkApiError('cdn-upload', 'http', { status: 200, errmsg: 'no x-encrypted-param' });
+      return value;
     },
 
     async getTypingTicket(s, user, contextToken) {

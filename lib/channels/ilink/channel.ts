@@ -12,9 +12,10 @@
  * Out: answers are sent page by page (`Store.takePage`, each page once across instances), with the
  * typing indicator while the model works. A context token allows about 10 sends: the last one allowed
  * says so and offers `1`, and what is left waits in the user's inbox for `1` (`Channel.more`) or their
- * next message, whose token brings a new budget. When the service ends the session (-14), polling
- * stops, the cursor is cleared, nothing is lost: answers wait in the inbox until a new login and the
- * user's next message.
+ * next message, whose token brings a new budget. An answer's pictures follow its text as image
+ * messages (encrypted, uploaded to the CDN), within what is left of that budget. When the service ends
+ * the session (-14), polling stops, the cursor is cleared, nothing is lost: answers wait in the inbox
+ * until a new login and the user's next message.
  */
 import { createHash, randomBytes } from 'crypto';
 import type { StopSignal } from '../../core/answerer';
@@ -26,9 +27,9 @@ import { conversationKey, parseKey } from '../../core/keys';
 import type { PollBatch } from '../../core/poller';
 import { MediaError, errorLogFields } from '../../errors';
 import type { MessageRecord } from '../../store';
-import { pageCount } from '../../store';
+import { pageCount, statKey } from '../../store';
 import { fill } from '../../text/fill';
-import { markdownToText } from '../../text/markdown';
+import { markdownToText, withoutImages } from '../../text/markdown';
 import type { IlinkApi, IlinkSession } from './api';
 import { IlinkApiError, createIlinkApi } from './api';
 import { qrLogin } from './login';
@@ -38,8 +39,8 @@ import { SessionStore, maskId } from './session';
 import type { IlinkSettings } from './settings';
 import { ILINK_VARIABLES, ilinkSettings } from './settings';
 import { splitMessages } from './split';
-import type { IlinkMessage } from './wire';
-import { decodeMediaId, decryptMedia, downloadUrl, encodeMediaId, fingerprintOf, messageIdOf, parseMessage, sniffImageType } from './wire';
+import type { IlinkMessage, OutboundImage } from './wire';
+import { decodeMediaId, decryptMedia, downloadUrl, encodeMediaId, fingerprintOf, messageIdOf, parseMessage, planUpload, sniffImageType, uploadUrl } from './wire';
 
 export const ILINK = 'ilink';
 
@@ -68,6 +69,9 @@ const BATCH_PARALLEL = 32;
 const OUTBOX_LEASE_MS = 30_000;
 /** Sends that fail for a reason a retry can help (no answer, 5xx, a rate refusal): tried this many times. */
 const SEND_TRIES = 3;
+/** A picture's upload to the CDN: tried this many times when the CDN fails (5xx) or does not answer; a 4xx is final. */
+const UPLOAD_TRIES = 3;
+const UPLOAD_TIMEOUT_MS = 20_000;
 
 /** What the console needs of an iLink channel (lib/web/console). */
 export interface IlinkControl {
@@ -111,6 +115,19 @@ interface ContextToken {
 
 type Budget = 'more' | 'last' | 'none';
 type SendOutcome = 'sent' | 'expired' | 'refused' | 'failed';
+
+/** One delivery's sends to a user on one context token: its pace and what is left of its budget. */
+interface Sending {
+  creds: Credentials;
+  to: string;
+  ctx: ContextToken;
+  /** When the last message went out (the gap between messages is kept from it). */
+  lastAt: number;
+  /** The budget is known to be used up (a send took the last allowed, or was refused). */
+  spent: boolean;
+  /** The session ended meanwhile (-14): nothing more is sent. */
+  ended: boolean;
+}
 
 export interface IlinkOptions {
   api?: IlinkApi;
@@ -273,14 +290,26 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
     return 'none';
   }
 
+  /**
+   * One more send on `token` for a picture, if the budget has room: the last allowed send only when
+   * no text waits for this token (`keepLast` false), so a picture never takes the place of the
+   * message that says "reply 1", nor of another answer's text.
+   */
+  function reservePicture(token: string, keepLast: boolean): Promise<boolean> {
+    return store.countUnder(`ilink:sends:${sha(token)}`, keepLast ? CONTEXT_SENDS - 1 : CONTEXT_SENDS, CONTEXT_MAX_AGE_MS, clock.now());
+  }
+
   // ---- sending
 
-  /** Send one text; retried where a retry can help (no answer, HTTP errors, a rate refusal). */
-  async function sendText(creds: Credentials, to: string, text: string, ctx: ContextToken): Promise<SendOutcome> {
+  /** Send one text or picture; retried where a retry can help (no answer, HTTP errors, a rate refusal). */
+  async function sendOne(creds: Credentials, to: string, what: string | OutboundImage, ctx: ContextToken): Promise<SendOutcome> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const { messageId } = await api.sendText(sessionOf(creds), to, text, ctx.token);
-        if (messageId) await store.kvPut(`ilink:text:${deps.name}:${messageId}`, text.slice(0, QUOTE_CHARS), clock.now() + QUOTE_TEXT_MS).catch(() => undefined);
+        const s = sessionOf(creds);
+        const { messageId } = typeof what === 'string' ? await api.sendText(s, to, what, ctx.token) : await api.sendImage(s, to, what, ctx.token);
+        // Kept for quotes that name only this message's id (a picture is quoted as what it is).
+        const quoted = typeof what === 'string' ? what.slice(0, QUOTE_CHARS) : '[图片]';
+        if (messageId) await store.kvPut(`ilink:text:${deps.name}:${messageId}`, quoted, clock.now() + QUOTE_TEXT_MS).catch(() => undefined);
         return 'sent';
       } catch (err) {
         if (!(err instanceof IlinkApiError)) throw err;
@@ -319,7 +348,7 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
       const ctx = await latestContext(userKey);
       if (!creds || !usable(ctx, creds)) return;
       if ((await reserve(ctx.token)) === 'none') return void logger.warn('iLink reply not sent: the context token has no sends left', { channel: deps.name });
-      await sendText(creds, userIdOf(userKey), markdownToText(text) || text, ctx);
+      await sendOne(creds, userIdOf(userKey), markdownToText(text) || text, ctx);
     }).catch((err) => logger.warn('iLink reply failed', { channel: deps.name, ...errorLogFields(err) }));
   }
 
@@ -330,53 +359,83 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
 
   /**
    * Hold the user's outbox across instances (one sender at a time keeps their messages in order). The
-   * lease outlives the longest delivery (10 messages, their gaps and retries); one left by a process
-   * that died is free again after it.
+   * lease outlives the longest delivery of text (10 messages, their gaps and retries), and is renewed
+   * while pictures are uploaded; one left by a process that died is free again after it.
    */
+  const outboxLease = (userKey: string) => `ilink:out:${userKey}`;
+  const outboxUntil = () => clock.now() + OUTBOX_LEASE_MS + CONTEXT_SENDS * settings.sendGapMs;
   async function holdOutbox(userKey: string): Promise<boolean> {
-    const id = `ilink:out:${userKey}`;
     const until = clock.now() + 15_000;
     for (;;) {
-      if (await store.acquireLease(id, me, clock.now() + OUTBOX_LEASE_MS + CONTEXT_SENDS * settings.sendGapMs, clock.now())) return true;
+      if (await store.acquireLease(outboxLease(userKey), me, outboxUntil(), clock.now())) return true;
       if (clock.now() >= until) return false;
       await clock.sleep(250);
     }
   }
 
+  /** The answer's pictures this channel has not yet sent, nor noted why not. */
+  const picturesLeft = (q: MessageRecord) => (q.status === 'answered' ? (q.parts ?? []).flatMap((p, i) => (p.kind === 'image' && p.sent?.[statKey(deps.name)] === undefined ? [i] : [])) : []);
   /**
-   * Send what `userKey` is owed, oldest answer first, page by page on their latest context token.
-   * `all`: also the rest of answers that wait for `1`. Pages the budget does not allow stay in the inbox.
+   * An answer whose text was all taken but which is still in the outbox (a delivery takes it out only
+   * when it is done): its sender died after the text, perhaps before its pictures.
    */
-  function deliverUser(userKey: string, all: boolean): Promise<void> {
+  const leftBehind = (q: MessageRecord | null): q is MessageRecord =>
+    q !== null && q.channel === deps.name && settled(q) && q.outbox !== undefined && q.inbox === undefined && (q.pagesDelivered ?? 0) >= pageCount(q);
+
+  /**
+   * Send what `userKey` is owed, oldest answer first, page by page on their latest context token, each
+   * answer's pictures after its text. `all`: also the rest of answers that wait for `1`. Pages the
+   * budget does not allow stay in the inbox. `owedKey`: an answer the recovery sweep found, whose
+   * sender may have died after its text: its pictures that did not go out are sent.
+   */
+  function deliverUser(userKey: string, all: boolean, owedKey?: string): Promise<void> {
     return serial(userKey, async () => {
       // Most messages find nothing owed: no lease for them.
-      if (!(await store.inbox(userKey)).some((q) => deliverable(q) && (all || !waitsForOne(q)))) return;
+      const owed = owedKey !== undefined ? await store.message(owedKey) : null;
+      if (!(await store.inbox(userKey)).some((q) => deliverable(q) && (all || !waitsForOne(q))) && !leftBehind(owed)) return;
       if (!(await holdOutbox(userKey))) {
         logger.warn('iLink: another instance holds this user’s outbox; the recovery sweep sends what is left', { channel: deps.name });
         return;
       }
       try {
-        await deliverHeld(userKey, all);
+        await deliverHeld(userKey, all, owedKey);
       } finally {
-        await store.releaseLease(`ilink:out:${userKey}`, me).catch(() => undefined);
+        await store.releaseLease(outboxLease(userKey), me).catch(() => undefined);
       }
     }).catch((err) => logger.warn('iLink answer not delivered', { channel: deps.name, ...errorLogFields(err) }));
   }
 
-  async function deliverHeld(userKey: string, all: boolean): Promise<void> {
-    const items = (await store.inbox(userKey)).filter((q) => deliverable(q) && (all || !waitsForOne(q)));
-    if (items.length === 0) return;
+  async function deliverHeld(userKey: string, all: boolean, owedKey: string | undefined): Promise<void> {
+    const inbox = await store.inbox(userKey);
+    const items = inbox.filter((q) => deliverable(q) && (all || !waitsForOne(q)));
+    // Read again under the lease: a delivery that held it before may have finished it.
+    const owedRecord = owedKey !== undefined ? await store.message(owedKey) : null;
+    const owed = leftBehind(owedRecord) ? owedRecord : undefined;
+    if (items.length === 0 && !owed) return;
     const to = userIdOf(userKey);
     const creds = await live();
     const ctx = await latestContext(userKey);
     // Without a session, or a token of this session, nothing can be sent: the answers wait in the
-    // inbox for the user's next message (the sweep need not try them again).
+    // inbox for the user's next message (the sweep need not try them again); pictures whose text
+    // went out already are not sent.
     if (!creds || !usable(ctx, creds)) {
+      const why = creds ? 'no usable context token' : 'no live session';
       for (const q of items) await store.dropOutbox(q._id);
-      logger.info('iLink: answers wait for the user’s next message', { channel: deps.name, answers: items.length, why: creds ? 'no usable context token' : 'no live session' });
+      if (owed) await leavePictures(owed, `not sent: ${why}`);
+      logger.info('iLink: answers wait for the user’s next message', { channel: deps.name, answers: items.length, why });
       return;
     }
-    let stopped = false;
+    const out: Sending = { creds, to, ctx, lastAt: 0, spent: false, ended: false };
+    // Another answer still being written will want this token's sends too.
+    const writing = inbox.some((q) => q.channel === deps.name && q.status === 'pending');
+    if (owed) {
+      if (picturesLeft(owed).length > 0) {
+        logger.info('iLink: sending the pictures of an answer whose sender stopped after its text', { key: owed._id });
+        await sendPictures(out, owed, items.length > 0 || writing);
+      }
+      await store.dropOutbox(owed._id);
+    }
+    let stopped = out.ended;
     for (let i = 0; i < items.length && !stopped; i++) {
       let cur = items[i] as MessageRecord;
       await stopTyping(to, cur._id);
@@ -384,6 +443,7 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
       const total = pages.length;
       for (let page = cur.pagesDelivered ?? 0; page < total; page++) {
         const budget = await reserve(ctx.token);
+        if (budget !== 'more') out.spent = true;
         if (budget === 'none') {
           stopped = true;
           logger.info('iLink: the context token’s sends are used up; the rest waits for 1', { key: cur._id, page: page + 1, of: total });
@@ -395,13 +455,14 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
         const took = await store.takePage(cur, page, hint ? 'ilink:more' : 'ilink', 'ilink', clock.now());
         if (!took) break; // someone else sent it (a race the outbox lease leaves only to a dead holder)
         const text = (pages[page] ?? '') + (hint ? `\n\n${moreHere ? fill(texts.pageHint, { page: page + 1, total }) : fill(texts.moreWaiting, { count: moreAfter })}` : '');
-        const outcome = await sendText(creds, to, text, ctx);
+        const outcome = await sendOne(creds, to, text, ctx);
         if (outcome !== 'sent') {
           await store.returnPage(took, page, hint ? 'ilink:more' : 'ilink');
           logger.warn('iLink answer page not sent; it waits in the inbox', { key: cur._id, page: page + 1, of: total, outcome });
           stopped = true;
           break;
         }
+        out.lastAt = clock.now();
         cur = took;
         if (hint) {
           stopped = true;
@@ -409,10 +470,113 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
         }
         if (moreHere && settings.sendGapMs > 0) await clock.sleep(settings.sendGapMs);
       }
+      // The whole text went out (here): its pictures follow, with what is left of the budget.
+      if ((cur.pagesDelivered ?? 0) >= total && picturesLeft(cur).length > 0) {
+        await sendPictures(out, cur, i + 1 < items.length || writing);
+        if (out.ended) stopped = true;
+      }
       if (!stopped && i + 1 < items.length && settings.sendGapMs > 0) await clock.sleep(settings.sendGapMs);
     }
     // Sent, or waiting for `1` or the next message: the recovery sweep has nothing to do for these.
     for (const q of items) await store.dropOutbox(q._id);
+  }
+
+  /** Pictures of `q` that will not be sent, noted with why (each once: claimed first). */
+  async function leavePictures(q: MessageRecord, why: string): Promise<void> {
+    for (const i of picturesLeft(q)) if (await store.claimPart(q._id, i, deps.name)) await store.notePart(q._id, i, deps.name, why);
+    await store.dropOutbox(q._id);
+  }
+
+  /**
+   * An answer's pictures (docs/ilink.md "Pictures"), after its text, on the same context token: each
+   * fetched as if hostile (lib/util/media.ts), encrypted under a fresh key, uploaded to the CDN, and
+   * sent as one image message, while the budget has room (`keepLast`: text still waits for this token,
+   * so a picture never takes the last allowed send). Once across instances and recoveries
+   * (Store.claimPart, before anything is fetched: a sender that dies leaves that picture unsent rather
+   * than risk it twice); what becomes of each is noted on the answer's record. A picture that cannot
+   * go costs nothing else: the text has been sent already.
+   */
+  async function sendPictures(out: Sending, q: MessageRecord, keepLast: boolean): Promise<void> {
+    const note = (i: number, outcome: string) => store.notePart(q._id, i, deps.name, outcome);
+    for (const i of picturesLeft(q)) {
+      const part = q.parts?.[i];
+      if (!part || !(await store.claimPart(q._id, i, deps.name))) continue;
+      if (out.ended) {
+        await note(i, 'not sent: session ended');
+        continue;
+      }
+      if (out.spent || !deps.fetchPart) {
+        await note(i, out.spent ? 'not sent: budget' : 'not sent: no fetcher');
+        continue;
+      }
+      try {
+        await store.renewLease(outboxLease(q.user), me, outboxUntil());
+        const f = await deps.fetchPart(q.user, part.url);
+        if (f.kind !== 'image') {
+          await note(i, 'not sent: not a picture');
+          continue;
+        }
+        const image = await uploadPicture(out, q.user, f.bytes);
+        if (!(await reservePicture(out.ctx.token, keepLast))) {
+          out.spent = true;
+          await note(i, 'not sent: budget');
+          logger.info('iLink: no sends left on the context token for an answer’s picture', { key: q._id, part: i });
+          continue;
+        }
+        const wait = out.lastAt + settings.sendGapMs - clock.now();
+        if (wait > 0) await clock.sleep(wait);
+        await store.renewLease(outboxLease(q.user), me, outboxUntil());
+        const outcome = await sendOne(out.creds, out.to, image, out.ctx);
+        out.lastAt = clock.now();
+        if (outcome === 'expired') out.ended = true;
+        if (outcome === 'refused') out.spent = true; // the token's quota or age, as the service counts it
+        await note(i, outcome === 'sent' ? 'image message' : outcome === 'expired' ? 'not sent: session ended' : `not sent: iLink ${outcome}`);
+        if (outcome === 'sent') logger.info('iLink answer picture sent', { key: q._id, part: i, bytes: f.bytes.length });
+        else logger.warn('iLink answer picture not sent', { key: q._id, part: i, outcome });
+      } catch (err) {
+        if (err instanceof IlinkApiError && err.failure === 'expired') {
+          out.ended = true;
+          await expired(out.creds.token, 'getuploadurl'); // the CDN itself answers only in HTTP statuses
+        }
+        await note(i, `not sent: ${pictureFailure(err)}`).catch(() => undefined);
+        logger.warn('iLink answer picture not sent; the text named it', { key: q._id, part: i, ...errorLogFields(err), ...(err instanceof IlinkApiError ? { status: err.status, errmsg: err.errmsg } : {}) });
+      }
+    }
+  }
+
+  /** Why a picture could not go, briefly, for the record (the console shows it). */
+  function pictureFailure(err: unknown): string {
+    if (err instanceof MediaError) return `fetch ${err.detail}`;
+    if (err instanceof IlinkApiError) {
+      if (err.failure === 'expired') return 'session ended';
+      if (err.failure === 'http') return `CDN ${err.status === 200 ? err.errmsg : `HTTP ${err.status}${err.errmsg ? ` ${err.errmsg}` : ''}`}`;
+      if (err.failure === 'network') return `no answer (${err.errmsg})`;
+      return `iLink ret ${err.ret} errcode ${err.errcode}${err.errmsg ? ` ${err.errmsg}` : ''}`;
+    }
+    return errorLogFields(err)['code'] as string;
+  }
+
+  /**
+   * A picture onto the CDN for `userKey`: encrypted under a fresh key (AES-128-ECB), `getuploadurl`,
+   * then the ciphertext POSTed; the CDN's failures (5xx, no answer) are tried UPLOAD_TRIES times, a
+   * refusal (4xx, or an answer without the download parameter) is final.
+   */
+  async function uploadPicture(out: Sending, userKey: string, bytes: Buffer): Promise<OutboundImage> {
+    const plan = planUpload(bytes, randomBytes(16).toString('hex'), randomBytes(16).toString('hex'));
+    const { uploadParam, fullUrl } = await api.getUploadUrl(sessionOf(out.creds), plan, out.to);
+    const url = uploadUrl(settings.cdnBase, uploadParam, plan.filekey, fullUrl);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await store.renewLease(outboxLease(userKey), me, outboxUntil());
+        const param = await api.upload(url, plan.ciphertext, UPLOAD_TIMEOUT_MS);
+        return { param, keyHex: plan.keyHex, cipherSize: plan.ciphertext.length };
+      } catch (err) {
+        const passing = err instanceof IlinkApiError && (err.failure === 'network' || err.status >= 500);
+        if (!passing || attempt >= UPLOAD_TRIES) throw err;
+        logger.info('iLink picture upload failed; trying again', { channel: deps.name, status: err.status, errmsg: err.errmsg, attempt });
+        await clock.sleep(1000 * attempt);
+      }
+    }
   }
 
   // ---- receiving
@@ -684,13 +848,18 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
       poll,
       handle: handleBatch,
     },
-    // Plain text (WeChat shows no Markdown), with room for the "reply 1" line on the last allowed message.
-    pages: (answer) => splitMessages(markdownToText(answer), TEXT_MAX - hintRoom),
+    // Plain text (WeChat shows no Markdown), with room for the "reply 1" line on the last allowed
+    // message. Pictures that are parts follow as image messages, so the text names them (`[猫]`)
+    // instead of showing their URLs; files stay as the answer wrote them.
+    pages: (answer, parts) => {
+      const pictures = parts.filter((p) => p.kind === 'image').map((p) => p.url);
+      return splitMessages(markdownToText(pictures.length > 0 ? withoutImages(answer, pictures) : answer), TEXT_MAX - hintRoom);
+    },
     async deliver(key) {
       const q = await store.message(key);
       if (!q || !settled(q)) return;
       await stopTyping(userIdOf(q.user), key);
-      await deliverUser(q.user, false);
+      await deliverUser(q.user, false, key);
     },
     async more(m: Inbound): Promise<Decision> {
       const items = (await store.inbox(m.user)).filter((q) => q.channel === deps.name);
@@ -721,7 +890,7 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
       }
       return { bytes, contentType: sniffImageType(bytes) };
     },
-    carries: { images: false, files: false },
+    carries: { images: true, files: false },
     help: texts.help,
     health,
     ilink: control,

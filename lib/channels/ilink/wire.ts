@@ -1,9 +1,10 @@
 /**
  * iLink's wire format (docs/ilink.md), as pure functions: JSON with uint64 ids read losslessly, the
  * headers and `base_info` every call carries, inbound messages parsed into what the bot handles,
- * the dedupe fingerprint, and the CDN's AES-128-ECB with both ways inbound keys are written.
+ * the dedupe fingerprint, and the CDN's AES-128-ECB with both ways inbound keys are written; for
+ * outbound pictures, the upload's sizes and digest, the ciphertext, and the image item.
  */
-import { createDecipheriv, createHash, randomBytes } from 'crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'crypto';
 import { RequestError } from '../../errors';
 
 /** The protocol version this client follows (Tencent's package 2.4.9): `base_info.channel_version`. */
@@ -258,6 +259,74 @@ export function fingerprintOf(account: string, m: IlinkMessage): string {
 export function decryptMedia(ciphertext: Buffer, keyHex: string): Buffer {
   const d = createDecipheriv('aes-128-ecb', Buffer.from(keyHex, 'hex'), null);
   return Buffer.concat([d.update(ciphertext), d.final()]);
+}
+
+/** AES-128-ECB with PKCS#7: what the CDN is given to store. */
+export function encryptMedia(plaintext: Buffer, keyHex: string): Buffer {
+  const c = createCipheriv('aes-128-ecb', Buffer.from(keyHex, 'hex'), null);
+  return Buffer.concat([c.update(plaintext), c.final()]);
+}
+
+/** `getuploadurl`'s `media_type` (docs/ilink.md "Pictures"). */
+export const MEDIA_TYPE = { IMAGE: 1, VIDEO: 2, FILE: 3, VOICE: 4 } as const;
+
+/** The ciphertext size of `rawsize` bytes under PKCS#7: always at least one byte of padding (24563 → 24576). */
+export const paddedSize = (rawsize: number) => Math.ceil((rawsize + 1) / 16) * 16;
+
+/** An outbound file ready for the CDN: its ciphertext and what `getuploadurl` declares about it. */
+export interface UploadPlan {
+  ciphertext: Buffer;
+  rawsize: number;
+  /** MD5 of the plaintext, lowercase hex. */
+  rawfilemd5: string;
+  /** The ciphertext's size (`ceil((rawsize+1)/16)*16`). */
+  filesize: number;
+  /** The AES key, 32 lowercase hex characters (`getuploadurl.aeskey`). */
+  keyHex: string;
+  /** The upload's id, 32 lowercase hex characters. */
+  filekey: string;
+}
+
+const HEX32 = /^[0-9a-f]{32}$/;
+
+/**
+ * Encrypt `plaintext` under `keyHex` for an upload named `filekey` (both 16 random bytes in lowercase
+ * hex, chosen by the caller). Throws RequestError on a key or file key that is not that.
+ */
+export function planUpload(plaintext: Buffer, keyHex: string, filekey: string): UploadPlan {
+  if (!HEX32.test(keyHex)) throw new RequestError('ilink_bad_key', 'an AES key that is not 32 lowercase hex characters');
+  if (!HEX32.test(filekey)) throw new RequestError('ilink_bad_key', 'a file key that is not 32 lowercase hex characters');
+  const ciphertext = encryptMedia(plaintext, keyHex);
+  return { ciphertext, rawsize: plaintext.length, rawfilemd5: createHash('md5').update(plaintext).digest('hex'), filesize: paddedSize(plaintext.length), keyHex, filekey };
+}
+
+/** `getuploadurl`'s body (besides `base_info`) for a picture to `to`: no thumbnail, as every client sends. */
+export function uploadUrlRequest(plan: UploadPlan, to: string, mediaType: number = MEDIA_TYPE.IMAGE): Record<string, unknown> {
+  return { filekey: plan.filekey, media_type: mediaType, to_user_id: to, rawsize: plan.rawsize, rawfilemd5: plan.rawfilemd5, filesize: plan.filesize, no_need_thumb: true, aeskey: plan.keyHex };
+}
+
+/** Where the ciphertext is POSTed: `upload_full_url` when the service gave one, else `<cdn>/upload?…`. */
+export function uploadUrl(cdnBase: string, uploadParam: string, filekey: string, fullUrl?: string): string {
+  return fullUrl || `${cdnBase}/upload?encrypted_query_param=${encodeURIComponent(uploadParam)}&filekey=${encodeURIComponent(filekey)}`;
+}
+
+/**
+ * An outbound item's `media.aes_key`: base64 of the 32-character hex **text**, not of the 16 raw bytes
+ * (WeChat shows a picture keyed the other way grey).
+ */
+export const outboundAesKey = (keyHex: string) => Buffer.from(keyHex, 'latin1').toString('base64');
+
+/** A picture on the CDN as `sendmessage` carries it: the download parameter, its key, the ciphertext's size. */
+export interface OutboundImage {
+  /** `x-encrypted-param` of the upload. */
+  param: string;
+  keyHex: string;
+  cipherSize: number;
+}
+
+/** The `sendmessage` item of a picture. */
+export function imageItem(img: OutboundImage): Record<string, unknown> {
+  return { type: ITEM.IMAGE, image_item: { media: { encrypt_query_param: img.param, aes_key: outboundAesKey(img.keyHex), encrypt_type: 1 }, mid_size: img.cipherSize } };
 }
 
 /** The download URL of a media item: its `full_url`, else `<cdn>/download?encrypted_query_param=…`. */

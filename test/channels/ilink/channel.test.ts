@@ -3,11 +3,16 @@
  * loopback, in a real server with a real store: a conversation with the typing indicator; duplicates
  * with the same, a new or no id asked once; a long answer split within the context token's budget,
  * the rest by `1`; a picture downloaded from the CDN and decrypted for the model; quotes; session
- * expiry mid-answer, a new login, and the answer delivered once; the cursor across a restart. Every
- * test ends with the simulator's `violations` empty: nothing the official client never does.
+ * expiry mid-answer, a new login, and the answer delivered once; the cursor across a restart; an
+ * answer's pictures after its text as image messages (their bytes decrypted at the simulator equal to
+ * the picture server's), within what is left of the budget, once, and never at the text's expense.
+ * Every test ends with the simulator's `violations` empty: nothing the official client never does.
  */
 import { randomBytes } from 'crypto';
 import { mkdtempSync, rmSync } from 'fs';
+import { createServer } from 'http';
+import type { Server } from 'http';
+import type { AddressInfo } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -23,11 +28,15 @@ import type { Harness } from '../../support/harness';
 
 let sim: IlinkSim | undefined;
 let h: Harness | undefined;
+let pictures: Server | undefined;
 afterEach(async () => {
   await h?.close();
   await sim?.close();
+  pictures?.closeAllConnections();
+  await new Promise<void>((r) => (pictures ? pictures.close(() => r()) : r()));
   h = undefined;
   sim = undefined;
+  pictures = undefined;
 });
 
 const ALICE = 'alice01@im.wechat';
@@ -365,5 +374,183 @@ describe('iLink: failures', () => {
     await second.h.close();
     h = undefined;
     rmSync(dataDir, { recursive: true, force: true });
+  });
+});
+
+/** A picture host on loopback (trusted as the backend's own host is: the Dify simulator's, 127.0.0.1). */
+async function pictureHost(files: Record<string, Buffer>): Promise<string> {
+  pictures = createServer((req, res) => {
+    const body = files[req.url ?? ''];
+    if (body) res.writeHead(200, { 'Content-Type': 'image/png' }).end(body);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => (pictures as Server).listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${((pictures as Server).address() as AddressInfo).port}`;
+}
+
+const png = (n: number) => Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), randomBytes(n)]);
+const jpeg = (n: number) => Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), randomBytes(n)]);
+const images = (s: IlinkSim, user: string) => s.chat(user).filter((m) => m.media.length > 0);
+const question = async (hh: Harness) => (await hh.app.store.snapshot()).messages.find((m) => m.kind === 'question' && m.status !== 'pending' && m.question !== '1');
+/** `sections` paragraphs of about 1,800 characters: one message each. */
+const longText = (sections: number) => Array.from({ length: sections }, (_, i) => `第${i + 1}节。${'内容'.repeat(900)}`).join('\n\n');
+
+describe('iLink: an answer’s pictures', () => {
+  it.each([false, true])('follow the text as image messages whose bytes arrive decrypted, once (upload_full_url: %s)', async (uploadFullUrl) => {
+    const cat = png(30_000);
+    const drawn = jpeg(5_000);
+    const host = await pictureHost({ '/cat.png': cat, '/drawn.jpg': drawn });
+    const { sim, h, channel } = await start({
+      sim: { uploadFullUrl },
+      dify: { script: () => ({ kind: 'answer', text: `这是猫：\n\n![猫](${host}/cat.png)\n\n[说明书](${host}/manual.pdf)`, files: [{ url: `${host}/drawn.jpg` }], durationMs: 100 }) },
+    });
+    sim.sendText(ALICE, '画一只猫');
+    await eventually(() => sim.chat(ALICE).length === 3, 15_000);
+    await h.app.worker.idle();
+    const [text, first, second] = sim.chat(ALICE);
+    // The text first, naming the picture instead of its URL; a link that is not a picture stays as written.
+    expect(text?.media).toEqual([]);
+    expect(text?.text).toContain('这是猫：');
+    expect(text?.text).toContain('[猫]');
+    expect(text?.text).not.toContain('cat.png');
+    expect(text?.text).toContain(`${host}/manual.pdf`);
+    // Then the backend's file, then the Markdown's picture: each exactly the picture server's bytes.
+    expect(first?.media[0]).toMatchObject({ type: 'image', found: true, keyEncoding: 'base64-hex', keyMatches: true, grey: false });
+    expect(first?.media[0]?.bytes?.equals(drawn)).toBe(true);
+    expect(second?.media[0]?.bytes?.equals(cat)).toBe(true);
+    // On the same context token as the text, each on its own upload and key.
+    expect(sim.chat(ALICE).map((m) => m.contextToken)).toEqual(Array(3).fill(sim.inbound[0]?.contextToken));
+    expect(sim.blobs.map((b) => b.mediaType)).toEqual([1, 1]);
+    expect(new Set(sim.blobs.map((b) => b.aeskeyHex)).size).toBe(2);
+    expect(sim.requests.filter((r) => r.op === 'cdn-upload').map((r) => [r.method, r.headers.authorization])).toEqual([['POST', undefined], ['POST', undefined]]);
+    const q = await question(h);
+    expect(q?.parts?.map((p) => p.sent?.['ilink'])).toEqual(['image message', 'image message']);
+    expect(q?.outbox).toBeUndefined();
+    // Delivered again by every path that could: a duplicate of the question, the worker's and the
+    // sweep's deliveries, `1`. No picture goes twice.
+    sim.sendText(ALICE, '画一只猫', { duplicate: 'new-id', duplicateAfterMs: 100, id: BigInt(sim.inbound[0]?.messageId ?? '0') });
+    await channel.deliver?.(q?._id ?? '');
+    await h.app.worker.sweep();
+    sim.sendText(ALICE, '1');
+    await eventually(() => sim.chat(ALICE).length === 4);
+    await sleep(600);
+    expect(sim.chat(ALICE)[3]?.text).toBe(h.config.texts.nothingPending);
+    expect(images(sim, ALICE)).toHaveLength(2);
+    expect(h.dify.calls).toHaveLength(1);
+    expect(sim.violations).toEqual([]);
+  });
+
+  it('an upload the CDN refuses (4xx) is not tried again: the text is delivered, the picture noted with why', async () => {
+    const host = await pictureHost({ '/a.png': png(1000) });
+    const { sim, h } = await start({ dify: { script: () => ({ kind: 'answer', text: `图：![甲](${host}/a.png)`, durationMs: 100 }) } });
+    sim.inject('cdn-upload', { status: 400, errorMessage: 'invalid filekey' });
+    sim.sendText(ALICE, '画');
+    await eventually(() => sim.chat(ALICE).length === 1);
+    await h.app.worker.idle();
+    await eventually(async () => (await question(h))?.parts?.[0]?.sent?.['ilink'] !== 'sending');
+    expect(sim.chat(ALICE)[0]?.text).toBe('图：[甲]');
+    expect((await question(h))?.parts?.[0]?.sent?.['ilink']).toBe('not sent: CDN HTTP 400 invalid filekey');
+    expect(sim.requests.filter((r) => r.op === 'cdn-upload')).toHaveLength(1);
+    expect(h.logs.some((l) => l.includes('iLink answer picture not sent'))).toBe(true);
+    await sleep(300);
+    expect(images(sim, ALICE)).toHaveLength(0);
+    expect(sim.violations).toEqual([]);
+  });
+
+  it('the CDN failing (5xx) is tried again, up to 3 times; an answer without x-encrypted-param is final', async () => {
+    const a = png(2000);
+    const host = await pictureHost({ '/a.png': a });
+    const { sim, h } = await start({ dify: { script: (b) => ({ kind: 'answer', text: `${String(b.query)}：![甲](${host}/a.png)`, durationMs: 100 }) } });
+    sim.inject('cdn-upload', { status: 503 }, 2);
+    sim.sendText(ALICE, '第一次');
+    await eventually(() => images(sim, ALICE).length === 1, 15_000);
+    expect(images(sim, ALICE)[0]?.media[0]?.bytes?.equals(a)).toBe(true);
+    expect(sim.requests.filter((r) => r.op === 'cdn-upload')).toHaveLength(3);
+    // Three failures: given up.
+    sim.inject('cdn-upload', { status: 500 }, 3);
+    sim.sendText(ALICE, '第二次');
+    await eventually(async () => (await h.app.store.snapshot()).messages.some((m) => m.question === '第二次' && m.parts?.[0]?.sent?.['ilink']?.startsWith('not sent')), 15_000);
+    expect(sim.requests.filter((r) => r.op === 'cdn-upload')).toHaveLength(6);
+    sim.settings.uploadReturnsParam = false;
+    sim.sendText(ALICE, '第三次');
+    await eventually(async () => (await h.app.store.snapshot()).messages.some((m) => m.question === '第三次' && m.parts?.[0]?.sent?.['ilink']?.startsWith('not sent')), 15_000);
+    const noted = (await h.app.store.snapshot()).messages.filter((m) => m.kind === 'question').map((m) => [m.question, m.parts?.[0]?.sent?.['ilink']]);
+    expect(noted).toEqual(expect.arrayContaining([['第一次', 'image message'], ['第二次', 'not sent: CDN HTTP 500 injected'], ['第三次', 'not sent: CDN no x-encrypted-param']]));
+    expect(sim.requests.filter((r) => r.op === 'cdn-upload')).toHaveLength(7);
+    expect(texts(sim, ALICE).filter((t) => t)).toEqual(['第一次：[甲]', '第二次：[甲]', '第三次：[甲]']);
+    expect(images(sim, ALICE)).toHaveLength(1);
+    expect(sim.violations).toEqual([]);
+  });
+
+  it('pictures use what the text left of the budget; one that does not fit is noted, and never makes the service refuse', async () => {
+    const host = await pictureHost({ '/1.png': png(800), '/2.png': png(900) });
+    const { sim, h } = await start({ dify: { script: () => ({ kind: 'answer', text: `${longText(9)}\n\n![一](${host}/1.png) ![二](${host}/2.png)`, durationMs: 100, pieceChars: 2000 }) } });
+    sim.sendText(ALICE, '九段加两张图');
+    await eventually(async () => (await question(h))?.parts?.every((p) => p.sent?.['ilink'] !== undefined && p.sent['ilink'] !== 'sending'), 20_000);
+    const q = await question(h);
+    expect(q?.pages).toHaveLength(9);
+    expect(sim.chat(ALICE)).toHaveLength(CONTEXT_SENDS);
+    // All nine messages of text (no "reply 1": nothing is left of it), then the one picture that fits.
+    expect(sim.chat(ALICE).slice(0, 9).every((m) => m.media.length === 0 && !m.text.includes('回复 1'))).toBe(true);
+    expect(sim.chat(ALICE)[9]?.media[0]?.bytes?.length).toBe(808);
+    expect(q?.parts?.map((p) => p.sent?.['ilink'])).toEqual(['image message', 'not sent: budget']);
+    expect(sim.requests.filter((r) => r.op === 'sendmessage' && (r.answer as { ret?: number } | undefined)?.ret !== 0)).toHaveLength(0);
+    expect(sim.violations).toEqual([]);
+  });
+
+  it('a picture never takes the last allowed send while another answer is still being written', async () => {
+    const host = await pictureHost({ '/1.png': png(700) });
+    const { sim, h } = await start({
+      // The long answer in few pieces, so it is written at once however busy the machine; the second takes its time.
+      dify: { script: (b) => (String(b.query) === '先' ? { kind: 'answer', text: `${longText(9)}\n\n![一](${host}/1.png)`, durationMs: 100, pieceChars: 2000 } : { kind: 'answer', text: '后面的回答', durationMs: 3000 }) },
+    });
+    sim.sendText(ALICE, '先');
+    sim.sendText(ALICE, '后');
+    await eventually(() => sim.chat(ALICE).length === CONTEXT_SENDS, 20_000);
+    await h.app.worker.idle();
+    await sleep(300);
+    // Nine messages of the first answer, its picture left (the last send is kept for the text to come), then the second answer.
+    expect(sim.chat(ALICE)[CONTEXT_SENDS - 1]?.text).toBe('后面的回答');
+    expect(images(sim, ALICE)).toHaveLength(0);
+    const first = (await h.app.store.snapshot()).messages.find((m) => m.question === '先');
+    expect(first?.parts?.[0]?.sent?.['ilink']).toBe('not sent: budget');
+    expect(sim.requests.filter((r) => r.op === 'sendmessage' && (r.answer as { ret?: number } | undefined)?.ret !== 0)).toHaveLength(0);
+    expect(sim.violations).toEqual([]);
+  });
+
+  it('an answer longer than the budget keeps its "reply 1"; its pictures follow the rest of the text on the new token', async () => {
+    const pic = png(1500);
+    const host = await pictureHost({ '/p.png': pic });
+    const { sim, h } = await start({ dify: { script: () => ({ kind: 'answer', text: `${longText(12)}\n\n![图](${host}/p.png)`, durationMs: 100, pieceChars: 2000 }) } });
+    sim.sendText(ALICE, '很长还有图');
+    await eventually(() => sim.chat(ALICE).length === CONTEXT_SENDS, 15_000);
+    await h.app.worker.idle();
+    await sleep(500);
+    expect(sim.chat(ALICE)).toHaveLength(CONTEXT_SENDS);
+    expect(sim.chat(ALICE)[CONTEXT_SENDS - 1]?.text).toContain('回复 1');
+    expect(images(sim, ALICE)).toHaveLength(0);
+    expect((await question(h))?.parts?.[0]?.sent).toBeUndefined(); // not given up: it waits with the text
+    sim.sendText(ALICE, '1');
+    const total = (await question(h))?.pages?.length ?? 0;
+    await eventually(() => sim.chat(ALICE).length === total + 1, 15_000);
+    const last = sim.chat(ALICE)[total];
+    expect(last?.media[0]?.bytes?.equals(pic)).toBe(true);
+    expect(last?.contextToken).toBe(sim.inbound[1]?.contextToken);
+    expect((await question(h))?.parts?.[0]?.sent?.['ilink']).toBe('image message');
+    expect(sim.violations).toEqual([]);
+  });
+
+  it('a part that is not a picture, and a session that ends before the upload: the text is delivered, each noted', async () => {
+    const host = await pictureHost({ '/fake.png': Buffer.from('<html>not a picture</html>'), '/real.png': png(500) });
+    const { sim, h, channel } = await start({ dify: { script: () => ({ kind: 'answer', text: `![假](${host}/fake.png) ![真](${host}/real.png)`, durationMs: 100 }) } });
+    sim.inject('getuploadurl', { json: { errcode: -14, errmsg: 'session timeout' } });
+    sim.sendText(ALICE, '两张');
+    await eventually(async () => (await question(h))?.parts?.every((p) => p.sent?.['ilink'] !== undefined && p.sent['ilink'] !== 'sending'), 15_000);
+    expect(texts(sim, ALICE)).toEqual(['[假] [真]']);
+    expect((await question(h))?.parts?.map((p) => p.sent?.['ilink'])).toEqual(['not sent: not a picture', 'not sent: session ended']);
+    await eventually(async () => (await channel.ilink.status()).session.expiredAt !== undefined);
+    expect(h.logs.filter((l) => l.includes('session ended by the service'))).toHaveLength(1);
+    expect(images(sim, ALICE)).toHaveLength(0);
+    expect(sim.violations).toEqual([]);
   });
 });

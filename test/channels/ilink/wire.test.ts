@@ -11,7 +11,24 @@ import { createIlinkApi } from '../../../lib/channels/ilink/api';
 import { qrLogin, redirectBase } from '../../../lib/channels/ilink/login';
 import type { LoginOptions } from '../../../lib/channels/ilink/login';
 import { splitMessages } from '../../../lib/channels/ilink/split';
-import { decodeMediaId, decryptMedia, encodeMediaId, fingerprintOf, inboundKeyHex, messageIdOf, parseIlinkJson, parseMessage, randomUin } from '../../../lib/channels/ilink/wire';
+import {
+  decodeMediaId,
+  decryptMedia,
+  encodeMediaId,
+  encryptMedia,
+  fingerprintOf,
+  imageItem,
+  inboundKeyHex,
+  messageIdOf,
+  outboundAesKey,
+  paddedSize,
+  parseIlinkJson,
+  parseMessage,
+  planUpload,
+  randomUin,
+  uploadUrl,
+  uploadUrlRequest,
+} from '../../../lib/channels/ilink/wire';
 import { startIlinkSim } from '../../../lib/sim/ilink-sim';
 import type { IlinkSim } from '../../../lib/sim/ilink-sim';
 import { systemClock } from '../../../lib/util/clock';
@@ -57,6 +74,37 @@ describe('iLink wire codecs', () => {
     expect(() => inboundKeyHex(undefined, 'AAAA')).toThrow();
     // The reference's vector: "hello" under that key.
     expect(decryptMedia(Buffer.from('9d86c8612e085e93a235794a708af7a9', 'hex'), hex).toString()).toBe('hello');
+  });
+
+  it('outbound pictures: base64 of the hex key text (the reference vector), sizes, digest and the image item', () => {
+    const hex = '00112233445566778899aabbccddeeff';
+    expect(outboundAesKey(hex)).toBe('MDAxMTIyMzM0NDU1NjY3Nzg4OTlhYWJiY2NkZGVlZmY=');
+    // …and what a receiver decodes it to is the key (not the grey-image encoding of the raw bytes).
+    expect(inboundKeyHex(undefined, outboundAesKey(hex))).toBe(hex);
+    expect(outboundAesKey(hex)).not.toBe(Buffer.from(hex, 'hex').toString('base64'));
+    expect(encryptMedia(Buffer.from('hello'), hex).toString('hex')).toBe('9d86c8612e085e93a235794a708af7a9');
+    expect([paddedSize(0), paddedSize(15), paddedSize(16), paddedSize(24_563)]).toEqual([16, 16, 32, 24_576]);
+    const filekey = 'ab'.repeat(16);
+    const plan = planUpload(Buffer.from('hello'), hex, filekey);
+    expect(plan).toEqual({ ciphertext: Buffer.from('9d86c8612e085e93a235794a708af7a9', 'hex'), rawsize: 5, rawfilemd5: '5d41402abc4b2a76b9719d911017c592', filesize: 16, keyHex: hex, filekey });
+    expect(uploadUrlRequest(plan, 'u@im.wechat')).toEqual({ filekey, media_type: 1, to_user_id: 'u@im.wechat', rawsize: 5, rawfilemd5: '5d41402abc4b2a76b9719d911017c592', filesize: 16, no_need_thumb: true, aeskey: hex });
+    expect(imageItem({ param: 'dl+/=', keyHex: hex, cipherSize: 16 })).toEqual({ type: 2, image_item: { media: { encrypt_query_param: 'dl+/=', aes_key: 'MDAxMTIyMzM0NDU1NjY3Nzg4OTlhYWJiY2NkZGVlZmY=', encrypt_type: 1 }, mid_size: 16 } });
+    expect(uploadUrl('https://cdn.example/c2c', 'a+b/c=', filekey)).toBe(`https://cdn.example/c2c/upload?encrypted_query_param=a%2Bb%2Fc%3D&filekey=${filekey}`);
+    expect(uploadUrl('https://cdn.example/c2c', 'a', filekey, 'https://up.example/x?y=1')).toBe('https://up.example/x?y=1');
+    expect(() => planUpload(Buffer.from('x'), hex.toUpperCase(), filekey)).toThrow();
+    expect(() => planUpload(Buffer.from('x'), hex, 'short')).toThrow();
+  });
+
+  it('the ciphertext is always the declared size and decrypts to the plaintext, whatever its length', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        const plain = Buffer.from(bytes);
+        const key = randomBytes(16).toString('hex');
+        const plan = planUpload(plain, key, randomBytes(16).toString('hex'));
+        return plan.ciphertext.length === plan.filesize && decryptMedia(plan.ciphertext, key).equals(plain);
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('a media id carries what the download needs, and nothing else decodes as one', () => {
