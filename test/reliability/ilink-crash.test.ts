@@ -143,6 +143,7 @@ describe('iLink: an answer’s pictures across a crash', () => {
       ILINK_BOT_TOKEN: account.token,
       ILINK_BOT_ID: account.botId,
       ILINK_SEND_GAP_MS: '0',
+      MEDIA_ALLOW_HOSTS: '127.0.0.1', // the picture host is on loopback
       SHARED_STORE_URL: store.url,
       ...TIMINGS,
       POLLER_TAKEOVER_S: '1',

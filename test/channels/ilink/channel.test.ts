@@ -58,6 +58,8 @@ async function start(o: Start = {}): Promise<{ sim: IlinkSim; h: Harness; channe
     dify: o.dify ?? { script: (b) => ({ kind: 'answer', text: `答：${String(b.query)}`, durationMs: 200 }) },
     ...(o.dataDir ? { dataDir: o.dataDir } : {}),
     env: {
+      // The tests' picture hosts are on loopback, which only MEDIA_ALLOW_HOSTS lets the bot fetch.
+      MEDIA_ALLOW_HOSTS: '127.0.0.1',
       ILINK: 'on',
       ILINK_API_BASE: sim.url,
       ILINK_CDN_BASE: sim.cdnUrl,
