@@ -18,11 +18,13 @@ import { channelName } from '../lib/core/channel';
 import { loadCoreConfig } from '../lib/core/settings';
 import { ConfigError, StoreError } from '../lib/errors';
 import { ILINK, SessionStore, adoptLogin, createIlinkApi, maskId, maskSecret, pollAccountOf, qrLogin, qrTerminal } from '../lib/channels/ilink';
+import { IlinkApiError } from '../lib/channels/ilink/api';
 import { DEFAULT_API_BASE } from '../lib/channels/ilink/settings';
 import { openStore } from '../lib/store';
 import type { Store } from '../lib/store';
 import { nedbBackend } from '../lib/store/nedb';
 import { systemClock } from '../lib/util/clock';
+import { PROXY_VARIABLES } from '../lib/util/http';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -40,6 +42,38 @@ function ask(question: string): Promise<string | undefined> {
     });
     rl.on('close', () => resolve(undefined));
   });
+}
+
+/** Why a call found no answer, for the codes a newcomer meets. */
+const NETWORK_CAUSES: Record<string, string> = {
+  ENOTFOUND: 'the name does not resolve: no network, or no DNS',
+  EAI_AGAIN: 'the name could not be resolved: no network, or DNS not answering',
+  ECONNREFUSED: 'nothing listens there',
+  ETIMEDOUT: 'no answer in time',
+  ECONNRESET: 'the connection was cut',
+  EPROXY: 'the proxy refused the call',
+};
+
+/**
+ * The iLink service could not be reached, or something else answered: which host, and the variables that
+ * fix it. Names the host only (a base URL or a proxy variable may carry credentials).
+ */
+function serviceProblem(err: IlinkApiError, apiBase: string): string | undefined {
+  const host = err.host || new URL(apiBase).host;
+  const where = apiBase === DEFAULT_API_BASE ? "Tencent's, the default" : `${new URL(apiBase).origin}, from ILINK_API_BASE`;
+  const base = `ILINK_API_BASE names the iLink service (now ${where}); for the offline simulator, run npm run ilink-sim and set the ILINK_API_BASE and ILINK_CDN_BASE it prints`;
+  if (err.failure === 'network') {
+    const cause = NETWORK_CAUSES[err.errmsg];
+    const proxied = PROXY_VARIABLES.some((n) => process.env[n]);
+    return [
+      `Cannot reach the iLink service at ${host} (${err.errmsg}${cause ? `: ${cause}` : ''}).`,
+      `- Check that this machine can reach it: curl -sI ${new URL(apiBase).origin}`,
+      proxied ? '- A proxy is set (HTTPS_PROXY / HTTP_PROXY / ALL_PROXY): check that it is running and lets this through.' : '- Behind a proxy, set HTTPS_PROXY, e.g. HTTPS_PROXY=http://proxy.example.com:3128.',
+      `- ${base}.`,
+    ].join('\n');
+  }
+  if (err.failure === 'http') return `The server at ${host} did not answer as the iLink service does (${err.message}).\n- ${base}.`;
+  return undefined;
 }
 
 async function main(): Promise<number> {
@@ -102,7 +136,13 @@ async function main(): Promise<number> {
         if (said[s]) console.log(said[s]);
       },
       verifyCode: (wrong) => ask(wrong ? 'Wrong code. The digits on the phone: ' : 'The phone shows digits; type them here: '),
+    }).catch((err: unknown) => {
+      const said = err instanceof IlinkApiError ? serviceProblem(err, apiBase) : undefined;
+      if (said === undefined) throw err;
+      console.error(said);
+      return undefined;
     });
+    if (!outcome) return 1;
     const result = await adoptLogin(sessions, { store }, outcome, apiBase, systemClock.now());
     console.log(`${name}: ${result}`);
     if (outcome.kind === 'confirmed') console.log('Keep the ClawBot plugin on the phone: removing it ends the session. Start the server with ILINK=on (it resumes polling by itself).');

@@ -18,8 +18,12 @@ import { createInterface } from 'readline';
 import { startWecomBotSim } from '../lib/sim/wecom-bot-sim';
 import type { WecomBotSim } from '../lib/sim/wecom-bot-sim';
 import { startWecomSim } from '../lib/sim/wecom-sim';
+import { runSim, simPort } from './sim-cli';
 
-async function main(): Promise<void> {
+const apiPort = simPort('wecom-sim', 'WECOM_SIM_PORT');
+const botPort = simPort('wecom-sim', 'WECOM_BOT_SIM_PORT');
+
+runSim('wecom-sim', [{ port: apiPort, variable: 'WECOM_SIM_PORT' }, { port: botPort, variable: 'WECOM_BOT_SIM_PORT' }], async () => {
   const env = process.env;
   const token = env['WECOM_SIM_TOKEN'] ?? 'wecomsimtoken';
   const encodingAesKey = env['WECOM_SIM_AES_KEY'] ?? 'kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR';
@@ -35,7 +39,7 @@ async function main(): Promise<void> {
 
   const api = await startWecomSim({
     corpId,
-    port: Number(env['WECOM_SIM_PORT'] ?? 8792),
+    port: apiPort,
     apps: [
       { agentId, secret, ...(callbackUrl ? { callback: { url: callbackUrl, token, encodingAesKey } } : {}) },
       ...(kfUrl ? [{ agentId: agentId + 1, secret: `${secret}-kf`, callback: { url: kfUrl, token, encodingAesKey } }] : []),
@@ -54,7 +58,7 @@ async function main(): Promise<void> {
       url: botUrl,
       token,
       encodingAesKey,
-      port: Number(env['WECOM_BOT_SIM_PORT'] ?? 8793),
+      port: botPort,
       onFrame: (c, f) => console.log(`bot ${c.msgid.slice(0, 6)} ${f.source}${f.finish ? ' (finish)' : ''}${f.accepted ? '' : ` refused: ${f.problem}`}: ${f.content}`),
       onLateReply: (r) => console.log(`bot response_url → ${r.user}: ${r.content ?? `[${r.msgtype}]`}`),
     });
@@ -88,6 +92,4 @@ async function main(): Promise<void> {
       else if (cmd) console.log('unknown command');
     })().catch((err: unknown) => console.log((err as Error).message));
   });
-}
-
-void main();
+});

@@ -8,8 +8,8 @@
 import { randomUUID } from 'crypto';
 import { createServer } from 'http';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
-import type { AddressInfo } from 'net';
 import { parseMultipart } from '../util/multipart';
+import { listenLocal } from './listen';
 
 export interface ChatBody {
   query?: unknown;
@@ -429,8 +429,7 @@ export async function startDifySim(opts: DifySimOptions): Promise<DifySim> {
       json(res, 404, { status: 404, code: 'not_found', message: 'The requested URL was not found on the server.' });
     })().catch(() => res.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenLocal(server, opts.port ?? 0);
   return {
     url: `http://127.0.0.1:${port}/v1`,
     server,

@@ -21,8 +21,8 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'crypto';
 import { createServer } from 'http';
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'http';
-import type { AddressInfo } from 'net';
 import { readRaw } from './dify-sim';
+import { listenLocal } from './listen';
 
 export type QrStatus = 'wait' | 'scaned' | 'need_verifycode' | 'verify_code_blocked' | 'expired' | 'scaned_but_redirect' | 'binded_redirect' | 'confirmed';
 
@@ -476,10 +476,9 @@ export async function startIlinkSim(opts: IlinkSimOptions = {}): Promise<IlinkSi
     }),
   );
   const [mainServer, altServer] = servers as [Server, Server];
-  await new Promise<void>((r) => mainServer.listen(port ?? 0, '127.0.0.1', r));
-  await new Promise<void>((r) => altServer.listen(altPort ?? 0, '127.0.0.1', r));
-  mainUrl = `http://127.0.0.1:${(mainServer.address() as AddressInfo).port}`;
-  const altHost = `127.0.0.1:${(altServer.address() as AddressInfo).port}`;
+  mainUrl = `http://127.0.0.1:${await listenLocal(mainServer, port ?? 0)}`;
+  // The redirect host's port taken: the main listener goes too, so the start fails cleanly.
+  const altHost = `127.0.0.1:${await listenLocal(altServer, altPort ?? 0).catch((err: unknown) => new Promise<never>((_, reject) => mainServer.close(() => reject(err as Error))))}`;
   altUrl = `http://${altHost}`;
   const cdnUrl = `${mainUrl}/c2c`;
 

@@ -7,9 +7,9 @@
  */
 import { createServer } from 'http';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
-import type { AddressInfo } from 'net';
 import { readJson, readRaw, splitAwkward } from './dify-sim';
 import { parseMultipart } from '../util/multipart';
+import { listenLocal } from './listen';
 
 export interface CompletionBody {
   model?: unknown;
@@ -52,6 +52,8 @@ export interface OpenAISimOptions {
   /** Required key; none: any (or no) key is accepted, like Ollama. */
   apiKey?: string;
   model?: string;
+  /** More model ids `GET /v1/models` lists after `model` (a server that serves several). */
+  otherModels?: readonly string[];
   script?: (body: CompletionBody, callIndex: number) => OpenAIScript;
   awkwardChunks?: boolean;
   port?: number;
@@ -220,13 +222,12 @@ export async function startOpenAISim(opts: OpenAISimOptions = {}): Promise<OpenA
     if (req.method === 'GET' && path === '/v1/models') {
       if (opts.apiKey !== undefined && req.headers.authorization !== `Bearer ${opts.apiKey}`) return error(res, 401, 'Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key');
       res.writeHead(200, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model', created: 1_700_000_000, owned_by: 'sim' }] }));
+      res.end(JSON.stringify({ object: 'list', data: [model, ...(opts.otherModels ?? [])].map((id) => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'sim' })) }));
       return;
     }
     error(res, 404, 'Not found', 'invalid_request_error', null);
   });
-  await new Promise<void>((r) => server.listen(opts.port ?? 0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenLocal(server, opts.port ?? 0);
   return {
     url: `http://127.0.0.1:${port}/v1`,
     server,

@@ -14,8 +14,8 @@
 import { createHash, randomBytes } from 'crypto';
 import { createServer } from 'http';
 import type { Server, ServerResponse } from 'http';
-import type { AddressInfo } from 'net';
 import { readRaw } from './dify-sim';
+import { listenLocal } from './listen';
 import { WecomCrypto, deliver, encryptMedia, handshake, newNonce, randomId, seconds } from './wecom-common';
 import type { HandshakeResult } from './wecom-common';
 import { WECOM_ERRMSG } from './wecom-sim';
@@ -545,8 +545,7 @@ export async function startWecomBotSim(opts: WecomBotSimOptions): Promise<WecomB
       if (!res.headersSent) answer(res, 500, { errcode: -1, errmsg: String(err) });
     });
   });
-  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve));
-  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  baseUrl = `http://127.0.0.1:${await listenLocal(server, opts.port ?? 0)}`;
 
   return Object.assign(sim, {
     url: baseUrl,

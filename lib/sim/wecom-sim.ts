@@ -21,11 +21,11 @@
 import { randomBytes } from 'crypto';
 import { createServer } from 'http';
 import type { IncomingMessage, Server, ServerResponse } from 'http';
-import type { AddressInfo } from 'net';
 import { cdata } from '../channels/wechat-oa/reply';
 import { parseXmlFields } from '../channels/wechat-oa/xml';
 import { parseMultipart } from '../util/multipart';
 import { readRaw } from './dify-sim';
+import { listenLocal } from './listen';
 import { WecomCrypto, deliver, handshake, newMsgId, newNonce, randomId, seconds } from './wecom-common';
 import type { HandshakeResult } from './wecom-common';
 
@@ -1044,8 +1044,7 @@ export async function startWecomSim(opts: WecomSimOptions = {}): Promise<WecomSi
       if (!res.headersSent) write(res, { status: 500, json: { errcode: -1, errmsg: String(err) } });
     });
   });
-  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve));
-  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  baseUrl = `http://127.0.0.1:${await listenLocal(server, opts.port ?? 0)}`;
 
   const tokenOf = (agentId?: number): TokenRecord | undefined => tokens.get(current.get(agentId ?? firstApp) ?? '');
 

@@ -23,10 +23,12 @@ export class IlinkApiError extends BotError {
   /** The service's own words (safe to log: it never carries the token). */
   readonly errmsg: string;
   readonly status: number;
-  constructor(op: string, failure: IlinkFailure, detail: { ret?: number; errcode?: number; errmsg?: string; status?: number; cause?: unknown } = {}) {
+  /** The host that did not answer (a network failure): named so the owner can tell which address to fix. */
+  readonly host: string;
+  constructor(op: string, failure: IlinkFailure, detail: { ret?: number; errcode?: number; errmsg?: string; status?: number; host?: string; cause?: unknown } = {}) {
     const what =
       failure === 'network'
-        ? `no answer (${detail.errmsg ?? ''})`
+        ? `no answer${detail.host ? ` from ${detail.host}` : ''} (${detail.errmsg ?? ''})`
         : failure === 'http'
           ? `HTTP ${detail.status ?? 0}`
           : `ret ${detail.ret ?? 0} errcode ${detail.errcode ?? 0}${detail.errmsg ? ` "${detail.errmsg}"` : ''}`;
@@ -36,6 +38,7 @@ export class IlinkApiError extends BotError {
     this.errcode = detail.errcode ?? 0;
     this.errmsg = detail.errmsg ?? '';
     this.status = detail.status ?? 0;
+    this.host = detail.host ?? '';
   }
 }
 
@@ -104,6 +107,13 @@ function readBody(res: Readable, max: number): Promise<Buffer> {
 }
 
 const netCode = (err: unknown) => (err as { code?: string }).code ?? 'ENETWORK';
+const hostOf = (url: string) => {
+  try {
+    return new URL(url).host;
+  } catch {
+    return '';
+  }
+};
 
 export function createIlinkApi(o: { apiBase: string; now?: () => number }): IlinkApi {
   const now = o.now ?? Date.now;
@@ -111,10 +121,12 @@ export function createIlinkApi(o: { apiBase: string; now?: () => number }): Ilin
   /** The answer of an authenticated call, checked: throws on -14, any other failure, HTTP errors and silence. */
   async function post(op: string, s: IlinkSession | undefined, path: string, body: Record<string, unknown>, timeoutMs = CALL_TIMEOUT_MS): Promise<Record<string, unknown>> {
     let res;
+    const base = s?.baseUrl ?? o.apiBase;
     try {
-      res = await call({ method: 'POST', url: `${s?.baseUrl ?? o.apiBase}/ilink/bot/${path}`, headers: ilinkHeaders(s?.token), body: { ...body, base_info: BASE_INFO }, timeoutMs });
+      res = await call({ method: 'POST', url: `${base}/ilink/bot/${path}`, headers: ilinkHeaders(s?.token), body: { ...body, base_info: BASE_INFO }, timeoutMs });
     } catch (err) {
-      throw new IlinkApiError(op, 'network', { errmsg: netCode(err), cause: err });
+      // The host only: the token is in a header, and a base URL could carry credentials.
+      throw new IlinkApiError(op, 'network', { errmsg: netCode(err), host: hostOf(base), cause: err });
     }
     return checked(op, res.status, res.body);
   }
