@@ -106,7 +106,8 @@ export function createApp(config: Config, deps: AppDeps): App {
   const backendOf = backendCache();
   const answerer = deps.answerer ?? backendOf(config.backend);
   const filter = config.guards.blockedWords.length > 0 ? createWordFilter(config.guards.blockedWords) : undefined;
-  if (config.page.warning) logger.warn(config.page.warning);
+  // Said only where an answer would use the page (a web chat or an iLink bot alone never links to it).
+  if (config.page.warning && config.channels.some((c) => c.kind.usesPage === true)) logger.warn(config.page.warning);
   const links = config.page.enabled ? new PageLinks(store, config.page) : undefined;
   const live = new LiveAnswers();
   // In-process news of answers being written, for answer pages, the console's Try it and channels that follow answers (the web chat, the API).

@@ -204,6 +204,11 @@ export interface ChannelKind<S = unknown> {
    * then tells this process's followers about each new piece of text at once.
    */
   readonly follows?: boolean;
+  /**
+   * Its answers use the answer page (PUBLIC_URL): links to it in replies, or the answer's pictures
+   * served from it for the platform to fetch. Only then does a missing PUBLIC_URL get a warning at start.
+   */
+  readonly usesPage?: boolean;
   /** Every variable it reads. */
   readonly variables: readonly string[];
   /** Keys of its default instance are bare ids (stored before keys had tags: the Official Account). */

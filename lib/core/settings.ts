@@ -187,7 +187,7 @@ export interface PageConfig {
   ttlMs: number;
   /** Live streams open at once, in all. */
   maxStreams: number;
-  /** Why the page is off although it was not switched off (logged once at start). */
+  /** Why the page is off although it was not switched off (logged once at start when a channel on uses the page: `ChannelKind.usesPage`). */
   warning?: string;
 }
 
@@ -327,7 +327,7 @@ function pageConfig(env: Env<CoreVariable>, platform: 'node' | 'laf'): PageConfi
   if (!publicUrl) {
     const warning =
       platform !== 'laf'
-        ? 'answer page off: set PUBLIC_URL to the address WeChat users can open (e.g. https://bot.example.com), or ANSWER_PAGE=off to silence this'
+        ? 'answer page off: set PUBLIC_URL to the address your users’ browsers can open (e.g. https://bot.example.com), so that replies can link to their answers, or ANSWER_PAGE=off to silence this'
         : env.bool('IS_SEALAF', false)
           ? 'answer page off: on sealaf set PUBLIC_URL to this app\'s address, https://<appid>.sealos<region>.site as the function list shows it (e.g. https://abc1234567.sealosbja.site), or ANSWER_PAGE=off'
           : 'answer page off: set PUBLIC_URL to this app\'s address (e.g. https://<appid>.laf.run); it could not be derived from APPID and OSS_EXTERNAL_ENDPOINT';

@@ -169,6 +169,8 @@ export const discord: ChannelKind<DiscordSettings> = {
   kind: 'discord',
   path: '/discord',
   variables: DISCORD_VARIABLES,
+  // Discord shows an answer's pictures from the answer page's URLs.
+  usesPage: true,
   settings: (env, ctx) => discordSettings(env, ctx),
   secrets: (s) => [s.botToken],
   create: (s, deps) => createDiscordChannel(s, deps),

@@ -196,6 +196,8 @@ export const line: ChannelKind<LineSettings> = {
   kind: 'line',
   path: '/line',
   variables: LINE_VARIABLES,
+  // LINE fetches an answer's pictures from the answer page's URLs.
+  usesPage: true,
   settings: (env) => lineSettings(env),
   secrets: (s) => [s.channelSecret, s.accessToken],
   create: (s, deps) => createLineChannel(s, deps),

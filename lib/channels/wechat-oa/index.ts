@@ -136,6 +136,8 @@ export const wechatOa: ChannelKind<WechatOaSettings> = {
   path: '/wechat',
   variables: WECHAT_OA_VARIABLES,
   bareKeys: true,
+  // Placeholders and long answers link to the answer page.
+  usesPage: true,
   settings: wechatOaSettings,
   secrets: (s) => [s.token, s.aesKey, s.appSecret],
   create: createWechatOa,

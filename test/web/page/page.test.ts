@@ -5,6 +5,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../../../lib/app';
+import { loadConfig } from '../../../lib/config';
+import { Store } from '../../../lib/store';
+import { nedbBackend } from '../../../lib/store/nedb';
 import type { App } from '../../../lib/app';
 import { fill } from '../../../lib/text/fill';
 import { memoryLogger } from '../../../lib/util/log';
@@ -62,6 +65,27 @@ describe('links in replies', () => {
     expect(h.config.page.enabled).toBe(false);
     expect(h.logs.filter((l) => l.includes('answer page off'))).toHaveLength(1);
     expect((await h.wechat.send('oNoPage', '问题')).text).not.toContain('<a ');
+  });
+
+  it('the warning comes only where answers would use the page, worded for any channel', async () => {
+    const backend = { DIFY_API_KEY: 'app-warn-0000', DIFY_BASE_URL: 'http://127.0.0.1:9/v1' };
+    const warnings = async (env: Record<string, string>) => {
+      const logger = memoryLogger();
+      const app = createApp(loadConfig({ ...backend, ...env }), { store: await Store.open(nedbBackend({ inMemory: true })), logger });
+      await app.close();
+      return logger.lines.filter((l) => l.includes('answer page off'));
+    };
+    // A web chat and an iLink bot show answers themselves: no link, no warning.
+    expect(await warnings({ WEB_CHAT: 'on' })).toEqual([]);
+    expect(await warnings({ ILINK: 'on' })).toEqual([]);
+    expect(await warnings({ API_KEYS: `app1:${'k'.repeat(24)}` })).toEqual([]);
+    // The Official Account's replies link to it; LINE fetches pictures from it.
+    for (const env of [{ WECHAT_TOKEN: 'warntoken1' }, { LINE_CHANNEL_SECRET: '0123456789abcdef0123456789abcdef', LINE_CHANNEL_ACCESS_TOKEN: 'line-token-0000' }, { WEB_CHAT: 'on', WECHAT_TOKEN: 'warntoken1' }]) {
+      const said = await warnings(env);
+      expect(said).toHaveLength(1);
+      expect(said[0]).toContain('set PUBLIC_URL to the address your users’ browsers can open');
+      expect(said[0]).not.toContain('WeChat users');
+    }
   });
 
   it('the first page of a long answer offers the whole answer; every page fits WeChat', async () => {
