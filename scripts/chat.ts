@@ -23,6 +23,7 @@ import { startLineSim } from '../lib/sim/line-sim';
 import { startDiscordSim } from '../lib/sim/discord-sim';
 import { startWecomSim } from '../lib/sim/wecom-sim';
 import { startWecomBotSim } from '../lib/sim/wecom-bot-sim';
+import { dim } from './colour';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -67,7 +68,7 @@ async function chatOther(name: 'line' | 'discord'): Promise<void> {
     const user = arg('user') ?? 'U0000000000000000000000000000chat';
     send = async (text) => {
       const r = await sim.deliver(`${origin}/line`, [sim.text(user, text)]);
-      if (r.status !== 200) console.log(`\x1b[2m[/line answered ${r.status}: ${r.body}]\x1b[0m`);
+      if (r.status !== 200) console.log(dim(`[/line answered ${r.status}: ${r.body}]`));
     };
   } else {
     const sim = await startDiscordSim({ port });
@@ -83,9 +84,9 @@ async function chatOther(name: 'line' | 'discord'): Promise<void> {
       const interaction = text.trim() === '/clear' ? sim.clear(channelId) : sim.ask(channelId, text);
       const r = await sim.send(`${origin}/discord`, interaction);
       const d = r.body as { type?: number; data?: { content?: string } };
-      if (r.status !== 200) console.log(`\x1b[2m[/discord answered ${r.status}]\x1b[0m`);
+      if (r.status !== 200) console.log(dim(`[/discord answered ${r.status}]`));
       else if (d.type === 4) show(d.data?.content ?? '');
-      else if (d.type === 5) console.log('\x1b[2m[deferred: thinking…]\x1b[0m');
+      else if (d.type === 5) console.log(dim('[deferred: thinking…]'));
     };
   }
   console.log('Type a message (":quit" to leave).\n');
@@ -131,7 +132,7 @@ async function main(wechat: WechatSim, url: string, user: string): Promise<void>
       const started = Date.now();
       const r = await wechat.send(user, push);
       const tries = r.deliveries.map((d) => `${d.outcome}${d.detail ? ` (${d.detail})` : ''} after ${(d.ms / 1000).toFixed(1)}s`).join(', ');
-      console.log(`\x1b[2m[${tries}; ${((Date.now() - started) / 1000).toFixed(1)}s]\x1b[0m`);
+      console.log(dim(`[${tries}; ${((Date.now() - started) / 1000).toFixed(1)}s]`));
       console.log(`bot> ${r.text ?? '(nothing shown)'}\n`);
     }
     rl.prompt();
@@ -183,11 +184,11 @@ async function chatWecom(name: 'wecom' | 'wecom-kf' | 'wecom-bot'): Promise<void
       const conv = sim.start(user, group ? text.replace(/^@\S*\s*/, '') : text, group ? { chatid: 'wrLocalGroup' } : {});
       let shown = '';
       const timer = setInterval(() => {
-        if (conv.shown !== shown) process.stdout.write(`\x1b[2m[stream] ${(shown = conv.shown).slice(-60).replace(/\n/g, ' ')}\x1b[0m\n`);
+        if (conv.shown !== shown) process.stdout.write(`${dim(`[stream] ${(shown = conv.shown).slice(-60).replace(/\n/g, ' ')}`)}\n`);
       }, 300);
       await conv.done;
       clearInterval(timer);
-      show(`${conv.shown}${conv.problems.length ? `\n\x1b[2m[problems: ${conv.problems.join('; ')}]\x1b[0m` : ''} \x1b[2m[${conv.state}]\x1b[0m`);
+      show(`${conv.shown}${conv.problems.length ? `\n${dim(`[problems: ${conv.problems.join('; ')}]`)}` : ''} ${dim(`[${conv.state}]`)}`);
       if (conv.state === 'expired' || conv.state === 'finished') for (const late of conv.lateReplies) show(`(response_url) ${late.content ?? ''}`);
     };
   } else {
@@ -205,10 +206,10 @@ async function chatWecom(name: 'wecom' | 'wecom-kf' | 'wecom-bot'): Promise<void
       if (name === 'wecom') {
         const r = await sim.memberSends(user, text);
         if (r.reply?.content) show(r.reply.content);
-        if (!r.acked || r.problem) console.log(`\x1b[2m[${r.problem ?? r.deliveries.map((d) => d.outcome).join(', ')}]\x1b[0m`);
+        if (!r.acked || r.problem) console.log(dim(`[${r.problem ?? r.deliveries.map((d) => d.outcome).join(', ')}]`));
       } else {
         const r = text === ':enter' ? await sim.customerEnters('wkSimKf0000000001', user) : await sim.customerSends('wkSimKf0000000001', user, text);
-        if (!r.callback?.acked) console.log('\x1b[2m[the notice was not acknowledged]\x1b[0m');
+        if (!r.callback?.acked) console.log(dim('[the notice was not acknowledged]'));
       }
     };
   }

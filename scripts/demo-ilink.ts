@@ -20,6 +20,7 @@ import { startIlinkSim } from '../lib/sim/ilink-sim';
 import { openStore } from '../lib/store';
 import { nedbBackend } from '../lib/store/nedb';
 import { createLogger } from '../lib/util/log';
+import { dim, plain } from './colour';
 
 const LONG = Array.from({ length: 12 }, (_, i) => `## 第 ${i + 1} 部分\n\n${'一段足够长的说明文字，用来演示一条很长的回答如何被拆成多条微信消息。'.repeat(40)}`).join('\n\n');
 /** A tiny PNG (1×1, red). */
@@ -42,7 +43,7 @@ export async function demoIlink(): Promise<void> {
   const user = 'o9cqdemo0user@im.wechat';
   const sim = await startIlinkSim({
     qrHoldMs: 1000,
-    onSend: (m) => console.log(`🤖 ${m.text.length > 120 ? `${m.text.slice(0, 40).replace(/\n/g, ' ')} … ${m.text.slice(-24).replace(/\n/g, ' ')}   \x1b[2m(${m.text.length} 字)\x1b[0m` : m.text}`),
+    onSend: (m) => console.log(`🤖 ${m.text.length > 120 ? `${m.text.slice(0, 40).replace(/\n/g, ' ')} … ${m.text.slice(-24).replace(/\n/g, ' ')}   ${dim(`(${m.text.length} 字)`)}` : m.text}`),
   });
   const server = createHttpServer({ webhook: () => undefined, page: (r) => app.page(r), console: (r) => app.console(r), logger: createLogger({ level: 'warn' }), maxBodyBytes: 256 * 1024 });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -74,7 +75,7 @@ export async function demoIlink(): Promise<void> {
     login = await channel.ilink.status();
   }
   console.log('Scan with WeChat (here the simulator scans it for you):');
-  console.log(await qrTerminal(login.login.qr));
+  console.log(plain(await qrTerminal(login.login.qr)));
   await sleep(1000);
   sim.scan({ user });
   console.log('📱 scanned');
@@ -85,7 +86,7 @@ export async function demoIlink(): Promise<void> {
 
   /** Write as the user, then wait until the bot has been quiet for a while. */
   const say = async (text: string, note: string, o: Parameters<typeof sim.sendText>[2] = {}) => {
-    console.log(`🧑 ${text}   \x1b[2m(${note})\x1b[0m`);
+    console.log(`🧑 ${text}   ${dim(`(${note})`)}`);
     sim.sendText(user, text, o);
     await quiet();
   };

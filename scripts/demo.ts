@@ -27,6 +27,7 @@ import { WechatSim } from '../lib/sim/wechat-sim';
 import type { Push, SendResult } from '../lib/sim/wechat-sim';
 import { openStore } from '../lib/store';
 import { nedbBackend } from '../lib/store/nedb';
+import { dim } from './colour';
 
 const scale = Number(process.env['DEMO_SCALE'] ?? '1');
 if (!(scale > 0 && scale <= 1)) throw new Error('DEMO_SCALE must be a number in (0, 1]');
@@ -53,14 +54,14 @@ const ANSWERS: Record<string, Script> = {
 
 function show(label: string, r: SendResult, started: number): void {
   const tries = r.deliveries.map((d) => `${d.outcome}@${((d.startedAt - started) / 1000).toFixed(1)}s`).join(' → ');
-  console.log(`\x1b[2m   deliveries: ${tries}\x1b[0m`);
+  console.log(dim(`   deliveries: ${tries}`));
   const text = r.text ?? '(nothing shown: the server answered "success")';
   console.log(`🤖 ${label}\n${text.replace(/^/gm, '   ')}\n`);
 }
 
 /** Follow the answer page's live stream in the terminal (and open it in a browser with DEMO_OPEN=1). */
 async function follow(link: string): Promise<void> {
-  console.log(`\x1b[2m   the link opens the live answer page: ${link}\x1b[0m`);
+  console.log(dim(`   the link opens the live answer page: ${link}`));
   if (process.env['DEMO_OPEN'] === '1') {
     const opener = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'explorer' : 'xdg-open';
     spawn(opener, [link], { stdio: 'ignore', detached: true }).on('error', () => console.log(`   (could not run ${opener}: open the link yourself)`)).unref();
@@ -72,11 +73,11 @@ async function follow(link: string): Promise<void> {
     for (const e of sse.events) if (e.event === 'text') chars = (JSON.parse(e.data) as { at: number; add: string }).at + (JSON.parse(e.data) as { add: string }).add.length;
     if (chars > shown) {
       shown = chars;
-      console.log(`\x1b[2m   page: ${chars} characters of the answer so far…\x1b[0m`);
+      console.log(dim(`   page: ${chars} characters of the answer so far…`));
     }
   }, 1000);
   await sse.until((e) => e.event === 'final' || e.event === 'gone', 10 * 60_000).finally(() => clearInterval(progress));
-  console.log(`\x1b[2m   page: the whole answer is there, rendered\x1b[0m\n`);
+  console.log(`${dim('   page: the whole answer is there, rendered')}\n`);
 }
 
 async function main(): Promise<void> {
@@ -133,7 +134,7 @@ async function main(): Promise<void> {
   const user = 'oDemoUser';
   const say = async (what: Push | string, label: string, note?: string) => {
     const shown = typeof what === 'string' ? what : `[${what.type === 'event' ? `${what.event} event` : what.type}]`;
-    console.log(`🧑 ${shown}${note ? `   \x1b[2m(${note})\x1b[0m` : ''}`);
+    console.log(`🧑 ${shown}${note ? `   ${dim(`(${note})`)}` : ''}`);
     const started = Date.now();
     const r = await wechat.send(user, what);
     show(label, r, started);
