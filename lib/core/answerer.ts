@@ -88,6 +88,9 @@ export interface ChatHooks {
   stop?: StopSignal;
 }
 
+/** The code of the `ModelError` `probe` throws when the backend does not serve the configured model (every question would fail). */
+export const MODEL_NOT_SERVED = 'model_not_served';
+
 export interface Answerer {
   /** Which backend (`dify`, `openai`): statistics and failure codes name it. */
   readonly kind: string;
@@ -109,7 +112,8 @@ export interface Answerer {
   deleteConversation(conversationId: string, user: string): Promise<void>;
   /**
    * A cheap authenticated call that asks no model (the console's health view): what the backend
-   * said, in a few words. Throws the backend's `ModelError` when it is unreachable or refuses the key.
+   * said, in a few words. Throws the backend's `ModelError` when it is unreachable or refuses the key,
+   * and one coded `MODEL_NOT_SERVED` when it answers but does not serve the configured model.
    */
   probe(): Promise<string>;
   /**

@@ -6,6 +6,7 @@
  * changes anything in the store.
  */
 import type { Answerer } from '../core/answerer';
+import { MODEL_NOT_SERVED } from '../core/answerer';
 import type { Channel } from '../core/channel';
 import type { CoreConfig } from '../core/settings';
 import { ModelError } from '../errors';
@@ -33,6 +34,7 @@ export interface DoctorDeps {
 function backendFix(a: Answerer, err: unknown): string {
   const vars = a.kind === 'dify' ? { key: 'DIFY_API_KEY', base: 'DIFY_BASE_URL' } : { key: 'OPENAI_API_KEY', base: 'OPENAI_BASE_URL' };
   if (err instanceof ModelError) {
+    if (err.code === MODEL_NOT_SERVED) return 'set OPENAI_MODEL to a model this server lists (above, the closest first), or OPENAI_BASE_URL to the server that serves it';
     if (err.status === 401 || err.status === 403) return `the key is refused: set ${vars.key} to the app's (or account's) current key`;
     if (err.status === 404) return `nothing answers there: ${vars.base} must be the API base, up to /v1`;
     if (err.status === 0) return `${vars.base} (${a.endpoint ?? ''}) cannot be reached from here: the address, DNS, a firewall, or an outbound proxy (HTTPS_PROXY)`;

@@ -9,6 +9,7 @@ import { multipart } from '../../util/multipart';
 import type { Readable } from 'stream';
 import { jsonCall, networkFailure, readSmall, readTimedStream } from '../stream';
 import type { Answer, AnswerRequest, Answerer, ChatHooks } from '../../core/answerer';
+import { MODEL_NOT_SERVED } from '../../core/answerer';
 import type { OpenAISettings } from './settings';
 import { OpenAIError } from '../../errors';
 import { CompletionBuilder, createOpenAIDecoder, errorFrom } from './events';
@@ -83,6 +84,26 @@ function readStream(stream: Readable, idleTimeoutMs: number, hooks: ChatHooks): 
   return reading;
 }
 
+/**
+ * Up to `n` of a server's model ids, those most like `model` first (a typo, a missing dash, another
+ * size of the same family): compared without case and punctuation, by containment, then by common prefix.
+ */
+export function likelyModels(ids: readonly string[], model: string, n = 5): string[] {
+  const bare = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const m = bare(model);
+  const score = (id: string) => {
+    const x = bare(id);
+    let p = 0;
+    while (p < x.length && p < m.length && x[p] === m[p]) p++;
+    return (m && (x.includes(m) || m.includes(x)) ? 1000 : 0) + p;
+  };
+  return ids
+    .map((id, i) => ({ id, i, s: score(id) }))
+    .sort((a, b) => b.s - a.s || a.i - b.i)
+    .slice(0, n)
+    .map((e) => e.id);
+}
+
 export function createOpenAIClient(config: OpenAISettings): Answerer {
   const headers: Record<string, string> = { 'Content-Type': 'application/json', Accept: 'text/event-stream' };
   // Local servers (Ollama, LM Studio) need no key.
@@ -145,8 +166,13 @@ export function createOpenAIClient(config: OpenAISettings): Answerer {
     async probe() {
       // GET /models: authenticated, asks no model, and says whether OPENAI_MODEL is served there.
       const data = (await jsonCall({ method: 'GET', url: `${config.baseUrl}/models`, headers, timeoutMs: config.idleTimeoutMs }, 'GET /models', named))['data'];
-      const ids = Array.isArray(data) ? data.map((m) => (m && typeof m === 'object' ? String((m as { id?: unknown }).id) : '')) : [];
-      return ids.includes(config.model) ? `reachable, key accepted, model ${config.model} listed` : `reachable, key accepted, but ${config.model} is not among its ${ids.length} models`;
+      const ids = Array.isArray(data) ? data.map((m) => (m && typeof m === 'object' ? String((m as { id?: unknown }).id ?? '') : '')).filter(Boolean) : [];
+      if (ids.length === 0) return `reachable, key accepted (it lists no models: ${config.model} not checked)`;
+      // Ollama lists `name:latest` and serves it as `name` too.
+      if (ids.includes(config.model) || ids.includes(`${config.model}:latest`)) return `reachable, key accepted, model ${config.model} listed`;
+      // A model the server does not serve fails every question: a failure here, with what it does serve.
+      const some = likelyModels(ids, config.model);
+      throw new OpenAIError('config', MODEL_NOT_SERVED, `reachable, key accepted, but OPENAI_MODEL ${config.model} is not among the ${ids.length} models it lists (GET /models): ${some.join(', ')}${ids.length > some.length ? ', …' : ''}`, { status: 200 });
     },
     async imageInput() {
       // Bytes go as a data URL (docs/openai.md); a URL the model fetches itself when no download is possible.

@@ -140,6 +140,22 @@ describe('a broken deployment', () => {
     }
   });
 
+  it('an OpenAI-compatible server that does not serve OPENAI_MODEL: a failure naming the models it does, the closest first', async () => {
+    const others = ['deepseek-chat', 'qwen-max', 'qwen-plus-latest', 'qwen-turbo', 'llama3.2:latest', 'glm-4-plus', 'moonshot-v1-8k'];
+    const sim = await startOpenAISim({ model: 'qwen-plus', otherModels: others });
+    try {
+      const env = { WECHAT_TOKEN: TOKEN, LLM_PROVIDER: 'openai', OPENAI_BASE_URL: sim.url, DATA_DIR: dataDir };
+      const r = await runDoctor({ ...env, OPENAI_MODEL: 'qwen_plus' });
+      expect(line(r.lines, 'model backend')).toBe('✗ model backend: reachable, key accepted, but OPENAI_MODEL qwen_plus is not among the 8 models it lists (GET /models): qwen-plus, qwen-plus-latest, qwen-max, qwen-turbo, deepseek-chat, …');
+      expect(fixOf(r.lines, 'model backend')).toBe('    fix: set OPENAI_MODEL to a model this server lists (above, the closest first), or OPENAI_BASE_URL to the server that serves it');
+      expect(r.code).toBe(1);
+      // Ollama lists `name:latest` and serves it as `name`.
+      expect(line((await runDoctor({ ...env, OPENAI_MODEL: 'llama3.2' })).lines, 'model backend')).toMatch(/^✓ model backend: openai: reachable, key accepted, model llama3\.2 listed/);
+    } finally {
+      await sim.close();
+    }
+  });
+
   it('the command prints the lines and exits 1 (npm run doctor’s entry)', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/doctor.ts'], { cwd: ROOT, env: { PATH: process.env['PATH'] ?? '', ...good(), DIFY_API_KEY: 'app-wrong-key-000000' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
