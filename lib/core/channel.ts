@@ -211,6 +211,12 @@ export interface ChannelKind<S = unknown> {
   readonly usesPage?: boolean;
   /** Every variable it reads. */
   readonly variables: readonly string[];
+  /**
+   * The store values (kv ids) an instance named `name` reads in `selfCheck`. `npm run doctor` builds its
+   * channels on an in-memory store, so that a running server is not disturbed; it copies these into it
+   * from the configured store first, only reading that (lib/store/peek.ts).
+   */
+  checkReads?(name: string): readonly string[];
   /** Keys of its default instance are bare ids (stored before keys had tags: the Official Account). */
   readonly bareKeys?: boolean;
   /** Its settings, read and checked; undefined when the environment does not turn it on. */

@@ -5,17 +5,20 @@
  * the store (MongoDB's conformance pass on a temporary collection, or the embedded store's
  * directory and lock), the clock, PUBLIC_URL. One line per check, the fix under each failure; the
  * exit code is 1 when anything failed. It opens no store of the server's: channels are built on an
- * in-memory one, so a running server is not disturbed.
+ * in-memory one, so a running server is not disturbed; the few values their checks read (an iLink
+ * session: `ChannelKind.checkReads`) are copied into it from the configured store, only reading that.
  */
 import { createApp } from '../../app';
 import { loadConfig, secretsOf } from '../../config';
 import type { Config } from '../../config';
 import type { Answerer } from '../../core/answerer';
+import { channelName } from '../../core/channel';
 import { ConfigError } from '../../errors';
 import { Store, storeKind } from '../../store';
 import { embeddedChecks } from '../../store/check';
 import { connectMongo } from '../../store/mongo';
 import { nedbBackend } from '../../store/nedb';
+import { peekKv } from '../../store/peek';
 import type { Check } from '../../util/checks';
 import type { Clock } from '../../util/clock';
 import { systemClock } from '../../util/clock';
@@ -38,6 +41,18 @@ async function storeChecks(config: Config): Promise<Check[]> {
   }
 }
 
+/** The values the channels' checks read, copied from the configured store into `into`; a line only when that fails. */
+async function copyCheckReads(config: Config, into: Store): Promise<Check[]> {
+  const ids = config.channels.flatMap((c) => c.kind.checkReads?.(channelName(c.kind.kind, c.instance)) ?? []);
+  if (ids.length === 0) return [];
+  try {
+    for (const r of await peekKv(config.store, ids)) await into.kvPut(r._id, r.value, r.expiresAt, Number.isNaN(new Date(r.expireAt).getTime()) ? r.expiresAt : new Date(r.expireAt).getTime());
+    return [];
+  } catch (err) {
+    return [{ name: 'store: read for the channel checks', ok: false, detail: err instanceof Error ? err.message : String(err), fix: 'the channel checks below judge without what the store holds (an iLink session): fix the store first (its own lines say how)' }];
+  }
+}
+
 export interface DoctorRun {
   code: number;
   lines: string[];
@@ -56,6 +71,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env, opts: { cl
   // Secrets stay out of what is printed, as out of the logs.
   const logger = memoryLogger({ secrets: secretsOf(config), level: 'error' });
   const store = await Store.open(nedbBackend({ inMemory: true }));
+  const copied = await copyCheckReads(config, store);
   const app = createApp(config, { store, logger });
   try {
     // The deployment's backend (the console's Try it answers with it), then each instance's own.
@@ -63,7 +79,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env, opts: { cl
     const deployment = (app.channels.list.find((c) => c.kind === 'console') ?? user[0])?.answerer as Answerer;
     const backends = new Map<Answerer, string[]>([[deployment, []]]);
     for (const c of user) backends.set(c.answerer, [...(backends.get(c.answerer) ?? []), c.name]);
-    const checks = [configured, ...(await runChecks({ config, channels: user, backends, store: () => storeChecks(config), clock: opts.clock ?? systemClock }))];
+    const checks = [configured, ...copied, ...(await runChecks({ config, channels: user, backends, store: () => storeChecks(config), clock: opts.clock ?? systemClock }))];
     // Said at start by the backend (Dify: a required input DIFY_INPUTS lacks) would fail every question.
     const problems = await Promise.all([...backends.keys()].map((a) => a.setupProblems().catch(() => [])));
     for (const p of problems.flat()) checks.push({ name: 'model backend setup', ok: false, detail: p });

@@ -32,6 +32,7 @@ import { fill } from '../../text/fill';
 import { markdownToText, withoutImages } from '../../text/markdown';
 import type { IlinkApi, IlinkSession } from './api';
 import { IlinkApiError, createIlinkApi } from './api';
+import { ilinkCheckReads, ilinkSelfCheck } from './check';
 import { qrLogin } from './login';
 import type { LoginOutcome } from './login';
 import type { Credentials, LoginState, SessionState } from './session';
@@ -894,6 +895,7 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
     help: texts.help,
     health,
     ilink: control,
+    selfCheck: () => ilinkSelfCheck({ label: instance ? `iLink ${instance}` : 'iLink', sessions, provisioned: settings.provisioned, apiBase: settings.apiBase, now: clock.now() }),
     stop() {
       stopAllTyping();
       const creds = polling;
@@ -906,6 +908,7 @@ export function createIlinkChannel(settings: IlinkSettings, deps: ChannelDeps, o
 export const ilink: ChannelKind<IlinkSettings> = {
   kind: ILINK,
   variables: ILINK_VARIABLES,
+  checkReads: ilinkCheckReads,
   settings: (env, ctx) => ilinkSettings(env, ctx),
   secrets: (s) => [s.provisioned?.token],
   create: (s, deps) => createIlinkChannel(s, deps),

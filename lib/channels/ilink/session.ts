@@ -56,6 +56,11 @@ export function maskId(id: string): string {
   return head.length <= 8 ? `${head.slice(0, 2)}…${tail}` : `${head.slice(0, 4)}…${head.slice(-2)}${tail}`;
 }
 
+/** The store values (kv ids) that hold an instance's session and its end (-14): what `state` reads. */
+export function sessionRecordIds(account: string): [credentials: string, expired: string] {
+  return [`ilink:session:${account}`, `ilink:expired:${account}`];
+}
+
 export class SessionStore {
   private readonly credKey: string;
   private readonly expiredKey: string;
@@ -68,8 +73,7 @@ export class SessionStore {
     readonly account: string,
     private readonly logger?: Logger,
   ) {
-    this.credKey = `ilink:session:${account}`;
-    this.expiredKey = `ilink:expired:${account}`;
+    [this.credKey, this.expiredKey] = sessionRecordIds(account);
     this.loginKey = `ilink:login:${account}`;
     this.verifyKey = `ilink:verify:${account}`;
   }

@@ -18,7 +18,11 @@ import { runDoctor } from '../../../lib/adapters/server/doctor';
 import { wechatUrlCheck } from '../../../lib/channels/wechat-oa/check';
 import { startDifySim } from '../../../lib/sim/dify-sim';
 import type { DifySim } from '../../../lib/sim/dify-sim';
+import { SessionStore } from '../../../lib/channels/ilink';
+import { startIlinkSim } from '../../../lib/sim/ilink-sim';
 import { startOpenAISim } from '../../../lib/sim/openai-sim';
+import { openStore } from '../../../lib/store';
+import { nedbBackend } from '../../../lib/store/nedb';
 import { startWechatApiSim } from '../../../lib/sim/wechat-api-sim';
 import type { WechatApiSim } from '../../../lib/sim/wechat-api-sim';
 import { mongoChecks } from '../../../lib/store/check';
@@ -163,6 +167,92 @@ describe('a broken deployment', () => {
     const code = await new Promise<number | null>((r) => child.on('exit', r));
     expect(code).toBe(1);
     expect(out).toMatch(/✗ model backend: .*\n {4}fix: the key is refused/);
+  });
+});
+
+describe('the web chat and the API', () => {
+  it('framed on other sites over plain http fails (the cookie is Secure); PUBLIC_URL serving the chat and the API passes, something else fails', async () => {
+    const web = { WEB_CHAT: 'on', WEB_CHAT_EMBED_ORIGINS: 'https://www.example.com', API_KEYS: `app1:${'k'.repeat(32)}`, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url };
+    const server = await spawnServer({ ...web, DATA_DIR: mkdtempSync(join(tmpdir(), 'wdb-doctor-web-')) });
+    servers.push(server);
+    const r = await runDoctor({ ...web, DATA_DIR: dataDir, PUBLIC_URL: server.origin });
+    expect(line(r.lines, 'web chat: embedding')).toBe(`✗ web chat: embedding: WEB_CHAT_EMBED_ORIGINS lets 1 site (https://www.example.com) frame the chat, but PUBLIC_URL is ${server.origin}: a framed chat’s visitor cookie is Secure (SameSite=None), which browsers keep only over https, so the chat would not work there`);
+    expect(fixOf(r.lines, 'web chat: embedding')).toContain('set PUBLIC_URL to that address, or leave WEB_CHAT_EMBED_ORIGINS unset');
+    expect(line(r.lines, 'web chat: PUBLIC_URL')).toBe(`✓ web chat: PUBLIC_URL: ${server.origin}/chat serves this bot’s chat`);
+    expect(line(r.lines, 'API: PUBLIC_URL')).toBe(`✓ API: PUBLIC_URL: ${server.origin}/api/v1 and ${server.origin}/v1 answer (the API’s OpenAPI document)`);
+    expect(r.code).toBe(1);
+
+    // Without PUBLIC_URL the scheme is unknown: said, not judged. Without embedding, nothing to say.
+    const unset = await runDoctor({ ...web, DATA_DIR: dataDir });
+    expect(line(unset.lines, 'web chat: embedding')).toMatch(/^– web chat: embedding: 1 site .* set PUBLIC_URL to its https address to have this checked$/);
+    expect(unset.lines.some((l) => l.includes('web chat: PUBLIC_URL') || l.includes('API: PUBLIC_URL'))).toBe(false);
+
+    const other = createServer((_req, res) => res.writeHead(404).end('no'));
+    others.push(other);
+    await new Promise<void>((res) => other.listen(0, '127.0.0.1', () => res()));
+    const otherUrl = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    const wrong = await runDoctor({ ...web, WEB_CHAT_EMBED_ORIGINS: '', DATA_DIR: dataDir, PUBLIC_URL: otherUrl });
+    expect(wrong.lines.some((l) => l.includes('web chat: embedding'))).toBe(false);
+    expect(line(wrong.lines, 'web chat: PUBLIC_URL')).toBe(`✗ web chat: PUBLIC_URL: ${otherUrl}/chat/assets/chat.js: HTTP 404`);
+    expect(fixOf(wrong.lines, 'web chat: PUBLIC_URL')).toContain('pass /chat through');
+    expect(line(wrong.lines, 'API: PUBLIC_URL')).toBe(`✗ API: PUBLIC_URL: ${otherUrl}/api/v1/openapi.json: HTTP 404`);
+    expect(fixOf(wrong.lines, 'API: PUBLIC_URL')).toContain('pass /api/v1 and /v1 through');
+  });
+});
+
+describe('personal WeChat (iLink)', () => {
+  it('no login fails with the fix; a login in the store (the server holding it) passes; -14 fails; ILINK_BOT_TOKEN passes', async () => {
+    const sim = await startIlinkSim();
+    const dir = mkdtempSync(join(tmpdir(), 'wdb-doctor-ilink-'));
+    try {
+      const env = { ILINK: 'on', ILINK_API_BASE: sim.url, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dir };
+      const none = await runDoctor(env);
+      expect(line(none.lines, 'iLink: session')).toBe('✗ iLink: session: not logged in: the server would have nothing to poll');
+      expect(fixOf(none.lines, 'iLink: session')).toMatch(/fix: log in: npm run ilink -- login .*the console’s iLink page .*ILINK_BOT_TOKEN and ILINK_BOT_ID/);
+      expect(line(none.lines, 'iLink: service reachable')).toMatch(/^✓ iLink: service reachable: 127\.0\.0\.1:\d+ answers \(HTTP 404\)$/);
+      expect(none.code).toBe(1);
+
+      // A QR login saved in the store, which stays open and locked as a running server holds it.
+      const account = sim.login();
+      const store = await openStore({ kind: 'embedded', mongoUri: undefined, mongoDb: undefined, dataDir: dir, statsUtcOffsetMin: 480 }, { embedded: nedbBackend });
+      try {
+        const sessions = new SessionStore(store, 'ilink');
+        await sessions.save({ token: account.token, botId: account.botId, baseUrl: account.baseUrl, userId: account.userId, savedAt: Date.now(), source: 'qr' }, Date.now());
+        const live = await runDoctor(env);
+        expect(line(live.lines, 'iLink: session')).toMatch(/^✓ iLink: session: bot \S+@im\.bot, QR login at \d{4}-\d\d-\d\d \d\d:\d\d UTC; not ended by the service so far$/);
+        expect(live.code).toBe(0);
+        expect(live.lines.join('\n')).not.toContain(account.token);
+        expect(line(live.lines, 'embedded store: lock')).toMatch(/held by process/);
+
+        expect(await sessions.expire(account.token, Date.now())).toBe(true);
+        const ended = await runDoctor(env);
+        expect(line(ended.lines, 'iLink: session')).toMatch(/^✗ iLink: session: bot \S+@im\.bot: ended by the service \(-14\) at .* UTC; polling has stopped/);
+        expect(fixOf(ended.lines, 'iLink: session')).toContain('fix: log in again (npm run ilink -- login');
+        expect(ended.code).toBe(1);
+      } finally {
+        await store.close();
+      }
+
+      // A session from the environment, on a store that never saw it.
+      const fresh = mkdtempSync(join(tmpdir(), 'wdb-doctor-ilink-'));
+      const provisioned = await runDoctor({ ...env, DATA_DIR: fresh, ILINK_BOT_TOKEN: 'env-token-0000000000000001', ILINK_BOT_ID: 'abcdef0123456789@im.bot' });
+      rmSync(fresh, { recursive: true, force: true });
+      expect(line(provisioned.lines, 'iLink: session')).toBe('✓ iLink: session: bot abcd…89@im.bot from ILINK_BOT_TOKEN (not used yet: the server starts with it)');
+      expect(provisioned.lines.join('\n')).not.toContain('env-token-0000000000000001');
+    } finally {
+      await sim.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the service unreachable: its host named, with the fix', async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const r = await runDoctor({ ILINK: 'on', ILINK_API_BASE: `http://127.0.0.1:${port}`, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, DATA_DIR: dataDir });
+    expect(line(r.lines, 'iLink: service reachable')).toMatch(new RegExp(`^✗ iLink: service reachable: 127\\.0\\.0\\.1:${port}: `));
+    expect(fixOf(r.lines, 'iLink: service reachable')).toContain('HTTPS_PROXY');
   });
 });
 
