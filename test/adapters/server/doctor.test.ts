@@ -245,6 +245,27 @@ describe('personal WeChat (iLink)', () => {
     }
   });
 
+  it.skipIf(!process.env['MONGODB_URI'])('on MongoDB: the session is read from it (MONGODB_URI; skipped without it)', async () => {
+    const sim = await startIlinkSim();
+    const db = `wdb_doctor_ilink_${Date.now()}`;
+    const settings = { kind: 'mongodb' as const, mongoUri: process.env['MONGODB_URI'], mongoDb: db, dataDir, statsUtcOffsetMin: 480 };
+    const store = await openStore(settings);
+    try {
+      const account = sim.login();
+      await new SessionStore(store, 'ilink').save({ token: account.token, botId: account.botId, baseUrl: account.baseUrl, userId: account.userId, savedAt: Date.now(), source: 'qr' }, Date.now());
+      const r = await runDoctor({ ILINK: 'on', ILINK_API_BASE: sim.url, DIFY_API_KEY: DIFY_KEY, DIFY_BASE_URL: dify.url, MONGODB_URI: settings.mongoUri as string, MONGODB_DB: db });
+      expect(line(r.lines, 'iLink: session')).toMatch(/^✓ iLink: session: bot \S+@im\.bot, QR login at /);
+    } finally {
+      const { MongoClient } = await import('mongodb');
+      const client = new MongoClient(settings.mongoUri as string);
+      await store.close();
+      await client.connect();
+      await client.db(db).dropDatabase();
+      await client.close();
+      await sim.close();
+    }
+  });
+
   it('the service unreachable: its host named, with the fix', async () => {
     const closed = createServer();
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()));
