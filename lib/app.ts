@@ -30,6 +30,7 @@ import type { ChatHandler } from './web/chat/handler';
 import { createConsoleHandler } from './web/console/handler';
 import type { ConsoleHandler } from './web/console/handler';
 import { createPageHandler } from './web/page/handler';
+import { createMediaServer } from './web/page/media';
 import type { PageHandler, StreamTimings } from './web/page/handler';
 import { PageLinks } from './web/page/links';
 import { version } from '../package.json';
@@ -195,8 +196,10 @@ export function createApp(config: Config, deps: AppDeps): App {
   }
   const pollers = list.flatMap((c) => (c.poller ? [new Poller(c.poller, { store, clock, logger, takeoverMs: config.delivery.pollerTakeoverMs, ...deps.pollerTimings })] : []));
 
-  const page = createPageHandler({ config, store, clock, logger, live, pushesLater: (key) => registry.channels.forKey(key)?.push !== undefined, fetchPart }, deps.pageTimings);
-  const chat = createChatHandler({ config, store, clock, logger, live, channel: list.find(isWebChannel), follow: page.follow });
+  // One media server for the answer page and the web chat: a file both show is fetched once, under one set of limits.
+  const media = createMediaServer({ fetchPart, clock, logger });
+  const page = createPageHandler({ config, store, clock, logger, live, pushesLater: (key) => registry.channels.forKey(key)?.push !== undefined, media }, deps.pageTimings);
+  const chat = createChatHandler({ config, store, clock, logger, live, channel: list.find(isWebChannel), follow: page.follow, media });
   const consoleHandler = createConsoleHandler({ config, store, clock, logger, bot, tryChannel, channels: registry.channels, follow: page.follow, answerer, version });
   return {
     config,

@@ -1,7 +1,7 @@
 /**
- * A picture host on loopback for answers with pictures (docs/rich-answers.md): a PNG, a JPEG, a GIF
- * and a slow PNG, each with random bytes after its signature, so a test can tell that exactly these
- * bytes arrived. A test sets MEDIA_ALLOW_HOSTS=127.0.0.1 (loopback is private: refused otherwise).
+ * A picture host on loopback for answers with pictures (docs/rich-answers.md): a PNG, a JPEG, a GIF,
+ * a slow PNG and a PDF (a file, not a picture), each with random bytes after its signature, so a test
+ * can tell that exactly these bytes arrived. A test sets MEDIA_ALLOW_HOSTS=127.0.0.1 (loopback is private: refused otherwise).
  */
 import { randomBytes } from 'crypto';
 import { createServer } from 'http';
@@ -9,8 +9,8 @@ import type { AddressInfo } from 'net';
 
 export interface PictureHost {
   url: string;
-  /** The bytes served at `/<name>` (`cat.png`, `drawn.jpg`, `anim.gif`, `slow.png`). */
-  bytes: Record<'cat.png' | 'drawn.jpg' | 'anim.gif' | 'slow.png', Buffer>;
+  /** The bytes served at `/<name>` (`cat.png`, `drawn.jpg`, `anim.gif`, `slow.png`, `report.pdf`). */
+  bytes: Record<'cat.png' | 'drawn.jpg' | 'anim.gif' | 'slow.png' | 'report.pdf', Buffer>;
   /** How often each path was asked. */
   hits: Map<string, number>;
   close(): Promise<void>;
@@ -23,6 +23,7 @@ export async function startPictureHost(o: { slowMs?: number } = {}): Promise<Pic
     'drawn.jpg': Buffer.concat([Buffer.from('ffd8ffe000104a464946', 'hex'), randomBytes(700)]),
     'anim.gif': Buffer.concat([Buffer.from('GIF89a', 'latin1'), randomBytes(300)]),
     'slow.png': png(),
+    'report.pdf': Buffer.concat([Buffer.from('%PDF-1.7\n', 'latin1'), randomBytes(500)]),
   };
   const hits = new Map<string, number>();
   const timers = new Set<ReturnType<typeof setTimeout>>();

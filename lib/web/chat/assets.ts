@@ -65,6 +65,9 @@ button,textarea,input{font:inherit;color:inherit}
 .md th{background:var(--code);white-space:nowrap}
 .md .align-right{text-align:right}.md .align-center{text-align:center}
 .md hr{border:0;border-top:1px solid var(--line);margin:1.2em 0}
+.md img{max-width:100%;height:auto;border-radius:8px;vertical-align:middle}
+.md .parts{margin:.6em 0 0;display:flex;flex-direction:column;align-items:flex-start;gap:8px}
+.md a.file{display:inline-block;padding:6px 12px;border:1px solid var(--line);border-radius:8px;text-decoration:none}
 body.embed .bar{padding-top:8px;padding-bottom:8px;padding-right:56px}
 body.embed .bar h1{font-size:16px}
 @media (min-width:768px){body{background:var(--outer)}body.embed{background:var(--bg)}#app{border-left:1px solid var(--line);border-right:1px solid var(--line)}#log{padding:24px 28px}.q{max-width:70%}.composer{padding:14px 20px}body.embed #app{border:0}}
@@ -127,6 +130,11 @@ export const CHAT_JS = `(function () {
   function nearBottom() { return log.scrollHeight - log.scrollTop - log.clientHeight < 120; }
   function toBottom() { log.scrollTop = log.scrollHeight; }
   function keepBottom(fn) { var stick = nearBottom(); fn(); if (stick) toBottom(); }
+  // An answer's pictures load after it is shown: one that grew the log while it was at the bottom keeps it there.
+  function pinPictures(body) {
+    var imgs = body.getElementsByTagName('img');
+    for (var i = 0; i < imgs.length; i++) imgs[i].addEventListener('load', function () { if (nearBottom() || log.scrollHeight - log.scrollTop - log.clientHeight - this.offsetHeight < 120) toBottom(); });
+  }
   function showEmpty() { emptyEl.hidden = turnsEl.children.length > 0; }
   function showMore() { moreEl.hidden = !(held.length || moreOnServer); }
 
@@ -198,6 +206,7 @@ export const CHAT_JS = `(function () {
       if (t.status === 'answered') {
         // Rendered and sanitised by the server (lib/text/html.ts); the CSP forbids inline script anyway.
         turn.body.innerHTML = t.html;
+        pinPictures(turn.body);
       } else if (t.status === 'failed') {
         turn.body.textContent = t.message || '';
         turn.body.className = 'body failed';

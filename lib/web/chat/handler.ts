@@ -11,6 +11,8 @@
  * - `POST api/stop {id}`            stop a question being answered;
  * - `POST api/new {id}`             a new conversation (as /clear);
  * - `POST api/seen {id}`            the page has shown a settled answer: it is delivered;
+ * - `GET  api/media?id=…&n=…`       picture or file n of an answered question, fetched by this server
+ *                                   and served from its origin (the answer page's: lib/web/page/media.ts);
  * - `GET  api/me`                   the visitor's CSRF token (for scripts and curl).
  *
  * It is on the internet by design. A visitor is a signed HttpOnly cookie (lib/web/chat/visitor.ts);
@@ -36,8 +38,10 @@ import { floodGuard } from '../../util/log';
 import { escapeHtml, markdownToHtml } from '../../text/html';
 import type { WebChannel } from '../../channels/web/channel';
 import { MESSAGE_ID } from '../../channels/web/channel';
-import type { PageResponse } from '../page/handler';
+import type { PageResponse, RenderAnswer } from '../page/handler';
 import { SECURITY_HEADERS } from '../page/handler';
+import { answerWithParts } from '../page/media';
+import type { MediaServer } from '../page/media';
 import { clientAddress, addressUnit } from '../console/client';
 import { CHAT_CSS, CHAT_ICON, CHAT_JS, widgetJs } from './assets';
 import { renderer } from '../render/renderer';
@@ -70,7 +74,9 @@ export interface ChatDeps {
   /** The web channel, when WEB_CHAT is on; everything is 404 otherwise. */
   channel: WebChannel | undefined;
   /** A question's answer stream, by its key, for a caller that checked who may see it (lib/web/page/handler.ts). */
-  follow: (key: string, from: string | undefined) => Promise<PageResponse>;
+  follow: (key: string, from: string | undefined, render?: RenderAnswer) => Promise<PageResponse>;
+  /** Serves an answer's files from this origin (lib/web/page/media.ts); without it, pictures stay links. */
+  media?: MediaServer | undefined;
 }
 
 const COOKIE_DAYS = 180;
@@ -96,6 +102,8 @@ export function chatUrls(routes: CoreConfig['page']['routes']) {
   const u = (path: string) => (routes === 'laf' ? `chat?p=${path}` : `chat${path}`);
   return {
     u,
+    /** Where the page gets part `n` of the visitor's question `id` (`api/media`). */
+    media: (id: string, n: number) => `${u('/api/media')}${routes === 'laf' ? '&' : '?'}id=${encodeURIComponent(id)}&n=${n}`,
     /** Where a form posted to `<path>` redirects back to the page. */
     home: routes === 'laf' ? 'chat' : '../chat',
   };
@@ -119,7 +127,7 @@ export function createChatHandler(deps: ChatDeps) {
   // Lines anyone can cause by sending bad requests: bounded, so a flood cannot flood the log.
   const refusals = floodGuard(logger);
   const texts = config.texts;
-  const { u, home } = chatUrls(config.page.routes);
+  const { u, home, media: mediaPath } = chatUrls(config.page.routes);
   const settings = channel?.settings;
   const embedding = (settings?.embedOrigins.length ?? 0) > 0;
   // Framed on other sites, the cookie is a third-party one: browsers send it only when it is
@@ -173,12 +181,17 @@ export function createChatHandler(deps: ChatDeps) {
 
   // ---- rendering
 
+  /**
+   * A question's answer as HTML. A whole answer's pictures are served from this origin (CSP img-src
+   * 'self'), its files follow the text as downloads; what was written of a stopped one has no parts.
+   */
   const rendered = new Map<string, string>();
-  function html(q: MessageRecord, markdown: string): string {
-    const key = `${q._id}\n${q.status ?? ''}\n${q.answeredAt ?? 0}\n${markdown.length}`;
+  function html(q: MessageRecord, markdown: string, whole: boolean): string {
+    const key = `${q._id}\n${q.status ?? ''}\n${q.answeredAt ?? 0}\n${markdown.length}\n${whole ? 1 : 0}`;
     let out = rendered.get(key);
     if (out === undefined) {
-      out = markdownToHtml(markdown);
+      const id = parseKey(q._id).parts[1] ?? '';
+      out = whole && deps.media ? answerWithParts(markdown, q.parts ?? [], (n) => mediaPath(id, n)) : markdownToHtml(markdown);
       if (rendered.size >= RENDER_CACHE) rendered.delete(rendered.keys().next().value as string);
       rendered.set(key, out);
     }
@@ -190,7 +203,7 @@ export function createChatHandler(deps: ChatDeps) {
     const base = { id: parseKey(q._id).parts[1] ?? '', question: q.question ?? '', at: q.createdAt, generation: q.generation ?? 0 };
     switch (q.status) {
       case 'answered':
-        return { ...base, status: 'answered', html: html(q, q.answer ?? ''), seen: q.inbox === undefined };
+        return { ...base, status: 'answered', html: html(q, q.answer ?? '', true), seen: q.inbox === undefined };
       case 'failed':
         return { ...base, status: 'failed', message: failureText(q.failure?.kind ?? 'failed', texts, q.failure?.note), seen: q.inbox === undefined };
       case 'cleared':
@@ -198,10 +211,10 @@ export function createChatHandler(deps: ChatDeps) {
         if (q.answeredAt !== undefined) {
           return q.failure
             ? { ...base, status: 'failed', message: failureText(q.failure.kind, texts, q.failure.note), seen: true }
-            : { ...base, status: 'answered', html: html(q, q.answer ?? ''), seen: true };
+            : { ...base, status: 'answered', html: html(q, q.answer ?? '', true), seen: true };
         }
         // Stopped, or its conversation was ended while it was written: what was written of it.
-        return { ...base, status: 'stopped', html: q.answer ? html(q, q.answer) : '' };
+        return { ...base, status: 'stopped', html: q.answer ? html(q, q.answer, false) : '' };
       default: {
         const p = progressOf(live, q);
         return { ...base, status: 'pending', text: p.text, attempt: p.attempt, elapsedMs: clock.now() - q.createdAt };
@@ -396,6 +409,19 @@ export function createChatHandler(deps: ChatDeps) {
     return json(200, { reply: 'reply' in decision ? decision.reply : '' });
   }
 
+  /**
+   * Part `n` of the visitor's answered question `id`: the same 404 for a forged or another visitor's
+   * id, a question without that part, or one not answered (shown whole: also one answered before a
+   * new conversation cleared it).
+   */
+  async function media(req: ChatRequest, v: Visitor): Promise<ChatResponse> {
+    const q = await own(v, req.query['id']);
+    const n = req.query['n'] ?? '';
+    const whole = q !== null && (q.status === 'answered' || (q.status === 'cleared' && q.answeredAt !== undefined && !q.failure));
+    if (!whole || !deps.media || !/^\d{1,2}$/.test(n)) return notFound();
+    return deps.media.serve(q, Number(n));
+  }
+
   async function seen(req: ChatRequest, v: Visitor): Promise<ChatResponse> {
     const q = await own(v, req.body?.['id']);
     if (!q) return json(404, { error: 'no such question' });
@@ -437,11 +463,14 @@ export function createChatHandler(deps: ChatDeps) {
         return history(req, v);
       case 'turn':
         return turnState(req, v);
+      case 'media':
+        return media(req, v);
       case 'events': {
         const q = await own(v, req.query['id']);
         if (!q) return json(404, { status: 'gone' });
         if (q.status === 'cleared') return { status: 200, headers: { ...API_HEADERS, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: 'retry: 2000\n\nevent: gone\ndata: {}\n\n' };
-        return deps.follow(q._id, req.lastEventId ?? req.query['from']);
+        // The settled answer as the chat shows it: its pictures at the chat's own paths.
+        return deps.follow(q._id, req.lastEventId ?? req.query['from'], (x) => html(x, x.answer ?? '', true));
       }
       default:
         return json(404, { error: 'not found' });

@@ -10,9 +10,7 @@
 import type { Clock } from '../../util/clock';
 import type { CoreConfig } from '../../core/settings';
 import { fill } from '../../text/fill';
-import { errorLogFields, failureText } from '../../errors';
-import type { FetchedMedia } from '../../util/media';
-import { imagesIn } from '../../text/markdown';
+import { failureText } from '../../errors';
 import type { LiveAnswers } from '../../core/live';
 import { delta, followAnswer, formatPosition, parsePosition, progressOf } from '../../core/follow';
 import type { Position } from '../../core/follow';
@@ -24,6 +22,11 @@ import { PAGE_CSS, PAGE_JS } from './assets';
 import { renderer } from '../render/renderer';
 import type { Renderer } from '../render/renderer';
 import { tokenHash, wellFormedToken } from './token';
+import { NO_STORE, SECURITY_HEADERS } from './headers';
+import { answerWithParts } from './media';
+import type { MediaServer } from './media';
+
+export { SECURITY_HEADERS } from './headers';
 
 export type PageOp = 'page' | 'events' | 'state' | 'read';
 
@@ -49,8 +52,8 @@ export interface PageDeps {
   live: LiveAnswers;
   /** Does the question's channel send late answers by itself (push)? Then an open page holds it back. */
   pushesLater?: (userKey: string) => boolean;
-  /** Fetch a file of an answer safely (lib/util/media.ts), for the question's user (their backend's host is trusted). */
-  fetchPart?: (userKey: string, url: string) => Promise<FetchedMedia>;
+  /** Serves an answer's files from this origin (lib/web/page/media.ts); without it, pictures stay links. */
+  media?: MediaServer;
 }
 
 /**
@@ -71,21 +74,6 @@ const RENDER_CACHE = 64;
 /** A client this far behind is dropped; it reconnects and resumes. */
 const MAX_QUEUED_BYTES = 1 << 20;
 
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-/** Sent with everything the page serves: this page is reachable by anyone with the link. */
-export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
-  'Content-Security-Policy': CSP,
-  'Referrer-Policy': 'no-referrer',
-  'X-Content-Type-Options': 'nosniff',
-  'X-Frame-Options': 'DENY',
-  'X-Robots-Tag': 'noindex, nofollow',
-  'Cross-Origin-Opener-Policy': 'same-origin',
-  'Cross-Origin-Resource-Policy': 'same-origin',
-  'Permissions-Policy': 'camera=(), microphone=(), geolocation=()',
-};
-const NO_STORE = { ...SECURITY_HEADERS, 'Cache-Control': 'no-store' };
-
 /**
  * The endpoints of one question's page and the shared assets, relative to the page's own URL, so
  * they stay right behind a proxy that serves the bot under a path prefix (PUBLIC_URL with a path).
@@ -98,28 +86,9 @@ export function pageUrls(routes: CoreConfig['page']['routes'], token: string) {
   return { events: `${token}/events`, state: `${token}/state`, read: `${token}/read`, css: 'assets/page.css', js: 'assets/page.js', md: 'assets/md.js?v=', media: (i: number) => `${token}/m/${i}` };
 }
 
-const hostOf = (url: string) => {
-  try {
-    return new URL(url).host;
-  } catch {
-    return '';
-  }
-};
-
-/** Files fetched for pages are kept this long in this process, at most this many bytes in all. */
-const MEDIA_CACHE_MS = 10 * 60_000;
-const MEDIA_CACHE_BYTES = 32 * 1024 * 1024;
-// Pages make this server fetch other hosts' files: however many ask at once, a file is fetched once at a
-// time, a few fetches run at once (the rest wait in a bounded line), a failed file is not asked for again
-// for a minute, and the bytes fetched per minute are capped, so page requests cannot exhaust memory or
-// turn this server into a download amplifier.
-const MEDIA_FETCHES_AT_ONCE = 4;
-const MEDIA_WAITING_MAX = 64;
-const MEDIA_FAILED_MS = 60_000;
-const MEDIA_BYTES_PER_MINUTE = 256 * 1024 * 1024;
-
-
 type Settled = { status: 'answered'; html: string } | { status: 'failed'; message: string };
+/** An answered question's HTML, as the page that shows it renders it (its pictures at that page's paths). */
+export type RenderAnswer = (q: MessageRecord) => string;
 
 export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREAM_TIMINGS) {
   const { config, store, clock, logger, live } = deps;
@@ -166,31 +135,20 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     let out = rendered.get(key);
     if (out === undefined) {
       // The answer's pictures are served from this origin (CSP img-src 'self'); any other stays a link.
-      const urls = token !== undefined && deps.fetchPart ? pageUrls(config.page.routes, token) : undefined;
-      const parts = q.parts ?? [];
-      const imageSrc = urls ? (url: string) => {
-        const i = parts.findIndex((p) => p.kind === 'image' && p.url === url);
-        return i === -1 ? undefined : urls.media(i);
-      } : undefined;
-      out = markdownToHtml(q.answer ?? '', imageSrc ? { imageSrc } : {});
-      // Parts the text does not show (files, a backend's pictures) follow it: pictures inline, files as downloads.
-      if (urls) {
-        const shown = new Set(imagesIn(q.answer ?? '').map((i) => i.url));
-        const extra = parts.map((p, i) => ({ p, i })).filter(({ p }) => !shown.has(p.url));
-        if (extra.length > 0) {
-          out += `<div class="parts">${extra
-            .map(({ p, i }) => (p.kind === 'image' ? `<img src="${escapeHtml(urls.media(i))}" alt="${escapeHtml(p.name ?? '图片')}" loading="lazy">` : `<a class="file" href="${escapeHtml(urls.media(i))}" download>${escapeHtml(p.name ?? '文件')}</a>`))
-            .join('')}</div>`;
-        }
-      }
+      const urls = token !== undefined && deps.media ? pageUrls(config.page.routes, token) : undefined;
+      out = urls ? answerWithParts(q.answer ?? '', q.parts ?? [], urls.media) : markdownToHtml(q.answer ?? '');
       if (rendered.size >= RENDER_CACHE) rendered.delete(rendered.keys().next().value as string);
       rendered.set(key, out);
     }
     return out;
   }
 
-  function settled(q: MessageRecord, token?: string): Settled | undefined {
-    if (q.status === 'answered') return { status: 'answered', html: answerHtml(q, token) };
+  /** The answer as the page with this token shows it (its pictures served through the token). */
+  const onPage = (token: string): RenderAnswer => (q) => answerHtml(q, token);
+  const plain: RenderAnswer = (q) => answerHtml(q);
+
+  function settled(q: MessageRecord, render: RenderAnswer): Settled | undefined {
+    if (q.status === 'answered') return { status: 'answered', html: render(q) };
     if (q.status === 'failed') return { status: 'failed', message: failureText(q.failure?.kind ?? 'failed', texts, q.failure?.note) };
     return undefined;
   }
@@ -199,7 +157,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
 
   function renderPage(q: MessageRecord, token: string, md: Renderer | null): PageResponse {
     const urls = pageUrls(config.page.routes, token);
-    const done = settled(q, token);
+    const done = settled(q, onPage(token));
     const p = progress(q);
     const elapsed = clock.now() - q.createdAt;
     const attrs =
@@ -218,7 +176,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
     return html(200, shell(quote(question), `<main id="app" ${attrs}><blockquote class="q">${escapeHtml(question)}</blockquote>${answer}${end}</main>`, urls, done ? null : md));
   }
 
-  function events(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined, token?: string): PageResponse {
+  function events(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined, render: RenderAnswer): PageResponse {
     if (openStreams >= config.page.maxStreams || (perAnswer.get(q._id) ?? 0) >= STREAMS_PER_ANSWER) {
       // The page falls back to polling the JSON state.
       return { status: 503, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8', 'Retry-After': '5' }, body: 'Too many streams' };
@@ -256,7 +214,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
         following.stop = followAnswer(q, { live, logger, pollMs: timings.pollMs, lookup, from }, {
           text: (d, pos) => send('text', d, formatPosition(pos)),
           settled: (q2) => {
-            const done = settled(q2, token);
+            const done = settled(q2, render);
             if (done) send('final', done);
             close();
           },
@@ -285,117 +243,29 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
   }
 
   /**
-   * The console's Try it (lib/web/console/): the same stream for a question found by its key, by a
-   * caller that has already checked who may see it (an operator's session), page setting or not.
+   * The console's Try it (lib/web/console/) and the web chat: the same stream for a question found by
+   * its key, by a caller that has already checked who may see it (an operator's session, the visitor's
+   * cookie), page setting or not; the settled answer rendered by `render` (the chat's: its own picture paths).
    */
-  async function follow(key: string, from: string | undefined): Promise<PageResponse> {
+  async function follow(key: string, from: string | undefined, render: RenderAnswer = plain): Promise<PageResponse> {
     const lookup = async () => {
       const q = await store.message(key);
       return q && q.kind === 'question' && q.status !== 'cleared' ? q : null;
     };
     const q = await lookup();
-    return q ? stream(q, lookup, parsePosition(from)) : json(404, { status: 'gone' });
+    return q ? stream(q, lookup, parsePosition(from), render) : json(404, { status: 'gone' });
   }
 
   /** A question's event stream: live while it is written; once settled, the whole answer at once, and the stream ends. */
-  function stream(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined, token?: string): PageResponse {
-    const done = settled(q, token);
-    if (!done) return events(q, lookup, from, token);
+  function stream(q: MessageRecord, lookup: () => Promise<MessageRecord | null>, from: Position | undefined, render: RenderAnswer): PageResponse {
+    const done = settled(q, render);
+    if (!done) return events(q, lookup, from, render);
     return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: `retry: 2000\n\nevent: final\ndata: ${JSON.stringify(done)}\n\n` };
   }
 
-  // Files fetched for pages, by URL, with their size: a few minutes, bounded in all.
-  const mediaCache = new Map<string, { at: number; f: FetchedMedia }>();
-  let mediaBytes = 0;
-  const mediaGone: PageResponse = { status: 404, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Not Found' };
-  const mediaBusy: PageResponse = { status: 503, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8', 'Retry-After': '30' }, body: 'Busy: try again shortly' };
-  const inflight = new Map<string, Promise<FetchedMedia | null>>();
-  const failedUntil = new Map<string, number>();
-  let fetching = 0;
-  const waiting: (() => void)[] = [];
-  let spent = { minute: -1, bytes: 0, warned: false };
-
-  function remember(url: string, f: FetchedMedia, now: number): void {
-    const old = mediaCache.get(url);
-    if (old) {
-      mediaCache.delete(url);
-      mediaBytes -= old.f.bytes.length;
-    }
-    mediaCache.set(url, { at: now, f });
-    mediaBytes += f.bytes.length;
-    for (const [u, v] of mediaCache) {
-      if (mediaBytes <= MEDIA_CACHE_BYTES) break;
-      mediaCache.delete(u);
-      mediaBytes -= v.f.bytes.length;
-    }
-  }
-
-  /** One fetch of `url` for everyone who asks meanwhile; null when it failed (logged once). */
-  function fetchShared(q: MessageRecord, index: number, url: string, fetchPart: NonNullable<PageDeps['fetchPart']>): Promise<FetchedMedia | null> {
-    let p = inflight.get(url);
-    if (p) return p;
-    p = (async () => {
-      if (fetching >= MEDIA_FETCHES_AT_ONCE) await new Promise<void>((r) => waiting.push(r));
-      fetching++;
-      try {
-        const f = await fetchPart(q.user, url);
-        const now = clock.now();
-        const minute = Math.floor(now / 60_000);
-        if (spent.minute !== minute) spent = { minute, bytes: 0, warned: false };
-        spent.bytes += f.bytes.length;
-        remember(url, f, now);
-        return f;
-      } catch (err) {
-        // Logged with why and where (the host only: a signed URL's query is a secret), never shown.
-        logger.warn('answer file not served', { key: q._id, part: index, host: hostOf(url), ...errorLogFields(err) });
-        if (failedUntil.size >= 1000) failedUntil.clear();
-        failedUntil.set(url, clock.now() + MEDIA_FAILED_MS);
-        return null;
-      } finally {
-        fetching--;
-        waiting.shift()?.();
-        inflight.delete(url);
-      }
-    })();
-    inflight.set(url, p);
-    return p;
-  }
-
-  /** Part `index` of answer `q`, fetched safely by this server (never hot-linked), from its origin. */
-  async function media(q: MessageRecord, index: number): Promise<PageResponse> {
-    const part = q.status === 'answered' ? q.parts?.[index] : undefined;
-    if (!part || !deps.fetchPart) return mediaGone;
-    const now = clock.now();
-    let hit = mediaCache.get(part.url);
-    if (!hit || now - hit.at > MEDIA_CACHE_MS) {
-      if ((failedUntil.get(part.url) ?? 0) > now) return mediaGone;
-      if (!inflight.has(part.url)) {
-        if (waiting.length >= MEDIA_WAITING_MAX) return mediaBusy;
-        if (spent.minute === Math.floor(now / 60_000) && spent.bytes >= MEDIA_BYTES_PER_MINUTE) {
-          if (!spent.warned) logger.warn('answer files: this minute’s fetch budget is spent; pages get 503 until the next minute');
-          spent.warned = true;
-          return mediaBusy;
-        }
-      }
-      const f = await fetchShared(q, index, part.url, deps.fetchPart);
-      if (!f) return mediaGone;
-      hit = { at: now, f };
-    }
-    const f = hit.f;
-    const name = (part.name ?? f.name).replace(/[^\w.-]/g, '_').slice(0, 80) || 'file';
-    return {
-      status: 200,
-      headers: {
-        ...SECURITY_HEADERS,
-        'Content-Type': f.contentType,
-        // A file is a download, never a page of this origin: its bytes are whoever's.
-        'Content-Disposition': f.kind === 'image' ? 'inline' : `attachment; filename="${name}"`,
-        'Cache-Control': 'private, max-age=3600',
-        'Content-Security-Policy': "default-src 'none'; sandbox",
-      },
-      body: f.bytes,
-    };
-  }
+  // Files of an answer: only an answered question's (a failed one shows none).
+  const gone: PageResponse = { status: 404, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8' }, body: 'Not Found' };
+  const media = (q: MessageRecord, index: number): Promise<PageResponse> | PageResponse => (q.status === 'answered' && deps.media ? deps.media.serve(q, index) : gone);
 
   return Object.assign(handlePage, { follow });
 
@@ -415,7 +285,7 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
       return { status: 405, headers: { ...NO_STORE, 'Content-Type': 'text/plain; charset=utf-8', Allow: wanted }, body: 'Method Not Allowed' };
     }
     const q = await find(req.token);
-    if (req.op === 'media') return q ? media(q, req.index) : mediaGone;
+    if (req.op === 'media') return q ? media(q, req.index) : gone;
     if (!q) return notFound(req.op);
     const from = parsePosition(req.lastEventId) ?? parsePosition(req.from);
     switch (req.op) {
@@ -423,9 +293,9 @@ export function createPageHandler(deps: PageDeps, timings: StreamTimings = STREA
         return renderPage(q, req.token, await renderer());
       case 'events':
         if (req.method === 'HEAD') return { status: 200, headers: { ...NO_STORE, 'Content-Type': 'text/event-stream; charset=utf-8' }, body: '' };
-        return stream(q, () => find(req.token), from, req.token);
+        return stream(q, () => find(req.token), from, onPage(req.token));
       case 'state': {
-        const done = settled(q, req.token);
+        const done = settled(q, onPage(req.token));
         if (done) return json(200, done);
         return json(200, { status: 'pending', elapsedMs: clock.now() - q.createdAt, ...delta(progress(q), from) });
       }

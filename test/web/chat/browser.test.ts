@@ -3,7 +3,8 @@
  * visibly formatted while Dify is still writing it (a table and a code block), delivered once shown;
  * stop; a new conversation with the earlier one a tap away; a reload mid-answer that resumes; the
  * widget on a page of another site (and refused on a site not allowed); hostile model output that runs
- * nothing and loads nothing; the access-code gate. Screenshots at 390×844 and 1280×800, light and
+ * nothing and loads nothing; the access-code gate; an answer's pictures shown from the chat's own
+ * origin. Screenshots at 390×844 and 1280×800, light and
  * dark, go to dist/screenshots/ for review.
  */
 import { mkdirSync } from 'fs';
@@ -343,6 +344,43 @@ describe.skipIf(!haveChromium)('the web chat in Chromium', () => {
     } finally {
       await new Promise<void>((r) => other.close(() => r()));
     }
+  });
+
+  it('an answer’s pictures show inline, served by the chat’s origin: the browser asks no other host', async () => {
+    // A 2×2 PNG, so the browser decodes a real picture.
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAAnKgMCT3oa2QAAAABJRU5ErkJggg==', 'base64');
+    let fileHits = 0;
+    host = createServer((_req, res) => {
+      fileHits++;
+      res.writeHead(200, { 'Content-Type': 'image/png' }).end(png);
+    });
+    await new Promise<void>((r) => (host as Server).listen(0, '127.0.0.1', r));
+    const files = `http://127.0.0.1:${((host as Server).address() as AddressInfo).port}`;
+    const text = `画好了：\n\n![猫](${files}/cat.png)\n\n![元数据](http://169.254.169.254/x.png)\n\n完。`;
+    h = await startHarness({ env: { WEB_CHAT: 'on', MEDIA_ALLOW_HOSTS: '127.0.0.1' }, dify: { script: () => ({ kind: 'answer', text, durationMs: 600, pieceChars: 4, files: [{ url: `${files}/drawn.png` }] }) } });
+    const origin = h.origin;
+    const ctx = await context();
+    const page = await ctx.newPage();
+    const w = watch(page);
+    const requested: string[] = [];
+    page.on('request', (r) => requested.push(r.url()));
+    await page.goto(`${origin}/chat`);
+    await ask(page, '画猫');
+    const loaded = () => page.waitForFunction(() => {
+      const imgs = Array.from(document.querySelectorAll('.turn .a:not(.streaming) img')) as unknown as { complete: boolean; naturalWidth: number }[];
+      return imgs.length === 2 && imgs.every((i) => i.complete && i.naturalWidth === 2);
+    });
+    await loaded();
+    // The refused picture stays a link to follow, never fetched by the page.
+    expect(await page.locator('.turn a.img').count()).toBe(1);
+    await page.screenshot({ path: `${SHOTS}/chat-phone-pictures.png` });
+    // After a reload, from the history.
+    await page.reload();
+    await loaded();
+    expect(requested.filter((u) => !u.startsWith(`${origin}/`))).toEqual([]);
+    expect(fileHits).toBe(2); // the server fetched each picture once, for the browser
+    expect(w.errors).toEqual([]);
+    await ctx.close();
   });
 
   it('the access code: a form first, then the chat', async () => {

@@ -3,21 +3,27 @@
  * the page's own endpoints with the answer streamed and delivered once shown, what a visitor is and
  * is not allowed (CSRF, other sites, forged cookies, other visitors' questions), the limits (one
  * answer at a time, per visitor, per address, body and text sizes), stop, a new conversation, a
- * reload mid-answer, an answer whose page was closed, the access code, and embedding.
+ * reload mid-answer, an answer whose page was closed, the access code, embedding, and an answer's
+ * pictures and files served from the chat's own origin to the visitor who asked only.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseKey } from '../../../lib/core/keys';
-import { CODE_ATTEMPTS_ALLOWED } from '../../../lib/web/chat/handler';
+import { CODE_ATTEMPTS_ALLOWED, chatUrls } from '../../../lib/web/chat/handler';
 import { eventually, startHarness } from '../../support/harness';
 import type { Harness, HarnessOptions } from '../../support/harness';
 import { call } from '../../support/wire';
 import { ChatVisitor, messageId } from '../../support/web-chat';
 import type { Turn } from '../../support/web-chat';
+import { startPictureHost } from '../../support/picture-host';
+import type { PictureHost } from '../../support/picture-host';
 
 let h: Harness | undefined;
+let pics: PictureHost | undefined;
 afterEach(async () => {
   await h?.close();
   h = undefined;
+  await pics?.close();
+  pics = undefined;
 });
 
 const TABLE = '## 三座城市\n\n| 城市 | 人口 |\n|---|--:|\n| 北京 | 2189 |\n| 上海 | 2487 |\n\n详见 [统计局](https://www.stats.gov.cn/)。';
@@ -377,5 +383,91 @@ describe('the web chat', () => {
     const widget = await v.raw('GET', '/chat/widget.js');
     expect(widget.body).toContain('../chat?embed=1');
     expect(widget.body).toContain("setAttribute('sandbox'");
+  });
+});
+
+describe('an answer’s pictures and files in the web chat', () => {
+  /** A settled answer: its Markdown shows a picture; the backend sent a picture and a document besides. */
+  async function pictured(): Promise<{ host: PictureHost; v: ChatVisitor; id: string; html: string }> {
+    const host = (pics = await startPictureHost());
+    const text = `画好了：\n\n![猫](${host.url}/cat.png)\n\n![元数据](http://169.254.169.254/x.png)\n\n报告见附件。`;
+    // The picture host is on loopback, which only MEDIA_ALLOW_HOSTS lets the bot fetch.
+    h = await start({ MEDIA_ALLOW_HOSTS: '127.0.0.1' }, { dify: { script: () => ({ kind: 'answer', text, durationMs: 300, files: [{ url: `${host.url}/drawn.jpg` }, { url: `${host.url}/report.pdf`, type: 'document' }] }) } });
+    const v = await visitor();
+    const id = (((await v.ask('画一只猫')).json['turn'] as Turn) ?? {}).id;
+    const stream = await v.events(id);
+    const final = await stream.until((e) => e.event === 'final', 10_000);
+    return { host, v, id, html: (JSON.parse(final.data) as { html: string }).html };
+  }
+  /** What a browser on the chat page (`/chat`) asks for a path in the answer's HTML. */
+  const at = (path: string) => new URL(path.replace(/&amp;/g, '&'), `${(h as Harness).origin}/chat`).href;
+  const get = (url: string, cookie: string, headers: Record<string, string> = {}) => fetch(url, { headers: { ...(cookie ? { cookie } : {}), ...headers } });
+
+  it('shows the pictures inline from the chat’s own origin and the file as a download, in the stream’s final HTML and in the history', async () => {
+    const { host, v, id, html } = await pictured();
+    const q = (await records()).find((m) => m.question === '画一只猫');
+    expect(q?.parts?.map((p) => p.url)).toEqual([`${host.url}/drawn.jpg`, `${host.url}/report.pdf`, `${host.url}/cat.png`]);
+    // The Markdown's picture in place; the backend's picture and file after the text; the refused one a link.
+    expect(html).toContain(`<img src="chat/api/media?id=${id}&amp;n=2" alt="猫" loading="lazy">`);
+    expect(html).toMatch(new RegExp(`<div class="parts"><img src="chat/api/media\\?id=${id}&amp;n=0" alt="[^"]+" loading="lazy"><a class="file" href="chat/api/media\\?id=${id}&amp;n=1" download>`));
+    expect(html).toContain('<a class="img" href="http://169.254.169.254/x.png"');
+    expect(html).not.toContain(host.url);
+    expect(html.indexOf('n=2')).toBeLessThan(html.indexOf('报告见附件'));
+    expect(html.indexOf('报告见附件')).toBeLessThan(html.indexOf('n=0'));
+    // The history (a reload) shows the same HTML.
+    expect((await v.history()).turns).toMatchObject([{ id, status: 'answered', html }]);
+    // The page's CSP still loads pictures from this origin only.
+    expect(String((await v.raw('GET', '/chat')).headers['content-security-policy'])).toContain("img-src 'self';");
+
+    // The visitor's browser gets exactly the bytes, with the answer page's media headers.
+    for (const [n, name, type] of [[2, 'cat.png', 'image/png'], [0, 'drawn.jpg', 'image/jpeg']] as const) {
+      const r = await get(at(`chat/api/media?id=${id}&n=${n}`), v.cookie);
+      expect(r.status, name).toBe(200);
+      expect(r.headers.get('content-type')).toBe(type);
+      expect(r.headers.get('content-disposition')).toBe('inline');
+      expect(r.headers.get('content-security-policy')).toBe("default-src 'none'; sandbox");
+      expect(r.headers.get('cache-control')).toBe('private, max-age=3600');
+      expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+      expect(Buffer.from(await r.arrayBuffer()).equals(host.bytes[name])).toBe(true);
+    }
+    const pdf = await get(at(`chat/api/media?id=${id}&n=1`), v.cookie);
+    expect(pdf.status).toBe(200);
+    expect(pdf.headers.get('content-type')).toBe('application/octet-stream');
+    expect(pdf.headers.get('content-disposition')).toBe('attachment; filename="report.pdf"');
+    expect(pdf.headers.get('content-security-policy')).toBe("default-src 'none'; sandbox");
+    expect(Buffer.from(await pdf.arrayBuffer()).equals(host.bytes['report.pdf'])).toBe(true);
+    // Asked again, from the server's cache: the host is asked once per file.
+    expect((await get(at(`chat/api/media?id=${id}&n=2`), v.cookie)).status).toBe(200);
+    expect(host.hits.get('cat.png')).toBe(1);
+  });
+
+  it('serves them to the visitor who asked only: another visitor, forged or foreign paths, other sites get nothing', async () => {
+    const { host, v, id } = await pictured();
+    const other = await visitor();
+    const hits = () => [...host.hits.values()].reduce((a, b) => a + b, 0);
+    const before = hits();
+    expect((await get(at(`chat/api/media?id=${id}&n=2`), other.cookie)).status).toBe(404);
+    expect((await get(at(`chat/api/media?id=${id}&n=2`), '')).status).toBe(401);
+    expect((await get(at(`chat/api/media?id=${id}&n=2`), v.cookie, { 'Sec-Fetch-Site': 'cross-site' })).status).toBe(403);
+    for (const query of [`id=${messageId()}&n=0`, `id=${id}&n=3`, `id=${id}&n=99`, `id=${id}&n=x`, `id=${id}&n=-1`, `id=${id}&n=1.0`, `id=${id}&n=`, `id=${id}`, 'n=0', `id=${id}/../x&n=0`]) {
+      expect((await get(at(`chat/api/media?${query}`), v.cookie)).status, query).toBe(404);
+    }
+    expect(hits()).toBe(before); // nothing refused was fetched
+    // The owner still gets it.
+    expect((await get(at(`chat/api/media?id=${id}&n=2`), v.cookie)).status).toBe(200);
+  });
+
+  it('an answer shown whole after a new conversation cleared it keeps its pictures', async () => {
+    const { v, id } = await pictured();
+    await v.post('new', { id: messageId() });
+    await eventually(async () => (await records()).find((m) => m.question === '画一只猫')?.status === 'cleared');
+    const turn = (await v.history()).turns.find((t) => t.id === id);
+    expect(turn?.html).toContain(`<img src="chat/api/media?id=${id}&amp;n=2"`);
+    expect((await get(at(`chat/api/media?id=${id}&n=2`), v.cookie)).status).toBe(200);
+  });
+
+  it('on laf the page asks the chat function, the path in p', () => {
+    expect(chatUrls('laf').media('abcdefgh12', 3)).toBe('chat?p=/api/media&id=abcdefgh12&n=3');
+    expect(chatUrls('path').media('abcdefgh12', 3)).toBe('chat/api/media?id=abcdefgh12&n=3');
   });
 });
