@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { call } from '../../lib/util/http';
 import { startIlinkSim } from '../../lib/sim/ilink-sim';
 import type { IlinkSim, IlinkSimOptions } from '../../lib/sim/ilink-sim';
+import { eventually } from '../support/harness';
 
 const sims: IlinkSim[] = [];
 afterEach(async () => {
@@ -316,9 +317,14 @@ describe('duplicates', () => {
     it(`re-sends a message later with ${mode}`, async () => {
       const s = await sim({ pollHoldMs: 10_000 });
       const a = await ready(s);
+      // The first poll is held before the message comes, so the original is answered on its own, before
+      // its duplicate is due (on a busy machine a later poll could get both in one batch).
+      const held = poll(s, a.token, '');
+      await eventually(() => s.heldPolls() === 1);
       const m = s.sendText(USER, 'once', { duplicate: mode, duplicateAfterMs: 10 });
-      const texts: string[] = [];
-      let cursor = '';
+      const r1 = await held;
+      const texts: string[] = [r1.text];
+      let cursor = String(r1.json['get_updates_buf']);
       while (texts.length < 2) {
         const r = await poll(s, a.token, cursor);
         cursor = String(r.json['get_updates_buf']);
