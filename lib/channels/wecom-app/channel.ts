@@ -13,7 +13,7 @@ import { SEND_ATTEMPTS, answerMessages } from '../../core/channel';
 import type { Channel, ChannelDeps, ChannelKind, HealthItem, WebhookRequest, WebhookResponse } from '../../core/channel';
 import type { Content, Decision } from '../../core/bot';
 import { conversationKey, parseKey } from '../../core/keys';
-import { RequestError, SignatureError, WechatApiError, errorLogFields } from '../../errors';
+import { RequestError, WechatApiError, errorLogFields } from '../../errors';
 import type { MessageRecord } from '../../store';
 import { markdownToText, withoutImages } from '../../text/markdown';
 import { paginate } from '../../text/paging';
@@ -27,6 +27,7 @@ import { parseXmlFields } from '../wxbiz/xml';
 import type { WecomAppSettings } from './settings';
 import { WECOM_APP_VARIABLES, wecomAppSettings } from './settings';
 import { floodGuard } from '../../util/log';
+import { callbackFailure, plain } from '../wxbiz/respond';
 
 export const WECOM_APP = 'wecom-app';
 
@@ -57,7 +58,6 @@ export function fitBytes(text: string, max: number): string {
   return out;
 }
 
-const plain = (status: number, body: string): WebhookResponse => ({ status, contentType: 'text/plain; charset=utf-8', body });
 
 /** A decrypted callback's fields as the bot reads them (docs/wecom.md "Self-built application"). */
 export type AppMessage =
@@ -255,17 +255,7 @@ export function createWecomApp(settings: WecomAppSettings, deps: ChannelDeps): C
       if (req.method === 'POST') return await post(req.query, req.bodies[0] ?? '');
       return plain(405, 'Method Not Allowed');
     } catch (err) {
-      if (err instanceof SignatureError) {
-        refusals.warn('rejected WeCom app request', errorLogFields(err));
-        return plain(401, 'Invalid signature');
-      }
-      if (err instanceof RequestError) {
-        refusals.warn('rejected WeCom app body', errorLogFields(err));
-        return plain(err.status, err.status === 413 ? 'Payload Too Large' : `Bad Request: ${err.message}`);
-      }
-      // Our fault (the store unreachable): a non-200 makes WeCom deliver again.
-      logger.error('could not handle a WeCom app callback', errorLogFields(err));
-      return plain(500, 'try again');
+      return callbackFailure(err, 'WeCom app', { refusals, logger, failed: 'could not handle a WeCom app callback' });
     }
   }
 

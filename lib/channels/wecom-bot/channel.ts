@@ -23,7 +23,7 @@ import type { Content, Decision } from '../../core/bot';
 import { SEND_ATTEMPTS, answerMessages } from '../../core/channel';
 import type { Channel, ChannelDeps, ChannelKind, WebhookRequest, WebhookResponse } from '../../core/channel';
 import { conversationKey } from '../../core/keys';
-import { RequestError, SignatureError, errorLogFields } from '../../errors';
+import { RequestError, errorLogFields } from '../../errors';
 import type { MessageRecord } from '../../store';
 import { fill } from '../../text/fill';
 import { withoutImages } from '../../text/markdown';
@@ -38,6 +38,7 @@ import { asWecomPicture, notePicturesUnsent, pictureFailure, pictureParts } from
 import type { WecomBotSettings } from './settings';
 import { WECOM_BOT_VARIABLES, wecomBotSettings } from './settings';
 import { floodGuard } from '../../util/log';
+import { callbackFailure, plain } from '../wxbiz/respond';
 
 export const WECOM_BOT = 'wecom-bot';
 
@@ -126,8 +127,7 @@ export function createWecomBot(settings: WecomBotSettings, deps: ChannelDeps): C
   const streamReply = (id: string, content: string, finish: boolean, nonce: string, pictures: readonly MsgItem[] = []) =>
     json({ msgtype: 'stream', stream: { id, finish, content: fitBytes(content, BOT_CONTENT_BYTES), ...(finish && pictures.length > 0 ? { msg_item: pictures } : {}) } }, nonce);
   const empty = (): WebhookResponse => ({ status: 200, contentType: 'text/plain; charset=utf-8', body: '' });
-  const plain = (status: number, body: string): WebhookResponse => ({ status, contentType: 'text/plain; charset=utf-8', body });
-
+  
   /**
    * Pictures being fetched for answers that settled in this process, by question and part: the poll
    * that finishes the stream (most often on this instance) finds them ready. Dropped once used, or
@@ -366,16 +366,7 @@ export function createWecomBot(settings: WecomBotSettings, deps: ChannelDeps): C
       if (!c || typeof c !== 'object') throw new RequestError('not_wecom', 'the decrypted callback is not an object');
       return await onMessage(c, req.query['nonce'] ?? '', arrival);
     } catch (err) {
-      if (err instanceof SignatureError) {
-        refusals.warn('rejected WeCom bot request', errorLogFields(err));
-        return plain(401, 'Invalid signature');
-      }
-      if (err instanceof RequestError) {
-        refusals.warn('rejected WeCom bot body', errorLogFields(err));
-        return plain(err.status, err.status === 413 ? 'Payload Too Large' : `Bad Request: ${err.message}`);
-      }
-      logger.error('could not handle a WeCom bot callback', errorLogFields(err));
-      return plain(500, 'try again');
+      return callbackFailure(err, 'WeCom bot', { refusals, logger, failed: 'could not handle a WeCom bot callback' });
     }
   }
 

@@ -22,7 +22,7 @@ import type { Content, Decision, Inbound } from '../../core/bot';
 import { answerMessages } from '../../core/channel';
 import type { Channel, ChannelDeps, ChannelKind, HealthItem, WebhookRequest, WebhookResponse } from '../../core/channel';
 import { conversationKey, parseKey } from '../../core/keys';
-import { RequestError, SignatureError, WechatApiError, errorLogFields } from '../../errors';
+import { RequestError, WechatApiError, errorLogFields } from '../../errors';
 import type { MessageRecord } from '../../store';
 import { pageCount } from '../../store';
 import { fill } from '../../text/fill';
@@ -39,6 +39,7 @@ import { WECOM_KF_VARIABLES, wecomKfSettings } from './settings';
 import { KfSync } from './sync';
 import type { KfItem } from './sync';
 import { floodGuard } from '../../util/log';
+import { callbackFailure, plain } from '../wxbiz/respond';
 
 export const WECOM_KF = 'wecom-kf';
 
@@ -61,7 +62,6 @@ const SESSION_INVALID = 95018;
 const NUMBERING = '({page}/{total})';
 
 const SUCCESS: Decision = { success: true };
-const plain = (status: number, body: string): WebhookResponse => ({ status, contentType: 'text/plain; charset=utf-8', body });
 
 /** The customer's latest message as the bot last read it: the send window and the 5 messages hang on it. */
 interface LastMessage {
@@ -433,16 +433,7 @@ export function createWecomKf(settings: WecomKfSettings, deps: ChannelDeps): Cha
       if (req.method === 'POST') return await post(req.query, req.bodies[0] ?? '');
       return plain(405, 'Method Not Allowed');
     } catch (err) {
-      if (err instanceof SignatureError) {
-        refusals.warn('rejected WeCom customer-service request', errorLogFields(err));
-        return plain(401, 'Invalid signature');
-      }
-      if (err instanceof RequestError) {
-        refusals.warn('rejected WeCom customer-service body', errorLogFields(err));
-        return plain(err.status, err.status === 413 ? 'Payload Too Large' : `Bad Request: ${err.message}`);
-      }
-      logger.error('could not pull WeCom customer-service messages', errorLogFields(err));
-      return plain(500, 'try again');
+      return callbackFailure(err, 'WeCom customer-service', { refusals, logger, failed: 'could not pull WeCom customer-service messages' });
     }
   }
 
