@@ -3,8 +3,9 @@
  * customer-service text messages and the typing indicator (push mode), and the custom menu. The base URL is configurable (owners
  * behind an IP whitelist route through a proxy). No access token or secret ever reaches an error.
  */
-import { NetworkError, call as send, jsonOf } from '../../util/http';
+import { NetworkError, call as send } from '../../util/http';
 import { WechatApiError } from '../../errors';
+import { wecomCall } from '../wxbiz/wecom';
 import { multipart } from '../../util/multipart';
 import type { Menu } from './menu';
 
@@ -39,25 +40,9 @@ export interface WechatApiOptions {
   timeoutMs?: number;
 }
 
-/** WeChat answers errors as HTTP 200 with `errcode`; network failures get errcode -1 ("system busy"). */
-async function call(url: string, body: unknown, timeoutMs: number, headers?: Record<string, string>): Promise<Record<string, unknown>> {
-  let data: unknown;
-  try {
-    // GET for the calls that take no body.
-    const res = await send({ method: body === undefined ? 'GET' : 'POST', url, body, timeoutMs, ...(headers ? { headers } : {}) });
-    if (res.status !== 200) throw new WechatApiError(-1, `HTTP ${res.status}`);
-    data = jsonOf(res.body);
-  } catch (err) {
-    if (err instanceof WechatApiError) throw err;
-    // The URL carries the access token: report only the error code, never the request.
-    throw new WechatApiError(-1, `network error ${(err as { code?: string }).code ?? ''}`.trim());
-  }
-  if (!data || typeof data !== 'object') throw new WechatApiError(-1, 'answer is not JSON');
-  const d = data as Record<string, unknown>;
-  const errcode = typeof d['errcode'] === 'number' ? d['errcode'] : 0;
-  if (errcode !== 0) throw new WechatApiError(errcode, String(d['errmsg'] ?? ''));
-  return d;
-}
+// WeChat answers errors as HTTP 200 with `errcode`; network failures get errcode -1 ("system busy"):
+// the same contract as WeCom's API, so one call serves both (lib/channels/wxbiz/wecom.ts).
+const call = wecomCall;
 
 export function createWechatApi(opts: WechatApiOptions): WechatApi {
   const timeoutMs = opts.timeoutMs ?? 10_000;

@@ -47,7 +47,8 @@ export const MEDIA_TOO_LARGE = -2;
 const MEDIA_EMPTY = -3;
 
 /**
- * One API call: GET without a body, POST JSON with one. Network failures and non-200s are errcode -1
+ * One call to WeCom's or WeChat's server API (the Official Account uses it too: errors as HTTP 200 with
+ * `errcode`): GET without a body, POST JSON with one. Network failures and non-200s are errcode -1
  * ("system busy", retried later). The URL carries the access token, so no error ever repeats the request.
  */
 export async function wecomCall(url: string, body: unknown, timeoutMs: number, headers?: Record<string, string>): Promise<Record<string, unknown>> {
