@@ -46,12 +46,10 @@ interface Run {
   dify: DifySim;
 }
 
-async function twoInstances(o: { cursorMode?: 'ack-on-delivery' | 'redeliver-until-advanced' } = {}): Promise<Run> {
-  const d = (dify = await startDifySim({ apiKey: DIFY_KEY, script: (b) => ({ kind: 'answer', text: `答:${String(b.query)}`, durationMs: 600 }) }));
-  const s = (sim = await startIlinkSim({ pollHoldMs: 500, longpollingTimeoutMs: 1000, redeliverAfterMs: 1500, ...(o.cursorMode ? { cursorMode: o.cursorMode } : {}) }));
-  shared = await startSharedStore();
+/** An instance's settings: a login of the simulator's account, the shared store, fast timings. */
+function instanceEnv(d: DifySim, s: IlinkSim, store: SharedStore): Record<string, string> {
   const account = s.login();
-  const env = {
+  return {
     DIFY_API_KEY: DIFY_KEY,
     DIFY_BASE_URL: d.url,
     ILINK: 'on',
@@ -60,10 +58,17 @@ async function twoInstances(o: { cursorMode?: 'ack-on-delivery' | 'redeliver-unt
     ILINK_BOT_TOKEN: account.token,
     ILINK_BOT_ID: account.botId,
     ILINK_SEND_GAP_MS: '0',
-    SHARED_STORE_URL: shared.url,
+    SHARED_STORE_URL: store.url,
     ...TIMINGS,
     POLLER_TAKEOVER_S: '1',
   };
+}
+
+async function twoInstances(o: { cursorMode?: 'ack-on-delivery' | 'redeliver-until-advanced' } = {}): Promise<Run> {
+  const d = (dify = await startDifySim({ apiKey: DIFY_KEY, script: (b) => ({ kind: 'answer', text: `答:${String(b.query)}`, durationMs: 600 }) }));
+  const s = (sim = await startIlinkSim({ pollHoldMs: 500, longpollingTimeoutMs: 1000, redeliverAfterMs: 1500, ...(o.cursorMode ? { cursorMode: o.cursorMode } : {}) }));
+  shared = await startSharedStore();
+  const env = instanceEnv(d, s, shared);
   servers.push(await spawnServer(env, { instance: true }), await spawnServer(env, { instance: true }));
   await eventually(() => servers.some(holds), 20_000);
   await sleep(1000);
@@ -133,21 +138,7 @@ describe('iLink: an answer’s pictures across a crash', () => {
     const d = (dify = await startDifySim({ apiKey: DIFY_KEY, script: () => ({ kind: 'answer', text: `三张：![一](${host}/1.png) ![二](${host}/2.png) ![三](${host}/3.png)`, durationMs: 200 }) }));
     const s = (sim = await startIlinkSim({ pollHoldMs: 500, longpollingTimeoutMs: 1000 }));
     const store = (shared = await startSharedStore());
-    const account = s.login();
-    const env = {
-      DIFY_API_KEY: DIFY_KEY,
-      DIFY_BASE_URL: d.url,
-      ILINK: 'on',
-      ILINK_API_BASE: s.url,
-      ILINK_CDN_BASE: s.cdnUrl,
-      ILINK_BOT_TOKEN: account.token,
-      ILINK_BOT_ID: account.botId,
-      ILINK_SEND_GAP_MS: '0',
-      MEDIA_ALLOW_HOSTS: '127.0.0.1', // the picture host is on loopback
-      SHARED_STORE_URL: store.url,
-      ...TIMINGS,
-      POLLER_TAKEOVER_S: '1',
-    };
+    const env = { ...instanceEnv(d, s, store), MEDIA_ALLOW_HOSTS: '127.0.0.1' }; // the picture host is on loopback
     const first = await spawnServer(env, { instance: true });
     servers.push(first);
     await eventually(() => holds(first), 20_000);
